@@ -1,0 +1,185 @@
+//! Connectors to ITSM/PSA targets behind one [`Connector`] trait.
+//!
+//! Each connector owns its authentication (tokens are read from and written to [`crate::secrets`]),
+//! speaks the target's real REST API through the shared [`crate::http`] layer, and batches
+//! status queries where the API can.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
+
+/// Why a call to a target failed. Messages never contain secrets.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+pub enum ConnectorError {
+    /// Could not connect (DNS, refused, unreachable).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("TLS error: {0}")]
+    Tls(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// Credentials rejected (after one forced re-authentication).
+    #[error("bad credentials: {0}")]
+    Unauthorized(String),
+    #[error("token expired: {0}")]
+    TokenExpired(String),
+    /// Authenticated, but not allowed (missing scope / role, IP not allowed).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// 429 or a local rate limit; retry after the given seconds.
+    #[error("rate limited (retry after {retry_after_secs:?}s)")]
+    RateLimited { retry_after_secs: Option<u64> },
+    /// The target rejected the request as invalid (our config or data); retrying will not help.
+    #[error("rejected by target: {0}")]
+    Rejected(String),
+    /// 5xx or an error body on a 200 that may pass.
+    #[error("target error: {0}")]
+    Server(String),
+    /// The response could not be understood.
+    #[error("malformed response: {0}")]
+    Malformed(String),
+    /// Connection settings are wrong (names the setting).
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("secrets: {0}")]
+    Secrets(String),
+}
+
+impl ConnectorError {
+    /// Whether a later retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable(_)
+                | Self::Timeout(_)
+                | Self::RateLimited { .. }
+                | Self::Server(_)
+                | Self::Malformed(_)
+                | Self::TokenExpired(_)
+                | Self::Secrets(_)
+        )
+    }
+}
+
+/// Everything needed to open one ticket (already resolved: customer, contact, defaults).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TicketRequest {
+    /// Correlation key (the task id) written into the ticket so a crash between "created" and
+    /// "recorded" can be recovered by [`Connector::find_by_correlation`] instead of a second ticket.
+    pub correlation_key: String,
+    pub title: String,
+    pub body: String,
+    pub customer_id: Option<String>,
+    pub contact_id: Option<String>,
+    pub contact_email: Option<String>,
+    pub contract_id: Option<String>,
+    pub ticket_type: Option<String>,
+    pub source: Option<String>,
+    pub status: Option<String>,
+    pub queue: Option<String>,
+    pub priority: Option<String>,
+    pub issue_type: Option<String>,
+    pub sub_issue_type: Option<String>,
+    /// Task fields for templated (generic) connectors.
+    pub fields: serde_json::Value,
+}
+
+/// An internal note added to an open ticket (grouped alerts).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NoteRequest {
+    pub correlation_key: String,
+    pub title: String,
+    pub body: String,
+}
+
+/// A ticket's status as read from the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteStatus {
+    pub ticket_id: String,
+    /// The status name shown to technicians.
+    pub name: String,
+    /// The stable category where the API has one (OTRS StateType, RT active/inactive,
+    /// NinjaOne parent status, BMS completed date).
+    pub category: Option<MappedStatus>,
+}
+
+/// What the token refresher should do with a connection's credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TokenKind {
+    /// No expiring credential (RT token, basic auth).
+    None,
+    /// Session / OAuth token the bridge renews itself.
+    Renewable,
+    /// A token only a person can renew (VSA personal access token).
+    Personal,
+}
+
+/// Expiry facts about a connection's credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenState {
+    pub kind: TokenKind,
+    /// When the current access/session token lapses, if known.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Result of a connection check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckReport {
+    pub ok: bool,
+    pub steps: Vec<String>,
+}
+
+/// A customer / account in the target (organization mapping).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    pub id: String,
+    pub name: String,
+}
+
+/// One ITSM/PSA tenant.
+#[async_trait]
+pub trait Connector: Send + Sync {
+    fn kind(&self) -> ConnectorKind;
+
+    /// How many tickets one status request can cover (1 when the API cannot batch).
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    /// Authenticates and reads something cheap; says precisely what is wrong.
+    async fn check(&self) -> Result<CheckReport, ConnectorError>;
+
+    /// Opens a ticket carrying `req.correlation_key`.
+    async fn create_ticket(&self, req: &TicketRequest) -> Result<TicketRef, ConnectorError>;
+
+    /// Finds a ticket created earlier with this correlation key (crash recovery).
+    async fn find_by_correlation(&self, key: &str) -> Result<Option<TicketRef>, ConnectorError>;
+
+    /// Adds an internal note to an open ticket.
+    async fn add_note(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError>;
+
+    /// Statuses of up to [`Connector::batch_size`] tickets. Tickets the target no longer knows
+    /// are omitted.
+    async fn statuses(&self, ticket_ids: &[String]) -> Result<Vec<RemoteStatus>, ConnectorError>;
+
+    /// Contact id for an e-mail address (optionally within a customer), if the target has contacts.
+    async fn find_contact(&self, _customer_id: Option<&str>, _email: &str) -> Result<Option<String>, ConnectorError> {
+        Ok(None)
+    }
+
+    /// Customers / accounts (organization mapping); empty where the target has none.
+    async fn list_customers(&self) -> Result<Vec<Customer>, ConnectorError> {
+        Ok(Vec::new())
+    }
+
+    /// Current credential expiry, from the stored secret.
+    async fn token_state(&self) -> Result<TokenState, ConnectorError>;
+
+    /// Renews the session/OAuth token now and stores the new secret version.
+    async fn refresh_token(&self) -> Result<TokenState, ConnectorError>;
+}

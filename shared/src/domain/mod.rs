@@ -1,0 +1,11 @@
+//! Pure domain model: tasks, tickets, connections and the task state machine. No I/O here.
+
+mod connection;
+mod state;
+mod task;
+mod ticket;
+
+pub use connection::*;
+pub use state::*;
+pub use task::*;
+pub use ticket::*;

@@ -1,0 +1,12 @@
+//! Ticket Bridge: turns provisioning tasks and security alerts into ITSM/PSA tickets, follows
+//! them until a technician closes them, and reports completion upstream.
+//!
+//! Layers: [`domain`] (pure model and state machine), [`engine`] (use cases over the [`store`],
+//! [`secrets`] and [`connectors`] traits), adapters behind those traits, and [`config`].
+
+pub mod config;
+pub mod connectors;
+pub mod domain;
+pub mod render;
+pub mod secrets;
+pub mod store;

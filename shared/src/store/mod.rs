@@ -1,0 +1,191 @@
+//! Persistence of tasks, ticket groups, leases, mappings and the contact cache.
+//!
+//! [`Store`] is implemented by [`sqlite::SqliteStore`] (local runner) and [`dynamo::DynamoStore`]
+//! (Lambda functions); one conformance suite (`shared/tests/store_conformance.rs`) runs against both.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use thiserror::Error;
+
+use crate::domain::{
+    ContactEntry, Lease, OrgMapping, Task, TaskEvent, TaskId, TaskState, TicketGroup,
+};
+
+#[cfg(feature = "dynamo")]
+pub mod dynamo;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+/// Errors a store reports.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The item changed since it was read (optimistic lock) or a condition failed.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A cursor from outside that this store did not issue.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// A stored item could not be decoded.
+    #[error("corrupt item {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+    /// The backend failed (network, throttling, I/O).
+    #[error("store backend error: {0}")]
+    Backend(String),
+}
+
+/// Result of an idempotent task create.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// The task was new and is now stored.
+    New(Task),
+    /// A task with the same `(source, external_id)` already existed; this is it.
+    Existing(Task),
+}
+
+impl Created {
+    pub fn task(&self) -> &Task {
+        match self {
+            Self::New(t) | Self::Existing(t) => t,
+        }
+    }
+}
+
+/// One page of a listing, with an opaque cursor for the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub cursor: Option<String>,
+}
+
+/// Every storage operation the four flows need.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores `task` together with its `(source, external_id)` idempotency key, atomically.
+    /// If the key exists, nothing is written and the first task is returned.
+    async fn create_task(&self, task: &Task) -> Result<Created, StoreError>;
+
+    async fn get_task(&self, id: &TaskId) -> Result<Option<Task>, StoreError>;
+
+    /// Writes `task` if the stored version still equals `task.version`; the stored copy (returned)
+    /// has `version + 1`. Keeps the due index in step with [`Task::due`] and sets the TTL from
+    /// `expires_at`. [`StoreError::Conflict`] when someone else wrote first.
+    async fn update_task(&self, task: &Task) -> Result<Task, StoreError>;
+
+    /// Tasks waiting for ticket creation with `next_attempt_at <= now`, oldest first.
+    async fn due_for_creation(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Task>, StoreError>;
+
+    /// Open tickets of `connection` with `next_poll_at <= now`, oldest first.
+    async fn due_for_polling(
+        &self,
+        connection: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Task>, StoreError>;
+
+    /// Tasks in `state`, newest update first (operators; `failed` is the dead-letter list).
+    async fn list_tasks(
+        &self,
+        state: TaskState,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Task>, StoreError>;
+
+    async fn get_group(&self, connection: &str, key: &str) -> Result<Option<TicketGroup>, StoreError>;
+
+    /// Creates the group if none exists; returns the existing group when another worker won.
+    async fn create_group(&self, group: &TicketGroup) -> Result<Option<TicketGroup>, StoreError>;
+
+    /// Removes the group if it still points at `ticket_id`; `false` if it did not.
+    async fn release_group(&self, connection: &str, key: &str, ticket_id: &str) -> Result<bool, StoreError>;
+
+    /// Takes `name` for `owner` until `now + ttl` if it is free or expired (or already ours).
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError>;
+
+    /// Extends a lease we still hold; `None` if it was lost.
+    async fn renew_lease(&self, lease: &Lease, now: DateTime<Utc>, ttl: Duration) -> Result<Option<Lease>, StoreError>;
+
+    /// Releases a lease if we still hold it.
+    async fn release_lease(&self, lease: &Lease) -> Result<(), StoreError>;
+
+    async fn put_mapping(&self, mapping: &OrgMapping) -> Result<(), StoreError>;
+    async fn get_mapping(&self, connection: &str, org_id: &str) -> Result<Option<OrgMapping>, StoreError>;
+    async fn list_mappings(&self, connection: &str) -> Result<Vec<OrgMapping>, StoreError>;
+    async fn delete_mapping(&self, connection: &str, org_id: &str) -> Result<bool, StoreError>;
+
+    async fn put_contact(&self, entry: &ContactEntry) -> Result<(), StoreError>;
+    /// A cached lookup that has not expired at `now`.
+    async fn get_contact(
+        &self,
+        connection: &str,
+        email: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<ContactEntry>, StoreError>;
+
+    /// Claims up to `limit` tasks due for creation: each is hidden from other workers until
+    /// `now + lease` by a version-checked update, so two workers never process one task.
+    async fn claim_for_creation(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<Task>, StoreError> {
+        let page = self.due_for_creation(now, limit, None).await?;
+        let mut claimed = Vec::with_capacity(page.items.len());
+        for task in page.items {
+            if let Some(t) = claim(self, task, now, lease).await? {
+                claimed.push(t);
+            }
+        }
+        Ok(claimed)
+    }
+}
+
+/// Claims one task read elsewhere (e.g. from the stream): `None` if it is not due or another
+/// worker got it first.
+pub async fn claim<S: Store + ?Sized>(
+    store: &S,
+    mut task: Task,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Option<Task>, StoreError> {
+    if task.state != TaskState::Received || task.next_attempt_at.is_some_and(|at| at > now) {
+        return Ok(None);
+    }
+    if task.apply(TaskEvent::Claimed { until: now + lease }, now).is_err() {
+        return Ok(None);
+    }
+    match store.update_task(&task).await {
+        Ok(t) => Ok(Some(t)),
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Encodes a store-internal position as an opaque cursor.
+pub(crate) fn encode_cursor(raw: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// Decodes a cursor made by [`encode_cursor`].
+pub(crate) fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .map_err(|_| StoreError::InvalidCursor)?;
+    String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)
+}
