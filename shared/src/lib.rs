@@ -4,6 +4,8 @@
 //! Layers: [`domain`] (pure model and state machine), [`engine`] (use cases over the [`store`],
 //! [`secrets`] and [`connectors`] traits), adapters behind those traits, and [`config`].
 
+#[cfg(any(feature = "dynamo", feature = "aws-secrets"))]
+pub mod aws;
 pub mod config;
 pub mod connectors;
 pub mod domain;
