@@ -10,7 +10,7 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
     if let Some(url) = endpoint {
         loader = loader.endpoint_url(url);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(aws_config::Credentials::new(
+            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
                 "test", "test", None, None, "static-test",
             ));
         }
