@@ -142,6 +142,7 @@ impl Task {
         match (self.state, event) {
             (S::Received, E::Claimed { until }) => {
                 self.next_attempt_at = Some(until);
+                self.claims += 1;
                 record = false;
             }
             (S::Received, E::TicketCreated { ticket, next_poll_at }) => {
@@ -205,6 +206,7 @@ impl Task {
             (S::Failed, E::Replay) => {
                 self.state = S::Received;
                 self.attempts = 0;
+                self.last_error = None;
                 self.next_attempt_at = Some(now);
             }
             (state, ev) => return refuse(state, &ev),

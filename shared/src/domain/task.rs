@@ -221,6 +221,10 @@ pub struct Task {
     pub outcome: Option<Outcome>,
     pub ticket: Option<TicketRef>,
     pub attempts: u32,
+    /// How many times a worker claimed the task for creation; above 1, an earlier worker may have
+    /// created the ticket and crashed before recording it, so the next one searches first.
+    #[serde(default)]
+    pub claims: u32,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -270,6 +274,7 @@ impl Task {
             outcome: None,
             ticket: None,
             attempts: 0,
+            claims: 0,
             last_error: None,
             created_at: now,
             updated_at: now,

@@ -1,0 +1,192 @@
+//! The public HTTP API (docs/api.md), independent of the server framework: the intake Lambda
+//! (lambda_http) and the local runner (axum) both translate their requests into [`ApiRequest`].
+
+use chrono::{DateTime, Utc};
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{intake, notify, task_json, ApiError, Engine};
+use crate::config::KeyScope;
+use crate::domain::TaskState;
+
+/// Allowed clock skew / replay window for signed requests.
+pub const SIGNATURE_WINDOW_SECS: i64 = 300;
+
+/// A request as the API needs it.
+#[derive(Debug)]
+pub struct ApiRequest<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    /// The caller connected from a loopback address (local runner only; false in Lambda).
+    pub peer_loopback: bool,
+}
+
+/// Status and JSON body to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl From<ApiError> for ApiResponse {
+    fn from(e: ApiError) -> Self {
+        Self { status: e.status, body: e.body() }
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub name: String,
+    pub scope: KeyScope,
+}
+
+/// SHA-256 hex of an API key, as stored in `[[auth.api_keys]]`.
+pub fn hash_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Routes and answers one request.
+pub async fn handle(engine: &Engine, req: ApiRequest<'_>, now: DateTime<Utc>) -> ApiResponse {
+    match route(engine, &req, now).await {
+        Ok(r) => r,
+        Err(e) => e.into(),
+    }
+}
+
+async fn route(engine: &Engine, req: &ApiRequest<'_>, now: DateTime<Utc>) -> Result<ApiResponse, ApiError> {
+    let path = req.path.trim_end_matches('/');
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match (req.method, segments.as_slice()) {
+        ("GET", ["healthz"]) => Ok(ok(200, serde_json::json!({"status": "ok"}))),
+        ("POST", ["v1", "tasks"]) => {
+            check_body(engine, req)?;
+            let caller = authenticate(engine, req, now).await?;
+            let new = intake::parse_task(req.body)?;
+            let accepted = engine.accept(new, now).await?;
+            tracing::debug!(caller = %caller.name, task = %accepted.task.id, new = accepted.new, "submission");
+            Ok(ok(if accepted.new { 201 } else { 200 }, task_json(&accepted.task)))
+        }
+        ("GET", ["v1", "tasks"]) => {
+            require_admin(&authenticate(engine, req, now).await?)?;
+            let q = Query::parse(req.query);
+            let state_s = q.get("state").unwrap_or("failed");
+            let state = TaskState::parse(state_s).ok_or_else(|| {
+                ApiError::invalid(
+                    Some("state"),
+                    format!("unknown state '{state_s}'; expected one of {}", TaskState::ALL.map(|s| s.as_str()).join(", ")),
+                )
+            })?;
+            let limit = match q.get("limit") {
+                None => 50,
+                Some(l) => l
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=500).contains(n))
+                    .ok_or_else(|| ApiError::invalid(Some("limit"), "must be an integer from 1 to 500"))?,
+            };
+            let page = engine.list(state, limit, q.get("cursor")).await?;
+            let items: Vec<_> = page.items.iter().map(task_json).collect();
+            Ok(ok(200, serde_json::json!({"items": items, "cursor": page.cursor})))
+        }
+        ("GET", ["v1", "tasks", id]) => {
+            authenticate(engine, req, now).await?;
+            Ok(ok(200, task_json(&engine.get(id).await?)))
+        }
+        ("DELETE", ["v1", "tasks", id]) => {
+            authenticate(engine, req, now).await?;
+            Ok(ok(200, task_json(&engine.cancel(id, now).await?)))
+        }
+        ("POST", ["v1", "tasks", id, "replay"]) => {
+            require_admin(&authenticate(engine, req, now).await?)?;
+            Ok(ok(200, task_json(&engine.replay(id, now).await?)))
+        }
+        (_, ["healthz"] | ["v1", "tasks", ..]) => {
+            Err(ApiError::new(405, "method_not_allowed", None, format!("{} is not allowed on {path}", req.method)))
+        }
+        _ => Err(ApiError::not_found(format!("no route {path}"))),
+    }
+}
+
+fn ok(status: u16, body: serde_json::Value) -> ApiResponse {
+    ApiResponse { status, body }
+}
+
+fn check_body(engine: &Engine, req: &ApiRequest<'_>) -> Result<(), ApiError> {
+    let max = engine.config.settings.max_body_bytes;
+    if req.body.len() > max {
+        return Err(ApiError::new(413, "body_too_large", None, format!("body is larger than {max} bytes")));
+    }
+    let ct = req.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(415, "unsupported_media_type", Some("content-type"), "content-type must be application/json"));
+    }
+    Ok(())
+}
+
+fn require_admin(caller: &Caller) -> Result<(), ApiError> {
+    if caller.scope == KeyScope::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(403, "forbidden", None, "this operation needs an admin-scoped key"))
+    }
+}
+
+/// Bearer API key (hash compared in constant time) or HMAC-signed request; with neither
+/// configured, loopback callers only (the local runner's default).
+pub async fn authenticate(engine: &Engine, req: &ApiRequest<'_>, now: DateTime<Utc>) -> Result<Caller, ApiError> {
+    let auth = &engine.config.auth;
+    let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+    let unauthorized = |m: &str| ApiError::new(401, "unauthorized", None, m.to_string());
+    if let Some(value) = header("authorization") {
+        let key = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| unauthorized("Authorization must be 'Bearer <api-key>'"))?
+            .trim();
+        let hash = hash_key(key);
+        let mut found: Option<&crate::config::ApiKey> = None;
+        for k in &auth.api_keys {
+            // Compare against every key so timing does not reveal which one matched.
+            if bool::from(hash.as_bytes().ct_eq(k.sha256.to_ascii_lowercase().as_bytes())) {
+                found = Some(k);
+            }
+        }
+        return found
+            .map(|k| Caller { name: k.name.clone(), scope: k.scope })
+            .ok_or_else(|| unauthorized("unknown API key"));
+    }
+    if let (Some(ts), Some(sig)) = (header("x-bridge-timestamp"), header("x-bridge-signature")) {
+        let Some(secret_name) = &auth.hmac_secret else {
+            return Err(unauthorized("signed requests are not enabled"));
+        };
+        let secret = engine.secrets.get(secret_name).await.map_err(|e| {
+            tracing::error!(error = %e, "hmac key unavailable");
+            ApiError::unavailable("authentication is temporarily unavailable")
+        })?;
+        let key = secret.get("hmac_key").ok_or_else(|| ApiError::unavailable("authentication is misconfigured"))?;
+        notify::verify(key.as_bytes(), ts, req.body, sig, now, SIGNATURE_WINDOW_SECS).map_err(unauthorized)?;
+        return Ok(Caller { name: "hmac".into(), scope: KeyScope::Tasks });
+    }
+    if auth.api_keys.is_empty() && auth.hmac_secret.is_none() && req.peer_loopback {
+        return Ok(Caller { name: "loopback".into(), scope: KeyScope::Admin });
+    }
+    Err(unauthorized("missing credentials: send 'Authorization: Bearer <api-key>' or a signed request"))
+}
+
+/// Minimal query-string reader.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(q: Option<&str>) -> Self {
+        Self(url::form_urlencoded::parse(q.unwrap_or("").as_bytes()).into_owned().collect())
+    }
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+    }
+}

@@ -1,0 +1,309 @@
+//! Ticket creation: resolve customer, contact and defaults, then open a ticket or add a note to the
+//! open ticket of the task's group. Retries with backoff; dead letter after the limit.
+
+use chrono::{DateTime, Duration, Utc};
+use rand::Rng;
+
+use super::{task_json, Engine};
+use crate::connectors::{ConnectorError, NoteRequest, TicketRequest};
+use crate::domain::{ContactEntry, Task, TaskEvent, TaskPayload, TaskState, TicketGroup, TicketRef};
+use crate::render::render;
+use crate::store::{claim, StoreError};
+
+/// What one creation run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CreateReport {
+    pub created: u32,
+    pub noted: u32,
+    pub retried: u32,
+    pub dead_lettered: u32,
+    /// Tasks skipped because another worker had them or they were not due.
+    pub skipped: u32,
+    /// Store failures (the task stays due and is retried by the sweep).
+    pub errors: u32,
+}
+
+impl CreateReport {
+    fn add(&mut self, o: Outcome) {
+        match o {
+            Outcome::Created => self.created += 1,
+            Outcome::Noted => self.noted += 1,
+            Outcome::Retry => self.retried += 1,
+            Outcome::DeadLetter => self.dead_lettered += 1,
+            Outcome::Skipped => self.skipped += 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Created,
+    Noted,
+    Retry,
+    DeadLetter,
+    Skipped,
+}
+
+/// Resolved target for a ticket: customer, contact, contract.
+struct Target {
+    customer_id: Option<String>,
+    contact_id: Option<String>,
+    contract_id: Option<String>,
+}
+
+impl Engine {
+    /// Sweep: claims due tasks (first attempts missed by the stream, and retries) and processes them.
+    pub async fn create_due(&self, now: DateTime<Utc>, limit: usize) -> CreateReport {
+        let lease = Duration::seconds(i64::try_from(self.config.settings.claim_secs).unwrap_or(300));
+        let mut report = CreateReport::default();
+        let claimed = match self.store.claim_for_creation(now, lease, limit).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming due tasks failed");
+                report.errors += 1;
+                return report;
+            }
+        };
+        for task in claimed {
+            match self.process_claimed(task, now).await {
+                Ok(o) => report.add(o),
+                Err(e) => {
+                    tracing::error!(error = %e, "recording ticket creation failed");
+                    report.errors += 1;
+                }
+            }
+        }
+        report
+    }
+
+    /// Processes one task delivered by the stream (or the local channel): claims it, then creates.
+    /// Returns `Err` only for store failures, so the caller can report the record as failed.
+    pub async fn create_one(&self, task_id: &crate::domain::TaskId, now: DateTime<Utc>) -> Result<CreateReport, StoreError> {
+        let mut report = CreateReport::default();
+        let Some(task) = self.store.get_task(task_id).await? else {
+            report.skipped += 1;
+            return Ok(report);
+        };
+        let lease = Duration::seconds(i64::try_from(self.config.settings.claim_secs).unwrap_or(300));
+        match claim(self.store.as_ref(), task, now, lease).await? {
+            Some(t) => report.add(self.process_claimed(t, now).await?),
+            None => report.skipped += 1,
+        }
+        Ok(report)
+    }
+
+    async fn process_claimed(&self, task: Task, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        let result = self.open_or_note(&task, now).await;
+        self.record(task, result, now).await
+    }
+
+    /// Talks to the ITSM. Never writes the task.
+    async fn open_or_note(&self, task: &Task, now: DateTime<Utc>) -> Result<(TicketRef, bool, Option<String>), ConnectorError> {
+        let conn_cfg = self
+            .config
+            .connections
+            .get(&task.connection)
+            .ok_or_else(|| ConnectorError::Config(format!("connection '{}' is not configured", task.connection)))?;
+        let connector = self
+            .connector(&task.connection)
+            .ok_or_else(|| ConnectorError::Config(format!("connection '{}' has no connector", task.connection)))?;
+        let view = task_json(task);
+        let group_key = match &task.payload {
+            TaskPayload::Alert(a) => conn_cfg.grouping.key(&a.user_email, &a.alert_type),
+            TaskPayload::Access(_) => None,
+        };
+        // Grouped alert with an open group ticket: add a note.
+        if let Some(key) = &group_key {
+            if let Some(group) = self.store.get_group(&task.connection, key).await.map_err(store_err)? {
+                if group.owner != task.id {
+                    let note = NoteRequest {
+                        correlation_key: task.id.to_string(),
+                        title: render(&conn_cfg.template.note_title, &view, &task.connection).map_err(ConnectorError::Config)?,
+                        body: render(&conn_cfg.template.note_body, &view, &task.connection).map_err(ConnectorError::Config)?,
+                    };
+                    connector.add_note(&group.ticket, &note).await?;
+                    return Ok((group.ticket, true, group_key));
+                }
+            }
+        }
+        // A previous claim may have created the ticket and crashed before recording it.
+        if task.claims > 1 {
+            if let Some(found) = connector.find_by_correlation(task.id.as_str()).await? {
+                tracing::info!(task = %task.id, ticket = %found.id, "recovered ticket created by an earlier attempt");
+                self.remember_group(task, group_key.as_deref(), &found, now).await;
+                return Ok((found, false, group_key));
+            }
+        }
+        let target = self.resolve_target(task).await?;
+        let alert_type = match &task.payload {
+            TaskPayload::Alert(a) => Some(a.alert_type.as_str()),
+            TaskPayload::Access(_) => None,
+        };
+        let d = &conn_cfg.defaults;
+        let issue = d.issue_for(alert_type);
+        let req = TicketRequest {
+            correlation_key: task.id.to_string(),
+            title: render(&conn_cfg.template.title, &view, &task.connection).map_err(ConnectorError::Config)?,
+            body: render(&conn_cfg.template.body, &view, &task.connection).map_err(ConnectorError::Config)?,
+            customer_id: target.customer_id,
+            contact_id: target.contact_id,
+            contact_email: task.payload.user_email().map(str::to_string),
+            contract_id: target.contract_id.or_else(|| d.contract.clone()),
+            ticket_type: d.ticket_type.clone(),
+            source: d.source.clone(),
+            status: d.status.clone(),
+            queue: d.queue.clone(),
+            priority: d.priority.clone(),
+            issue_type: issue.issue_type,
+            sub_issue_type: issue.sub_issue_type,
+            fields: view,
+        };
+        let ticket = connector.create_ticket(&req).await?;
+        self.remember_group(task, group_key.as_deref(), &ticket, now).await;
+        Ok((ticket, false, group_key))
+    }
+
+    /// Makes a new ticket its group's open ticket. Losing the race to another task of the same
+    /// group only means this ticket stays ungrouped; it is never a second ticket for one task.
+    async fn remember_group(&self, task: &Task, key: Option<&str>, ticket: &TicketRef, now: DateTime<Utc>) {
+        let Some(key) = key else { return };
+        let group = TicketGroup {
+            connection: task.connection.clone(),
+            key: key.to_string(),
+            ticket: ticket.clone(),
+            owner: task.id.clone(),
+            created_at: now,
+        };
+        match self.store.create_group(&group).await {
+            Ok(Some(other)) if other.owner != task.id => {
+                tracing::warn!(task = %task.id, group_ticket = %other.ticket.id, "group already had an open ticket; this ticket stays separate")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(task = %task.id, error = %e, "could not record ticket group"),
+        }
+    }
+
+    /// Customer (mapping → catch-all), contact (e-mail lookup, cached → mapping default → catch-all).
+    async fn resolve_target(&self, task: &Task) -> Result<Target, ConnectorError> {
+        let conn = &task.connection;
+        let cfg = &self.config.connections[conn];
+        let mapping = match &task.organization {
+            Some(org) => self.store.get_mapping(conn, &org.id).await.map_err(store_err)?,
+            None => None,
+        };
+        let mapped = mapping.filter(|m| !m.excluded && m.customer_id.is_some());
+        let (customer_id, default_contact, contract_id) = match &mapped {
+            Some(m) => (m.customer_id.clone(), m.contact_id.clone(), m.contract_id.clone()),
+            None => match &cfg.catch_all {
+                Some(c) => (Some(c.customer_id.clone()), c.contact_id.clone(), None),
+                None => (None, None, None),
+            },
+        };
+        let mut contact_id = None;
+        if let Some(email) = task.payload.user_email() {
+            contact_id = self.lookup_contact(conn, customer_id.as_deref(), email).await?;
+        }
+        Ok(Target { customer_id, contact_id: contact_id.or(default_contact), contract_id })
+    }
+
+    async fn lookup_contact(&self, conn: &str, customer: Option<&str>, email: &str) -> Result<Option<String>, ConnectorError> {
+        let email = email.trim().to_lowercase();
+        let now = Utc::now();
+        if let Some(hit) = self.store.get_contact(conn, &email, now).await.map_err(store_err)? {
+            return Ok(hit.contact_id);
+        }
+        let connector = self.connector(conn).ok_or_else(|| ConnectorError::Config(format!("no connector for '{conn}'")))?;
+        let found = connector.find_contact(customer, &email).await?;
+        let entry = ContactEntry {
+            connection: conn.to_string(),
+            email,
+            contact_id: found.clone(),
+            expires_at: now + if found.is_some() { Duration::hours(24) } else { Duration::hours(1) },
+        };
+        if let Err(e) = self.store.put_contact(&entry).await {
+            tracing::warn!(error = %e, "contact cache write failed");
+        }
+        Ok(found)
+    }
+
+    /// Records the attempt's result on the task (version-checked).
+    async fn record(
+        &self,
+        mut task: Task,
+        result: Result<(TicketRef, bool, Option<String>), ConnectorError>,
+        now: DateTime<Utc>,
+    ) -> Result<Outcome, StoreError> {
+        let poll_at = now;
+        let (event, outcome) = match result {
+            Ok((ticket, noted, group_key)) => {
+                task.group_key = group_key;
+                if noted {
+                    (TaskEvent::Noted { ticket, next_poll_at: poll_at }, Outcome::Noted)
+                } else {
+                    (TaskEvent::TicketCreated { ticket, next_poll_at: poll_at }, Outcome::Created)
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let limit = self.config.settings.max_attempts;
+                if !e.is_transient() && matches!(e, ConnectorError::Rejected(_) | ConnectorError::Config(_)) || task.attempts + 1 >= limit {
+                    tracing::warn!(task = %task.id, error = %msg, attempts = task.attempts + 1, "dead-lettering task");
+                    (TaskEvent::GaveUp { error: msg }, Outcome::DeadLetter)
+                } else {
+                    let retry_at = now + self.backoff(task.attempts, &e);
+                    tracing::info!(task = %task.id, error = %msg, %retry_at, "ticket creation failed; will retry");
+                    (TaskEvent::CreateFailed { error: msg, retry_at }, Outcome::Retry)
+                }
+            }
+        };
+        if task.apply(event, now).is_err() {
+            return Ok(Outcome::Skipped);
+        }
+        match self.store.update_task(&task).await {
+            Ok(saved) => {
+                match outcome {
+                    Outcome::Created => self.metrics.incr("TicketsCreated", 1),
+                    Outcome::Noted => self.metrics.incr("NotesAdded", 1),
+                    Outcome::Retry => self.metrics.incr("Retries", 1),
+                    Outcome::DeadLetter => {
+                        self.metrics.incr("DeadLetters", 1);
+                        self.notifier.publish(self, &saved, now).await;
+                    }
+                    Outcome::Skipped => {}
+                }
+                Ok(outcome)
+            }
+            Err(StoreError::Conflict(_)) => {
+                // Someone changed the task meanwhile (e.g. it was cancelled). If we opened a ticket,
+                // it carries the task id, and a cancelled task's ticket is left to technicians.
+                let current = self.store.get_task(&task.id).await?;
+                tracing::warn!(task = %task.id, state = ?current.map(|t| t.state), "task changed during ticket creation");
+                Ok(Outcome::Skipped)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Capped exponential backoff with full jitter; honours a target's Retry-After when longer.
+    fn backoff(&self, attempts: u32, err: &ConnectorError) -> Duration {
+        let s = &self.config.settings;
+        let cap = s.retry_base_secs.saturating_mul(1u64 << attempts.min(20)).min(s.retry_max_secs);
+        let jittered = rand::rng().random_range(s.retry_base_secs.min(cap)..=cap);
+        let floor = match err {
+            ConnectorError::RateLimited { retry_after_secs: Some(r) } => *r,
+            _ => 0,
+        };
+        Duration::seconds(i64::try_from(jittered.max(floor)).unwrap_or(3600))
+    }
+}
+
+fn store_err(e: StoreError) -> ConnectorError {
+    ConnectorError::Server(format!("store: {e}"))
+}
+
+impl Task {
+    /// Whether the task is still waiting for a ticket.
+    pub fn awaiting_ticket(&self) -> bool {
+        self.state == TaskState::Received
+    }
+}

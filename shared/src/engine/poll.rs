@@ -1,0 +1,184 @@
+//! Status polling: open tickets due on a connection are fetched in batches (bounded concurrency,
+//! the connector's rate limit), mapped through the connection's status table, and closed ones
+//! complete their tasks. Unchanged tickets cost no write.
+
+use chrono::{DateTime, Duration, Utc};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::Engine;
+use crate::connectors::RemoteStatus;
+use crate::domain::{MappedStatus, Task, TaskEvent};
+use crate::store::StoreError;
+
+/// What one poll run did on one connection.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PollReport {
+    pub tickets: u32,
+    pub requests: u32,
+    pub changed: u32,
+    pub completed: u32,
+    pub failed_batches: u32,
+    /// The run was skipped because another poller holds the connection (or polled it recently).
+    pub skipped: bool,
+}
+
+/// Upper bound of tasks one poll run takes per connection.
+pub const MAX_PER_RUN: usize = 20_000;
+
+impl Engine {
+    /// Polls every configured connection whose interval has passed.
+    pub async fn poll_all(&self, now: DateTime<Utc>) -> BTreeMap<String, PollReport> {
+        let mut out = BTreeMap::new();
+        for name in self.config.connections.keys() {
+            out.insert(name.clone(), self.poll_connection(name, now, true).await);
+        }
+        out
+    }
+
+    /// Polls one connection. With `respect_interval`, a lease named `poll#<conn>` that is never
+    /// released (it simply expires after the poll interval) keeps concurrent or too-frequent runs off.
+    pub async fn poll_connection(&self, conn: &str, now: DateTime<Utc>, respect_interval: bool) -> PollReport {
+        let mut report = PollReport::default();
+        let Some(cfg) = self.config.connections.get(conn) else { return report };
+        let Some(connector) = self.connector(conn).cloned() else { return report };
+        if respect_interval {
+            let ttl = Duration::seconds(i64::try_from(cfg.poll_interval_secs).unwrap_or(300) - 5);
+            let owner = ulid::Ulid::new().to_string();
+            match self.store.acquire_lease(&format!("poll#{conn}"), &owner, now, ttl).await {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    report.skipped = true;
+                    return report;
+                }
+                Err(e) => {
+                    tracing::error!(connection = conn, error = %e, "poll lease failed");
+                    report.skipped = true;
+                    return report;
+                }
+            }
+        }
+        // Collect due tasks (pages of the sparse index).
+        let mut tasks: Vec<Task> = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            match self.store.due_for_polling(conn, now, 500, cursor.as_deref()).await {
+                Ok(page) => {
+                    tasks.extend(page.items);
+                    cursor = page.cursor;
+                }
+                Err(e) => {
+                    tracing::error!(connection = conn, error = %e, "due query failed");
+                    break;
+                }
+            }
+            if cursor.is_none() || tasks.len() >= MAX_PER_RUN {
+                break;
+            }
+        }
+        let mut ids: Vec<String> = tasks.iter().filter_map(|t| t.ticket.as_ref().map(|x| x.id.clone())).collect();
+        ids.sort();
+        ids.dedup();
+        report.tickets = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+        if ids.is_empty() {
+            return report;
+        }
+        // Fetch statuses in batches with bounded concurrency.
+        let batch = connector.batch_size().max(1);
+        let sem = Arc::new(tokio::sync::Semaphore::new(cfg.poll_concurrency.max(1)));
+        let mut set = tokio::task::JoinSet::new();
+        for chunk in ids.chunks(batch) {
+            let chunk = chunk.to_vec();
+            let connector = connector.clone();
+            let sem = sem.clone();
+            set.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                connector.statuses(&chunk).await
+            });
+        }
+        let mut statuses: HashMap<String, RemoteStatus> = HashMap::with_capacity(ids.len());
+        while let Some(res) = set.join_next().await {
+            report.requests += 1;
+            match res {
+                Ok(Ok(list)) => statuses.extend(list.into_iter().map(|s| (s.ticket_id.clone(), s))),
+                Ok(Err(e)) => {
+                    report.failed_batches += 1;
+                    tracing::warn!(connection = conn, error = %e, "status batch failed");
+                }
+                Err(e) => {
+                    report.failed_batches += 1;
+                    tracing::error!(connection = conn, error = %e, "status batch panicked");
+                }
+            }
+        }
+        self.metrics.incr("Polls", u64::from(report.tickets));
+        for task in tasks {
+            let Some(ticket) = task.ticket.as_ref() else { continue };
+            let Some(remote) = statuses.get(&ticket.id) else { continue };
+            let mapped = cfg.status_map.map(&remote.name, remote.category);
+            match self.apply_status(task, mapped, &remote.name, now).await {
+                Ok(Applied::Completed) => {
+                    report.changed += 1;
+                    report.completed += 1;
+                }
+                Ok(Applied::Changed) => report.changed += 1,
+                Ok(Applied::Unchanged) => {}
+                Err(e) => tracing::warn!(connection = conn, error = %e, "recording poll result failed"),
+            }
+        }
+        report
+    }
+
+    async fn apply_status(
+        &self,
+        mut task: Task,
+        mapped: MappedStatus,
+        remote: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, StoreError> {
+        let event = match mapped {
+            MappedStatus::Closed(outcome) => TaskEvent::Closed {
+                outcome,
+                remote_status: remote.to_string(),
+                retain_until: now + Duration::days(i64::from(self.config.settings.retention_days)),
+            },
+            status => {
+                let summary_same = matches!(
+                    (status, task.status),
+                    (MappedStatus::Open, crate::domain::Status::Open) | (MappedStatus::Pending, crate::domain::Status::Pending)
+                );
+                let name_same = task.ticket.as_ref().and_then(|t| t.remote_status.as_deref()) == Some(remote);
+                if summary_same && name_same {
+                    // Nothing changed: no write. The task stays due; the poll lease paces runs.
+                    return Ok(Applied::Unchanged);
+                }
+                TaskEvent::Polled { status, remote_status: remote.to_string(), next_poll_at: task.next_poll_at.unwrap_or(now) }
+            }
+        };
+        let closing = matches!(event, TaskEvent::Closed { .. });
+        if task.apply(event, now).is_err() {
+            return Ok(Applied::Unchanged);
+        }
+        let saved = match self.store.update_task(&task).await {
+            Ok(t) => t,
+            Err(StoreError::Conflict(_)) => return Ok(Applied::Unchanged),
+            Err(e) => return Err(e),
+        };
+        if closing {
+            self.metrics.incr("Completions", 1);
+            if let (Some(key), Some(t)) = (&saved.group_key, &saved.ticket) {
+                self.store.release_group(&saved.connection, key, &t.id).await?;
+            }
+            tracing::info!(task = %saved.id, ticket = %saved.ticket.as_ref().map(|t| t.id.as_str()).unwrap_or(""), outcome = ?saved.outcome, "task completed");
+            self.notifier.publish(self, &saved, now).await;
+            return Ok(Applied::Completed);
+        }
+        Ok(Applied::Changed)
+    }
+}
+
+enum Applied {
+    Completed,
+    Changed,
+    Unchanged,
+}
