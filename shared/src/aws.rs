@@ -26,3 +26,77 @@ pub async fn sdk_config_from_env() -> aws_config::SdkConfig {
     let endpoint = std::env::var(ENDPOINT_ENV).ok().filter(|s| !s.is_empty());
     sdk_config(endpoint.as_deref()).await
 }
+
+/// Publishes bridge events to an EventBridge bus (source `ticket-bridge`).
+#[cfg(feature = "eventbridge")]
+pub struct EventBridgeSink {
+    client: aws_sdk_eventbridge::Client,
+    bus: String,
+}
+
+#[cfg(feature = "eventbridge")]
+impl EventBridgeSink {
+    pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
+        Self { client, bus: bus.into() }
+    }
+}
+
+#[cfg(feature = "eventbridge")]
+#[async_trait::async_trait]
+impl crate::engine::EventSink for EventBridgeSink {
+    async fn publish(&self, event: &crate::engine::BridgeEvent) -> Result<(), String> {
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .event_bus_name(&self.bus)
+            .source("ticket-bridge")
+            .detail_type(&event.detail_type)
+            .detail(event.detail.to_string())
+            .build();
+        let out = self
+            .client
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .map_err(|e| format!("PutEvents failed: {}", aws_sdk_eventbridge::error::DisplayErrorContext(&e)))?;
+        if out.failed_entry_count() > 0 {
+            return Err("PutEvents rejected the event".into());
+        }
+        Ok(())
+    }
+}
+
+/// Errors while building the engine for a Lambda function.
+#[cfg(all(feature = "dynamo", feature = "aws-secrets", feature = "eventbridge"))]
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("connection '{name}': {error}")]
+    Connector { name: String, error: crate::connectors::ConnectorError },
+}
+
+/// Builds the engine the Lambda functions share: config from the environment, DynamoDB store,
+/// Secrets Manager, EventBridge (bus from `TICKET_BRIDGE_EVENT_BUS`, default "default").
+#[cfg(all(feature = "dynamo", feature = "aws-secrets", feature = "eventbridge"))]
+pub async fn engine_from_env() -> Result<crate::engine::Engine, BootError> {
+    use std::sync::Arc;
+    let config = Arc::new(crate::config::Config::from_process_env()?);
+    let sdk = sdk_config_from_env().await;
+    let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::dynamo::DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&sdk),
+        config.settings.table_name.clone(),
+    ));
+    let secrets: Arc<dyn crate::secrets::Secrets> = Arc::new(crate::secrets::aws::AwsSecrets::new(
+        aws_sdk_secretsmanager::Client::new(&sdk),
+        std::time::Duration::from_secs(60),
+    ));
+    let bus = std::env::var("TICKET_BRIDGE_EVENT_BUS").unwrap_or_else(|_| "default".into());
+    let events = Arc::new(EventBridgeSink::new(aws_sdk_eventbridge::Client::new(&sdk), bus));
+    let mut connectors = std::collections::BTreeMap::new();
+    for (name, cfg) in &config.connections {
+        let c = crate::connectors::build(name, cfg, secrets.clone())
+            .map_err(|error| BootError::Connector { name: name.clone(), error })?;
+        connectors.insert(name.clone(), c);
+    }
+    Ok(crate::engine::Engine::new(config, store, secrets, connectors, events))
+}

@@ -234,6 +234,17 @@ impl Config {
         Self::from_toml_with_env(&text, env)
     }
 
+    /// Loads from the process environment: inline TOML in `TICKET_BRIDGE_CONFIG_TOML`, else the file
+    /// named by `TICKET_BRIDGE_CONFIG` (if set), then `TICKET_BRIDGE__…` overrides.
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        if let Ok(text) = std::env::var("TICKET_BRIDGE_CONFIG_TOML") {
+            return Self::from_toml_with_env(&text, env);
+        }
+        let path = std::env::var_os("TICKET_BRIDGE_CONFIG").map(PathBuf::from);
+        Self::load(path.as_deref(), env)
+    }
+
     /// Parses TOML text, applies overrides, validates.
     pub fn from_toml_with_env(
         text: &str,

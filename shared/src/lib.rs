@@ -4,7 +4,7 @@
 //! Layers: [`domain`] (pure model and state machine), [`engine`] (use cases over the [`store`],
 //! [`secrets`] and [`connectors`] traits), adapters behind those traits, and [`config`].
 
-#[cfg(any(feature = "dynamo", feature = "aws-secrets"))]
+#[cfg(any(feature = "dynamo", feature = "aws-secrets", feature = "eventbridge"))]
 pub mod aws;
 pub mod config;
 pub mod connectors;

@@ -9,7 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::config::ConnectionConfig;
 use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
+use crate::secrets::Secrets;
+use std::sync::Arc;
 
 /// Why a call to a target failed. Messages never contain secrets.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -182,4 +185,10 @@ pub trait Connector: Send + Sync {
 
     /// Renews the session/OAuth token now and stores the new secret version.
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError>;
+}
+
+/// Builds the connector for one configured connection.
+pub fn build(name: &str, cfg: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Arc<dyn Connector>, ConnectorError> {
+    let _ = secrets;
+    Err(ConnectorError::Config(format!("connections.{name}.kind: connector '{}' is not available yet", cfg.kind.as_str())))
 }
