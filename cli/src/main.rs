@@ -1,1 +1,87 @@
-fn main() {}
+//! `ticket-bridge`: the local runner (`serve`) and admin commands.
+
+mod admin;
+mod local;
+mod serve;
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Default listen address of `serve` (and default server of the client commands).
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+#[derive(Parser)]
+#[command(name = "ticket-bridge", version, about = "Turns tasks and alerts into ITSM tickets and follows them until closed")]
+struct Cli {
+    /// Configuration file (TOML). Without one, `serve` runs the built-in sandbox ITSM.
+    #[arg(long, global = true, env = "TICKET_BRIDGE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory for the local SQLite database and secrets file.
+    #[arg(long, global = true, env = "TICKET_BRIDGE_DATA_DIR", default_value = ".ticket-bridge")]
+    data_dir: PathBuf,
+    /// Log format: text or json.
+    #[arg(long, global = true, env = "TICKET_BRIDGE_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run intake, ticket creation, polling and token upkeep in one process.
+    Serve {
+        #[arg(long, default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+    },
+    /// Check a connection: reachability, TLS, credentials, permissions.
+    Check { connection: String },
+    /// Operate on tasks of a running `serve` (or any Ticket Bridge API).
+    Tasks {
+        #[command(subcommand)]
+        cmd: admin::TasksCmd,
+        #[arg(long, env = "TICKET_BRIDGE_URL", default_value = concat!("http://", "127.0.0.1:8080"), global = true)]
+        server: String,
+        /// API key (admin scope for list/replay).
+        #[arg(long, env = "TICKET_BRIDGE_API_KEY", global = true)]
+        api_key: Option<String>,
+    },
+    /// Act as a technician on the built-in sandbox ITSM of a running `serve`.
+    Sandbox {
+        #[command(subcommand)]
+        cmd: admin::SandboxCmd,
+        #[arg(long, env = "TICKET_BRIDGE_URL", default_value = concat!("http://", "127.0.0.1:8080"), global = true)]
+        server: String,
+    },
+    /// Print the SHA-256 to put in [[auth.api_keys]] for an API key read from stdin.
+    HashKey,
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TICKET_BRIDGE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(&cli.log_format);
+    match cli.command {
+        Command::Serve { listen } => serve::run(cli.config.as_deref(), &cli.data_dir, listen).await,
+        Command::Check { connection } => admin::check(cli.config.as_deref(), &cli.data_dir, &connection).await,
+        Command::Tasks { cmd, server, api_key } => admin::tasks(&server, api_key.as_deref(), cmd).await,
+        Command::Sandbox { cmd, server } => admin::sandbox(&server, cmd).await,
+        Command::HashKey => {
+            let mut key = String::new();
+            std::io::stdin().read_line(&mut key)?;
+            println!("{}", bridge::engine::api::hash_key(key.trim()));
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! `ticket-bridge serve`: the intake API on localhost plus the schedules as intervals and an
+//! in-process channel in place of the DynamoDB stream.
+
+use anyhow::{Context, Result};
+use axum::body::{to_bytes, Body};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bridge::domain::TaskId;
+use bridge::engine::api::{self, ApiRequest};
+use bridge::engine::Engine;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+use crate::local;
+
+/// How often the retry sweep runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// How often pollers wake up (each connection's lease paces real polls to its interval).
+const POLL_TICK: Duration = Duration::from_secs(2);
+/// How often token upkeep runs.
+const TOKENS_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+struct App {
+    engine: Arc<Engine>,
+    created: mpsc::UnboundedSender<TaskId>,
+    desk_url: Option<String>,
+    http: reqwest::Client,
+}
+
+pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> Result<()> {
+    let local = local::build(config, data_dir).await?;
+    let engine = local.engine.clone();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = App {
+        engine: engine.clone(),
+        created: tx,
+        desk_url: local.desk.as_ref().map(|d| d.base_url()),
+        http: reqwest::Client::new(),
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    if engine.config.auth.api_keys.is_empty() && engine.config.auth.hmac_secret.is_none() {
+        tracing::warn!("no API keys configured: accepting requests from loopback callers only");
+    }
+    match &app.desk_url {
+        Some(url) => tracing::info!(desk = %url, "no config given: using the built-in sandbox ITSM (close tickets with `ticket-bridge sandbox close <id>`)"),
+        None => tracing::info!(connections = ?engine.config.connections.keys().collect::<Vec<_>>(), "connections configured"),
+    }
+    tracing::info!(%addr, db = %engine.config.settings.sqlite_path.display(), "ticket-bridge serving");
+    spawn_workers(engine.clone(), rx);
+    let router = axum::Router::new().fallback(handle).with_state(app);
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async {
+            tokio::signal::ctrl_c().await.ok();
+            tracing::info!("shutting down");
+        })
+        .await?;
+    drop(local);
+    Ok(())
+}
+
+/// The background loops: creation from the channel, the retry sweep, pollers, token upkeep.
+fn spawn_workers(engine: Arc<Engine>, mut rx: mpsc::UnboundedReceiver<TaskId>) {
+    let e = engine.clone();
+    tokio::spawn(async move {
+        while let Some(id) = rx.recv().await {
+            if let Err(err) = e.create_one(&id, chrono::Utc::now()).await {
+                tracing::error!(task = %id, error = %err, "ticket creation failed; the sweep will retry");
+            }
+        }
+    });
+    let e = engine.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tick.tick().await;
+            let r = e.create_due(chrono::Utc::now(), 100).await;
+            if r != Default::default() {
+                tracing::info!(?r, "retry sweep");
+            }
+        }
+    });
+    let e = engine.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(POLL_TICK);
+        loop {
+            tick.tick().await;
+            for (conn, r) in e.poll_all(chrono::Utc::now()).await {
+                if r.tickets > 0 {
+                    tracing::info!(connection = %conn, tickets = r.tickets, requests = r.requests, completed = r.completed, "poll run");
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TOKENS_EVERY);
+        loop {
+            tick.tick().await;
+            for (conn, outcome) in engine.refresh_tokens(chrono::Utc::now()).await {
+                tracing::debug!(connection = %conn, ?outcome, "token upkeep");
+            }
+        }
+    });
+}
+
+async fn handle(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_string();
+    if let Some(rest) = path.strip_prefix("/sandbox/") {
+        return sandbox_proxy(&app, parts.method.as_str(), rest, body).await;
+    }
+    let limit = app.engine.config.settings.max_body_bytes;
+    let bytes = match to_bytes(body, limit + 1).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = bridge::engine::ApiError::new(413, "body_too_large", None, format!("body is larger than {limit} bytes"));
+            return json(e.status, e.body());
+        }
+    };
+    let api_req = ApiRequest {
+        method: parts.method.as_str(),
+        path: &path,
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        body: &bytes,
+        peer_loopback: peer.ip().is_loopback(),
+    };
+    let res = api::handle(&app.engine, api_req, chrono::Utc::now()).await;
+    if res.status == 201 {
+        if let Some(id) = res.body.get("id").and_then(|v| v.as_str()).and_then(TaskId::parse) {
+            app.created.send(id).ok();
+        }
+    }
+    json(res.status, res.body)
+}
+
+/// Forwards `/sandbox/...` to the built-in desk's technician API (`/_sim/...`).
+async fn sandbox_proxy(app: &App, method: &str, rest: &str, body: Body) -> Response {
+    let Some(desk) = &app.desk_url else {
+        return json(404, serde_json::json!({"error": {"code": "not_found", "message": "serve is not running the built-in sandbox ITSM"}}));
+    };
+    let bytes = to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let url = format!("{desk}/_sim/{rest}");
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+    match app.http.request(m, url).header("content-type", "application/json").body(bytes.to_vec()).send().await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body = r.json::<serde_json::Value>().await.unwrap_or(serde_json::Value::Null);
+            json(status, body)
+        }
+        Err(e) => json(502, serde_json::json!({"error": {"code": "bad_gateway", "message": e.to_string()}})),
+    }
+}
+
+fn json(status: u16, body: serde_json::Value) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
