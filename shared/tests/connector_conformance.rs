@@ -283,4 +283,5 @@ macro_rules! conformance {
 
 conformance! {
     sandbox_desk => support::sandbox_harness,
+    rt => support::rt_harness,
 }
