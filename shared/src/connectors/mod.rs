@@ -17,6 +17,7 @@ use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
 use crate::http::HttpClient;
 use crate::secrets::Secrets;
 
+pub mod generic;
 pub mod rt;
 pub mod sandbox;
 
@@ -208,7 +209,7 @@ pub fn build(name: &str, config: &ConnectionConfig, secrets: Arc<dyn Secrets>) -
     match config.kind {
         ConnectorKind::Sandbox => Ok(Arc::new(sandbox::SandboxConnector::new(name, config, secrets)?)),
         ConnectorKind::Rt => Ok(Arc::new(rt::RtConnector::new(name, config, secrets)?)),
-        ConnectorKind::Generic => not_built(config.kind),
+        ConnectorKind::Generic => Ok(Arc::new(generic::GenericConnector::new(name, config, secrets)?)),
         ConnectorKind::Bms => not_built(config.kind),
         ConnectorKind::Vsa => not_built(config.kind),
         ConnectorKind::Ninjaone => not_built(config.kind),
