@@ -200,3 +200,26 @@ macro_rules! both_stores {
         }
     };
 }
+
+/// What a callback receiver got: headers and raw body per request.
+pub type Received = Arc<Mutex<Vec<(http::HeaderMap, Vec<u8>)>>>;
+
+/// A local callback receiver; returns its URL and what it received.
+pub async fn callback_receiver() -> (String, Received) {
+    let got: Received = Arc::default();
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: http::HeaderMap, body: axum::body::Bytes| {
+            let g = g.clone();
+            async move {
+                g.lock().unwrap().push((headers, body.to_vec()));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (format!("http://{addr}/hook"), got)
+}
