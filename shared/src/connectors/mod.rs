@@ -183,3 +183,9 @@ pub trait Connector: Send + Sync {
     /// Renews the session/OAuth token now and stores the new secret version.
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError>;
 }
+
+pub mod bms;
+pub mod ninjaone;
+pub mod otrs;
+pub(crate) mod psa_util;
+pub mod vsa;

@@ -1,0 +1,3 @@
+//! bms connector.
+
+pub mod wire;

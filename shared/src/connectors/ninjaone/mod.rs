@@ -1,0 +1,3 @@
+//! ninjaone connector.
+
+pub mod wire;

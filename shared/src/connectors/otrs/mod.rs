@@ -1,0 +1,3 @@
+//! otrs connector.
+
+pub mod wire;

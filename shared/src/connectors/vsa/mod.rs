@@ -1,0 +1,3 @@
+//! vsa connector.
+
+pub mod wire;
