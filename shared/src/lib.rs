@@ -9,6 +9,7 @@ pub mod aws;
 pub mod config;
 pub mod connectors;
 pub mod domain;
+pub mod http;
 pub mod render;
 pub mod secrets;
 pub mod store;

@@ -4,12 +4,18 @@
 //! speaks the target's real REST API through the shared [`crate::http`] layer, and batches
 //! status queries where the API can.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::config::ConnectionConfig;
 use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
+use crate::http::HttpClient;
+use crate::secrets::Secrets;
 
 /// Why a call to a target failed. Messages never contain secrets.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -152,6 +158,10 @@ pub trait Connector: Send + Sync {
     }
 
     /// Authenticates and reads something cheap; says precisely what is wrong.
+    ///
+    /// `Ok` lists the steps that passed; the first failing step is returned as the error whose
+    /// variant is the diagnosis (Unreachable, Tls, Unauthorized = bad credentials, TokenExpired,
+    /// Forbidden = missing scope / IP not allowed, NotFound / Config = wrong tenant or desk).
     async fn check(&self) -> Result<CheckReport, ConnectorError>;
 
     /// Opens a ticket carrying `req.correlation_key`.
@@ -182,6 +192,68 @@ pub trait Connector: Send + Sync {
 
     /// Renews the session/OAuth token now and stores the new secret version.
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError>;
+}
+
+/// Builds the connector for connection `name` (no I/O; credentials are read on first use).
+pub fn build(name: &str, config: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Arc<dyn Connector>, ConnectorError> {
+    let not_built = |kind: ConnectorKind| {
+        Err(ConnectorError::Config(format!(
+            "connections.{name}.kind: the '{}' connector is not available in this build",
+            kind.as_str()
+        )))
+    };
+    let _ = &secrets;
+    match config.kind {
+        ConnectorKind::Sandbox => not_built(config.kind),
+        ConnectorKind::Rt => not_built(config.kind),
+        ConnectorKind::Generic => not_built(config.kind),
+        ConnectorKind::Bms => Ok(Arc::new(bms::BmsConnector::new(name, config, secrets)?)),
+        ConnectorKind::Vsa => Ok(Arc::new(vsa::VsaConnector::new(name, config, secrets)?)),
+        ConnectorKind::Ninjaone => Ok(Arc::new(ninjaone::NinjaOneConnector::new(name, config, secrets)?)),
+        ConnectorKind::Otrs => Ok(Arc::new(otrs::OtrsConnector::new(name, config, secrets)?)),
+    }
+}
+
+/// Whether a failed create may have opened the ticket anyway (the response was lost).
+pub fn is_ambiguous(e: &ConnectorError) -> bool {
+    matches!(
+        e,
+        ConnectorError::Server(_) | ConnectorError::Timeout(_) | ConnectorError::Malformed(_) | ConnectorError::Unreachable(_)
+    )
+}
+
+/// Creates a ticket without ever creating two: a create whose outcome is unknown (5xx, timeout,
+/// lost or garbled response) is followed by a correlation search, and only when that finds
+/// nothing is the create retried (with backoff, up to the client's `max_retries`).
+pub async fn create_with_recovery<C, CF, S, SF>(http: &HttpClient, create: C, search: S) -> Result<TicketRef, ConnectorError>
+where
+    C: Fn() -> CF,
+    CF: Future<Output = Result<TicketRef, ConnectorError>>,
+    S: Fn() -> SF,
+    SF: Future<Output = Result<Option<TicketRef>, ConnectorError>>,
+{
+    let mut attempt = 0;
+    loop {
+        let err = match create().await {
+            Ok(t) => return Ok(t),
+            Err(e) if is_ambiguous(&e) && attempt < http.config().max_retries => e,
+            Err(e) => return Err(e),
+        };
+        tracing::warn!(error = %err, attempt, "create outcome unknown; searching by correlation key");
+        http.backoff(attempt).await;
+        match search().await {
+            Ok(Some(found)) => {
+                tracing::info!(ticket = %found.id, "found the ticket the failed create opened");
+                return Ok(found);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "correlation search failed; not creating again");
+                return Err(err);
+            }
+        }
+        attempt += 1;
+    }
 }
 
 pub mod bms;
