@@ -3,8 +3,67 @@
 //! body builder whose output can be re-sent on retry.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use serde::de::DeserializeOwned;
 
+use crate::config::ConnectionConfig;
+use crate::connectors::{CheckReport, ConnectorError};
 use crate::domain::{MappedStatus, Outcome};
+
+/// Parses `connections.<name>.options` into a connector's option struct. The `http` table
+/// belongs to the HTTP layer and is skipped; unknown keys are errors naming the key.
+pub fn options<T: DeserializeOwned>(name: &str, cfg: &ConnectionConfig) -> Result<T, ConnectorError> {
+    let mut table = cfg.options.clone();
+    table.remove("http");
+    T::deserialize(toml::Value::Table(table))
+        .map_err(|e| ConnectorError::Config(format!("connections.{name}.options: {}", e.message())))
+}
+
+/// `base_url` without a trailing slash.
+pub fn base_url(cfg: &ConnectionConfig) -> String {
+    cfg.base_url.trim_end_matches('/').to_string()
+}
+
+/// Fills `{id}` and `{number}` in a ticket link template.
+pub fn ticket_url(template: Option<&str>, id: &str, number: Option<&str>) -> Option<String> {
+    template.map(|t| t.replace("{id}", id).replace("{number}", number.unwrap_or(id)))
+}
+
+/// Collects the steps of a connection check.
+#[derive(Debug, Default)]
+pub struct Check {
+    steps: Vec<String>,
+}
+
+impl Check {
+    pub fn pass(&mut self, step: impl Into<String>) {
+        self.steps.push(format!("ok: {}", step.into()));
+    }
+
+    /// Ends the check as failed with a diagnosis.
+    pub fn fail(mut self, step: impl Into<String>) -> CheckReport {
+        self.steps.push(format!("FAILED: {}", step.into()));
+        CheckReport { ok: false, steps: self.steps }
+    }
+
+    pub fn done(self) -> CheckReport {
+        CheckReport { ok: true, steps: self.steps }
+    }
+}
+
+/// A transport-level diagnosis, or `None` for errors that need a connector-specific one.
+pub fn transport_diagnosis(e: &ConnectorError) -> Option<String> {
+    Some(match e {
+        ConnectorError::Unreachable(m) => format!("server unreachable (check base_url, DNS, firewall): {m}"),
+        ConnectorError::Tls(m) => format!("TLS handshake failed (certificate or protocol): {m}"),
+        ConnectorError::Timeout(m) => format!("server did not answer in time: {m}"),
+        ConnectorError::Secrets(m) => format!("cannot read the connection's secret: {m}"),
+        ConnectorError::Config(m) => format!("configuration: {m}"),
+        ConnectorError::RateLimited { retry_after_secs } => {
+            format!("rate limited by the server (retry after {retry_after_secs:?} s)")
+        }
+        _ => return None,
+    })
+}
 
 /// Text that precedes the correlation key in ticket bodies (searchable in every target).
 pub const MARKER_PREFIX: &str = "Ticket Bridge reference: tb-";

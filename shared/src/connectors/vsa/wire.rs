@@ -11,6 +11,8 @@ use crate::connectors::{ConnectorError, RemoteStatus};
 /// All paths are under this prefix of the server URL.
 pub const API_PREFIX: &str = "/api/v1.0";
 pub const AUTH_PATH: &str = "/api/v1.0/auth";
+/// Organizations (customers).
+pub const ORGS_PATH: &str = "/api/v1.0/system/orgs";
 /// Largest `$top` VSA accepts.
 pub const MAX_TOP: u32 = 100;
 
