@@ -383,6 +383,7 @@ impl Connector for BmsConnector {
             Ok(s) => s,
             Err(e) => return Ok(check.fail(format!("cannot read secret '{}': {e}", self.secret_name))),
         };
+        self.http.redactor().add_secret(&secret);
         check.pass(format!("secret '{}' readable", self.secret_name));
         let tenant = secret.get("tenant").unwrap_or_default().to_string();
         match self.auth.login(&secret).await {

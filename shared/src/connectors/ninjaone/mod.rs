@@ -288,6 +288,7 @@ impl Connector for NinjaOneConnector {
             Ok(s) => s,
             Err(e) => return Ok(check.fail(format!("cannot read secret '{}': {e}", self.secret_name))),
         };
+        self.http.redactor().add_secret(&secret);
         for f in ["client_id", "client_secret", fields::REFRESH_TOKEN] {
             if secret.get(f).is_none_or(str::is_empty) {
                 return Ok(check.fail(format!("secret '{}' lacks field '{f}'", self.secret_name)));

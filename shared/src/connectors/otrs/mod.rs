@@ -250,6 +250,7 @@ impl Connector for OtrsConnector {
             Ok(s) => s,
             Err(e) => return Ok(check.fail(format!("cannot read secret '{}': {e}", self.secret_name))),
         };
+        self.http.redactor().add_secret(&secret);
         check.pass(format!("secret '{}' readable", self.secret_name));
         match self.auth.session(&secret).await {
             Ok(_) => check.pass(format!("session created at {}", self.service)),

@@ -267,6 +267,7 @@ impl Connector for VsaConnector {
             Ok(s) => s,
             Err(e) => return Ok(check.fail(format!("cannot read secret '{}': {e}", self.secret_name))),
         };
+        self.http.redactor().add_secret(&secret);
         check.pass(format!("secret '{}' readable", self.secret_name));
         let pat_expiry = Self::pat_expiry(&secret);
         match pat_expiry {
