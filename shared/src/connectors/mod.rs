@@ -17,6 +17,8 @@ use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
 use crate::http::HttpClient;
 use crate::secrets::Secrets;
 
+pub mod sandbox;
+
 /// Why a call to a target failed. Messages never contain secrets.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
 pub enum ConnectorError {
@@ -202,15 +204,25 @@ pub fn build(name: &str, config: &ConnectionConfig, secrets: Arc<dyn Secrets>) -
             kind.as_str()
         )))
     };
-    let _ = &secrets;
     match config.kind {
-        ConnectorKind::Sandbox => not_built(config.kind),
+        ConnectorKind::Sandbox => Ok(Arc::new(sandbox::SandboxConnector::new(name, config, secrets)?)),
         ConnectorKind::Rt => not_built(config.kind),
         ConnectorKind::Generic => not_built(config.kind),
         ConnectorKind::Bms => Ok(Arc::new(bms::BmsConnector::new(name, config, secrets)?)),
         ConnectorKind::Vsa => Ok(Arc::new(vsa::VsaConnector::new(name, config, secrets)?)),
         ConnectorKind::Ninjaone => Ok(Arc::new(ninjaone::NinjaOneConnector::new(name, config, secrets)?)),
         ConnectorKind::Otrs => Ok(Arc::new(otrs::OtrsConnector::new(name, config, secrets)?)),
+    }
+}
+
+/// Rejects option keys a connector does not know, naming the key.
+pub fn allow_options(name: &str, options: &toml::Table, allowed: &[&str]) -> Result<(), ConnectorError> {
+    match options.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(ConnectorError::Config(format!(
+            "connections.{name}.options.{k}: unknown option (allowed: {})",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
     }
 }
 
