@@ -283,4 +283,8 @@ macro_rules! conformance {
 
 conformance! {
     sandbox_desk => support::sandbox_harness,
+    bms => support::psa::bms_harness,
+    vsa => support::psa::vsa_harness,
+    ninjaone => support::psa::ninjaone_harness,
+    otrs => support::psa::otrs_harness,
 }

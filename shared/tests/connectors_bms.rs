@@ -1,6 +1,6 @@
 //! Kaseya BMS connector against the BMS simulator.
 
-mod psa_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,21 +8,10 @@ use std::time::{Duration, Instant};
 use bridge::connectors::bms::BmsConnector;
 use bridge::connectors::{Connector, ConnectorError, NoteRequest, TokenKind};
 use bridge::domain::{MappedStatus, Outcome};
-use psa_support::{MemSecrets, assert_check_fails, connection, dead_url, request};
-use sandbox::bms::{Bms, BmsConfig};
 use sandbox::Fault;
-
-const SECRET: &str = "tb/bms";
-const DEFAULTS: &str = r#"
-[defaults]
-ticket_type = "1"
-status = "New"
-priority = "High"
-queue = "Security"
-[defaults.issue]
-issue_type = "SaaS Alerts"
-sub_issue_type = "Data Leakage"
-"#;
+use sandbox::bms::{Bms, BmsConfig};
+use support::psa::{BMS_DEFAULTS, BMS_SECRET as SECRET, assert_check_fails, bms_sim, config, dead_url, request};
+use support::{MemSecrets, Opts};
 
 struct Env {
     sim: Bms,
@@ -30,14 +19,13 @@ struct Env {
     conn: BmsConnector,
 }
 
-async fn env_with(config: BmsConfig, extra: &str) -> Env {
-    let sim = Bms::spawn(config).await.unwrap();
-    sim.add_customer("100", "Acme Corp");
-    sim.add_customer("200", "Globex");
-    sim.add_contact("501", Some("100"), "alice@acme.io", "Alice");
-    let c = sim.config().clone();
-    let secrets = MemSecrets::with(SECRET, &[("username", &c.username), ("password", &c.password), ("tenant", &c.tenant)]);
-    let cfg = connection("bms", sim.base_url(), SECRET, &format!("{DEFAULTS}\n{extra}"));
+fn opts() -> Opts {
+    Opts { timeout_ms: 400, ..Opts::default() }
+}
+
+async fn env_with(sim_config: BmsConfig, options: &str) -> Env {
+    let (sim, secrets) = bms_sim(sim_config).await;
+    let cfg = config("bms", sim.base_url(), SECRET, &opts(), options, BMS_DEFAULTS, None);
     let conn = BmsConnector::new("bms-test", &cfg, secrets.clone()).unwrap();
     Env { sim, secrets, conn }
 }
@@ -98,7 +86,7 @@ async fn unknown_default_names_are_config_errors_naming_the_setting() {
 
 #[tokio::test]
 async fn status_batch_reads_many_tickets_per_request_across_pages() {
-    let e = env_with(BmsConfig::default(), "[options]\npage_size = 10").await;
+    let e = env_with(BmsConfig::default(), "page_size = 10").await;
     let mut ids = Vec::new();
     for i in 0..25 {
         ids.push(e.conn.create_ticket(&request(&format!("01JBATCH{i:02}"), Some("100"))).await.unwrap().id);
@@ -132,12 +120,12 @@ async fn status_batch_reads_many_tickets_per_request_across_pages() {
 async fn expired_access_token_is_renewed_with_the_refresh_token() {
     let e = env().await;
     e.conn.create_ticket(&request("01JEXP1", Some("100"))).await.unwrap();
-    let first_refresh = e.secrets.field(SECRET, "refresh_token").unwrap();
+    let first_refresh = e.secrets.snapshot(SECRET).get("refresh_token").unwrap().to_string();
     e.sim.tokens().expire_access();
     let t = e.conn.create_ticket(&request("01JEXP2", Some("100"))).await.unwrap();
     assert!(e.sim.find_ticket(&t.id).is_some());
     assert_eq!((e.sim.requests(AUTH), e.sim.requests(REFRESH)), (1, 1), "one login, one refresh");
-    let second_refresh = e.secrets.field(SECRET, "refresh_token").unwrap();
+    let second_refresh = e.secrets.snapshot(SECRET).get("refresh_token").unwrap().to_string();
     assert_ne!(first_refresh, second_refresh, "the new refresh token is stored");
     // The scheduled refresher renews explicitly and reports the new expiry.
     let before = e.conn.token_state().await.unwrap();
@@ -228,7 +216,7 @@ async fn check_tells_bad_credentials_wrong_tenant_and_unreachable_apart() {
     e.secrets.set(SECRET, &[("username", &c.username), ("tenant", &c.tenant)]);
     assert_check_fails(&e.conn.check().await.unwrap(), "password");
     e.secrets.set(SECRET, &[("username", &c.username), ("password", &c.password), ("tenant", &c.tenant)]);
-    let cfg = connection("bms", &dead_url().await, SECRET, DEFAULTS);
+    let cfg = config("bms", &dead_url().await, SECRET, &opts(), "", BMS_DEFAULTS, None);
     let dead = BmsConnector::new("bms-dead", &cfg, e.secrets.clone()).unwrap();
     assert_check_fails(&dead.check().await.unwrap(), "unreachable");
     // Secrets never show up in diagnoses.

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
-use crate::config::ConnectionConfig;
+use crate::config::{CatchAll, ConnectionConfig};
 use crate::connectors::psa_util::{
     self, Check, Part, body_with_marker, format_datetime, has_marker, marker_line, parse_datetime, parse_id,
     transport_diagnosis, truncate,
@@ -145,6 +145,7 @@ pub struct BmsConnector {
     secrets: Arc<dyn Secrets>,
     secret_name: String,
     defaults: TicketDefaults,
+    catch_all: Option<CatchAll>,
     opts: BmsOptions,
     lookups: Mutex<HashMap<Lookup, Vec<LookupItem>>>,
     locations: Mutex<HashMap<i64, i64>>,
@@ -170,6 +171,7 @@ impl BmsConnector {
             secrets,
             secret_name: cfg.secret.clone(),
             defaults: cfg.defaults.clone(),
+            catch_all: cfg.catch_all.clone(),
             opts,
             lookups: Mutex::new(HashMap::new()),
             locations: Mutex::new(HashMap::new()),
@@ -265,6 +267,7 @@ impl BmsConnector {
         let account = req
             .customer_id
             .as_deref()
+            .or(self.catch_all.as_ref().map(|c| c.customer_id.as_str()))
             .ok_or_else(|| ConnectorError::Config("no BMS account for this task: map its organization or set catch_all".into()))?;
         let account_id = parse_id("AccountId (customer id)", account).map_err(ConnectorError::Config)?;
         let status_id = match pick(&req.status, &d.status) {
@@ -298,7 +301,8 @@ impl BmsConnector {
             }
             _ => None,
         };
-        let contact_id = match req.contact_id.as_deref().filter(|c| !c.trim().is_empty()) {
+        let catch_all_contact = if req.customer_id.is_none() { self.catch_all.as_ref().and_then(|c| c.contact_id.as_deref()) } else { None };
+        let contact_id = match req.contact_id.as_deref().or(catch_all_contact).filter(|c| !c.trim().is_empty()) {
             Some(c) => Some(parse_id("ContactId", c).map_err(ConnectorError::Config)?),
             None => None,
         };

@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::connectors::psa_util::{parse_datetime, truncate};
+use crate::connectors::psa_util::{category_from_name, parse_datetime, truncate};
 use crate::connectors::{ConnectorError, Customer, RemoteStatus};
 use crate::domain::{MappedStatus, Outcome};
 
@@ -198,8 +198,8 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    /// Status name plus category: a set `CompletedDate` means done (fulfilled); otherwise the
-    /// connection's status map decides by name.
+    /// Status name plus category: a set `CompletedDate` means closed (rejected when the status
+    /// name says cancelled / rejected, else fulfilled); otherwise the status map decides by name.
     pub fn remote_status(&self) -> RemoteStatus {
         let name = self
             .status_name
@@ -208,11 +208,11 @@ impl Ticket {
             .or_else(|| self.status_id.map(|i| format!("status {i}")))
             .unwrap_or_else(|| "unknown".into());
         let completed = self.completed_date.as_deref().and_then(parse_datetime).is_some();
-        RemoteStatus {
-            ticket_id: self.id.to_string(),
-            name,
-            category: completed.then_some(MappedStatus::Closed(Outcome::Fulfilled)),
-        }
+        let category = completed.then(|| match category_from_name(&name) {
+            Some(MappedStatus::Closed(outcome)) => MappedStatus::Closed(outcome),
+            _ => MappedStatus::Closed(Outcome::Fulfilled),
+        });
+        RemoteStatus { ticket_id: self.id.to_string(), name, category }
     }
 }
 
@@ -407,6 +407,8 @@ mod tests {
         assert_eq!(t.remote_status().name, "In Progress");
         t.completed_date = Some("2025-01-02T03:04:05".into());
         assert_eq!(t.remote_status().category, Some(MappedStatus::Closed(Outcome::Fulfilled)));
+        t.status_name = Some("Cancelled".into());
+        assert_eq!(t.remote_status().category, Some(MappedStatus::Closed(Outcome::Rejected)));
         t.status_name = None;
         t.status_id = Some(9);
         assert_eq!(t.remote_status().name, "status 9");

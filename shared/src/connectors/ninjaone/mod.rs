@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
-use crate::config::ConnectionConfig;
+use crate::config::{CatchAll, ConnectionConfig};
 use crate::connectors::psa_util::{self, Check, Part, body_with_marker, marker_token, parse_id, transport_diagnosis, truncate};
 use crate::connectors::{
     create_with_recovery, CheckReport, Connector, ConnectorError, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
@@ -125,6 +125,7 @@ pub struct NinjaOneConnector {
     secrets: Arc<dyn Secrets>,
     secret_name: String,
     defaults: TicketDefaults,
+    catch_all: Option<CatchAll>,
     opts: NinjaOptions,
     catalogue: Mutex<Option<CachedCatalogue>>,
     board: Mutex<Option<String>>,
@@ -149,6 +150,7 @@ impl NinjaOneConnector {
             secrets,
             secret_name: cfg.secret.clone(),
             defaults: cfg.defaults.clone(),
+            catch_all: cfg.catch_all.clone(),
             board: Mutex::new(opts.board_id.clone()),
             opts,
             catalogue: Mutex::new(None),
@@ -328,6 +330,7 @@ impl Connector for NinjaOneConnector {
         let client = req
             .customer_id
             .as_deref()
+            .or(self.catch_all.as_ref().map(|c| c.customer_id.as_str()))
             .ok_or_else(|| ConnectorError::Config("no NinjaOne organization for this task: map its organization or set catch_all".into()))?;
         let client_id = parse_id("clientId (organization id)", client).map_err(ConnectorError::Config)?;
         let pick = |r: &Option<String>, d: &Option<String>| r.clone().or_else(|| d.clone()).filter(|s| !s.trim().is_empty());
@@ -339,7 +342,9 @@ impl Connector for NinjaOneConnector {
             status: self.status_for_new_ticket(req).await?,
             ticket_type: pick(&req.ticket_type, &self.defaults.ticket_type).map(|t| t.to_ascii_uppercase()),
             priority: pick(&req.priority, &self.defaults.priority).map(|p| p.to_ascii_uppercase()),
-            requester_uid: req.contact_id.clone(),
+            requester_uid: req.contact_id.clone().or_else(|| {
+                req.customer_id.is_none().then(|| self.catch_all.as_ref().and_then(|c| c.contact_id.clone())).flatten()
+            }),
         };
         let body = serde_json::to_value(&ticket).map_err(|e| ConnectorError::Config(e.to_string()))?;
         let create = || async {

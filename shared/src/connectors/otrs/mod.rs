@@ -13,6 +13,8 @@
 pub mod wire;
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -21,7 +23,7 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::ConnectionConfig;
+use crate::config::{CatchAll, ConnectionConfig};
 use crate::connectors::psa_util::{self, Check, body_with_marker, marker_token, transport_diagnosis};
 use crate::connectors::{create_with_recovery, CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState};
 use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
@@ -115,6 +117,7 @@ pub struct OtrsConnector {
     secrets: Arc<dyn Secrets>,
     secret_name: String,
     defaults: TicketDefaults,
+    catch_all: Option<CatchAll>,
     opts: OtrsOptions,
 }
 
@@ -142,7 +145,7 @@ impl OtrsConnector {
             session_minutes: opts.session_minutes.max(1),
         });
         let tokens = TokenCache::new(secrets.clone(), &cfg.secret, auth.clone(), redactor, TokenKind::Renewable);
-        Ok(Self { service, http, auth, tokens, secrets, secret_name: cfg.secret.clone(), defaults: cfg.defaults.clone(), opts })
+        Ok(Self { service, http, auth, tokens, secrets, secret_name: cfg.secret.clone(), defaults: cfg.defaults.clone(), catch_all: cfg.catch_all.clone(), opts })
     }
 
     /// How many sessions this connector opened (tests).
@@ -220,6 +223,27 @@ impl OtrsConnector {
         Ok(reply.tickets)
     }
 
+    /// `TicketGet` for `ids`; one unknown id fails the whole call, so a failing batch is split in
+    /// halves until the unreadable ids are isolated and skipped (≈ 2·log2(n) extra calls per id).
+    fn get_skipping_gone(&self, ids: Vec<String>) -> Pin<Box<dyn Future<Output = Result<Vec<wire::Ticket>, ConnectorError>> + Send + '_>> {
+        Box::pin(async move {
+            match self.get(&ids).await {
+                Ok(t) => Ok(t),
+                Err(e) if gone(&e) && ids.len() == 1 => {
+                    tracing::info!(ticket = %ids[0], error = %e, "OTRS ticket not readable; skipped");
+                    Ok(Vec::new())
+                }
+                Err(e) if gone(&e) && !ids.is_empty() => {
+                    let (a, b) = ids.split_at(ids.len() / 2);
+                    let mut out = self.get_skipping_gone(a.to_vec()).await?;
+                    out.extend(self.get_skipping_gone(b.to_vec()).await?);
+                    Ok(out)
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     fn ticket_ref(&self, id: &str, number: Option<String>, status: Option<String>) -> TicketRef {
         TicketRef {
             url: psa_util::ticket_url(self.opts.ticket_url.as_deref(), id, number.as_deref()),
@@ -284,6 +308,7 @@ impl Connector for OtrsConnector {
             .contact_email
             .clone()
             .or_else(|| req.contact_id.clone())
+            .or_else(|| self.catch_all.as_ref().and_then(|c| c.contact_id.clone()))
             .or_else(|| self.opts.customer_user.clone())
             .filter(|s| !s.trim().is_empty())
             .ok_or_else(|| ConnectorError::Config("options.customer_user: OTRS needs a customer user for tickets without a contact".into()))?;
@@ -293,7 +318,7 @@ impl Connector for OtrsConnector {
             state: pick(&req.status, &d.status, &self.opts.state),
             priority: pick(&req.priority, &d.priority, &self.opts.priority),
             customer_user,
-            customer_id: req.customer_id.clone(),
+            customer_id: req.customer_id.clone().or_else(|| self.catch_all.as_ref().map(|c| c.customer_id.clone())),
             ticket_type: req.ticket_type.clone().or_else(|| d.ticket_type.clone()),
         };
         let article = wire::Article::internal(&req.title, &body_with_marker(&req.body, &req.correlation_key));
@@ -326,23 +351,7 @@ impl Connector for OtrsConnector {
         if ticket_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let tickets = match self.get(ticket_ids).await {
-            Ok(t) => t,
-            // One unknown id fails the whole TicketGet: ask one by one, skipping the gone ones.
-            Err(e) if gone(&e) && ticket_ids.len() > 1 => {
-                let mut all = Vec::new();
-                for id in ticket_ids {
-                    match self.get(std::slice::from_ref(id)).await {
-                        Ok(t) => all.extend(t),
-                        Err(e) if gone(&e) => tracing::info!(ticket = %id, error = %e, "OTRS ticket not readable; skipped"),
-                        Err(e) => return Err(e),
-                    }
-                }
-                all
-            }
-            Err(e) if gone(&e) => Vec::new(),
-            Err(e) => return Err(e),
-        };
+        let tickets = self.get_skipping_gone(ticket_ids.to_vec()).await?;
         let wanted: HashSet<&str> = ticket_ids.iter().map(String::as_str).collect();
         let mut seen = HashSet::new();
         Ok(tickets
