@@ -6,6 +6,7 @@
 //! | POST | /v2/ticketing/ticket | `{clientId, ticketFormId, subject, description{public, body}, status, type?, priority?, requesterUid?}` |
 //! | GET | /v2/ticketing/ticket/{ticketId} | `status{statusId, name, displayName, parentId}` |
 //! | POST | /v2/ticketing/ticket/{ticketId}/comment | multipart, part `comment` = JSON `{body, public}` |
+//! | GET | /v2/ticketing/ticket/{ticketId}/log-entry | `type=DESCRIPTION` or `COMMENT` filter |
 //! | GET | /v2/ticketing/statuses | system statuses (1000 NEW … 6000 CLOSED) and custom ones with `parentId` |
 //! | GET | /v2/ticketing/trigger/boards | boards; 2 = "All tickets" |
 //! | POST | /v2/ticketing/trigger/board/{boardId}/run | `{filters[{field, operator, value}], pageSize, lastCursorId, searchCriteria}` → `{data, metadata{lastCursorId}}` |
@@ -136,6 +137,7 @@ fn routes(st: Arc<St>) -> Router {
         .route("/v2/ticketing/ticket", post(create))
         .route("/v2/ticketing/ticket/{ticketId}", get(get_ticket))
         .route("/v2/ticketing/ticket/{ticketId}/comment", post(comment))
+        .route("/v2/ticketing/ticket/{ticketId}/log-entry", get(log_entries))
         .route("/v2/ticketing/statuses", get(statuses))
         .route("/v2/ticketing/trigger/boards", get(boards))
         .route("/v2/ticketing/trigger/board/{boardId}/run", post(run_board))
@@ -309,6 +311,23 @@ async fn comment(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<S
         Some(_) => StatusCode::OK.into_response(),
         None => api_error(StatusCode::NOT_FOUND, "TICKET_NOT_FOUND", format!("ticket {id} not found")),
     }
+}
+
+async fn log_entries(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    let Some(t) = id.parse::<u64>().ok().and_then(|i| st.sim.ticket(i)) else {
+        return api_error(StatusCode::NOT_FOUND, "TICKET_NOT_FOUND", format!("ticket {id} not found"));
+    };
+    let mut entries = vec![json!({"id": t.id * 100, "type": "DESCRIPTION", "body": t.body, "publicEntry": false, "createTime": t.created_at.timestamp() as f64})];
+    for n in &t.notes {
+        entries.push(json!({"id": t.id * 100 + n.id, "type": "COMMENT", "body": n.body, "publicEntry": !n.internal, "createTime": n.created_at.timestamp() as f64}));
+    }
+    if let Some(ty) = q.get("type") {
+        entries.retain(|e| e["type"].as_str().is_some_and(|x| x.eq_ignore_ascii_case(ty)));
+    }
+    Json(entries).into_response()
 }
 
 async fn statuses(State(st): State<Arc<St>>, headers: HeaderMap) -> Response {

@@ -7,7 +7,7 @@
 //! | POST | /Session | SessionCreate `{UserLogin, Password}` → `{SessionID}` |
 //! | POST | /Ticket | TicketCreate `{SessionID, Ticket{Title, Queue, State, Priority, CustomerUser, …}, Article{…}}` |
 //! | GET | /Ticket | TicketSearch (`SessionID`, `Body`, `Title`, `States`, `StateType`, `Limit`) → `{TicketID:[…]}` or `{}` |
-//! | GET | /Ticket/{TicketID} | TicketGet, comma list → `{Ticket:[…]}` (an unknown id fails the whole call with AccessDenied) |
+//! | GET | /Ticket/{TicketID} | TicketGet, comma list → `{Ticket:[…]}` (an unknown id fails the whole call with AccessDenied); `AllArticles=1`, `ArticleLimit` |
 //! | PATCH | /Ticket/{TicketID} | TicketUpdate `{SessionID, Ticket?{State}, Article?}` |
 //!
 //! Operation errors are HTTP 200 with `{"Error":{"ErrorCode","ErrorMessage"}}`; an unknown or
@@ -270,14 +270,31 @@ async fn search(State(st): State<Arc<St>>, Query(q): Query<Vec<(String, String)>
     if ids.is_empty() { Json(json!({})).into_response() } else { Json(json!({"TicketID": ids})).into_response() }
 }
 
+/// The ticket's articles: the create article first, then notes.
+fn articles(t: &SimTicket, limit: Option<usize>) -> Vec<Value> {
+    let first = json!({"ArticleID": (t.id * 10).to_string(), "Subject": t.title, "Body": t.body, "IsVisibleForCustomer": 0});
+    let notes = t.notes.iter().map(|n| {
+        json!({"ArticleID": (t.id * 10 + n.id).to_string(), "Subject": n.subject, "Body": n.body, "IsVisibleForCustomer": if n.internal { 0 } else { 1 }})
+    });
+    std::iter::once(first).chain(notes).take(limit.unwrap_or(usize::MAX)).collect()
+}
+
 async fn get_tickets(State(st): State<Arc<St>>, Path(ids): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
     if let Err(r) = session_ok(&st, "TicketGet", q.get("SessionID").map(String::as_str)) {
         return r;
     }
+    let with_articles = q.get("AllArticles").is_some_and(|v| v == "1");
+    let limit = q.get("ArticleLimit").and_then(|l| l.parse::<usize>().ok());
     let mut out = Vec::new();
     for id in ids.split(',') {
         match id.trim().parse::<u64>().ok().and_then(|i| st.sim.ticket(i)) {
-            Some(t) => out.push(ticket_json(&t)),
+            Some(t) => {
+                let mut j = ticket_json(&t);
+                if with_articles {
+                    j["Article"] = Value::Array(articles(&t, limit));
+                }
+                out.push(j)
+            }
             None => return op_error("TicketGet.AccessDenied", "TicketGet: User does not have access to the ticket!"),
         }
     }

@@ -25,7 +25,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
 use crate::config::{CatchAll, ConnectionConfig};
-use crate::connectors::psa_util::{self, Check, Part, body_with_marker, marker_token, parse_id, transport_diagnosis, truncate};
+use crate::connectors::psa_util::{
+    self, Check, Part, body_with_marker, has_marker, marker_token, parse_id, transport_diagnosis, truncate,
+};
 use crate::connectors::{
     create_with_recovery, CheckReport, Connector, ConnectorError, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
 };
@@ -274,6 +276,21 @@ impl NinjaOneConnector {
     }
 }
 
+/// What a failed token exchange means for the person fixing it.
+fn auth_diagnosis(e: &ConnectorError) -> String {
+    let text = e.to_string();
+    transport_diagnosis(e).unwrap_or_else(|| match e {
+        ConnectorError::Unauthorized(_) if text.contains("invalid_client") => {
+            format!("bad credentials: client id / client secret rejected ({text})")
+        }
+        ConnectorError::Unauthorized(_) => {
+            format!("refresh token rejected (expired, revoked or already used): authorize the app again ({text})")
+        }
+        ConnectorError::Forbidden(_) => format!("missing scope (monitoring management offline_access): {text}"),
+        _ => format!("token exchange failed: {text}"),
+    })
+}
+
 #[async_trait]
 impl Connector for NinjaOneConnector {
     fn kind(&self) -> ConnectorKind {
@@ -299,24 +316,14 @@ impl Connector for NinjaOneConnector {
         check.pass(format!("secret '{}' has client id, client secret and refresh token", self.secret_name));
         // Uses the stored access token while it is valid: a check does not spend the refresh token.
         if let Err(e) = self.tokens.token().await {
-            let text = e.to_string();
-            let why = transport_diagnosis(&e).unwrap_or_else(|| match &e {
-                ConnectorError::Unauthorized(_) if text.contains("invalid_client") => {
-                    format!("bad credentials: client id / client secret rejected ({text})")
-                }
-                ConnectorError::Unauthorized(_) => {
-                    format!("refresh token rejected (expired, revoked or already used): authorize the app again ({text})")
-                }
-                ConnectorError::Forbidden(_) => format!("missing scope (monitoring management offline_access): {text}"),
-                _ => format!("token exchange failed: {text}"),
-            });
-            return Ok(check.fail(why));
+            return Ok(check.fail(auth_diagnosis(&e)));
         }
-        check.pass(format!("access token obtained from {}", self.base));
-        match self.catalogue().await {
-            Ok(c) if !c.is_empty() => check.pass("read the ticket status catalogue"),
-            Ok(_) => check.pass("ticket status catalogue is empty"),
+        check.pass(format!("access token available for {}", self.base));
+        // One real authenticated read (never from cache), so a revoked grant shows up here.
+        match self.call::<Vec<wire::Status>>(Method::GET, wire::STATUSES_PATH, &[], None, true).await {
+            Ok(list) => check.pass(format!("read {} ticket statuses", list.len())),
             Err(ConnectorError::Forbidden(m)) => return Ok(check.fail(format!("no ticketing access (scope/role): {m}"))),
+            Err(e @ ConnectorError::Unauthorized(_)) => return Ok(check.fail(auth_diagnosis(&e))),
             Err(e) => return Ok(check.fail(transport_diagnosis(&e).unwrap_or_else(|| format!("reading statuses failed: {e}")))),
         }
         match self.board_id().await {
@@ -357,11 +364,18 @@ impl Connector for NinjaOneConnector {
 
     async fn find_by_correlation(&self, key: &str) -> Result<Option<TicketRef>, ConnectorError> {
         let run = wire::BoardRun { page_size: 20, search_criteria: Some(marker_token(key)), ..Default::default() };
-        let found = self.run_board(run, |rows| !rows.is_empty()).await?;
-        Ok(found
-            .iter()
-            .min_by_key(|t| t.id.parse::<i64>().unwrap_or(i64::MAX))
-            .map(|t| self.ticket_ref(&t.id, t.status.as_ref().and_then(|s| s.display_name.clone()))))
+        let mut found = self.run_board(run, |rows| !rows.is_empty()).await?;
+        found.sort_by_key(|t| t.id.parse::<i64>().unwrap_or(i64::MAX));
+        // The search is a substring search: confirm the exact marker in the description.
+        for t in found {
+            let q = [("type", "DESCRIPTION".to_string())];
+            let entries: Vec<wire::LogEntry> = self.call(Method::GET, &wire::log_entry_path(&t.id), &q, None, true).await?;
+            let described = entries.iter().filter(|e| e.entry_type.as_deref().is_none_or(|ty| ty.eq_ignore_ascii_case("DESCRIPTION")));
+            if described.into_iter().any(|e| [&e.body, &e.html_body].into_iter().flatten().any(|b| has_marker(b, key))) {
+                return Ok(Some(self.ticket_ref(&t.id, t.status.as_ref().and_then(|s| s.display_name.clone()))));
+            }
+        }
+        Ok(None)
     }
 
     async fn add_note(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {

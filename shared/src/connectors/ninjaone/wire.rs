@@ -25,6 +25,23 @@ pub fn comment_path(id: &str) -> String {
     format!("/v2/ticketing/ticket/{id}/comment")
 }
 
+/// `GET /v2/ticketing/ticket/{id}/log-entry` (query `type=DESCRIPTION|COMMENT|…`).
+pub fn log_entry_path(id: &str) -> String {
+    format!("/v2/ticketing/ticket/{id}/log-entry")
+}
+
+/// One ticket log entry (description, comment, status change…).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    #[serde(default, rename = "type")]
+    pub entry_type: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub html_body: Option<String>,
+}
+
 /// `POST /v2/ticketing/trigger/board/{boardId}/run`.
 pub fn board_run_path(board_id: &str) -> String {
     format!("/v2/ticketing/trigger/board/{board_id}/run")

@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::{CatchAll, ConnectionConfig};
-use crate::connectors::psa_util::{self, Check, body_with_marker, marker_token, transport_diagnosis};
+use crate::connectors::psa_util::{self, Check, body_with_marker, has_marker, marker_token, transport_diagnosis};
 use crate::connectors::{create_with_recovery, CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState};
 use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
 use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource};
@@ -333,10 +333,20 @@ impl Connector for OtrsConnector {
 
     async fn find_by_correlation(&self, key: &str) -> Result<Option<TicketRef>, ConnectorError> {
         let mut ids = self.search(&[("Body", format!("*{}*", marker_token(key))), ("Limit", "20".to_string())]).await?;
+        if ids.is_empty() {
+            return Ok(None);
+        }
         ids.sort_by_key(|i| i.parse::<u64>().unwrap_or(u64::MAX));
-        let Some(first) = ids.first() else { return Ok(None) };
-        let t = self.get(std::slice::from_ref(first)).await?;
-        Ok(t.first().map(|t| self.ticket_ref(&t.ticket_id, t.ticket_number.clone(), t.state.clone())))
+        // The search matches words anywhere (notes too): confirm the exact marker in the first article.
+        let route = self.opts.routes.get(&ids)?;
+        let q = [("AllArticles", "1".to_string()), ("ArticleOrder", "ASC".to_string()), ("ArticleLimit", "1".to_string())];
+        let reply: wire::GetReply = self.op(Method::GET, &route, &q, None, true).await?;
+        let mut tickets = reply.tickets;
+        tickets.sort_by_key(|t| t.ticket_id.parse::<u64>().unwrap_or(u64::MAX));
+        Ok(tickets
+            .iter()
+            .find(|t| t.articles.first().and_then(|a| a.body.as_deref()).is_some_and(|b| has_marker(b, key)))
+            .map(|t| self.ticket_ref(&t.ticket_id, t.ticket_number.clone(), t.state.clone())))
     }
 
     async fn add_note(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {

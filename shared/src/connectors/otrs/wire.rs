@@ -176,6 +176,27 @@ pub struct Ticket {
     pub state: Option<String>,
     #[serde(default)]
     pub state_type: Option<String>,
+    /// Articles, when asked for (`AllArticles=1`), oldest first.
+    #[serde(default, rename = "Article", deserialize_with = "de_articles")]
+    pub articles: Vec<ArticleOut>,
+}
+
+/// An article as `TicketGet` returns it (fields we read).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+pub struct ArticleOut {
+    #[serde(rename = "ArticleID", default, deserialize_with = "de_opt_id")]
+    pub article_id: Option<String>,
+    #[serde(rename = "Body", default)]
+    pub body: Option<String>,
+}
+
+/// `Article` may be a list or (one article) an object.
+fn de_articles<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<ArticleOut>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(v @ serde_json::Value::Array(_)) => serde_json::from_value(v).map_err(serde::de::Error::custom),
+        Some(v) => serde_json::from_value(v).map(|a| vec![a]).map_err(serde::de::Error::custom),
+    }
 }
 
 impl Ticket {
