@@ -283,6 +283,7 @@ macro_rules! conformance {
 
 conformance! {
     sandbox_desk => support::sandbox_harness,
+    rt => support::rt_harness,
     bms => support::psa::bms_harness,
     vsa => support::psa::vsa_harness,
     ninjaone => support::psa::ninjaone_harness,

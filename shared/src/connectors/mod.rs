@@ -17,6 +17,7 @@ use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
 use crate::http::HttpClient;
 use crate::secrets::Secrets;
 
+pub mod rt;
 pub mod sandbox;
 
 /// Why a call to a target failed. Messages never contain secrets.
@@ -206,13 +207,26 @@ pub fn build(name: &str, config: &ConnectionConfig, secrets: Arc<dyn Secrets>) -
     };
     match config.kind {
         ConnectorKind::Sandbox => Ok(Arc::new(sandbox::SandboxConnector::new(name, config, secrets)?)),
-        ConnectorKind::Rt => not_built(config.kind),
+        ConnectorKind::Rt => Ok(Arc::new(rt::RtConnector::new(name, config, secrets)?)),
         ConnectorKind::Generic => not_built(config.kind),
         ConnectorKind::Bms => Ok(Arc::new(bms::BmsConnector::new(name, config, secrets)?)),
         ConnectorKind::Vsa => Ok(Arc::new(vsa::VsaConnector::new(name, config, secrets)?)),
         ConnectorKind::Ninjaone => Ok(Arc::new(ninjaone::NinjaOneConnector::new(name, config, secrets)?)),
         ConnectorKind::Otrs => Ok(Arc::new(otrs::OtrsConnector::new(name, config, secrets)?)),
     }
+}
+
+/// Percent-encodes one URL path segment (everything but RFC 3986 unreserved characters).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Rejects option keys a connector does not know, naming the key.

@@ -136,3 +136,30 @@ pub async fn sandbox_harness(opts: Opts) -> Harness {
         guard: Box::new(desk),
     }
 }
+
+/// Request Tracker 5 (token auth, correlation key in a custom field, pages of 20).
+pub async fn rt_harness(opts: Opts) -> Harness {
+    let rt = sandbox::rt::RtSim::spawn(sandbox::rt::RtConfig::default()).await.unwrap();
+    let secret = "tb/rt";
+    let token = rt.config().tokens[0].clone();
+    let secrets = MemSecrets::with(secret, &[("token", &token)]);
+    let options = "queue = \"General\"\ncorrelation_field = \"TicketBridgeKey\"\nper_page = 20";
+    let cfg = conn_config("rt", rt.base_url(), secret, &opts, options);
+    let connector = bridge::connectors::build("rt", &cfg, secrets.clone()).unwrap();
+    Harness {
+        connector,
+        sim: rt.sim().clone(),
+        secrets,
+        secret_name: secret.into(),
+        create_route: "POST /REST/2.0/ticket",
+        status_route: "GET /REST/2.0/tickets",
+        status_page_size: Some(20),
+        reauth: false,
+        token_kind: TokenKind::None,
+        done_status: "resolved",
+        done_category: FULFILLED,
+        rejected_status: "rejected",
+        rejected_category: REJECTED,
+        guard: Box::new(rt),
+    }
+}

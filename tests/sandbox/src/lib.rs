@@ -11,9 +11,11 @@
 
 pub mod desk;
 pub mod faults;
+pub mod rt;
 mod server;
 mod sim;
 pub mod technician;
+pub mod ticketsql;
 pub mod tokens;
 pub mod util;
 
