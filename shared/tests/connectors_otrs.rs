@@ -155,6 +155,17 @@ async fn operation_errors_on_http_200_are_errors() {
 }
 
 #[tokio::test]
+async fn routes_are_configurable_including_a_post_search() {
+    let e = env_with(OtrsConfig::default(), "[options.routes]\nticket_search = \"/TicketSearch\"\nticket_search_method = \"POST\"").await;
+    let t = e.conn.create_ticket(&request("01JOPOST", None)).await.unwrap();
+    e.sim.reset_requests();
+    assert_eq!(e.conn.find_by_correlation("01JOPOST").await.unwrap().map(|r| r.id), Some(t.id));
+    assert_eq!(e.sim.requests(&e.sim.route("POST", "/TicketSearch")), 1);
+    assert_eq!(e.sim.requests(&e.sim.route("GET", "/Ticket")), 0);
+    assert!(e.conn.check().await.unwrap().ok);
+}
+
+#[tokio::test]
 async fn session_is_reused_across_connectors_through_the_secret() {
     let e = env().await;
     e.conn.create_ticket(&request("01JOR", None)).await.unwrap();

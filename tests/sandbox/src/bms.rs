@@ -187,7 +187,7 @@ fn authorize(st: &St, headers: &HeaderMap) -> Result<(), Response> {
 fn issue(st: &St, subject: &str) -> Response {
     let tokens = st.sim.tokens();
     let (access, access_exp) = tokens.issue(TokenKind::Access, subject, &[], Some(st.config.access_ttl));
-    let (refresh, refresh_exp) = tokens.issue(TokenKind::Refresh, subject, &[access.clone()], Some(st.config.refresh_ttl));
+    let (refresh, refresh_exp) = tokens.issue(TokenKind::Refresh, subject, std::slice::from_ref(&access), Some(st.config.refresh_ttl));
     let fmt = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
     ok(json!({
         "AccessToken": access,
@@ -318,25 +318,25 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
     if !(0..=9).contains(&int("SourceId").unwrap_or(-1)) {
         return fail(StatusCode::BAD_REQUEST, 400, "SourceId is invalid");
     }
-    if let Some(q) = int("QueueId") {
-        if !QUEUES.iter().any(|x| x.0 == q) {
-            return fail(StatusCode::BAD_REQUEST, 400, "QueueId is invalid");
-        }
+    if let Some(q) = int("QueueId")
+        && !QUEUES.iter().any(|x| x.0 == q)
+    {
+        return fail(StatusCode::BAD_REQUEST, 400, "QueueId is invalid");
     }
-    if let Some(i) = int("IssueTypeId") {
-        if !ISSUE_TYPES.iter().any(|x| x.0 == i) {
-            return fail(StatusCode::BAD_REQUEST, 400, "IssueTypeId is invalid");
-        }
+    if let Some(i) = int("IssueTypeId")
+        && !ISSUE_TYPES.iter().any(|x| x.0 == i)
+    {
+        return fail(StatusCode::BAD_REQUEST, 400, "IssueTypeId is invalid");
     }
-    if let Some(s) = int("SubIssueTypeId") {
-        if !SUB_ISSUE_TYPES.iter().any(|x| x.1 == s && Some(x.0) == int("IssueTypeId")) {
-            return fail(StatusCode::BAD_REQUEST, 400, "SubIssueTypeId is invalid for the issue type");
-        }
+    if let Some(s) = int("SubIssueTypeId")
+        && !SUB_ISSUE_TYPES.iter().any(|x| x.1 == s && Some(x.0) == int("IssueTypeId"))
+    {
+        return fail(StatusCode::BAD_REQUEST, 400, "SubIssueTypeId is invalid for the issue type");
     }
-    if let Some(c) = int("ContactId") {
-        if !st.sim.contacts().iter().any(|x| x.id == c.to_string()) {
-            return fail(StatusCode::BAD_REQUEST, 400, format!("Contact {c} does not exist"));
-        }
+    if let Some(c) = int("ContactId")
+        && !st.sim.contacts().iter().any(|x| x.id == c.to_string())
+    {
+        return fail(StatusCode::BAD_REQUEST, 400, format!("Contact {c} does not exist"));
     }
     let mut fields = BTreeMap::new();
     for k in ["AccountId", "LocationId", "ContactId", "PriorityId", "TypeId", "SourceId", "QueueId", "IssueTypeId", "SubIssueTypeId", "ContractId", "OpenDate", "UseDefaultContract"] {

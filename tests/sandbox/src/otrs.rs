@@ -8,6 +8,7 @@
 //! | POST | /Ticket | TicketCreate `{SessionID, Ticket{Title, Queue, State, Priority, CustomerUser, …}, Article{…}}` |
 //! | GET | /Ticket | TicketSearch (`SessionID`, `Body`, `Title`, `States`, `StateType`, `Limit`) → `{TicketID:[…]}` or `{}` |
 //! | GET | /Ticket/{TicketID} | TicketGet, comma list → `{Ticket:[…]}` (an unknown id fails the whole call with AccessDenied); `AllArticles=1`, `ArticleLimit` |
+//! | POST | /TicketSearch | TicketSearch with a JSON body (install variant) |
 //! | PATCH | /Ticket/{TicketID} | TicketUpdate `{SessionID, Ticket?{State}, Article?}` |
 //!
 //! Operation errors are HTTP 200 with `{"Error":{"ErrorCode","ErrorMessage"}}`; an unknown or
@@ -129,6 +130,7 @@ pub fn router(sim: Sim, config: OtrsConfig) -> Router {
     Router::new()
         .route(&format!("{prefix}/Session"), post(session))
         .route(&format!("{prefix}/Ticket"), post(create).get(search))
+        .route(&format!("{prefix}/TicketSearch"), post(search_post))
         .route(&format!("{prefix}/Ticket/{{TicketID}}"), get(get_tickets).patch(update))
         .with_state(st)
 }
@@ -250,8 +252,29 @@ async fn create(State(st): State<Arc<St>>, bytes: Bytes) -> Response {
 }
 
 async fn search(State(st): State<Arc<St>>, Query(q): Query<Vec<(String, String)>>) -> Response {
+    run_search(&st, &q)
+}
+
+/// `POST /TicketSearch` with the parameters in a JSON body (a common install variant).
+async fn search_post(State(st): State<Arc<St>>, bytes: Bytes) -> Response {
+    let req = match parse(&bytes) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let mut q = Vec::new();
+    for (k, v) in req.as_object().into_iter().flatten() {
+        match v {
+            Value::Array(items) => q.extend(items.iter().map(|i| (k.clone(), i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())))),
+            Value::String(s) => q.push((k.clone(), s.clone())),
+            other => q.push((k.clone(), other.to_string())),
+        }
+    }
+    run_search(&st, &q)
+}
+
+fn run_search(st: &St, q: &[(String, String)]) -> Response {
     let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    if let Err(r) = session_ok(&st, "TicketSearch", get("SessionID").as_deref()) {
+    if let Err(r) = session_ok(st, "TicketSearch", get("SessionID").as_deref()) {
         return r;
     }
     let states: Vec<String> = q.iter().filter(|(n, _)| n == "States").map(|(_, v)| v.to_lowercase()).collect();
@@ -260,7 +283,7 @@ async fn search(State(st): State<Arc<St>>, Query(q): Query<Vec<(String, String)>
         .sim
         .tickets()
         .into_iter()
-        .filter(|t| get("Body").is_none_or(|b| contains_ci(&t.body, &b)))
+        .filter(|t| get("Body").is_none_or(|b| contains_ci(&t.body, &b) || t.notes.iter().any(|n| contains_ci(&n.body, &b))))
         .filter(|t| get("Title").is_none_or(|b| contains_ci(&t.title, &b)))
         .filter(|t| states.is_empty() || states.contains(&t.status.to_lowercase()))
         .filter(|t| get("StateType").is_none_or(|ty| state_type(&t.status).eq_ignore_ascii_case(&ty)))
@@ -320,10 +343,10 @@ async fn update(State(st): State<Arc<St>>, Path(id): Path<String>, bytes: Bytes)
         };
         article_id = st.sim.add_note(t.id, Some(subject), body, internal, "agent").map(|n| n.id.to_string());
     }
-    if let Some(state) = req.get("Ticket").and_then(|x| x.get("State")).and_then(Value::as_str) {
-        if let Err(e) = st.sim.set_status(&t.id.to_string(), state) {
-            return op_error("TicketUpdate.InvalidParameter", e);
-        }
+    if let Some(state) = req.get("Ticket").and_then(|x| x.get("State")).and_then(Value::as_str)
+        && let Err(e) = st.sim.set_status(&t.id.to_string(), state)
+    {
+        return op_error("TicketUpdate.InvalidParameter", e);
     }
     Json(json!({"TicketID": t.id.to_string(), "TicketNumber": t.number, "ArticleID": article_id})).into_response()
 }

@@ -199,10 +199,10 @@ impl NinjaOneConnector {
 
     async fn catalogue(&self) -> Result<wire::Catalogue, ConnectorError> {
         let mut guard = self.catalogue.lock().await;
-        if let Some(c) = guard.as_ref() {
-            if Utc::now() - c.at < Duration::minutes(self.opts.catalogue_minutes) {
-                return Ok(c.catalogue.clone());
-            }
+        if let Some(c) = guard.as_ref()
+            && Utc::now() - c.at < Duration::minutes(self.opts.catalogue_minutes)
+        {
+            return Ok(c.catalogue.clone());
         }
         let list: Vec<wire::Status> = self.call(Method::GET, wire::STATUSES_PATH, &[], None, true).await?;
         let catalogue = wire::Catalogue::new(list);
