@@ -65,6 +65,9 @@ pub fn transport_diagnosis(e: &ConnectorError) -> Option<String> {
     })
 }
 
+/// Upper bound on pages read in one listing (guards against a server that ignores paging).
+pub const MAX_PAGES: u32 = 10_000;
+
 /// Text that precedes the correlation key in ticket bodies (searchable in every target).
 pub const MARKER_PREFIX: &str = "Ticket Bridge reference: tb-";
 

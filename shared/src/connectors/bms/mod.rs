@@ -489,7 +489,7 @@ impl Connector for BmsConnector {
             }
             let seen = u64::from(page - 1) * u64::from(size) + n as u64;
             let more = n as u32 >= size && p.total_records.is_none_or(|total| seen < total);
-            if !more || found.len() == wanted.len() {
+            if !more || found.len() == wanted.len() || page >= psa_util::MAX_PAGES {
                 break;
             }
             page += 1;
@@ -523,7 +523,7 @@ impl Connector for BmsConnector {
     async fn list_customers(&self) -> Result<Vec<Customer>, ConnectorError> {
         let size = self.opts.page_size;
         let mut out = Vec::new();
-        for page in 1..=10_000u32 {
+        for page in 1..=psa_util::MAX_PAGES {
             let query = [("PageNumber", page.to_string()), ("PageSize", size.to_string())];
             let rows: Vec<wire::Account> = self.call(Method::GET, wire::ACCOUNTS_LOOKUP_PATH, &query, None, true).await?.result;
             let n = rows.len();

@@ -234,7 +234,7 @@ impl NinjaOneConnector {
     async fn run_board(&self, mut run: wire::BoardRun, mut done: impl FnMut(&[wire::Ticket]) -> bool) -> Result<Vec<wire::Ticket>, ConnectorError> {
         let path = wire::board_run_path(&self.board_id().await?);
         let mut out = Vec::new();
-        for _ in 0..10_000 {
+        for _ in 0..psa_util::MAX_PAGES {
             let body = serde_json::to_value(&run).map_err(|e| ConnectorError::Config(e.to_string()))?;
             let page: wire::BoardPage = self.call(Method::POST, &path, &[], Some(&body), true).await?;
             let next = page.next_cursor(run.page_size, run.last_cursor_id);
@@ -436,7 +436,7 @@ impl Connector for NinjaOneConnector {
         let size = self.opts.page_size;
         let mut out: Vec<Customer> = Vec::new();
         let mut after: Option<i64> = None;
-        for _ in 0..10_000 {
+        for _ in 0..psa_util::MAX_PAGES {
             let mut q = vec![("pageSize", size.to_string())];
             if let Some(a) = after {
                 q.push(("after", a.to_string()));

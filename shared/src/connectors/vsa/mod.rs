@@ -233,7 +233,7 @@ impl VsaConnector {
         let top = self.opts.page_size;
         let mut out = Vec::new();
         let mut skip = 0u32;
-        loop {
+        for _ in 0..psa_util::MAX_PAGES {
             let page: Payload<Vec<wire::Ticket>> =
                 self.call(Method::GET, &path, &wire::page_query(filter, top, skip), None, true).await?;
             let n = page.result.len() as u32;
@@ -241,9 +241,10 @@ impl VsaConnector {
             skip += n;
             let more = n >= top && page.total_records.is_none_or(|t| u64::from(skip) < t);
             if !more || limit.is_some_and(|l| out.len() >= l) {
-                return Ok(out);
+                break;
             }
         }
+        Ok(out)
     }
 
     fn pat_expiry(secret: &Secret) -> Option<chrono::DateTime<Utc>> {
@@ -395,7 +396,7 @@ impl Connector for VsaConnector {
         let top = self.opts.page_size;
         let mut out = Vec::new();
         let mut skip = 0u32;
-        loop {
+        for _ in 0..psa_util::MAX_PAGES {
             let q = vec![("$top".to_string(), top.to_string()), ("$skip".to_string(), skip.to_string())];
             let page: Payload<Vec<Org>> = self.call(Method::GET, wire::ORGS_PATH, &q, None, true).await?;
             let n = page.result.len() as u32;
@@ -406,9 +407,10 @@ impl Connector for VsaConnector {
             );
             skip += n;
             if n < top || page.total_records.is_some_and(|t| u64::from(skip) >= t) {
-                return Ok(out);
+                break;
             }
         }
+        Ok(out)
     }
 
     async fn token_state(&self) -> Result<TokenState, ConnectorError> {
