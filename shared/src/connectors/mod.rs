@@ -17,6 +17,7 @@ use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
 use crate::http::HttpClient;
 use crate::secrets::Secrets;
 
+pub mod generic;
 pub mod rt;
 pub mod sandbox;
 
@@ -199,16 +200,10 @@ pub trait Connector: Send + Sync {
 
 /// Builds the connector for connection `name` (no I/O; credentials are read on first use).
 pub fn build(name: &str, config: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Arc<dyn Connector>, ConnectorError> {
-    let not_built = |kind: ConnectorKind| {
-        Err(ConnectorError::Config(format!(
-            "connections.{name}.kind: the '{}' connector is not available in this build",
-            kind.as_str()
-        )))
-    };
     match config.kind {
         ConnectorKind::Sandbox => Ok(Arc::new(sandbox::SandboxConnector::new(name, config, secrets)?)),
         ConnectorKind::Rt => Ok(Arc::new(rt::RtConnector::new(name, config, secrets)?)),
-        ConnectorKind::Generic => not_built(config.kind),
+        ConnectorKind::Generic => Ok(Arc::new(generic::GenericConnector::new(name, config, secrets)?)),
         ConnectorKind::Bms => Ok(Arc::new(bms::BmsConnector::new(name, config, secrets)?)),
         ConnectorKind::Vsa => Ok(Arc::new(vsa::VsaConnector::new(name, config, secrets)?)),
         ConnectorKind::Ninjaone => Ok(Arc::new(ninjaone::NinjaOneConnector::new(name, config, secrets)?)),

@@ -11,6 +11,7 @@
 
 pub mod desk;
 pub mod faults;
+pub mod generic;
 pub mod rt;
 mod server;
 mod sim;
