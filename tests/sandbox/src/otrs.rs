@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | POST | /Session | SessionCreate `{UserLogin, Password}` → `{SessionID}` |
 //! | POST | /Ticket | TicketCreate `{SessionID, Ticket{Title, Queue, State, Priority, CustomerUser, …}, Article{…}}` |
-//! | GET | /Ticket | TicketSearch (`SessionID`, `Body`, `Title`, `States`, `StateType`, `Limit`) → `{TicketID:[…]}` or `{}` |
+//! | GET | /Ticket | TicketSearch (`SessionID`, `TicketID` (repeatable), `MIMEBase_Body` / `Body`, `Title`, `States`, `StateType`, `Limit`) → `{TicketID:[…]}` or `{}` |
 //! | GET | /Ticket/{TicketID} | TicketGet, comma list → `{Ticket:[…]}` (an unknown id fails the whole call with AccessDenied); `AllArticles=1`, `ArticleLimit` |
 //! | POST | /TicketSearch | TicketSearch with a JSON body (install variant) |
 //! | PATCH | /Ticket/{TicketID} | TicketUpdate `{SessionID, Ticket?{State}, Article?}` |
@@ -278,12 +278,16 @@ fn run_search(st: &St, q: &[(String, String)]) -> Response {
         return r;
     }
     let states: Vec<String> = q.iter().filter(|(n, _)| n == "States").map(|(_, v)| v.to_lowercase()).collect();
+    let ids_wanted: Vec<String> = q.iter().filter(|(n, _)| n == "TicketID").map(|(_, v)| v.clone()).collect();
+    // OTRS 5 calls the article body field `Body`, OTRS 6+ / Znuny `MIMEBase_Body`.
+    let body = get("MIMEBase_Body").or_else(|| get("Body"));
     let limit = get("Limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(500);
     let ids: Vec<String> = st
         .sim
         .tickets()
         .into_iter()
-        .filter(|t| get("Body").is_none_or(|b| contains_ci(&t.body, &b) || t.notes.iter().any(|n| contains_ci(&n.body, &b))))
+        .filter(|t| ids_wanted.is_empty() || ids_wanted.contains(&t.id.to_string()))
+        .filter(|t| body.as_deref().is_none_or(|b| contains_ci(&t.body, b) || t.notes.iter().any(|n| contains_ci(&n.body, b))))
         .filter(|t| get("Title").is_none_or(|b| contains_ci(&t.title, &b)))
         .filter(|t| states.is_empty() || states.contains(&t.status.to_lowercase()))
         .filter(|t| get("StateType").is_none_or(|ty| state_type(&t.status).eq_ignore_ascii_case(&ty)))

@@ -206,9 +206,17 @@ impl OtrsConnector {
     async fn search(&self, params: &[(&str, String)]) -> Result<Vec<String>, ConnectorError> {
         let route = self.opts.routes.ticket_search.clone();
         let reply: wire::SearchReply = if self.opts.routes.ticket_search_method.eq_ignore_ascii_case("POST") {
+            // Repeated parameters (TicketID=1&TicketID=2) become JSON arrays.
             let mut body = serde_json::Map::new();
             for (k, v) in params {
-                body.insert((*k).to_string(), serde_json::Value::String(v.clone()));
+                let v = serde_json::Value::String(v.clone());
+                match body.get_mut(*k) {
+                    Some(serde_json::Value::Array(a)) => a.push(v),
+                    Some(prev) => *prev = serde_json::Value::Array(vec![prev.clone(), v]),
+                    None => {
+                        body.insert((*k).to_string(), v);
+                    }
+                }
             }
             self.op(Method::POST, &route, &[], Some(serde_json::Value::Object(body)), true).await?
         } else {
@@ -223,8 +231,31 @@ impl OtrsConnector {
         Ok(reply.tickets)
     }
 
-    /// `TicketGet` for `ids`; one unknown id fails the whole call, so a failing batch is split in
-    /// halves until the unreadable ids are isolated and skipped (≈ 2·log2(n) extra calls per id).
+    /// `TicketGet` for a batch that may hold ids OTRS no longer shows us. One unknown or
+    /// inaccessible id fails the whole `TicketGet`, so after such a failure one `TicketSearch`
+    /// restricted to the batch's `TicketID`s tells which are readable, and those are fetched again.
+    async fn get_readable(&self, ids: &[String]) -> Result<Vec<wire::Ticket>, ConnectorError> {
+        match self.get(ids).await {
+            Ok(t) => Ok(t),
+            Err(e) if gone(&e) && ids.len() > 1 => {
+                tracing::info!(error = %e, "OTRS TicketGet refused the batch; asking which tickets are readable");
+                let mut params: Vec<(&str, String)> = ids.iter().map(|id| ("TicketID", id.clone())).collect();
+                params.push(("Limit", ids.len().to_string()));
+                let found: HashSet<String> = self.search(&params).await?.into_iter().collect();
+                let readable: Vec<String> = ids.iter().filter(|id| found.contains(*id)).cloned().collect();
+                if readable.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // Normally one call; if the search sees a ticket TicketGet refuses, bisect.
+                self.get_skipping_gone(readable).await
+            }
+            Err(e) if gone(&e) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `TicketGet` that splits a failing batch in halves until unreadable ids are isolated and
+    /// skipped (≈ 2·log2(n) extra calls per such id).
     fn get_skipping_gone(&self, ids: Vec<String>) -> Pin<Box<dyn Future<Output = Result<Vec<wire::Ticket>, ConnectorError>> + Send + '_>> {
         Box::pin(async move {
             match self.get(&ids).await {
@@ -332,7 +363,9 @@ impl Connector for OtrsConnector {
     }
 
     async fn find_by_correlation(&self, key: &str) -> Result<Option<TicketRef>, ConnectorError> {
-        let mut ids = self.search(&[("Body", format!("*{}*", marker_token(key))), ("Limit", "20".to_string())]).await?;
+        // `Body` is the article field in OTRS 5, `MIMEBase_Body` in OTRS 6+ / Znuny; each ignores the other.
+        let token = marker_token(key);
+        let mut ids = self.search(&[("Body", token.clone()), ("MIMEBase_Body", token), ("Limit", "20".to_string())]).await?;
         if ids.is_empty() {
             return Ok(None);
         }
@@ -361,7 +394,7 @@ impl Connector for OtrsConnector {
         if ticket_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let tickets = self.get_skipping_gone(ticket_ids.to_vec()).await?;
+        let tickets = self.get_readable(ticket_ids).await?;
         let wanted: HashSet<&str> = ticket_ids.iter().map(String::as_str).collect();
         let mut seen = HashSet::new();
         Ok(tickets

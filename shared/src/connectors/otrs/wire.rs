@@ -56,7 +56,8 @@ impl Routes {
 }
 
 fn check_id(id: &str) -> Result<(), ConnectorError> {
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+    // OTRS accepts `[1-9][0-9]*` only.
+    if id.is_empty() || id.starts_with('0') || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ConnectorError::Rejected(format!("OTRS TicketID must be numeric, got '{}'", truncate(id, 40))));
     }
     Ok(())
@@ -97,9 +98,9 @@ impl OpError {
         } else if code.ends_with(".AccessDenied") {
             // TicketGet answers AccessDenied for ids that do not exist, too.
             ConnectorError::Forbidden(msg)
-        } else if code.ends_with(".NotTicketID") || code.ends_with(".NotFound") || lower.contains("no such") {
+        } else if code.ends_with(".NotValidTicketID") || code.ends_with(".NotTicketData") || code.ends_with(".NotFound") || lower.contains("no such") {
             ConnectorError::NotFound(msg)
-        } else if code.ends_with(".MissingParameter") || code.ends_with(".InvalidParameter") || code.ends_with(".InvalidArgument") {
+        } else if code.ends_with(".MissingParameter") || code.ends_with(".InvalidParameter") || code.ends_with(".WrongStructure") {
             ConnectorError::Rejected(msg)
         } else {
             ConnectorError::Server(msg)
@@ -388,6 +389,7 @@ mod tests {
         let r = Routes::default();
         assert_eq!(r.get(&["1".into(), "2".into()]).unwrap(), "/Ticket/1,2");
         assert!(r.get(&["1;DROP".into()]).is_err());
+        assert!(r.get(&["0".into()]).is_err());
         assert_eq!(r.update("5").unwrap(), "/Ticket/5");
         assert_eq!(
             service_base("https://h.example/", DEFAULT_PREFIX, DEFAULT_WEBSERVICE),
