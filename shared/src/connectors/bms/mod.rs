@@ -56,7 +56,7 @@ pub struct BmsOptions {
 
 impl Default for BmsOptions {
     fn default() -> Self {
-        Self { page_size: 100, batch_size: 200, note_type_id: 1, location_id: None, use_default_contract: false, ticket_url: None }
+        Self { page_size: 100, batch_size: 500, note_type_id: 1, location_id: None, use_default_contract: false, ticket_url: None }
     }
 }
 
