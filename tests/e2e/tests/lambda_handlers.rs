@@ -95,17 +95,17 @@ async fn handlers_take_a_task_from_api_gateway_to_completion() {
     let unknown = bridge::domain::TaskId::generate().to_string();
     let out = create_ticket::handle(&h.engine, lambda(stream_event(&[&id, &unknown]))).await.unwrap();
     assert_eq!(out["batchItemFailures"], json!([]));
-    let tickets = h.desk.sim().tickets();
+    let tickets = h.sim().tickets();
     assert_eq!(tickets.len(), 1);
     assert_eq!(tickets[0].correlation_key.as_deref(), Some(id.as_str()));
     // A redelivered record does not open a second ticket.
     create_ticket::handle(&h.engine, lambda(stream_event(&[&id]))).await.unwrap();
-    assert_eq!(h.desk.sim().tickets().len(), 1);
+    assert_eq!(h.sim().tickets().len(), 1);
 
     // poll-status on schedule: still open, then closed by the technician.
     poll_status::handle(&h.engine, lambda(schedule_event())).await.unwrap();
     assert_eq!(h.task(&id).await.state, TaskState::TicketOpen);
-    h.desk.sim().close(&tickets[0].id.to_string(), Some("Closed")).unwrap();
+    h.sim().close(&tickets[0].id.to_string(), Some("Closed")).unwrap();
     // The poll lease paces runs to the connection's interval; a run inside it is skipped.
     let out = poll_status::handle(&h.engine, lambda(schedule_event())).await.unwrap();
     assert_eq!(out[support::CONN]["skipped"], true);
