@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 struct Serve(Child);
 
+/// Callbacks a receiver got: headers and raw body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
+
 impl Drop for Serve {
     fn drop(&mut self) {
         self.0.kill().ok();
@@ -109,7 +112,7 @@ async fn serve_with_config(target: sandbox::targets::Target) {
     let t = sandbox::targets::spawn(target).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Callback receiver.
-    let got: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>> = Default::default();
+    let got: Received = Default::default();
     let g = got.clone();
     let app = axum::Router::new().route(
         "/hook",
