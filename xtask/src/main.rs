@@ -16,7 +16,11 @@ fn main() {
             Ok(0)
         }
         other => {
-            eprintln!("xtask: unknown command {other:?}\n\n{USAGE}\n  {}\n  {}", lint::USAGE, package::USAGE);
+            eprintln!(
+                "xtask: unknown command {other:?}\n\n{USAGE}\n  {}\n  {}",
+                lint::USAGE,
+                package::USAGE
+            );
             Ok(2)
         }
     });

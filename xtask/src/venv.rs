@@ -18,22 +18,30 @@ impl Pin {
 
     /// The `.dist-info` directory pip writes for this exact release.
     fn dist_info(&self) -> String {
-        format!("{}-{}.dist-info", self.name.replace('-', "_").to_ascii_lowercase(), self.version)
+        format!(
+            "{}-{}.dist-info",
+            self.name.replace('-', "_").to_ascii_lowercase(),
+            self.version
+        )
     }
 }
 
 /// The workspace root (the parent of the xtask crate).
 pub fn repo_root() -> Result<PathBuf> {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| anyhow!("cannot find the repository root above {}", manifest_dir.display()))
+    manifest_dir.parent().map(Path::to_path_buf).ok_or_else(|| {
+        anyhow!(
+            "cannot find the repository root above {}",
+            manifest_dir.display()
+        )
+    })
 }
 
 /// The cargo target directory (`CARGO_TARGET_DIR` or `<root>/target`).
 pub fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
 }
 
 /// The cargo that runs xtask (so `cargo +toolchain xtask` keeps its toolchain).
@@ -43,13 +51,20 @@ pub fn cargo() -> String {
 
 /// The venv's `site-packages` directories (one per Python version present).
 pub fn site_packages(venv: &Path) -> Vec<PathBuf> {
-    let Ok(libs) = std::fs::read_dir(venv.join("lib")) else { return Vec::new() };
-    libs.flatten().map(|lib| lib.path().join("site-packages")).filter(|p| p.is_dir()).collect()
+    let Ok(libs) = std::fs::read_dir(venv.join("lib")) else {
+        return Vec::new();
+    };
+    libs.flatten()
+        .map(|lib| lib.path().join("site-packages"))
+        .filter(|p| p.is_dir())
+        .collect()
 }
 
 fn installed(venv: &Path, pin: &Pin) -> bool {
     let marker = pin.dist_info();
-    site_packages(venv).iter().any(|sp| sp.join(&marker).is_dir())
+    site_packages(venv)
+        .iter()
+        .any(|sp| sp.join(&marker).is_dir())
 }
 
 /// Makes sure `<root>/.venv` exists and holds every pinned release (installing only what is
@@ -59,12 +74,15 @@ pub fn ensure(root: &Path, pins: &[Pin]) -> Result<PathBuf> {
     let python = venv.join("bin").join("python");
     if !python.is_file() {
         let interpreter = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        println!("xtask: creating Python venv {} with {interpreter}", venv.display());
+        println!(
+            "xtask: creating Python venv {} with {interpreter}",
+            venv.display()
+        );
         let mut cmd = Command::new(&interpreter);
         cmd.arg("-m").arg("venv").arg(&venv);
-        let out = cmd
-            .output()
-            .with_context(|| format!("cannot run `{interpreter}` (is Python 3 installed? set PYTHON to choose one)"))?;
+        let out = cmd.output().with_context(|| {
+            format!("cannot run `{interpreter}` (is Python 3 installed? set PYTHON to choose one)")
+        })?;
         if !out.status.success() {
             bail!(
                 "`{}` failed:\n{}{}\nhint: on Debian/Ubuntu install the `python3-venv` package",
@@ -81,15 +99,32 @@ pub fn ensure(root: &Path, pins: &[Pin]) -> Result<PathBuf> {
         return Ok(venv);
     }
     let reqs: Vec<String> = missing.iter().map(|p| p.requirement()).collect();
-    println!("xtask: installing {} into {} (pip, quiet)", reqs.join(" "), venv.display());
+    println!(
+        "xtask: installing {} into {} (pip, quiet)",
+        reqs.join(" "),
+        venv.display()
+    );
     let mut pip = Command::new(&python);
-    pip.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(&reqs);
-    let status = pip.status().with_context(|| format!("cannot run {}", describe(&pip)))?;
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ])
+    .args(&reqs);
+    let status = pip
+        .status()
+        .with_context(|| format!("cannot run {}", describe(&pip)))?;
     if !status.success() {
         bail!("`{}` failed ({status}); is PyPI reachable?", describe(&pip));
     }
     if let Some(p) = pins.iter().find(|p| !installed(&venv, p)) {
-        bail!("pip succeeded but {} is not installed in {}", p.requirement(), venv.display());
+        bail!(
+            "pip succeeded but {} is not installed in {}",
+            p.requirement(),
+            venv.display()
+        );
     }
     Ok(venv)
 }
@@ -97,7 +132,8 @@ pub fn ensure(root: &Path, pins: &[Pin]) -> Result<PathBuf> {
 /// Runs a command in the foreground, echoing it first.
 pub fn run(cmd: &mut Command) -> Result<ExitStatus> {
     println!("xtask: running {}", describe(cmd));
-    cmd.status().with_context(|| format!("cannot run {}", describe(cmd)))
+    cmd.status()
+        .with_context(|| format!("cannot run {}", describe(cmd)))
 }
 
 /// The command line, for messages.
@@ -122,9 +158,30 @@ mod tests {
 
     #[test]
     fn dist_info_names_follow_pip_normalization() {
-        assert_eq!(Pin { name: "aws-sam-cli", version: "1.170.0" }.dist_info(), "aws_sam_cli-1.170.0.dist-info");
-        assert_eq!(Pin { name: "cfn-lint", version: "1.58.0" }.dist_info(), "cfn_lint-1.58.0.dist-info");
-        assert_eq!(Pin { name: "ziglang", version: "0.15.2" }.dist_info(), "ziglang-0.15.2.dist-info");
+        assert_eq!(
+            Pin {
+                name: "aws-sam-cli",
+                version: "1.170.0"
+            }
+            .dist_info(),
+            "aws_sam_cli-1.170.0.dist-info"
+        );
+        assert_eq!(
+            Pin {
+                name: "cfn-lint",
+                version: "1.58.0"
+            }
+            .dist_info(),
+            "cfn_lint-1.58.0.dist-info"
+        );
+        assert_eq!(
+            Pin {
+                name: "ziglang",
+                version: "0.15.2"
+            }
+            .dist_info(),
+            "ziglang-0.15.2.dist-info"
+        );
     }
 
     #[test]
@@ -133,8 +190,20 @@ mod tests {
         assert!(site_packages(&dir).is_empty());
         let sp = dir.join("lib").join("python3.11").join("site-packages");
         std::fs::create_dir_all(sp.join("cfn_lint-1.58.0.dist-info")).unwrap();
-        assert!(installed(&dir, &Pin { name: "cfn-lint", version: "1.58.0" }));
-        assert!(!installed(&dir, &Pin { name: "cfn-lint", version: "1.57.0" }));
+        assert!(installed(
+            &dir,
+            &Pin {
+                name: "cfn-lint",
+                version: "1.58.0"
+            }
+        ));
+        assert!(!installed(
+            &dir,
+            &Pin {
+                name: "cfn-lint",
+                version: "1.57.0"
+            }
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
