@@ -88,23 +88,6 @@ const SDK_CALL_ACTIONS: &[(&str, &[&str])] = &[
     (".update_time_to_live()", &[]),
 ];
 
-/// Connector methods: all read the connection's secret; `refresh_token` stores the new version.
-const CONNECTOR_METHOD_ACTIONS: &[(&str, &[&str])] = &[
-    ("create_ticket", &["secretsmanager:GetSecretValue"]),
-    ("find_by_correlation", &["secretsmanager:GetSecretValue"]),
-    ("add_note", &["secretsmanager:GetSecretValue"]),
-    ("statuses", &["secretsmanager:GetSecretValue"]),
-    ("find_contact", &["secretsmanager:GetSecretValue"]),
-    ("token_state", &["secretsmanager:GetSecretValue"]),
-    (
-        "refresh_token",
-        &[
-            "secretsmanager:GetSecretValue",
-            "secretsmanager:PutSecretValue",
-        ],
-    ),
-];
-
 /// Environment variables the code reads that the template must NOT set, with the reason.
 const ENV_NOT_FROM_TEMPLATE: &[(&str, &str)] = &[
     (
@@ -400,6 +383,26 @@ fn store_methods_called(text: &str) -> BTreeSet<String> {
 
 type Grants = BTreeSet<(String, String)>;
 
+/// Names of the `Connector` trait's async methods.
+fn connector_methods() -> Vec<String> {
+    let text = read("shared/src/connectors/mod.rs");
+    let body = &text[text.find("pub trait Connector").expect("Connector trait")..];
+    let body = &body[..body.find("\n}\n").unwrap()];
+    call_args(body, "async fn ")
+        .iter()
+        .map(|s| s.split(['(', '<']).next().unwrap().to_string())
+        .collect()
+}
+
+/// Whether connector code (or the shared HTTP/token layer it uses) writes secrets.
+fn connectors_store_tokens() -> bool {
+    let mut files = sources("shared/src/connectors");
+    if root().join("shared/src/http").is_dir() {
+        files.extend(sources("shared/src/http"));
+    }
+    files.iter().any(|(_, t)| t.contains("secrets.put("))
+}
+
 /// The grants a function's code needs: `(action, resource label)`.
 fn code_grants(function: &str) -> Grants {
     let mut g = Grants::new();
@@ -423,13 +426,15 @@ fn code_grants(function: &str) -> Grants {
         if text.contains("events.publish(") {
             g.insert(("events:PutEvents".into(), "bus".into()));
         }
-        for (m, actions) in CONNECTOR_METHOD_ACTIONS {
-            if text.contains(&format!("connector.{m}(")) {
-                g.extend(
-                    actions
-                        .iter()
-                        .map(|a| (a.to_string(), "secrets".to_string())),
-                );
+        // Connectors read their connection's secret and, where they hold renewable tokens, store
+        // every token they obtain (login, refresh, rotated refresh token) right away.
+        if connector_methods()
+            .iter()
+            .any(|m| text.contains(&format!("connector.{m}(")))
+        {
+            g.insert(("secretsmanager:GetSecretValue".into(), "secrets".into()));
+            if connectors_store_tokens() {
+                g.insert(("secretsmanager:PutSecretValue".into(), "secrets".into()));
             }
         }
     }
