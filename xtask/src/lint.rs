@@ -21,9 +21,6 @@ pub const TOOLS: &[Pin] = &[
 /// The SAM template, relative to the repository root.
 pub const TEMPLATE: &str = "infra/template.yaml";
 
-pub const USAGE: &str = "lint             cfn-lint + `sam validate --lint` on infra/template.yaml (tools pinned in .venv),
-                   cargo clippy --workspace --all-targets -D warnings, cargo fmt --check";
-
 /// Runs every check (all of them, even after a failure) and reports which failed.
 pub fn run(root: &Path, args: &[String]) -> Result<i32> {
     if let Some(a) = args.first() {

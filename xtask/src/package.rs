@@ -26,10 +26,6 @@ pub const TARGET: &str = "aarch64-unknown-linux-gnu";
 /// Lambda's limit for a zip uploaded directly (larger ones must go through S3).
 const DIRECT_UPLOAD_LIMIT: u64 = 50 * 1024 * 1024;
 
-pub const USAGE: &str =
-    "package          cargo lambda build --release --arm64 --output-format zip for every crate in
-                   functions/ (cargo-lambda + ziglang pinned in .venv) and print each zip's size";
-
 /// One function crate under `functions/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FunctionCrate {

@@ -21,8 +21,8 @@ pub enum SecretsError {
     NotFound(String),
     #[error("secret '{name}' is not a JSON object of strings: {reason}")]
     Malformed { name: String, reason: String },
-    /// The local secrets file is readable by group or others.
-    #[error("{path} is readable by other users (mode {mode:o}); run: chmod 600 {path}")]
+    /// The local secrets file grants some permission to group or others.
+    #[error("{path} is accessible to group or other users (mode {mode:o}); run: chmod 600 {path}")]
     InsecurePermissions { path: String, mode: u32 },
     #[error("secrets backend error for '{name}': {reason}")]
     Backend { name: String, reason: String },

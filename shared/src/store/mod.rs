@@ -189,3 +189,16 @@ pub(crate) fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
         .map_err(|_| StoreError::InvalidCursor)?;
     String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)
 }
+
+/// Fixed-width UTC timestamp (nanoseconds) whose string order equals time order; both stores
+/// index due times and update times in this form.
+#[cfg(any(feature = "sqlite", feature = "dynamo"))]
+pub(crate) fn sortable_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+}
+
+/// Epoch seconds for a TTL attribute, rounded up so an item never expires early.
+#[cfg(any(feature = "sqlite", feature = "dynamo"))]
+pub(crate) fn ttl_seconds(t: DateTime<Utc>) -> i64 {
+    t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0)
+}
