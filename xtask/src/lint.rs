@@ -41,7 +41,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<i32> {
     offline_aws_env(&mut sam);
     steps.push(("sam validate --lint", sam));
 
-    let mut clippy = Command::new(venv::cargo());
+    let mut clippy = Command::new(crate::cargo());
     clippy.args([
         "clippy",
         "--workspace",
@@ -52,14 +52,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<i32> {
     ]);
     steps.push(("clippy", clippy));
 
-    let mut fmt = Command::new(venv::cargo());
+    let mut fmt = Command::new(crate::cargo());
     fmt.args(["fmt", "--all", "--check"]);
     steps.push(("rustfmt", fmt));
 
     let mut failed = Vec::new();
     for (name, mut cmd) in steps {
         cmd.current_dir(root).env("PATH", &path);
-        let ok = match venv::run(&mut cmd) {
+        let ok = match crate::run_cmd(&mut cmd) {
             Ok(status) => status.success(),
             Err(e) => {
                 eprintln!("xtask: {name}: {e:#}");

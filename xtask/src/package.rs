@@ -71,10 +71,10 @@ pub fn package_name(manifest: &str) -> Option<String> {
         if !in_package {
             continue;
         }
-        if let Some((key, value)) = line.split_once('=') {
-            if key.trim() == "name" {
-                return Some(value.trim().trim_matches('"').to_string());
-            }
+        if let Some((key, value)) = line.split_once('=')
+            && key.trim() == "name"
+        {
+            return Some(value.trim().trim_matches('"').to_string());
         }
     }
     None
@@ -87,7 +87,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<i32> {
     let crates = function_crates(root)?;
     let venv = venv::ensure(root, TOOLS)?;
     ensure_target()?;
-    let lambda_dir = venv::target_dir(root).join("lambda");
+    let lambda_dir = crate::target_dir(root).join("lambda");
 
     let mut cmd = Command::new(venv.join("bin").join("cargo-lambda"));
     cmd.args([
@@ -113,7 +113,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<i32> {
         cmd.env("CARGO_ZIGBUILD_ZIG_PATH", zig);
     }
     let started = std::time::Instant::now();
-    let status = venv::run(&mut cmd)?;
+    let status = crate::run_cmd(&mut cmd)?;
     if !status.success() {
         eprintln!("xtask: cargo lambda build failed ({status})");
         return Ok(status.code().unwrap_or(1));
@@ -156,7 +156,7 @@ fn ensure_target() -> Result<()> {
             Ok(())
         }
         Ok(_) => {
-            let status = venv::run(Command::new("rustup").args(["target", "add", TARGET]))?;
+            let status = crate::run_cmd(Command::new("rustup").args(["target", "add", TARGET]))?;
             if !status.success() {
                 bail!("`rustup target add {TARGET}` failed ({status})");
             }
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn every_function_dir_is_found() {
-        let root = venv::repo_root().unwrap();
+        let root = crate::repo_root().unwrap();
         let names: Vec<String> = function_crates(&root)
             .unwrap()
             .into_iter()

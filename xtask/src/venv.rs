@@ -1,8 +1,10 @@
 //! Pinned Python tools (cfn-lint, SAM CLI, cargo-lambda, zig) in the repository's `.venv`.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::Command;
+
+use crate::describe;
 
 /// A PyPI requirement pinned to one release.
 #[derive(Debug, Clone, Copy)]
@@ -24,29 +26,6 @@ impl Pin {
             self.version
         )
     }
-}
-
-/// The workspace root (the parent of the xtask crate).
-pub fn repo_root() -> Result<PathBuf> {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().map(Path::to_path_buf).ok_or_else(|| {
-        anyhow!(
-            "cannot find the repository root above {}",
-            manifest_dir.display()
-        )
-    })
-}
-
-/// The cargo target directory (`CARGO_TARGET_DIR` or `<root>/target`).
-pub fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-}
-
-/// The cargo that runs xtask (so `cargo +toolchain xtask` keeps its toolchain).
-pub fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
 /// The venv's `site-packages` directories (one per Python version present).
@@ -127,20 +106,6 @@ pub fn ensure(root: &Path, pins: &[Pin]) -> Result<PathBuf> {
         );
     }
     Ok(venv)
-}
-
-/// Runs a command in the foreground, echoing it first.
-pub fn run(cmd: &mut Command) -> Result<ExitStatus> {
-    println!("xtask: running {}", describe(cmd));
-    cmd.status()
-        .with_context(|| format!("cannot run {}", describe(cmd)))
-}
-
-/// The command line, for messages.
-pub fn describe(cmd: &Command) -> String {
-    let mut parts = vec![cmd.get_program().to_string_lossy().into_owned()];
-    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
-    parts.join(" ")
 }
 
 /// `PATH` with the venv's `bin` first (so tools find the venv's `python3`).
