@@ -704,6 +704,7 @@ fn environment_selects_dynamodb_and_secrets_manager_through_the_real_config_load
 fn iam_grants_equal_what_each_function_calls() {
     let t = template();
     let fns = functions(&t);
+    let mut problems = Vec::new();
     for (function, _) in FUNCTION_ENGINE_FILES {
         let (id, f) = fn_named(&fns, function);
         let mut want = code_grants(function);
@@ -711,12 +712,14 @@ fn iam_grants_equal_what_each_function_calls() {
         let have = granted(&t, f);
         let extra: Vec<_> = have.difference(&want).collect();
         let missing: Vec<_> = want.difference(&have).collect();
-        assert!(
-            extra.is_empty() && missing.is_empty(),
-            "{id} ({function}): template grants more than the code calls: {extra:?}; \
-             the code calls but the template does not grant: {missing:?}"
-        );
+        if !extra.is_empty() || !missing.is_empty() {
+            problems.push(format!(
+                "{id} ({function}): template grants more than the code calls: {extra:?}; \
+                 the code calls but the template does not grant: {missing:?}"
+            ));
+        }
     }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]
