@@ -14,7 +14,7 @@ use std::sync::Arc;
 pub struct Local {
     pub engine: Arc<Engine>,
     /// The built-in sandbox desk, when running without a config.
-    pub desk: Option<sandbox::desk::DeskHandle>,
+    pub desk: Option<sandbox::desk::Desk>,
 }
 
 /// Name of the sandbox connection in the default configuration.
@@ -23,16 +23,9 @@ pub const SANDBOX_CONNECTION: &str = "sandbox";
 pub async fn build(config_path: Option<&Path>, data_dir: &Path) -> Result<Local> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let (mut config, desk) = match config_path {
-        Some(p) => (Config::load(Some(p), env)?, None),
-        None => {
-            let desk = sandbox::desk::start("127.0.0.1:0".parse()?).await.context("starting the sandbox ITSM")?;
-            let mut config = Config::from_toml_with_env("", env)?;
-            config.connections.insert(SANDBOX_CONNECTION.into(), sandbox_connection(&desk.base_url()));
-            config.settings.default_connection = Some(SANDBOX_CONNECTION.into());
-            config.settings.allow_private_callbacks = true;
-            (config, Some(desk))
-        }
+    let mut config = match config_path {
+        Some(p) => Config::load(Some(p), env)?,
+        None => Config::from_toml_with_env("", env)?,
     };
     if config_path.is_none() || config.settings.sqlite_path.is_relative() {
         config.settings.sqlite_path = data_dir.join(&config.settings.sqlite_path);
@@ -44,12 +37,16 @@ pub async fn build(config_path: Option<&Path>, data_dir: &Path) -> Result<Local>
         bridge::secrets::file::FileSecrets::open(&config.settings.secrets_file)
             .with_context(|| format!("opening secrets file {}", config.settings.secrets_file.display()))?,
     );
-    if let Some(desk) = &desk {
-        let mut s = Secret::new();
-        s.set("token", desk.token());
-        s.set("callback_key", "sandbox-callback-key");
-        secrets.put(SANDBOX_CONNECTION, &s).await?;
-    }
+    let desk = match config_path {
+        Some(_) => None,
+        None => {
+            let desk = start_desk(secrets.as_ref(), data_dir).await?;
+            config.connections.insert(SANDBOX_CONNECTION.into(), sandbox_connection(desk.base_url()));
+            config.settings.default_connection = Some(SANDBOX_CONNECTION.into());
+            config.settings.allow_private_callbacks = true;
+            Some(desk)
+        }
+    };
     let store = Arc::new(
         bridge::store::sqlite::SqliteStore::open(&config.settings.sqlite_path)
             .with_context(|| format!("opening {}", config.settings.sqlite_path.display()))?,
@@ -62,6 +59,32 @@ pub async fn build(config_path: Option<&Path>, data_dir: &Path) -> Result<Local>
     }
     let engine = Engine::new(Arc::new(config), store, secrets, connectors, Arc::new(LogEvents));
     Ok(Local { engine: Arc::new(engine), desk })
+}
+
+/// Starts the built-in desk with a key kept in the secrets file and tickets kept in the data
+/// directory, so restarts of `serve` keep both.
+async fn start_desk(secrets: &dyn Secrets, data_dir: &Path) -> Result<sandbox::desk::Desk> {
+    let mut secret = match secrets.get(SANDBOX_CONNECTION).await {
+        Ok(s) => s,
+        Err(bridge::secrets::SecretsError::NotFound(_)) => Secret::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let key = match secret.get("api_key") {
+        Some(k) => k.to_string(),
+        None => {
+            let k = format!("sbx_{}", ulid::Ulid::new());
+            secret.set("api_key", k.clone());
+            secret.set("callback_key", format!("cbk_{}", ulid::Ulid::new()));
+            secrets.put(SANDBOX_CONNECTION, &secret).await?;
+            k
+        }
+    };
+    let cfg = sandbox::desk::DeskConfig {
+        api_keys: vec![sandbox::desk::ApiKey::new("serve", &key)],
+        state_file: Some(data_dir.join("sandbox-desk.json")),
+        ..Default::default()
+    };
+    sandbox::desk::Desk::spawn_on("127.0.0.1:0".parse()?, cfg).await.context("starting the built-in sandbox ITSM")
 }
 
 fn sandbox_connection(base_url: &str) -> ConnectionConfig {

@@ -39,7 +39,7 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
     let app = App {
         engine: engine.clone(),
         created: tx,
-        desk_url: local.desk.as_ref().map(|d| d.base_url()),
+        desk_url: local.desk.as_ref().map(|d| d.base_url().to_string()),
         http: reqwest::Client::new(),
     };
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;

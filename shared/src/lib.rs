@@ -10,6 +10,7 @@ pub mod config;
 pub mod connectors;
 pub mod domain;
 pub mod engine;
+pub mod http;
 pub mod render;
 pub mod secrets;
 pub mod store;

@@ -4,6 +4,9 @@
 //! speaks the target's real REST API through the shared [`crate::http`] layer, and batches
 //! status queries where the API can.
 
+use std::future::Future;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -11,8 +14,10 @@ use thiserror::Error;
 
 use crate::config::ConnectionConfig;
 use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
+use crate::http::HttpClient;
 use crate::secrets::Secrets;
-use std::sync::Arc;
+
+pub mod sandbox;
 
 /// Why a call to a target failed. Messages never contain secrets.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]
@@ -155,6 +160,10 @@ pub trait Connector: Send + Sync {
     }
 
     /// Authenticates and reads something cheap; says precisely what is wrong.
+    ///
+    /// `Ok` lists the steps that passed; the first failing step is returned as the error whose
+    /// variant is the diagnosis (Unreachable, Tls, Unauthorized = bad credentials, TokenExpired,
+    /// Forbidden = missing scope / IP not allowed, NotFound / Config = wrong tenant or desk).
     async fn check(&self) -> Result<CheckReport, ConnectorError>;
 
     /// Opens a ticket carrying `req.correlation_key`.
@@ -187,8 +196,74 @@ pub trait Connector: Send + Sync {
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError>;
 }
 
-/// Builds the connector for one configured connection.
-pub fn build(name: &str, cfg: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Arc<dyn Connector>, ConnectorError> {
-    let _ = secrets;
-    Err(ConnectorError::Config(format!("connections.{name}.kind: connector '{}' is not available yet", cfg.kind.as_str())))
+/// Builds the connector for connection `name` (no I/O; credentials are read on first use).
+pub fn build(name: &str, config: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Arc<dyn Connector>, ConnectorError> {
+    let not_built = |kind: ConnectorKind| {
+        Err(ConnectorError::Config(format!(
+            "connections.{name}.kind: the '{}' connector is not available in this build",
+            kind.as_str()
+        )))
+    };
+    match config.kind {
+        ConnectorKind::Sandbox => Ok(Arc::new(sandbox::SandboxConnector::new(name, config, secrets)?)),
+        ConnectorKind::Rt => not_built(config.kind),
+        ConnectorKind::Generic => not_built(config.kind),
+        ConnectorKind::Bms => not_built(config.kind),
+        ConnectorKind::Vsa => not_built(config.kind),
+        ConnectorKind::Ninjaone => not_built(config.kind),
+        ConnectorKind::Otrs => not_built(config.kind),
+    }
+}
+
+/// Rejects option keys a connector does not know, naming the key.
+pub fn allow_options(name: &str, options: &toml::Table, allowed: &[&str]) -> Result<(), ConnectorError> {
+    match options.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(ConnectorError::Config(format!(
+            "connections.{name}.options.{k}: unknown option (allowed: {})",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Whether a failed create may have opened the ticket anyway (the response was lost).
+pub fn is_ambiguous(e: &ConnectorError) -> bool {
+    matches!(
+        e,
+        ConnectorError::Server(_) | ConnectorError::Timeout(_) | ConnectorError::Malformed(_) | ConnectorError::Unreachable(_)
+    )
+}
+
+/// Creates a ticket without ever creating two: a create whose outcome is unknown (5xx, timeout,
+/// lost or garbled response) is followed by a correlation search, and only when that finds
+/// nothing is the create retried (with backoff, up to the client's `max_retries`).
+pub async fn create_with_recovery<C, CF, S, SF>(http: &HttpClient, create: C, search: S) -> Result<TicketRef, ConnectorError>
+where
+    C: Fn() -> CF,
+    CF: Future<Output = Result<TicketRef, ConnectorError>>,
+    S: Fn() -> SF,
+    SF: Future<Output = Result<Option<TicketRef>, ConnectorError>>,
+{
+    let mut attempt = 0;
+    loop {
+        let err = match create().await {
+            Ok(t) => return Ok(t),
+            Err(e) if is_ambiguous(&e) && attempt < http.config().max_retries => e,
+            Err(e) => return Err(e),
+        };
+        tracing::warn!(error = %err, attempt, "create outcome unknown; searching by correlation key");
+        http.backoff(attempt).await;
+        match search().await {
+            Ok(Some(found)) => {
+                tracing::info!(ticket = %found.id, "found the ticket the failed create opened");
+                return Ok(found);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "correlation search failed; not creating again");
+                return Err(err);
+            }
+        }
+        attempt += 1;
+    }
 }

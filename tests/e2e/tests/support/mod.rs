@@ -1,0 +1,202 @@
+//! Test harness: an engine over a real store (SQLite file or DynamoDB on moto) and real secrets
+//! (private file or Secrets Manager on moto), talking to the sandbox desk simulator.
+
+#![allow(dead_code)]
+
+use bridge::config::{Config, ConnectionConfig};
+use bridge::domain::{ConnectorKind, Grouping, Task};
+use bridge::engine::{BridgeEvent, Engine, EventSink};
+use bridge::secrets::{Secret, Secrets};
+use bridge::store::Store;
+use chrono::{DateTime, Utc};
+use sandbox::desk::{ApiKey, Desk, DeskConfig};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+pub const CONN: &str = "desk";
+pub const CALLBACK_KEY: &str = "cbk-test-key";
+/// HTTP requests one engine attempt makes against a failing create route (1 + max_retries).
+pub const REQUESTS_PER_ATTEMPT: u32 = 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Dynamo,
+}
+
+/// Events published by the engine, captured for assertions.
+#[derive(Default)]
+pub struct CapturedEvents(pub Mutex<Vec<BridgeEvent>>);
+
+#[async_trait::async_trait]
+impl EventSink for CapturedEvents {
+    async fn publish(&self, event: &BridgeEvent) -> Result<(), String> {
+        self.0.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+pub struct Harness {
+    pub engine: Engine,
+    pub desk: Desk,
+    pub store: Arc<dyn Store>,
+    pub secrets: Arc<dyn Secrets>,
+    pub events: Arc<CapturedEvents>,
+    _dir: tempfile::TempDir,
+}
+
+fn endpoint() -> String {
+    std::env::var(bridge::aws::ENDPOINT_ENV)
+        .expect("TB_AWS_ENDPOINT is not set: run the tests with `cargo xtask test` (it starts moto_server)")
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
+
+/// The sandbox connection as a user would configure it.
+pub fn desk_connection(base_url: &str, secret: &str, grouping: Grouping) -> ConnectionConfig {
+    let toml = format!(
+        r#"kind = "sandbox"
+base_url = "{base_url}"
+secret = "{secret}"
+grouping = "{}"
+poll_interval_secs = 10
+[status_map]
+fulfilled = ["Resolved", "Closed"]
+rejected = ["Rejected"]
+pending = ["Waiting"]
+[options.http]
+max_retries = 1
+backoff_base_ms = 5
+backoff_max_ms = 20
+"#,
+        match grouping {
+            Grouping::None => "none",
+            Grouping::User => "user",
+            Grouping::UserAlert => "user_alert",
+        }
+    );
+    let cfg: ConnectionConfig = toml::from_str(&toml).unwrap();
+    assert_eq!(cfg.kind, ConnectorKind::Sandbox);
+    cfg
+}
+
+impl Harness {
+    pub async fn new(backend: Backend, grouping: Grouping) -> Self {
+        Self::with(backend, grouping, |_| {}).await
+    }
+
+    pub async fn with(backend: Backend, grouping: Grouping, tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let key = unique("sbx");
+        let desk = Desk::spawn(DeskConfig { api_keys: vec![ApiKey::new("test", &key)], ..Default::default() })
+            .await
+            .unwrap();
+        let (store, secrets): (Arc<dyn Store>, Arc<dyn Secrets>) = match backend {
+            Backend::Sqlite => (
+                Arc::new(bridge::store::sqlite::SqliteStore::open(dir.path().join("tb.db")).unwrap()),
+                Arc::new(bridge::secrets::file::FileSecrets::open(dir.path().join("secrets.json")).unwrap()),
+            ),
+            Backend::Dynamo => {
+                let sdk = bridge::aws::sdk_config(Some(&endpoint())).await;
+                let client = aws_sdk_dynamodb::Client::new(&sdk);
+                let table = unique("e2e");
+                bridge::store::dynamo::create_table(&client, &table).await.unwrap();
+                (
+                    Arc::new(bridge::store::dynamo::DynamoStore::new(client, table)),
+                    Arc::new(bridge::secrets::aws::AwsSecrets::new(
+                        aws_sdk_secretsmanager::Client::new(&sdk),
+                        std::time::Duration::from_secs(60),
+                    )),
+                )
+            }
+        };
+        let secret_name = unique("tb/desk");
+        let mut s = Secret::new();
+        s.set("api_key", key);
+        s.set("callback_key", CALLBACK_KEY);
+        secrets.put(&secret_name, &s).await.unwrap();
+        let mut config = Config::default();
+        config.settings.allow_private_callbacks = true;
+        config.settings.retry_base_secs = 1;
+        config.settings.retry_max_secs = 2;
+        config.settings.max_attempts = 3;
+        config.connections.insert(CONN.into(), desk_connection(desk.base_url(), &secret_name, grouping));
+        tweak(&mut config);
+        config.validate().unwrap();
+        let mut connectors = BTreeMap::new();
+        for (name, cfg) in &config.connections {
+            connectors.insert(name.clone(), bridge::connectors::build(name, cfg, secrets.clone()).unwrap());
+        }
+        let events = Arc::new(CapturedEvents::default());
+        let mut engine = Engine::new(Arc::new(config), store.clone(), secrets.clone(), connectors, events.clone());
+        engine.notifier.retry_delays = vec![std::time::Duration::from_millis(10); 2];
+        Self { engine, desk, store, secrets, events, _dir: dir }
+    }
+
+    /// Submits a JSON body through the public API handler, as a loopback caller.
+    pub async fn submit(&self, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call("POST", "/v1/tasks", Some(body)).await
+    }
+
+    pub async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("content-type", "application/json".parse().unwrap());
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let (p, q) = path.split_once('?').map(|(p, q)| (p, Some(q))).unwrap_or((path, None));
+        let req = bridge::engine::api::ApiRequest { method, path: p, query: q, headers: &headers, body: &bytes, peer_loopback: true };
+        let res = bridge::engine::api::handle(&self.engine, req, Utc::now()).await;
+        (res.status, res.body)
+    }
+
+    pub async fn task(&self, id: &str) -> Task {
+        self.engine.get(id).await.unwrap()
+    }
+
+    /// Runs the creation step for one task as the stream would.
+    pub async fn create(&self, id: &str) {
+        let tid = bridge::domain::TaskId::parse(id).unwrap();
+        self.engine.create_one(&tid, Utc::now()).await.unwrap();
+    }
+
+    pub async fn poll(&self) -> bridge::engine::PollReport {
+        self.engine.poll_connection(CONN, Utc::now(), false).await
+    }
+
+    pub async fn poll_at(&self, now: DateTime<Utc>) -> bridge::engine::PollReport {
+        self.engine.poll_connection(CONN, now, false).await
+    }
+
+    pub fn event_types(&self) -> Vec<String> {
+        self.events.0.lock().unwrap().iter().map(|e| e.detail_type.clone()).collect()
+    }
+}
+
+pub fn access_task(external_id: &str) -> serde_json::Value {
+    serde_json::json!({"source":"saviynt","external_id":external_id,"kind":"access","action":"add_access",
+        "user":{"id":"u-17","name":"Ada Lovelace","email":"ada@example.com"},"application":"Payroll",
+        "entitlements":["payroll-admin"],"requester":{"name":"Grace Hopper","email":"grace@example.com"},
+        "justification":"new role"})
+}
+
+pub fn alert(external_id: &str, user: &str, alert_type: &str) -> serde_json::Value {
+    serde_json::json!({"source":"saas-alerts","external_id":external_id,"kind":"alert",
+        "organization":{"id":"org-1","name":"Acme Corp"},"user_email":user,
+        "alert_type":alert_type,"severity":"high","details":{"files": 512}})
+}
+
+/// Runs one test body against both stores.
+#[macro_export]
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::support::Backend::Sqlite).await })*
+        }
+        mod dynamo {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::support::Backend::Dynamo).await })*
+        }
+    };
+}

@@ -1,0 +1,140 @@
+//! Serving a simulator: its target routes wrapped in the shared traffic layer (counting, latency,
+//! rate limit, faults) plus the technician API under `/_sim`.
+
+use axum::Router;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::faults::Fault;
+use crate::sim::Sim;
+use crate::technician;
+
+/// A running simulator. Dropping it stops the server.
+pub struct SimServer {
+    base_url: String,
+    addr: SocketAddr,
+    sim: Sim,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SimServer {
+    /// Serves `api` (the target's routes, state already applied) on 127.0.0.1, ephemeral port.
+    pub async fn spawn(sim: Sim, api: Router) -> std::io::Result<Self> {
+        Self::spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), sim, api).await
+    }
+
+    /// Serves on a given address (port 0 = ephemeral).
+    pub async fn spawn_on(addr: SocketAddr, sim: Sim, api: Router) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let app = Router::new()
+            .nest("/_sim", technician::router(sim.clone()))
+            .merge(api.route_layer(middleware::from_fn_with_state(sim.clone(), traffic)));
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "simulator server stopped");
+            }
+        });
+        Ok(Self { base_url: format!("http://{addr}"), addr, sim, shutdown: Some(tx), task: Some(task) })
+    }
+
+    /// `http://127.0.0.1:<port>` (no trailing slash).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn sim(&self) -> &Sim {
+        &self.sim
+    }
+
+    /// Stops the server and waits for it.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Deref for SimServer {
+    type Target = Sim;
+    fn deref(&self) -> &Sim {
+        &self.sim
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Counts the request, adds latency, enforces the rate limit and fires armed faults.
+async fn traffic(State(sim): State<Sim>, req: Request, next: Next) -> Response {
+    let template = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    let route = format!("{} {}", req.method(), template.as_deref().unwrap_or(req.uri().path()));
+    sim.record(&route, req.uri().path(), req.uri().query());
+    let latency = sim.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let client = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
+    if let Some(secs) = sim.rate_check(&client, &route) {
+        return too_many(secs);
+    }
+    let profile = sim.profile();
+    match sim.faults().take(&route) {
+        None => next.run(req).await,
+        Some(Fault::Status { status }) => {
+            let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            (code, axum::Json(profile.server_error_body.clone())).into_response()
+        }
+        Some(Fault::RateLimited { retry_after_secs }) => too_many(retry_after_secs),
+        Some(Fault::Hang { ms }) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            (StatusCode::GATEWAY_TIMEOUT, axum::Json(json!({"error": "gateway timeout"}))).into_response()
+        }
+        Some(Fault::MalformedJson) => {
+            ([(header::CONTENT_TYPE, "application/json")], "{\"items\": [{\"id\": 1, \"status\": \"Ope").into_response()
+        }
+        Some(Fault::ErrorBody) => {
+            let (code, body) = profile.error_body.clone();
+            (StatusCode::from_u16(code).unwrap_or(StatusCode::OK), axum::Json(body)).into_response()
+        }
+        Some(Fault::LoseResponse) => {
+            let _ = next.run(req).await;
+            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(profile.server_error_body.clone())).into_response()
+        }
+    }
+}
+
+fn too_many(secs: u64) -> Response {
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(json!({"error": "too many requests"}))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}

@@ -1,0 +1,481 @@
+//! State shared by every simulator: tickets with notes, customers and contacts, issued tokens,
+//! armed faults, request counts, per-client rate limit and latency.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::faults::{Fault, Faults};
+use crate::tokens::{TokenKind, Tokens};
+
+/// A note / comment / article on a ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimNote {
+    pub id: u64,
+    pub subject: Option<String>,
+    pub body: String,
+    /// Internal (not visible to the customer).
+    pub internal: bool,
+    pub author: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A ticket as the simulator stores it; each simulator renders it in its API's shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimTicket {
+    pub id: u64,
+    /// Human-facing number (equals the id where the target has none).
+    pub number: String,
+    pub title: String,
+    pub body: String,
+    pub status: String,
+    pub customer_id: Option<String>,
+    pub contact_id: Option<String>,
+    pub requester: Option<String>,
+    pub queue: Option<String>,
+    pub priority: Option<String>,
+    /// The correlation key the client wrote into the ticket, wherever the target keeps it.
+    pub correlation_key: Option<String>,
+    /// Target-specific fields (custom fields, type ids…).
+    pub fields: BTreeMap<String, Value>,
+    /// The create request body exactly as received.
+    pub request: Value,
+    pub notes: Vec<SimNote>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// What a simulator's create handler fills in.
+#[derive(Debug, Clone, Default)]
+pub struct NewTicket {
+    /// `None`: the profile's prefix + the id.
+    pub number: Option<String>,
+    pub title: String,
+    pub body: String,
+    /// `None`: the profile's initial status.
+    pub status: Option<String>,
+    pub customer_id: Option<String>,
+    pub contact_id: Option<String>,
+    pub requester: Option<String>,
+    pub queue: Option<String>,
+    pub priority: Option<String>,
+    pub correlation_key: Option<String>,
+    pub fields: BTreeMap<String, Value>,
+    pub request: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimCustomer {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimContact {
+    pub id: String,
+    pub customer_id: Option<String>,
+    pub email: String,
+    pub name: String,
+}
+
+/// Why a technician action failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SimError {
+    NotFound(String),
+    InvalidStatus(String),
+}
+
+impl std::fmt::Display for SimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NotFound(id) => write!(f, "no ticket '{id}'"),
+            Self::InvalidStatus(s) => write!(f, "'{s}' is not a status of this desk"),
+        }
+    }
+}
+
+impl std::error::Error for SimError {}
+
+/// Per-simulator constants.
+#[derive(Debug, Clone)]
+pub struct SimProfile {
+    pub name: &'static str,
+    /// Status of new tickets.
+    pub initial_status: String,
+    /// Status a technician's close sets when none is given.
+    pub closed_status: String,
+    /// Valid statuses (case-insensitive); empty accepts any.
+    pub statuses: Vec<String>,
+    /// Statuses that count as closed (sets `closed_at`).
+    pub closed_statuses: Vec<String>,
+    /// The target's "HTTP 200 with an error body": status code and body.
+    pub error_body: (u16, Value),
+    /// Body of injected 5xx responses.
+    pub server_error_body: Value,
+    /// First ticket id.
+    pub first_id: u64,
+    /// Ticket numbers are this prefix + the id (unless the handler sets one).
+    pub number_prefix: String,
+}
+
+/// A request as the simulator saw it.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    /// `"METHOD /route/{template}"`.
+    pub route: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub at: Instant,
+}
+
+/// A per-client (and optionally per-route) fixed-window rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateRule {
+    pub limit: u32,
+    pub window: Duration,
+    pub per_route: bool,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Store {
+    tickets: BTreeMap<u64, SimTicket>,
+    next_id: u64,
+    next_note_id: u64,
+    customers: Vec<SimCustomer>,
+    contacts: Vec<SimContact>,
+}
+
+/// The rate rule and each client's window start and count.
+type RateState = (Option<RateRule>, HashMap<String, (Instant, u32)>);
+
+struct Inner {
+    profile: SimProfile,
+    store: Mutex<Store>,
+    tokens: Tokens,
+    faults: Faults,
+    log: Mutex<Vec<RequestRecord>>,
+    rate: Mutex<RateState>,
+    latency_ms: AtomicU64,
+    persist: Mutex<Option<PathBuf>>,
+}
+
+/// A simulator's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct Sim(Arc<Inner>);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Sim {
+    pub fn new(profile: SimProfile) -> Self {
+        let store = Store { next_id: profile.first_id, next_note_id: 1, ..Store::default() };
+        Self(Arc::new(Inner {
+            profile,
+            store: Mutex::new(store),
+            tokens: Tokens::default(),
+            faults: Faults::default(),
+            log: Mutex::default(),
+            rate: Mutex::default(),
+            latency_ms: AtomicU64::new(0),
+            persist: Mutex::new(None),
+        }))
+    }
+
+    pub fn profile(&self) -> &SimProfile {
+        &self.0.profile
+    }
+
+    /// Keeps tickets, customers and contacts in `path` (JSON), loading what is there now.
+    pub fn persist_to(&self, path: PathBuf) -> std::io::Result<()> {
+        if path.exists() {
+            let text = std::fs::read_to_string(&path)?;
+            let store: Store = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+            *lock(&self.0.store) = store;
+        }
+        *lock(&self.0.persist) = Some(path);
+        Ok(())
+    }
+
+    fn mutate<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+        let mut store = lock(&self.0.store);
+        let out = f(&mut store);
+        if let Some(path) = lock(&self.0.persist).as_ref() {
+            let tmp = path.with_extension("tmp");
+            let saved = serde_json::to_vec_pretty(&*store)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| std::fs::write(&tmp, bytes))
+                .and_then(|()| std::fs::rename(&tmp, path));
+            if let Err(e) = saved {
+                tracing::error!(path = %path.display(), error = %e, "could not save simulator state");
+            }
+        }
+        out
+    }
+
+    // ---- tickets ----
+
+    /// Stores a new ticket and returns it.
+    pub fn create_ticket(&self, t: NewTicket) -> SimTicket {
+        let now = Utc::now();
+        let initial = self.0.profile.initial_status.clone();
+        let prefix = self.0.profile.number_prefix.clone();
+        self.mutate(|s| {
+            let id = s.next_id;
+            s.next_id += 1;
+            let ticket = SimTicket {
+                id,
+                number: t.number.unwrap_or_else(|| format!("{prefix}{id}")),
+                title: t.title,
+                body: t.body,
+                status: t.status.unwrap_or(initial),
+                customer_id: t.customer_id,
+                contact_id: t.contact_id,
+                requester: t.requester,
+                queue: t.queue,
+                priority: t.priority,
+                correlation_key: t.correlation_key,
+                fields: t.fields,
+                request: t.request,
+                notes: Vec::new(),
+                created_at: now,
+                updated_at: now,
+                closed_at: None,
+            };
+            s.tickets.insert(id, ticket.clone());
+            ticket
+        })
+    }
+
+    /// The id the next created ticket gets.
+    pub fn next_id(&self) -> u64 {
+        lock(&self.0.store).next_id
+    }
+
+    /// All tickets, by id.
+    pub fn tickets(&self) -> Vec<SimTicket> {
+        lock(&self.0.store).tickets.values().cloned().collect()
+    }
+
+    pub fn ticket(&self, id: u64) -> Option<SimTicket> {
+        lock(&self.0.store).tickets.get(&id).cloned()
+    }
+
+    /// A ticket by id or by number.
+    pub fn find_ticket(&self, id_or_number: &str) -> Option<SimTicket> {
+        let store = lock(&self.0.store);
+        id_or_number
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| store.tickets.get(&id))
+            .or_else(|| store.tickets.values().find(|t| t.number == id_or_number))
+            .cloned()
+    }
+
+    /// Applies `f` to ticket `id` (updating `updated_at`); `None` if there is no such ticket.
+    pub fn update_ticket(&self, id: u64, f: impl FnOnce(&mut SimTicket)) -> Option<SimTicket> {
+        self.mutate(|s| {
+            let t = s.tickets.get_mut(&id)?;
+            f(t);
+            t.updated_at = Utc::now();
+            Some(t.clone())
+        })
+    }
+
+    /// Adds a note to ticket `id`.
+    pub fn add_note(&self, id: u64, subject: Option<String>, body: String, internal: bool, author: &str) -> Option<SimNote> {
+        self.mutate(|s| {
+            let note_id = s.next_note_id;
+            let t = s.tickets.get_mut(&id)?;
+            let note = SimNote { id: note_id, subject, body, internal, author: author.to_string(), created_at: Utc::now() };
+            t.notes.push(note.clone());
+            t.updated_at = note.created_at;
+            s.next_note_id += 1;
+            Some(note)
+        })
+    }
+
+    /// The profile's spelling of `status`, if valid.
+    pub fn canonical_status(&self, status: &str) -> Option<String> {
+        let p = &self.0.profile;
+        if p.statuses.is_empty() {
+            return Some(status.to_string());
+        }
+        p.statuses.iter().find(|s| s.eq_ignore_ascii_case(status.trim())).cloned()
+    }
+
+    /// Whether `status` closes a ticket in this desk.
+    pub fn is_closed_status(&self, status: &str) -> bool {
+        self.0.profile.closed_statuses.iter().any(|s| s.eq_ignore_ascii_case(status))
+    }
+
+    /// Technician: sets a ticket's status (by id or number).
+    pub fn set_status(&self, id_or_number: &str, status: &str) -> Result<SimTicket, SimError> {
+        let status = self.canonical_status(status).ok_or_else(|| SimError::InvalidStatus(status.to_string()))?;
+        let id = self.find_ticket(id_or_number).ok_or_else(|| SimError::NotFound(id_or_number.to_string()))?.id;
+        let closed = self.is_closed_status(&status);
+        self.update_ticket(id, |t| {
+            t.status = status;
+            t.closed_at = closed.then(Utc::now);
+        })
+        .ok_or_else(|| SimError::NotFound(id_or_number.to_string()))
+    }
+
+    /// Technician: closes a ticket with `status` (default: the profile's closed status).
+    pub fn close(&self, id_or_number: &str, status: Option<&str>) -> Result<SimTicket, SimError> {
+        let status = status.unwrap_or(&self.0.profile.closed_status).to_string();
+        self.set_status(id_or_number, &status)
+    }
+
+    // ---- customers and contacts ----
+
+    pub fn add_customer(&self, id: &str, name: &str) {
+        self.mutate(|s| s.customers.push(SimCustomer { id: id.into(), name: name.into() }));
+    }
+
+    pub fn add_contact(&self, id: &str, customer_id: Option<&str>, email: &str, name: &str) {
+        self.mutate(|s| {
+            s.contacts.push(SimContact {
+                id: id.into(),
+                customer_id: customer_id.map(str::to_string),
+                email: email.into(),
+                name: name.into(),
+            })
+        });
+    }
+
+    pub fn customers(&self) -> Vec<SimCustomer> {
+        lock(&self.0.store).customers.clone()
+    }
+
+    pub fn contacts(&self) -> Vec<SimContact> {
+        lock(&self.0.store).contacts.clone()
+    }
+
+    // ---- auth, faults, traffic ----
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.0.tokens
+    }
+
+    pub fn faults(&self) -> &Faults {
+        &self.0.faults
+    }
+
+    /// The next `n` requests answer `status` (e.g. 503).
+    pub fn fail_next(&self, n: u32, status: u16) {
+        self.0.faults.inject(Fault::Status { status }, n);
+    }
+
+    /// The next `n` requests answer 429 with `Retry-After: secs`.
+    pub fn rate_limit_next(&self, n: u32, retry_after_secs: u64) {
+        self.0.faults.inject(Fault::RateLimited { retry_after_secs }, n);
+    }
+
+    /// The next `n` requests hang for `d`, then answer 504.
+    pub fn hang_next(&self, n: u32, d: Duration) {
+        self.0.faults.inject(Fault::hang(d), n);
+    }
+
+    /// The next `n` requests get a truncated JSON body.
+    pub fn malformed_next(&self, n: u32) {
+        self.0.faults.inject(Fault::MalformedJson, n);
+    }
+
+    /// The next `n` requests get the target's 200-with-error body.
+    pub fn error_body_next(&self, n: u32) {
+        self.0.faults.inject(Fault::ErrorBody, n);
+    }
+
+    /// The next `n` requests are handled but answered with 500.
+    pub fn lose_next_responses(&self, n: u32) {
+        self.0.faults.inject(Fault::LoseResponse, n);
+    }
+
+    /// Revokes all access/session tokens (clients must log in again).
+    pub fn revoke_tokens(&self) {
+        self.0.tokens.revoke(&[TokenKind::Access]);
+    }
+
+    /// Revokes every credential, including refresh and static tokens.
+    pub fn revoke_all_credentials(&self) {
+        self.0.tokens.revoke(&[TokenKind::Access, TokenKind::Refresh, TokenKind::Static]);
+    }
+
+    /// Adds `d` of latency to every target request (benchmarks use 50 ms).
+    pub fn set_latency(&self, d: Duration) {
+        self.0.latency_ms.store(d.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn latency(&self) -> Duration {
+        Duration::from_millis(self.0.latency_ms.load(Ordering::Relaxed))
+    }
+
+    /// Limits each client to `limit` requests per `window` (per route if `per_route`); beyond
+    /// that the simulator answers 429 with `Retry-After`.
+    pub fn set_rate_limit(&self, rule: Option<RateRule>) {
+        let mut r = lock(&self.0.rate);
+        r.0 = rule;
+        r.1.clear();
+    }
+
+    /// `Some(retry_after_secs)` when this request exceeds the rate limit.
+    pub(crate) fn rate_check(&self, client: &str, route: &str) -> Option<u64> {
+        let mut r = lock(&self.0.rate);
+        let rule = r.0?;
+        let key = if rule.per_route { format!("{client} {route}") } else { client.to_string() };
+        let now = Instant::now();
+        let entry = r.1.entry(key).or_insert((now, 0));
+        if now.duration_since(entry.0) >= rule.window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= rule.limit {
+            let left = rule.window.saturating_sub(now.duration_since(entry.0));
+            return Some((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1));
+        }
+        entry.1 += 1;
+        None
+    }
+
+    pub(crate) fn record(&self, route: &str, path: &str, query: Option<&str>) {
+        lock(&self.0.log).push(RequestRecord {
+            route: route.to_string(),
+            path: path.to_string(),
+            query: query.map(str::to_string),
+            at: Instant::now(),
+        });
+    }
+
+    /// Requests seen on `route` (`"METHOD /route/{template}"`).
+    pub fn requests(&self, route: &str) -> usize {
+        lock(&self.0.log).iter().filter(|r| r.route == route).count()
+    }
+
+    /// All target requests seen.
+    pub fn request_count(&self) -> usize {
+        lock(&self.0.log).len()
+    }
+
+    /// Requests per route.
+    pub fn request_counts(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for r in lock(&self.0.log).iter() {
+            *m.entry(r.route.clone()).or_default() += 1;
+        }
+        m
+    }
+
+    pub fn request_log(&self) -> Vec<RequestRecord> {
+        lock(&self.0.log).clone()
+    }
+
+    pub fn reset_requests(&self) {
+        lock(&self.0.log).clear();
+    }
+}
