@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::STORE_METHOD_ACTIONS;
+use common::{STORE_METHOD_ACTIONS, eval, read, root, template};
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -96,67 +96,6 @@ const REQUIRED_OVERRIDES: &[&str] = &[
 const UNEXPOSED_ROUTES: &[(&str, &str, &str)] = &[("GET", "/healthz", "local runner probe")];
 
 // ───────────────────────────── template loading ─────────────────────────────
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn read(rel: &str) -> String {
-    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("cannot read {rel}: {e}"))
-}
-
-/// The template as JSON, short-form tags turned into their long forms (`!Ref X` → `{"Ref": X}`,
-/// `!GetAtt A.B` → `{"Fn::GetAtt": [A, B]}`, `!Sub s` → `{"Fn::Sub": s}`).
-fn template() -> Value {
-    let yaml: serde_norway::Value =
-        serde_norway::from_str(&read("infra/template.yaml")).expect("template is valid YAML");
-    to_json(yaml)
-}
-
-fn to_json(v: serde_norway::Value) -> Value {
-    use serde_norway::Value as Y;
-    match v {
-        Y::Null => Value::Null,
-        Y::Bool(b) => Value::Bool(b),
-        Y::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                json!(i)
-            } else {
-                json!(n.as_f64().unwrap())
-            }
-        }
-        Y::String(s) => Value::String(s),
-        Y::Sequence(s) => Value::Array(s.into_iter().map(to_json).collect()),
-        Y::Mapping(m) => {
-            let mut out = Map::new();
-            for (k, v) in m {
-                let key = match k {
-                    Y::String(s) => s,
-                    other => panic!("non-string key {other:?}"),
-                };
-                out.insert(key, to_json(v));
-            }
-            Value::Object(out)
-        }
-        Y::Tagged(t) => {
-            let tag = t.tag.to_string();
-            let name = tag.trim_start_matches('!');
-            let inner = to_json(t.value);
-            match name {
-                "Ref" => json!({ "Ref": inner }),
-                "GetAtt" => {
-                    let s = inner.as_str().expect("!GetAtt takes Resource.Attribute");
-                    let (res, attr) = s.split_once('.').expect("!GetAtt takes Resource.Attribute");
-                    json!({ "Fn::GetAtt": [res, attr] })
-                }
-                other => json!({ format!("Fn::{other}"): inner }),
-            }
-        }
-    }
-}
 
 fn resources(t: &Value) -> &Map<String, Value> {
     t["Resources"].as_object().expect("Resources")
@@ -641,42 +580,18 @@ fn template_sets_every_environment_variable_the_code_reads() {
     }
 }
 
-/// Evaluates an environment value with parameter defaults and the given conditions.
-/// `None` is `AWS::NoValue`.
-fn eval(v: &Value, t: &Value, conditions: &BTreeMap<&str, bool>) -> Option<String> {
-    if let Some(s) = v.as_str() {
-        return Some(s.to_string());
-    }
-    if let Some(r) = v["Ref"].as_str() {
-        return match r {
-            "AWS::NoValue" => None,
-            "Table" => Some("drift-table".into()),
-            p => Some(
-                t["Parameters"][p]["Default"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("Ref {p}"))
-                    .to_string(),
-            ),
-        };
-    }
-    if let Some([c, yes, no]) = v["Fn::If"].as_array().map(Vec::as_slice) {
-        let cond = conditions[c.as_str().unwrap()];
-        return eval(if cond { yes } else { no }, t, conditions);
-    }
-    panic!("cannot evaluate environment value {v}")
-}
-
 #[test]
 fn environment_selects_dynamodb_and_secrets_manager_through_the_real_config_loader() {
     let t = template();
     for layer in [false, true] {
         let conditions = BTreeMap::from([("UseConfigLayer", layer)]);
+        let refs = BTreeMap::from([("Table", "drift-table".to_string())]);
         let vars = t["Globals"]["Function"]["Environment"]["Variables"]
             .as_object()
             .unwrap();
         let env: BTreeMap<String, String> = vars
             .iter()
-            .filter_map(|(k, v)| eval(v, &t, &conditions).map(|v| (k.clone(), v)))
+            .filter_map(|(k, v)| eval(v, &t, &conditions, &refs).map(|v| (k.clone(), v)))
             .collect();
         // Config::from_process_env: inline TOML when TICKET_BRIDGE_CONFIG_TOML is present, else the file.
         assert_eq!(
