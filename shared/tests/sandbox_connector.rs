@@ -121,3 +121,12 @@ fn unknown_option_is_named() {
     cfg.options.remove("queue");
     assert!(connectors::build("sbx", &cfg, Arc::new(MemSecrets::default())).is_ok());
 }
+
+#[test]
+fn connectors_not_in_this_build_are_a_config_error() {
+    for kind in ["bms", "vsa", "ninjaone", "otrs"] {
+        let cfg = conn_config(kind, "http://127.0.0.1:9", SECRET, &Opts::default(), "");
+        let err = connectors::build("x", &cfg, Arc::new(MemSecrets::default())).err().unwrap();
+        assert!(matches!(&err, ConnectorError::Config(m) if m.contains("connections.x.kind") && m.contains(kind)), "{err:?}");
+    }
+}

@@ -17,6 +17,8 @@ use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
 use crate::http::HttpClient;
 use crate::secrets::Secrets;
 
+pub mod generic;
+pub mod rt;
 pub mod sandbox;
 
 /// Why a call to a target failed. Messages never contain secrets.
@@ -206,13 +208,26 @@ pub fn build(name: &str, config: &ConnectionConfig, secrets: Arc<dyn Secrets>) -
     };
     match config.kind {
         ConnectorKind::Sandbox => Ok(Arc::new(sandbox::SandboxConnector::new(name, config, secrets)?)),
-        ConnectorKind::Rt => not_built(config.kind),
-        ConnectorKind::Generic => not_built(config.kind),
+        ConnectorKind::Rt => Ok(Arc::new(rt::RtConnector::new(name, config, secrets)?)),
+        ConnectorKind::Generic => Ok(Arc::new(generic::GenericConnector::new(name, config, secrets)?)),
         ConnectorKind::Bms => not_built(config.kind),
         ConnectorKind::Vsa => not_built(config.kind),
         ConnectorKind::Ninjaone => not_built(config.kind),
         ConnectorKind::Otrs => not_built(config.kind),
     }
+}
+
+/// Percent-encodes one URL path segment (everything but RFC 3986 unreserved characters).
+pub fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Rejects option keys a connector does not know, naming the key.

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{
     CheckReport, Connector, ConnectorError, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
-    allow_options, create_with_recovery,
+    allow_options, create_with_recovery, encode_segment,
 };
 use crate::config::ConnectionConfig;
 use crate::domain::{ConnectorKind, MappedStatus, Outcome, TicketRef};
@@ -253,7 +253,7 @@ impl Connector for SandboxConnector {
 
     async fn add_note(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
         let body = json!({ "title": note.title, "body": note.body, "internal": true });
-        let path = format!("/api/v1/tickets/{}/notes", urlencode(&ticket.id));
+        let path = format!("/api/v1/tickets/{}/notes", encode_segment(&ticket.id));
         self.call(Method::POST, &path, &[], Some(&body), false).await.map(|_| ())
     }
 
@@ -301,9 +301,4 @@ impl Connector for SandboxConnector {
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError> {
         self.tokens.refresh().await
     }
-}
-
-/// Percent-encodes one path segment.
-pub(crate) fn urlencode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>().replace('+', "%20")
 }

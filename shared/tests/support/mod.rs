@@ -92,7 +92,7 @@ pub struct Harness {
     pub create_route: &'static str,
     /// Route of status reads (batch or single).
     pub status_route: &'static str,
-    /// Tickets per status page the connector asks for (`None`: the status call does not page).
+    /// Tickets per status page the connector asks for (`None`: one request per batch).
     pub status_page_size: Option<usize>,
     /// Whether a revoked access token is recovered by logging in again.
     pub reauth: bool,
@@ -132,5 +132,88 @@ pub async fn sandbox_harness(opts: Opts) -> Harness {
         rejected_status: "Rejected",
         rejected_category: REJECTED,
         guard: Box::new(desk),
+    }
+}
+
+/// Request Tracker 5 (token auth, correlation key in a custom field, pages of 20).
+pub async fn rt_harness(opts: Opts) -> Harness {
+    let rt = sandbox::rt::RtSim::spawn(sandbox::rt::RtConfig::default()).await.unwrap();
+    let secret = "tb/rt";
+    let token = rt.config().tokens[0].clone();
+    let secrets = MemSecrets::with(secret, &[("token", &token)]);
+    let options = "queue = \"General\"\ncorrelation_field = \"TicketBridgeKey\"\nper_page = 20";
+    let cfg = conn_config("rt", rt.base_url(), secret, &opts, options);
+    let connector = bridge::connectors::build("rt", &cfg, secrets.clone()).unwrap();
+    Harness {
+        connector,
+        sim: rt.sim().clone(),
+        secrets,
+        secret_name: secret.into(),
+        create_route: "POST /REST/2.0/ticket",
+        status_route: "GET /REST/2.0/tickets",
+        status_page_size: Some(20),
+        reauth: false,
+        token_kind: TokenKind::None,
+        done_status: "resolved",
+        done_category: FULFILLED,
+        rejected_status: "rejected",
+        rejected_category: REJECTED,
+        guard: Box::new(rt),
+    }
+}
+
+/// Options of the generic connector for the generic simulator (OAuth client credentials).
+pub const GENERIC_OPTIONS: &str = r#"
+ticket_id_pointer = "/issue/id"
+ticket_number_pointer = "/issue/key"
+status_pointer = "/fields/status/name"
+items_pointer = "/data/issues"
+item_id_pointer = "/id"
+item_number_pointer = "/key"
+error_pointer = "/errors"
+batch_size = 50
+ticket_url = "{{ base_url }}/browse/{{ number }}"
+[options.create]
+url = "/api/v2/issues"
+body = '''{"fields": {"summary": {{ title }}, "description": {{ body }}, "reporter": {{ contact_email }},
+  "ext_ref": {{ correlation_key }}, "extra": {{ fields }}}}'''
+headers = { "X-Request-Source" = "ticket-bridge/{{ connection }}" }
+[options.status]
+url = "/api/v2/issues?ids={{ ids | join(',') }}"
+[options.note]
+url = "/api/v2/issues/{{ ticket.id }}/comments"
+body = '{"body": {{ body }}, "internal": true}'
+[options.find]
+url = "/api/v2/issues?ext_ref={{ correlation_key }}"
+[options.check]
+url = "/api/v2/myself"
+[options.auth]
+type = "oauth2_client_credentials"
+token_url = "/oauth/token"
+scope = "issues"
+"#;
+
+/// The generic REST connector against the generic JSON desk.
+pub async fn generic_harness(opts: Opts) -> Harness {
+    let g = sandbox::generic::GenericSim::spawn(sandbox::generic::GenericConfig::default()).await.unwrap();
+    let secret = "tb/generic";
+    let secrets = MemSecrets::with(secret, &[("client_id", "tb-client"), ("client_secret", "tb-client-secret")]);
+    let cfg = conn_config("generic", g.base_url(), secret, &opts, GENERIC_OPTIONS);
+    let connector = bridge::connectors::build("generic", &cfg, secrets.clone()).unwrap();
+    Harness {
+        connector,
+        sim: g.sim().clone(),
+        secrets,
+        secret_name: secret.into(),
+        create_route: "POST /api/v2/issues",
+        status_route: "GET /api/v2/issues",
+        status_page_size: None,
+        reauth: true,
+        token_kind: TokenKind::Renewable,
+        done_status: "Done",
+        done_category: None,
+        rejected_status: "Won't Do",
+        rejected_category: None,
+        guard: Box::new(g),
     }
 }

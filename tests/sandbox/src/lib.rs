@@ -11,9 +11,12 @@
 
 pub mod desk;
 pub mod faults;
+pub mod generic;
+pub mod rt;
 mod server;
 mod sim;
 pub mod technician;
+pub mod ticketsql;
 pub mod tokens;
 pub mod util;
 

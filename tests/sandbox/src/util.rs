@@ -31,3 +31,16 @@ pub fn page<T: Clone>(items: &[T], page: usize, per_page: usize) -> (Vec<T>, usi
     let start = page.saturating_sub(1).saturating_mul(per_page);
     (items.iter().skip(start).take(per_page).cloned().collect(), pages)
 }
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

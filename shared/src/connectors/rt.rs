@@ -1,0 +1,348 @@
+//! Request Tracker 5 over REST2 (`{base_url}/REST/2.0`).
+//!
+//! Secret fields: `token` (sent as `Authorization: token …`), or `username` + `password`
+//! (basic auth). Tokens do not expire; on 401 the secret is re-read once.
+//!
+//! Options: `queue` (default: `defaults.queue`, else "General"), `correlation_field` (ticket
+//! custom field holding the correlation key; without it a `[tb:KEY]` marker is appended to the
+//! subject), `customer_field` (custom field for the customer id), `per_page` (1–100, default
+//! 100), `rest_path` (default "/REST/2.0"), `http`.
+//!
+//! Status category (default lifecycle): new/open → Open, stalled → Pending, resolved → Closed
+//! (fulfilled), rejected/deleted → Closed (rejected); other (custom lifecycle) names have none.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use reqwest::{Method, RequestBuilder};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{
+    CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState, allow_options,
+    create_with_recovery,
+};
+use crate::config::ConnectionConfig;
+use crate::domain::{ConnectorKind, MappedStatus, Outcome, TicketRef};
+use crate::http::{HttpClient, HttpResponse, Redactor, SecretCache};
+use crate::secrets::{Secret, Secrets};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RtOptions {
+    queue: Option<String>,
+    correlation_field: Option<String>,
+    customer_field: Option<String>,
+    per_page: Option<usize>,
+    rest_path: Option<String>,
+    #[allow(dead_code)]
+    http: Option<toml::Value>,
+}
+
+/// Connector for RT 5.
+pub struct RtConnector {
+    /// `https://rt.example.com[/rt]` without trailing slash.
+    web: String,
+    /// `{web}/REST/2.0`.
+    api: String,
+    queue: String,
+    correlation_field: Option<String>,
+    customer_field: Option<String>,
+    per_page: usize,
+    http: HttpClient,
+    creds: SecretCache,
+}
+
+/// The default lifecycle's category of an RT status.
+pub fn category(status: &str) -> Option<MappedStatus> {
+    match status.to_ascii_lowercase().as_str() {
+        "new" | "open" => Some(MappedStatus::Open),
+        "stalled" => Some(MappedStatus::Pending),
+        "resolved" => Some(MappedStatus::Closed(Outcome::Fulfilled)),
+        "rejected" | "deleted" => Some(MappedStatus::Closed(Outcome::Rejected)),
+        _ => None,
+    }
+}
+
+/// A TicketSQL string literal.
+fn sql_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize)]
+struct Collection {
+    #[serde(default)]
+    page: usize,
+    #[serde(default)]
+    pages: usize,
+    items: Vec<Value>,
+}
+
+impl RtConnector {
+    /// Builds the connector for connection `name`.
+    pub fn new(name: &str, config: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Self, ConnectorError> {
+        allow_options(name, &config.options, &["queue", "correlation_field", "customer_field", "per_page", "rest_path", "http"])?;
+        let opts = RtOptions::deserialize(toml::Value::Table(config.options.clone()))
+            .map_err(|e| ConnectorError::Config(format!("connections.{name}.options: {e}")))?;
+        let per_page = opts.per_page.unwrap_or(100);
+        if !(1..=100).contains(&per_page) {
+            return Err(ConnectorError::Config(format!("connections.{name}.options.per_page: must be between 1 and 100")));
+        }
+        for (k, v) in [("correlation_field", &opts.correlation_field), ("customer_field", &opts.customer_field)] {
+            if v.as_deref().is_some_and(|f| f.is_empty() || f.contains(['{', '}', '\''])) {
+                return Err(ConnectorError::Config(format!("connections.{name}.options.{k}: not a valid custom field name")));
+            }
+        }
+        let redactor = Redactor::new();
+        let http = HttpClient::for_connection(name, config, redactor.clone())?;
+        let web = config.base_url.trim_end_matches('/').to_string();
+        let rest = opts.rest_path.unwrap_or_else(|| "/REST/2.0".into());
+        let api = format!("{web}/{}", rest.trim_matches('/'));
+        let queue = opts.queue.or_else(|| config.defaults.queue.clone()).unwrap_or_else(|| "General".into());
+        Ok(Self {
+            web,
+            api,
+            queue,
+            correlation_field: opts.correlation_field,
+            customer_field: opts.customer_field,
+            per_page,
+            http,
+            creds: SecretCache::new(secrets, &config.secret, redactor),
+        })
+    }
+
+    /// How to authenticate with `secret`.
+    fn auth(&self, secret: &Secret) -> Result<Auth, ConnectorError> {
+        if let Some(t) = secret.get("token").filter(|t| !t.is_empty()) {
+            return Ok(Auth::Token(t.to_string()));
+        }
+        match (secret.get("username"), secret.get("password")) {
+            (Some(u), Some(p)) if !u.is_empty() => Ok(Auth::Basic(u.to_string(), p.to_string())),
+            _ => Err(ConnectorError::Config(format!(
+                "secret '{}' needs field 'token' (or 'username' and 'password')",
+                self.creds.name()
+            ))),
+        }
+    }
+
+    /// One call to `{api}{path}`; returns the 2xx response.
+    async fn call(&self, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>, idempotent: bool) -> Result<HttpResponse, ConnectorError> {
+        let url = format!("{}{path}", self.api);
+        self.creds
+            .with_secret(|secret| {
+                let (url, method) = (&url, &method);
+                async move {
+                    let auth = self.auth(&secret)?;
+                    let build = |c: &reqwest::Client| {
+                        let r = auth.apply(c.request(method.clone(), url).query(query));
+                        match body {
+                            Some(b) => r.json(b),
+                            None => r,
+                        }
+                    };
+                    self.http.send(build, idempotent).await
+                }
+            })
+            .await
+    }
+
+    fn ticket_ref(&self, id: String, status: Option<String>) -> TicketRef {
+        TicketRef {
+            url: Some(format!("{}/Ticket/Display.html?id={id}", self.web)),
+            number: Some(id.clone()),
+            remote_status: status,
+            id,
+        }
+    }
+
+    /// All pages of a TicketSQL search.
+    async fn search(&self, query: &str, fields: &str) -> Result<Vec<Value>, ConnectorError> {
+        let mut out = Vec::new();
+        let mut page = 1usize;
+        loop {
+            let q = [
+                ("query", query.to_string()),
+                ("fields", fields.to_string()),
+                ("page", page.to_string()),
+                ("per_page", self.per_page.to_string()),
+                ("orderby", "id".to_string()),
+                ("order", "ASC".to_string()),
+            ];
+            let c: Collection = self.call(Method::GET, "/tickets", &q, None, true).await?.json()?;
+            out.extend(c.items);
+            if c.page >= c.pages || c.pages == 0 || page >= 1000 {
+                return Ok(out);
+            }
+            page = c.page + 1;
+        }
+    }
+
+    fn correlation_query(&self, key: &str) -> String {
+        match &self.correlation_field {
+            Some(cf) => format!("'CF.{{{cf}}}' = {}", sql_quote(key)),
+            None => format!("Subject LIKE {}", sql_quote(&marker(key))),
+        }
+    }
+}
+
+/// The subject marker used when no correlation custom field is configured.
+fn marker(key: &str) -> String {
+    format!("[tb:{key}]")
+}
+
+enum Auth {
+    Token(String),
+    Basic(String, String),
+}
+
+impl Auth {
+    fn apply(&self, r: RequestBuilder) -> RequestBuilder {
+        match self {
+            Self::Token(t) => r.header(reqwest::header::AUTHORIZATION, format!("token {t}")),
+            Self::Basic(u, p) => r.basic_auth(u, Some(p)),
+        }
+    }
+}
+
+#[async_trait]
+impl Connector for RtConnector {
+    fn kind(&self) -> ConnectorKind {
+        ConnectorKind::Rt
+    }
+
+    fn batch_size(&self) -> usize {
+        100
+    }
+
+    async fn check(&self) -> Result<CheckReport, ConnectorError> {
+        let mut steps = Vec::new();
+        let v: Value = self.call(Method::GET, "/rt", &[], None, true).await.map_err(|e| match e {
+            ConnectorError::Unauthorized(m) => ConnectorError::Unauthorized(format!(
+                "RT rejected the credentials in secret '{}' ({m}); check the auth token or whether it was revoked",
+                self.creds.name()
+            )),
+            ConnectorError::NotFound(m) => {
+                ConnectorError::NotFound(format!("no RT REST2 API at {} ({m}); check base_url / options.rest_path", self.api))
+            }
+            other => other,
+        })?.json()?;
+        steps.push(format!("authenticated to RT {}", v.get("Version").and_then(Value::as_str).unwrap_or("?")));
+        let queue_path = format!("/queue/{}", super::encode_segment(&self.queue));
+        self.call(Method::GET, &queue_path, &[], None, true).await.map_err(|e| match e {
+            ConnectorError::NotFound(_) | ConnectorError::Forbidden(_) => ConnectorError::Forbidden(format!(
+                "queue '{}' does not exist or this user cannot see it (options.queue; needs SeeQueue)",
+                self.queue
+            )),
+            other => other,
+        })?;
+        steps.push(format!("queue '{}' visible", self.queue));
+        self.search(&self.correlation_query("check"), "Status").await.map_err(|e| match e {
+            ConnectorError::Rejected(m) => ConnectorError::Config(format!(
+                "correlation search rejected ({m}); does custom field '{}' exist (options.correlation_field)?",
+                self.correlation_field.as_deref().unwrap_or("")
+            )),
+            other => other,
+        })?;
+        steps.push("correlation search works".to_string());
+        Ok(CheckReport { ok: true, steps })
+    }
+
+    async fn create_ticket(&self, req: &TicketRequest) -> Result<TicketRef, ConnectorError> {
+        let mut body = Map::new();
+        body.insert("Queue".into(), json!(self.queue));
+        let subject = match &self.correlation_field {
+            Some(_) => req.title.clone(),
+            None => format!("{} {}", req.title, marker(&req.correlation_key)),
+        };
+        body.insert("Subject".into(), json!(subject));
+        body.insert("Content".into(), json!(req.body));
+        body.insert("ContentType".into(), json!("text/plain"));
+        if let Some(e) = &req.contact_email {
+            body.insert("Requestor".into(), json!(e));
+        }
+        if let Some(p) = req.priority.as_deref().filter(|p| p.parse::<i64>().is_ok()) {
+            body.insert("Priority".into(), json!(p));
+        }
+        if let Some(s) = &req.status {
+            body.insert("Status".into(), json!(s));
+        }
+        let mut cfs = Map::new();
+        if let Some(cf) = &self.correlation_field {
+            cfs.insert(cf.clone(), json!(req.correlation_key));
+        }
+        if let (Some(cf), Some(c)) = (&self.customer_field, &req.customer_id) {
+            cfs.insert(cf.clone(), json!(c));
+        }
+        if !cfs.is_empty() {
+            body.insert("CustomFields".into(), Value::Object(cfs));
+        }
+        let body = Value::Object(body);
+        create_with_recovery(
+            &self.http,
+            || async {
+                let v: Value = self.call(Method::POST, "/ticket", &[], Some(&body), false).await?.json()?;
+                let id = v
+                    .get("id")
+                    .and_then(id_text)
+                    .ok_or_else(|| ConnectorError::Malformed("RT create response without 'id'".into()))?;
+                Ok(self.ticket_ref(id, None))
+            },
+            || self.find_by_correlation(&req.correlation_key),
+        )
+        .await
+    }
+
+    async fn find_by_correlation(&self, key: &str) -> Result<Option<TicketRef>, ConnectorError> {
+        let items = self.search(&self.correlation_query(key), "Status").await?;
+        let mut found: Vec<(u64, TicketRef)> = items
+            .iter()
+            .filter_map(|i| {
+                let id = i.get("id").and_then(id_text)?;
+                let status = i.get("Status").and_then(Value::as_str).map(str::to_string);
+                Some((id.parse().unwrap_or(u64::MAX), self.ticket_ref(id, status)))
+            })
+            .collect();
+        found.sort_by_key(|(n, _)| *n);
+        Ok(found.into_iter().next().map(|(_, t)| t))
+    }
+
+    async fn add_note(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        let body = json!({ "Subject": note.title, "Content": note.body, "ContentType": "text/plain" });
+        let path = format!("/ticket/{}/comment", super::encode_segment(&ticket.id));
+        self.call(Method::POST, &path, &[], Some(&body), false).await.map(|_| ())
+    }
+
+    async fn statuses(&self, ticket_ids: &[String]) -> Result<Vec<RemoteStatus>, ConnectorError> {
+        let ids: Vec<u64> = ticket_ids.iter().filter_map(|i| i.parse().ok()).collect();
+        let mut out = Vec::new();
+        for chunk in ids.chunks(self.batch_size()) {
+            let query = chunk.iter().map(|i| format!("id = {i}")).collect::<Vec<_>>().join(" OR ");
+            for item in self.search(&query, "Status").await? {
+                let id = item.get("id").and_then(id_text).ok_or_else(|| ConnectorError::Malformed("RT item without 'id'".into()))?;
+                let name = item
+                    .get("Status")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| ConnectorError::Malformed(format!("RT ticket {id} without 'Status'")))?
+                    .to_string();
+                out.push(RemoteStatus { ticket_id: id, category: category(&name), name });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn token_state(&self) -> Result<TokenState, ConnectorError> {
+        Ok(TokenState { kind: TokenKind::None, expires_at: None })
+    }
+
+    async fn refresh_token(&self) -> Result<TokenState, ConnectorError> {
+        self.token_state().await
+    }
+}
