@@ -1,29 +1,7 @@
-//! intake: API Gateway HTTP API → `POST /v1/tasks`, `GET /v1/tasks/{id}`, `DELETE /v1/tasks/{id}`.
+//! Lambda entry point; the handler lives in the library so tests can invoke it in-process.
 
-use bridge::engine::api::{self, ApiRequest};
-use bridge::engine::Engine;
-use lambda_http::{service_fn, Body, Error, Request, Response};
+use lambda_http::{service_fn, Error, Request};
 use std::sync::Arc;
-
-async fn handle(engine: &Engine, req: Request) -> Result<Response<Body>, Error> {
-    let body: &[u8] = req.body().as_ref();
-    let api_req = ApiRequest {
-        method: req.method().as_str(),
-        path: req.uri().path(),
-        query: req.uri().query(),
-        headers: req.headers(),
-        body,
-        peer_loopback: false,
-    };
-    let res = api::handle(engine, api_req, chrono::Utc::now()).await;
-    if let Some(doc) = engine.metrics.to_emf("TicketBridge", "intake", chrono::Utc::now().timestamp_millis()) {
-        println!("{doc}");
-    }
-    Ok(Response::builder()
-        .status(res.status)
-        .header("content-type", "application/json")
-        .body(Body::from(res.body.to_string()))?)
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -31,7 +9,7 @@ async fn main() -> Result<(), Error> {
     let engine = Arc::new(bridge::aws::engine_from_env().await?);
     lambda_http::run(service_fn(move |req: Request| {
         let engine = engine.clone();
-        async move { handle(&engine, req).await }
+        async move { intake::handle(&engine, req).await }
     }))
     .await
 }

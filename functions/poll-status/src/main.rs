@@ -1,26 +1,8 @@
-//! poll-status: on a schedule, polls open tickets of every connection whose interval has passed.
+//! Lambda entry point; the handler lives in the library so tests can invoke it in-process.
 
-use bridge::engine::Engine;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use std::sync::Arc;
-
-async fn handle(engine: &Engine, _event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let now = chrono::Utc::now();
-    let reports = engine.poll_all(now).await;
-    for (conn, r) in &reports {
-        tracing::info!(connection = %conn, tickets = r.tickets, requests = r.requests, changed = r.changed,
-            completed = r.completed, failed_batches = r.failed_batches, skipped = r.skipped, "poll run");
-    }
-    if let Some(doc) = engine.metrics.to_emf("TicketBridge", "poll-status", now.timestamp_millis()) {
-        println!("{doc}");
-    }
-    let summary: serde_json::Map<String, Value> = reports
-        .into_iter()
-        .map(|(k, r)| (k, serde_json::json!({"tickets": r.tickets, "completed": r.completed, "skipped": r.skipped})))
-        .collect();
-    Ok(Value::Object(summary))
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -28,7 +10,7 @@ async fn main() -> Result<(), Error> {
     let engine = Arc::new(bridge::aws::engine_from_env().await?);
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
         let engine = engine.clone();
-        async move { handle(&engine, ev).await }
+        async move { poll_status::handle(&engine, ev).await }
     }))
     .await
 }

@@ -1,19 +1,8 @@
-//! refresh-token: on a schedule, renews tokens that expire within the window (under a lease per
-//! connection) and warns about personal access tokens nearing expiry.
+//! Lambda entry point; the handler lives in the library so tests can invoke it in-process.
 
-use bridge::engine::Engine;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 use std::sync::Arc;
-
-async fn handle(engine: &Engine, _event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let now = chrono::Utc::now();
-    let report = engine.refresh_tokens(now).await;
-    if let Some(doc) = engine.metrics.to_emf("TicketBridge", "refresh-token", now.timestamp_millis()) {
-        println!("{doc}");
-    }
-    Ok(serde_json::to_value(&report)?)
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -21,7 +10,7 @@ async fn main() -> Result<(), Error> {
     let engine = Arc::new(bridge::aws::engine_from_env().await?);
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
         let engine = engine.clone();
-        async move { handle(&engine, ev).await }
+        async move { refresh_token::handle(&engine, ev).await }
     }))
     .await
 }

@@ -8,36 +8,13 @@ use bridge::domain::{Grouping, Outcome, TaskState};
 use chrono::{Duration, Utc};
 use sandbox::faults::Fault;
 use serde_json::json;
-use std::sync::{Arc, Mutex};
 use support::{access_task, alert, Backend, Harness, CALLBACK_KEY, REQUESTS_PER_ATTEMPT};
 
 const CREATE_ROUTE: &str = "POST /api/v1/tickets";
 
-type Received = Arc<Mutex<Vec<(http::HeaderMap, Vec<u8>)>>>;
-
-/// A local callback receiver; returns its URL and what it received.
-async fn callback_receiver() -> (String, Received) {
-    let got: Received = Arc::default();
-    let g = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: http::HeaderMap, body: axum::body::Bytes| {
-            let g = g.clone();
-            async move {
-                g.lock().unwrap().push((headers, body.to_vec()));
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-    (format!("http://{addr}/hook"), got)
-}
-
 async fn access_task_completes_with_signed_callback(backend: Backend) {
     let h = Harness::new(backend, Grouping::None).await;
-    let (url, received) = callback_receiver().await;
+    let (url, received) = support::callback_receiver().await;
     let mut body = access_task("TASK-1");
     body["callback_url"] = json!(url);
     let (status, task) = h.submit(body).await;
@@ -273,7 +250,40 @@ async fn cancel_is_final(backend: Backend) {
     assert_eq!(s, 404);
 }
 
+/// 100 concurrent POSTs of one submission: one task, one ticket, even when every response is
+/// handed to the creation step concurrently (as a redelivering stream would).
+async fn concurrent_duplicate_posts_make_one_task_and_one_ticket(backend: Backend) {
+    let h = std::sync::Arc::new(Harness::new(backend, Grouping::None).await);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let h = h.clone();
+        set.spawn(async move { h.submit(access_task("DUP-1")).await });
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut created = 0;
+    while let Some(r) = set.join_next().await {
+        let (status, body) = r.unwrap();
+        assert!(status == 201 || status == 200, "{status} {body}");
+        created += usize::from(status == 201);
+        ids.insert(body["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!((created, ids.len()), (1, 1));
+    let id = ids.into_iter().next().unwrap();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let h = h.clone();
+        let id = id.clone();
+        set.spawn(async move { h.create(&id).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap();
+    }
+    assert_eq!(h.desk.sim().tickets().len(), 1);
+    assert_eq!(h.task(&id).await.state, TaskState::TicketOpen);
+}
+
 both_stores!(
+    concurrent_duplicate_posts_make_one_task_and_one_ticket,
     access_task_completes_with_signed_callback,
     rejected_ticket_completes_as_rejected,
     repeat_submission_is_idempotent_and_conflicting_reuse_is_409,

@@ -141,8 +141,16 @@ impl Harness {
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+        self.call_as(None, method, path, body).await
+    }
+
+    /// Like [`Harness::call`], with `Authorization: Bearer <key>` when a key is given.
+    pub async fn call_as(&self, key: Option<&str>, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
         let mut headers = http::HeaderMap::new();
         headers.insert("content-type", "application/json".parse().unwrap());
+        if let Some(k) = key {
+            headers.insert("authorization", format!("Bearer {k}").parse().unwrap());
+        }
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let (p, q) = path.split_once('?').map(|(p, q)| (p, Some(q))).unwrap_or((path, None));
         let req = bridge::engine::api::ApiRequest { method, path: p, query: q, headers: &headers, body: &bytes, peer_loopback: true };
@@ -199,4 +207,27 @@ macro_rules! both_stores {
             async fn $name() { super::$name(super::support::Backend::Dynamo).await })*
         }
     };
+}
+
+/// What a callback receiver got: headers and raw body per request.
+pub type Received = Arc<Mutex<Vec<(http::HeaderMap, Vec<u8>)>>>;
+
+/// A local callback receiver; returns its URL and what it received.
+pub async fn callback_receiver() -> (String, Received) {
+    let got: Received = Arc::default();
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: http::HeaderMap, body: axum::body::Bytes| {
+            let g = g.clone();
+            async move {
+                g.lock().unwrap().push((headers, body.to_vec()));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (format!("http://{addr}/hook"), got)
 }
