@@ -304,6 +304,15 @@ fn store_methods_called(text: &str) -> BTreeSet<String> {
     out
 }
 
+/// All non-test source of a function crate (entry point and handler library).
+fn function_code(name: &str) -> String {
+    sources(&format!("functions/{name}/src"))
+        .into_iter()
+        .map(|(_, text)| text)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 type Grants = BTreeSet<(String, String)>;
 
 /// Names of the `Connector` trait's async methods.
@@ -812,7 +821,7 @@ fn stream_feeds_create_ticket_only_with_tasks_waiting_for_a_ticket() {
         json!({"Fn::GetAtt": ["StreamDeadLetterQueue", "Arn"]})
     );
     // The handler answers partial batch failures by sequence number.
-    let main = read("functions/create-ticket/src/main.rs");
+    let main = function_code("create-ticket");
     assert!(main.contains("batchItemFailures") && main.contains("SequenceNumber"));
     // The filter passes task items whose state attribute says `received`, as the store writes them.
     let filters = p["FilterCriteria"]["Filters"].as_array().unwrap();
@@ -935,7 +944,7 @@ fn alarms_watch_metrics_the_code_emits() {
         let metric = p["MetricName"].as_str().unwrap();
         assert_eq!(p["Dimensions"][0]["Name"], "Function", "{id}");
         let function = p["Dimensions"][0]["Value"].as_str().unwrap();
-        let main = read(&format!("functions/{function}/src/main.rs"));
+        let main = function_code(function);
         assert!(
             main.contains(&format!("to_emf(\"TicketBridge\", \"{function}\"")),
             "{id}: {function} does not emit TicketBridge metrics as Function={function}"
