@@ -285,4 +285,8 @@ conformance! {
     sandbox_desk => support::sandbox_harness,
     rt => support::rt_harness,
     generic => support::generic_harness,
+    bms => support::psa::bms_harness,
+    vsa => support::psa::vsa_harness,
+    ninjaone => support::psa::ninjaone_harness,
+    otrs => support::psa::otrs_harness,
 }

@@ -200,20 +200,14 @@ pub trait Connector: Send + Sync {
 
 /// Builds the connector for connection `name` (no I/O; credentials are read on first use).
 pub fn build(name: &str, config: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Arc<dyn Connector>, ConnectorError> {
-    let not_built = |kind: ConnectorKind| {
-        Err(ConnectorError::Config(format!(
-            "connections.{name}.kind: the '{}' connector is not available in this build",
-            kind.as_str()
-        )))
-    };
     match config.kind {
         ConnectorKind::Sandbox => Ok(Arc::new(sandbox::SandboxConnector::new(name, config, secrets)?)),
         ConnectorKind::Rt => Ok(Arc::new(rt::RtConnector::new(name, config, secrets)?)),
         ConnectorKind::Generic => Ok(Arc::new(generic::GenericConnector::new(name, config, secrets)?)),
-        ConnectorKind::Bms => not_built(config.kind),
-        ConnectorKind::Vsa => not_built(config.kind),
-        ConnectorKind::Ninjaone => not_built(config.kind),
-        ConnectorKind::Otrs => not_built(config.kind),
+        ConnectorKind::Bms => Ok(Arc::new(bms::BmsConnector::new(name, config, secrets)?)),
+        ConnectorKind::Vsa => Ok(Arc::new(vsa::VsaConnector::new(name, config, secrets)?)),
+        ConnectorKind::Ninjaone => Ok(Arc::new(ninjaone::NinjaOneConnector::new(name, config, secrets)?)),
+        ConnectorKind::Otrs => Ok(Arc::new(otrs::OtrsConnector::new(name, config, secrets)?)),
     }
 }
 
@@ -282,3 +276,9 @@ where
         attempt += 1;
     }
 }
+
+pub mod bms;
+pub mod ninjaone;
+pub mod otrs;
+pub(crate) mod psa_util;
+pub mod vsa;

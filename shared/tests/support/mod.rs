@@ -2,6 +2,8 @@
 //! connector that starts its simulator and builds the connector against it.
 #![allow(dead_code)]
 
+pub mod psa;
+
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -20,6 +20,13 @@ pub mod ticketsql;
 pub mod tokens;
 pub mod util;
 
+pub mod bms;
+pub mod ninjaone;
+pub mod odata;
+pub mod otrs;
+pub mod psa;
+pub mod vsa;
+
 pub use faults::{Fault, FaultRule, Faults};
 pub use server::SimServer;
 pub use sim::{NewTicket, RateRule, RequestRecord, Sim, SimContact, SimCustomer, SimError, SimNote, SimProfile, SimTicket};

@@ -1,0 +1,414 @@
+//! OTRS / Znuny connector (GenericTicketConnectorREST web service).
+//!
+//! Auth: `SessionCreate` (`POST /Session {UserLogin, Password}`) gives a `SessionID` that is sent
+//! in the JSON body of POST/PATCH calls and in the query of GET calls; it is kept in the secret
+//! (`access_token`) so processes share one session, redacted from logs and errors, and replaced
+//! once when an operation answers `*.AuthFail`. Operation errors arrive as HTTP 200 with an
+//! `Error` object and are always checked.
+//!
+//! Statuses come from one `TicketGet` with a comma list of ids; the category from `StateType`.
+//! Secret fields: `username`, `password`. Options: `webservice`, `path_prefix`, `routes.*`,
+//! `queue`, `state`, `priority`, `customer_user`, `session_minutes`, `batch_size`, `ticket_url`.
+
+pub mod wire;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{Duration, Utc};
+use reqwest::Method;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::{CatchAll, ConnectionConfig};
+use crate::connectors::psa_util::{self, Check, body_with_marker, has_marker, marker_token, transport_diagnosis};
+use crate::connectors::{create_with_recovery, CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState};
+use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
+use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource};
+use crate::secrets::{Secret, Secrets};
+use wire::{Reply, Routes};
+
+/// `connections.<name>.options` for OTRS / Znuny.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtrsOptions {
+    /// Web service name (ignored when `base_url` already points into `nph-genericinterface.pl`).
+    pub webservice: String,
+    /// Path from the host to `nph-genericinterface.pl`.
+    pub path_prefix: String,
+    pub routes: Routes,
+    /// Defaults for new tickets when the connection defaults name none.
+    pub queue: String,
+    pub state: String,
+    pub priority: String,
+    /// Customer user for tickets without a contact (OTRS requires one).
+    pub customer_user: Option<String>,
+    /// How long a session is reused before a new one is opened (OTRS `SessionMaxTime` is 16 h,
+    /// idle time 2 h by default).
+    pub session_minutes: i64,
+    /// Tickets per `TicketGet`.
+    pub batch_size: usize,
+    /// Technician link, with `{id}` / `{number}` placeholders.
+    pub ticket_url: Option<String>,
+}
+
+impl Default for OtrsOptions {
+    fn default() -> Self {
+        Self {
+            webservice: wire::DEFAULT_WEBSERVICE.into(),
+            path_prefix: wire::DEFAULT_PREFIX.into(),
+            routes: Routes::default(),
+            queue: "Raw".into(),
+            state: "new".into(),
+            priority: "3 normal".into(),
+            customer_user: None,
+            session_minutes: 110,
+            batch_size: 50,
+            ticket_url: None,
+        }
+    }
+}
+
+/// `SessionCreate`.
+struct OtrsAuth {
+    http: HttpClient,
+    service: String,
+    route: String,
+    secret_name: String,
+    session_minutes: i64,
+}
+
+impl OtrsAuth {
+    async fn session(&self, secret: &Secret) -> Result<TokenGrant, ConnectorError> {
+        let req = |f: &str| {
+            secret.require(&self.secret_name, f).map(str::to_string).map_err(|e| ConnectorError::Config(e.to_string()))
+        };
+        let body = serde_json::json!({ "UserLogin": req("username")?, "Password": req("password")? });
+        let url = format!("{}{}", self.service, self.route);
+        let resp = self.http.send(|c| c.post(&url).json(&body), true).await?;
+        match wire::parse_reply::<wire::SessionReply>(&resp.body)? {
+            Reply::Ok(s) if !s.session_id.is_empty() => Ok(TokenGrant {
+                access_token: s.session_id,
+                expires_at: Some(Utc::now() + Duration::minutes(self.session_minutes)),
+                ..Default::default()
+            }),
+            Reply::Ok(_) => Err(ConnectorError::Malformed("OTRS SessionCreate returned an empty SessionID".into())),
+            Reply::Err(e) => Err(e.to_error()),
+        }
+    }
+}
+
+#[async_trait]
+impl TokenSource for OtrsAuth {
+    async fn fetch(&self, secret: &Secret) -> Result<TokenGrant, ConnectorError> {
+        self.session(secret).await
+    }
+}
+
+/// An OTRS / Znuny system.
+pub struct OtrsConnector {
+    service: String,
+    http: HttpClient,
+    auth: Arc<OtrsAuth>,
+    tokens: TokenCache,
+    secrets: Arc<dyn Secrets>,
+    secret_name: String,
+    defaults: TicketDefaults,
+    catch_all: Option<CatchAll>,
+    opts: OtrsOptions,
+}
+
+impl OtrsConnector {
+    /// Builds the connector for connection `name`.
+    pub fn new(name: &str, cfg: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Self, ConnectorError> {
+        let opts: OtrsOptions = psa_util::options(name, cfg)?;
+        if opts.batch_size == 0 {
+            return Err(ConnectorError::Config(format!("connections.{name}.options.batch_size: must be > 0")));
+        }
+        let method = opts.routes.ticket_search_method.to_ascii_uppercase();
+        if method != "GET" && method != "POST" {
+            return Err(ConnectorError::Config(format!(
+                "connections.{name}.options.routes.ticket_search_method: must be GET or POST"
+            )));
+        }
+        let redactor = Redactor::new();
+        let http = HttpClient::for_connection(name, cfg, redactor.clone())?;
+        let service = wire::service_base(&cfg.base_url, &opts.path_prefix, &opts.webservice);
+        let auth = Arc::new(OtrsAuth {
+            http: http.clone(),
+            service: service.clone(),
+            route: opts.routes.session_create.clone(),
+            secret_name: cfg.secret.clone(),
+            session_minutes: opts.session_minutes.max(1),
+        });
+        let tokens = TokenCache::new(secrets.clone(), &cfg.secret, auth.clone(), redactor, TokenKind::Renewable);
+        Ok(Self { service, http, auth, tokens, secrets, secret_name: cfg.secret.clone(), defaults: cfg.defaults.clone(), catch_all: cfg.catch_all.clone(), opts })
+    }
+
+    /// How many sessions this connector opened (tests).
+    pub fn token_fetches(&self) -> u64 {
+        self.tokens.fetch_count()
+    }
+
+    /// One operation. `body` gets `SessionID` added (POST/PATCH); GET carries it in the query.
+    /// `AuthFail` opens one new session and repeats the call.
+    async fn op<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        route: &str,
+        query: &[(&str, String)],
+        body: Option<serde_json::Value>,
+        idempotent: bool,
+    ) -> Result<T, ConnectorError> {
+        let url = format!("{}{route}", self.service);
+        self.tokens
+            .with_token(|session| {
+                let (url, method, body) = (url.clone(), method.clone(), body.clone());
+                async move {
+                    let mut q: Vec<(&str, String)> = query.to_vec();
+                    let body = match body {
+                        Some(mut b) => {
+                            if let Some(obj) = b.as_object_mut() {
+                                obj.insert("SessionID".into(), serde_json::Value::String(session.clone()));
+                            }
+                            Some(b)
+                        }
+                        None => {
+                            q.push(("SessionID", session.clone()));
+                            None
+                        }
+                    };
+                    let resp = self
+                        .http
+                        .send(
+                            |c| {
+                                let rb = c.request(method.clone(), &url).query(&q);
+                                match &body {
+                                    Some(b) => rb.json(b),
+                                    None => rb,
+                                }
+                            },
+                            idempotent,
+                        )
+                        .await?;
+                    match wire::parse_reply::<T>(&resp.body)? {
+                        Reply::Ok(v) => Ok(v),
+                        Reply::Err(e) => Err(e.to_error()),
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn search(&self, params: &[(&str, String)]) -> Result<Vec<String>, ConnectorError> {
+        let route = self.opts.routes.ticket_search.clone();
+        let reply: wire::SearchReply = if self.opts.routes.ticket_search_method.eq_ignore_ascii_case("POST") {
+            // Repeated parameters (TicketID=1&TicketID=2) become JSON arrays.
+            let mut body = serde_json::Map::new();
+            for (k, v) in params {
+                let v = serde_json::Value::String(v.clone());
+                match body.get_mut(*k) {
+                    Some(serde_json::Value::Array(a)) => a.push(v),
+                    Some(prev) => *prev = serde_json::Value::Array(vec![prev.clone(), v]),
+                    None => {
+                        body.insert((*k).to_string(), v);
+                    }
+                }
+            }
+            self.op(Method::POST, &route, &[], Some(serde_json::Value::Object(body)), true).await?
+        } else {
+            self.op(Method::GET, &route, params, None, true).await?
+        };
+        Ok(reply.ids)
+    }
+
+    async fn get(&self, ids: &[String]) -> Result<Vec<wire::Ticket>, ConnectorError> {
+        let route = self.opts.routes.get(ids)?;
+        let reply: wire::GetReply = self.op(Method::GET, &route, &[], None, true).await?;
+        Ok(reply.tickets)
+    }
+
+    /// `TicketGet` for a batch that may hold ids OTRS no longer shows us. One unknown or
+    /// inaccessible id fails the whole `TicketGet`, so after such a failure one `TicketSearch`
+    /// restricted to the batch's `TicketID`s tells which are readable, and those are fetched again.
+    async fn get_readable(&self, ids: &[String]) -> Result<Vec<wire::Ticket>, ConnectorError> {
+        match self.get(ids).await {
+            Ok(t) => Ok(t),
+            Err(e) if gone(&e) && ids.len() > 1 => {
+                tracing::info!(error = %e, "OTRS TicketGet refused the batch; asking which tickets are readable");
+                let mut params: Vec<(&str, String)> = ids.iter().map(|id| ("TicketID", id.clone())).collect();
+                params.push(("Limit", ids.len().to_string()));
+                let found: HashSet<String> = self.search(&params).await?.into_iter().collect();
+                let readable: Vec<String> = ids.iter().filter(|id| found.contains(*id)).cloned().collect();
+                if readable.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // Normally one call; if the search sees a ticket TicketGet refuses, bisect.
+                self.get_skipping_gone(readable).await
+            }
+            Err(e) if gone(&e) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `TicketGet` that splits a failing batch in halves until unreadable ids are isolated and
+    /// skipped (≈ 2·log2(n) extra calls per such id).
+    fn get_skipping_gone(&self, ids: Vec<String>) -> Pin<Box<dyn Future<Output = Result<Vec<wire::Ticket>, ConnectorError>> + Send + '_>> {
+        Box::pin(async move {
+            match self.get(&ids).await {
+                Ok(t) => Ok(t),
+                Err(e) if gone(&e) && ids.len() == 1 => {
+                    tracing::info!(ticket = %ids[0], error = %e, "OTRS ticket not readable; skipped");
+                    Ok(Vec::new())
+                }
+                Err(e) if gone(&e) && !ids.is_empty() => {
+                    let (a, b) = ids.split_at(ids.len() / 2);
+                    let mut out = self.get_skipping_gone(a.to_vec()).await?;
+                    out.extend(self.get_skipping_gone(b.to_vec()).await?);
+                    Ok(out)
+                }
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn ticket_ref(&self, id: &str, number: Option<String>, status: Option<String>) -> TicketRef {
+        TicketRef {
+            url: psa_util::ticket_url(self.opts.ticket_url.as_deref(), id, number.as_deref()),
+            number,
+            remote_status: status,
+            id: id.to_string(),
+        }
+    }
+}
+
+fn gone(e: &ConnectorError) -> bool {
+    matches!(e, ConnectorError::NotFound(_) | ConnectorError::Forbidden(_) | ConnectorError::Rejected(_))
+}
+
+#[async_trait]
+impl Connector for OtrsConnector {
+    fn kind(&self) -> ConnectorKind {
+        ConnectorKind::Otrs
+    }
+
+    fn batch_size(&self) -> usize {
+        self.opts.batch_size
+    }
+
+    async fn check(&self) -> Result<CheckReport, ConnectorError> {
+        let mut check = Check::default();
+        let secret = match self.secrets.get(&self.secret_name).await {
+            Ok(s) => s,
+            Err(e) => return Ok(check.fail(format!("cannot read secret '{}': {e}", self.secret_name))),
+        };
+        self.http.redactor().add_secret(&secret);
+        check.pass(format!("secret '{}' readable", self.secret_name));
+        match self.auth.session(&secret).await {
+            Ok(_) => check.pass(format!("session created at {}", self.service)),
+            Err(e) => {
+                let why = transport_diagnosis(&e).unwrap_or_else(|| match &e {
+                    ConnectorError::Unauthorized(m) => format!("bad credentials: agent login or password rejected ({m})"),
+                    ConnectorError::NotFound(m) | ConnectorError::Rejected(m) => format!(
+                        "web service not found: check options.webservice '{}' and options.routes ({m})",
+                        self.opts.webservice
+                    ),
+                    _ => format!("SessionCreate failed: {e}"),
+                });
+                return Ok(check.fail(why));
+            }
+        }
+        match self.search(&[("Limit", "1".to_string())]).await {
+            Ok(_) => check.pass("TicketSearch works"),
+            Err(e) => {
+                return Ok(check.fail(transport_diagnosis(&e).unwrap_or_else(|| format!("TicketSearch failed (route or permissions): {e}"))));
+            }
+        }
+        Ok(check.done())
+    }
+
+    async fn create_ticket(&self, req: &TicketRequest) -> Result<TicketRef, ConnectorError> {
+        let d = &self.defaults;
+        let pick = |r: &Option<String>, dflt: &Option<String>, fallback: &str| {
+            r.clone().or_else(|| dflt.clone()).filter(|s| !s.trim().is_empty()).unwrap_or_else(|| fallback.to_string())
+        };
+        let customer_user = req
+            .contact_email
+            .clone()
+            .or_else(|| req.contact_id.clone())
+            .or_else(|| self.catch_all.as_ref().and_then(|c| c.contact_id.clone()))
+            .or_else(|| self.opts.customer_user.clone())
+            .filter(|s| !s.trim().is_empty())
+            .ok_or_else(|| ConnectorError::Config("options.customer_user: OTRS needs a customer user for tickets without a contact".into()))?;
+        let ticket = wire::NewTicket {
+            title: req.title.chars().take(250).collect(),
+            queue: pick(&req.queue, &d.queue, &self.opts.queue),
+            state: pick(&req.status, &d.status, &self.opts.state),
+            priority: pick(&req.priority, &d.priority, &self.opts.priority),
+            customer_user,
+            customer_id: req.customer_id.clone().or_else(|| self.catch_all.as_ref().map(|c| c.customer_id.clone())),
+            ticket_type: req.ticket_type.clone().or_else(|| d.ticket_type.clone()),
+        };
+        let article = wire::Article::internal(&req.title, &body_with_marker(&req.body, &req.correlation_key));
+        let body = serde_json::json!({ "Ticket": ticket, "Article": article });
+        let route = self.opts.routes.ticket_create.clone();
+        let create = || async {
+            let reply: wire::TicketReply = self.op(Method::POST, &route, &[], Some(body.clone()), false).await?;
+            Ok(self.ticket_ref(&reply.ticket_id, reply.ticket_number, None))
+        };
+        create_with_recovery(&self.http, create, || self.find_by_correlation(&req.correlation_key)).await
+    }
+
+    async fn find_by_correlation(&self, key: &str) -> Result<Option<TicketRef>, ConnectorError> {
+        // `Body` is the article field in OTRS 5, `MIMEBase_Body` in OTRS 6+ / Znuny; each ignores the other.
+        let token = marker_token(key);
+        let mut ids = self.search(&[("Body", token.clone()), ("MIMEBase_Body", token), ("Limit", "20".to_string())]).await?;
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        ids.sort_by_key(|i| i.parse::<u64>().unwrap_or(u64::MAX));
+        // The search matches words anywhere (notes too): confirm the exact marker in the first article.
+        let route = self.opts.routes.get(&ids)?;
+        let q = [("AllArticles", "1".to_string()), ("ArticleOrder", "ASC".to_string()), ("ArticleLimit", "1".to_string())];
+        let reply: wire::GetReply = self.op(Method::GET, &route, &q, None, true).await?;
+        let mut tickets = reply.tickets;
+        tickets.sort_by_key(|t| t.ticket_id.parse::<u64>().unwrap_or(u64::MAX));
+        Ok(tickets
+            .iter()
+            .find(|t| t.articles.first().and_then(|a| a.body.as_deref()).is_some_and(|b| has_marker(b, key)))
+            .map(|t| self.ticket_ref(&t.ticket_id, t.ticket_number.clone(), t.state.clone())))
+    }
+
+    async fn add_note(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        let route = self.opts.routes.update(&ticket.id)?;
+        let article = wire::Article::internal(&note.title, &body_with_marker(&note.body, &note.correlation_key));
+        let body = serde_json::json!({ "Article": article });
+        let _: wire::TicketReply = self.op(Method::PATCH, &route, &[], Some(body), false).await?;
+        Ok(())
+    }
+
+    async fn statuses(&self, ticket_ids: &[String]) -> Result<Vec<RemoteStatus>, ConnectorError> {
+        if ticket_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tickets = self.get_readable(ticket_ids).await?;
+        let wanted: HashSet<&str> = ticket_ids.iter().map(String::as_str).collect();
+        let mut seen = HashSet::new();
+        Ok(tickets
+            .iter()
+            .filter(|t| wanted.contains(t.ticket_id.as_str()) && seen.insert(t.ticket_id.clone()))
+            .map(wire::Ticket::remote_status)
+            .collect())
+    }
+
+    async fn token_state(&self) -> Result<TokenState, ConnectorError> {
+        self.tokens.state().await
+    }
+
+    async fn refresh_token(&self) -> Result<TokenState, ConnectorError> {
+        self.tokens.refresh().await
+    }
+}

@@ -1,0 +1,356 @@
+//! OTRS / Znuny GenericTicketConnectorREST simulator.
+//!
+//! Routes live under `/otrs/nph-genericinterface.pl/Webservice/<name>` (the sample web service):
+//!
+//! | method | route | operation |
+//! |---|---|---|
+//! | POST | /Session | SessionCreate `{UserLogin, Password}` → `{SessionID}` |
+//! | POST | /Ticket | TicketCreate `{SessionID, Ticket{Title, Queue, State, Priority, CustomerUser, …}, Article{…}}` |
+//! | GET | /Ticket | TicketSearch (`SessionID`, `TicketID` (repeatable), `MIMEBase_Body` / `Body`, `Title`, `States`, `StateType`, `Limit`) → `{TicketID:[…]}` or `{}` |
+//! | GET | /Ticket/{TicketID} | TicketGet, comma list → `{Ticket:[…]}` (an unknown id fails the whole call with AccessDenied); `AllArticles=1`, `ArticleLimit` |
+//! | POST | /TicketSearch | TicketSearch with a JSON body (install variant) |
+//! | PATCH | /Ticket/{TicketID} | TicketUpdate `{SessionID, Ticket?{State}, Article?}` |
+//!
+//! Operation errors are HTTP 200 with `{"Error":{"ErrorCode","ErrorMessage"}}`; an unknown or
+//! expired session gives `<Operation>.AuthFail`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::psa::{contains_ci, marker_key};
+use crate::server::SimServer;
+use crate::sim::{NewTicket, Sim, SimProfile, SimTicket};
+use crate::tokens::{TokenCheck, TokenKind};
+
+/// States `(name, StateType)`.
+pub const STATES: [(&str, &str); 8] = [
+    ("new", "new"),
+    ("open", "open"),
+    ("closed successful", "closed"),
+    ("closed unsuccessful", "closed"),
+    ("pending reminder", "pending reminder"),
+    ("pending auto close+", "pending auto"),
+    ("removed", "removed"),
+    ("merged", "merged"),
+];
+pub const QUEUES: [&str; 3] = ["Raw", "Junk", "Service Desk"];
+pub const PRIORITIES: [&str; 5] = ["1 very low", "2 low", "3 normal", "4 high", "5 very high"];
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct OtrsConfig {
+    pub webservice: String,
+    pub user: String,
+    pub password: String,
+    pub session_ttl: Duration,
+}
+
+impl Default for OtrsConfig {
+    fn default() -> Self {
+        Self {
+            webservice: "GenericTicketConnectorREST".into(),
+            user: "bridge-agent".into(),
+            password: "agent-password-1".into(),
+            session_ttl: Duration::from_secs(7200),
+        }
+    }
+}
+
+impl OtrsConfig {
+    /// Path prefix of the web service.
+    pub fn service_path(&self) -> String {
+        format!("/otrs/nph-genericinterface.pl/Webservice/{}", self.webservice)
+    }
+}
+
+pub fn profile() -> SimProfile {
+    SimProfile {
+        name: "otrs",
+        initial_status: "new".into(),
+        closed_status: "closed successful".into(),
+        statuses: STATES.iter().map(|s| s.0.to_string()).collect(),
+        closed_statuses: vec!["closed successful".into(), "closed unsuccessful".into(), "removed".into(), "merged".into()],
+        error_body: (200, json!({"Error": {"ErrorCode": "TicketGet.DatabaseError", "ErrorMessage": "Could not query the database"}})),
+        server_error_body: json!({"Error": {"ErrorCode": "Provider.InternalError", "ErrorMessage": "Internal Server Error"}}),
+        first_id: 1,
+        number_prefix: String::new(),
+    }
+}
+
+struct St {
+    sim: Sim,
+    config: OtrsConfig,
+}
+
+/// A running OTRS simulator.
+pub struct Otrs {
+    server: SimServer,
+    config: OtrsConfig,
+}
+
+impl Otrs {
+    pub async fn spawn(config: OtrsConfig) -> std::io::Result<Self> {
+        let sim = Sim::new(profile());
+        let server = SimServer::spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), sim.clone(), router(sim, config.clone())).await?;
+        Ok(Self { server, config })
+    }
+
+    pub fn config(&self) -> &OtrsConfig {
+        &self.config
+    }
+
+    /// Route key for faults and request counts, e.g. `route("GET", "/Ticket/{TicketID}")`.
+    pub fn route(&self, method: &str, route: &str) -> String {
+        format!("{method} {}{route}", self.config.service_path())
+    }
+}
+
+impl Deref for Otrs {
+    type Target = SimServer;
+    fn deref(&self) -> &SimServer {
+        &self.server
+    }
+}
+
+/// The OTRS routes over `sim`.
+pub fn router(sim: Sim, config: OtrsConfig) -> Router {
+    let prefix = config.service_path();
+    let st = Arc::new(St { sim, config });
+    Router::new()
+        .route(&format!("{prefix}/Session"), post(session))
+        .route(&format!("{prefix}/Ticket"), post(create).get(search))
+        .route(&format!("{prefix}/TicketSearch"), post(search_post))
+        .route(&format!("{prefix}/Ticket/{{TicketID}}"), get(get_tickets).patch(update))
+        .with_state(st)
+}
+
+fn op_error(code: &str, message: impl ToString) -> Response {
+    Json(json!({"Error": {"ErrorCode": code, "ErrorMessage": message.to_string()}})).into_response()
+}
+
+fn session_ok(st: &St, op: &str, session: Option<&str>) -> Result<(), Response> {
+    match session.map(|s| st.sim.tokens().check(s, TokenKind::Access)) {
+        Some(TokenCheck::Valid(_)) => Ok(()),
+        _ => Err(op_error(&format!("{op}.AuthFail"), format!("{op}: Authorization failing!"))),
+    }
+}
+
+fn parse(bytes: &Bytes) -> Result<Value, Response> {
+    serde_json::from_slice::<Value>(bytes)
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "Could not parse JSON request").into_response())
+}
+
+async fn session(State(st): State<Arc<St>>, bytes: Bytes) -> Response {
+    let req = match parse(&bytes) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let user = req.get("UserLogin").and_then(Value::as_str).unwrap_or_default();
+    let pass = req.get("Password").and_then(Value::as_str).unwrap_or_default();
+    if user != st.config.user || pass != st.config.password {
+        return op_error("SessionCreate.AuthFail", "SessionCreate: Authorization failing!");
+    }
+    let (sid, _) = st.sim.tokens().issue(TokenKind::Access, user, &[], Some(st.config.session_ttl));
+    Json(json!({"SessionID": sid})).into_response()
+}
+
+fn state_type(state: &str) -> &'static str {
+    STATES.iter().find(|s| s.0.eq_ignore_ascii_case(state)).map(|s| s.1).unwrap_or("open")
+}
+
+fn ticket_json(t: &SimTicket) -> Value {
+    json!({
+        "TicketID": t.id.to_string(),
+        "TicketNumber": t.number,
+        "Title": t.title,
+        "State": t.status,
+        "StateType": state_type(&t.status),
+        "Queue": t.queue,
+        "Priority": t.priority,
+        "CustomerUserID": t.requester,
+        "CustomerID": t.customer_id,
+        "Type": t.fields.get("Type"),
+        "Created": t.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+        "Changed": t.updated_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+    })
+}
+
+fn article_text(a: &Value) -> Result<(String, String, bool), Response> {
+    let subject = a.get("Subject").and_then(Value::as_str).unwrap_or_default().to_string();
+    let body = a.get("Body").and_then(Value::as_str).unwrap_or_default().to_string();
+    if subject.is_empty() || body.is_empty() {
+        return Err(op_error("TicketCreate.MissingParameter", "Article->Subject and Article->Body are required!"));
+    }
+    if a.get("ContentType").is_none() && a.get("MimeType").is_none() {
+        return Err(op_error("TicketCreate.MissingParameter", "Article->ContentType or Article->MimeType is required!"));
+    }
+    let internal = a.get("IsVisibleForCustomer").and_then(Value::as_i64) == Some(0)
+        || a.get("CommunicationChannel").and_then(Value::as_str) == Some("Internal");
+    Ok((subject, body, internal))
+}
+
+async fn create(State(st): State<Arc<St>>, bytes: Bytes) -> Response {
+    let req = match parse(&bytes) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if let Err(r) = session_ok(&st, "TicketCreate", req.get("SessionID").and_then(Value::as_str)) {
+        return r;
+    }
+    let t = req.get("Ticket").cloned().unwrap_or(Value::Null);
+    let text = |k: &str| t.get(k).and_then(Value::as_str).map(str::to_string).filter(|s| !s.is_empty());
+    let missing = |k: &str| op_error("TicketCreate.MissingParameter", format!("TicketCreate: Ticket->{k} parameter is missing!"));
+    let Some(title) = text("Title") else { return missing("Title") };
+    let Some(queue) = text("Queue") else { return missing("Queue") };
+    let Some(state) = text("State") else { return missing("State") };
+    let Some(priority) = text("Priority") else { return missing("Priority") };
+    let Some(customer_user) = text("CustomerUser") else { return missing("CustomerUser") };
+    if !QUEUES.iter().any(|q| q.eq_ignore_ascii_case(&queue)) {
+        return op_error("TicketCreate.InvalidParameter", "TicketCreate: Ticket->Queue is invalid!");
+    }
+    let Some(state) = st.sim.canonical_status(&state) else {
+        return op_error("TicketCreate.InvalidParameter", "TicketCreate: Ticket->State is invalid!");
+    };
+    if !PRIORITIES.iter().any(|p| p.eq_ignore_ascii_case(&priority)) {
+        return op_error("TicketCreate.InvalidParameter", "TicketCreate: Ticket->Priority is invalid!");
+    }
+    let (_, body, _) = match article_text(req.get("Article").unwrap_or(&Value::Null)) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    let mut fields = BTreeMap::new();
+    if let Some(ty) = text("Type") {
+        fields.insert("Type".to_string(), json!(ty));
+    }
+    let next = st.sim.next_id();
+    let t = st.sim.create_ticket(NewTicket {
+        number: Some(format!("{}10{:06}", Utc::now().format("%Y%m%d"), next)),
+        title,
+        correlation_key: marker_key(&body),
+        body,
+        status: Some(state),
+        customer_id: text("CustomerID"),
+        requester: Some(customer_user),
+        queue: Some(queue),
+        priority: Some(priority),
+        fields,
+        request: req.clone(),
+        ..Default::default()
+    });
+    Json(json!({"TicketID": t.id.to_string(), "TicketNumber": t.number, "ArticleID": (t.id * 10).to_string()})).into_response()
+}
+
+async fn search(State(st): State<Arc<St>>, Query(q): Query<Vec<(String, String)>>) -> Response {
+    run_search(&st, &q)
+}
+
+/// `POST /TicketSearch` with the parameters in a JSON body (a common install variant).
+async fn search_post(State(st): State<Arc<St>>, bytes: Bytes) -> Response {
+    let req = match parse(&bytes) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let mut q = Vec::new();
+    for (k, v) in req.as_object().into_iter().flatten() {
+        match v {
+            Value::Array(items) => q.extend(items.iter().map(|i| (k.clone(), i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())))),
+            Value::String(s) => q.push((k.clone(), s.clone())),
+            other => q.push((k.clone(), other.to_string())),
+        }
+    }
+    run_search(&st, &q)
+}
+
+fn run_search(st: &St, q: &[(String, String)]) -> Response {
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    if let Err(r) = session_ok(st, "TicketSearch", get("SessionID").as_deref()) {
+        return r;
+    }
+    let states: Vec<String> = q.iter().filter(|(n, _)| n == "States").map(|(_, v)| v.to_lowercase()).collect();
+    let ids_wanted: Vec<String> = q.iter().filter(|(n, _)| n == "TicketID").map(|(_, v)| v.clone()).collect();
+    // OTRS 5 calls the article body field `Body`, OTRS 6+ / Znuny `MIMEBase_Body`.
+    let body = get("MIMEBase_Body").or_else(|| get("Body"));
+    let limit = get("Limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(500);
+    let ids: Vec<String> = st
+        .sim
+        .tickets()
+        .into_iter()
+        .filter(|t| ids_wanted.is_empty() || ids_wanted.contains(&t.id.to_string()))
+        .filter(|t| body.as_deref().is_none_or(|b| contains_ci(&t.body, b) || t.notes.iter().any(|n| contains_ci(&n.body, b))))
+        .filter(|t| get("Title").is_none_or(|b| contains_ci(&t.title, &b)))
+        .filter(|t| states.is_empty() || states.contains(&t.status.to_lowercase()))
+        .filter(|t| get("StateType").is_none_or(|ty| state_type(&t.status).eq_ignore_ascii_case(&ty)))
+        .take(limit)
+        .map(|t| t.id.to_string())
+        .collect();
+    if ids.is_empty() { Json(json!({})).into_response() } else { Json(json!({"TicketID": ids})).into_response() }
+}
+
+/// The ticket's articles: the create article first, then notes.
+fn articles(t: &SimTicket, limit: Option<usize>) -> Vec<Value> {
+    let first = json!({"ArticleID": (t.id * 10).to_string(), "Subject": t.title, "Body": t.body, "IsVisibleForCustomer": 0});
+    let notes = t.notes.iter().map(|n| {
+        json!({"ArticleID": (t.id * 10 + n.id).to_string(), "Subject": n.subject, "Body": n.body, "IsVisibleForCustomer": if n.internal { 0 } else { 1 }})
+    });
+    std::iter::once(first).chain(notes).take(limit.unwrap_or(usize::MAX)).collect()
+}
+
+async fn get_tickets(State(st): State<Arc<St>>, Path(ids): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Err(r) = session_ok(&st, "TicketGet", q.get("SessionID").map(String::as_str)) {
+        return r;
+    }
+    let with_articles = q.get("AllArticles").is_some_and(|v| v == "1");
+    let limit = q.get("ArticleLimit").and_then(|l| l.parse::<usize>().ok());
+    let mut out = Vec::new();
+    for id in ids.split(',') {
+        match id.trim().parse::<u64>().ok().and_then(|i| st.sim.ticket(i)) {
+            Some(t) => {
+                let mut j = ticket_json(&t);
+                if with_articles {
+                    j["Article"] = Value::Array(articles(&t, limit));
+                }
+                out.push(j)
+            }
+            None => return op_error("TicketGet.AccessDenied", "TicketGet: User does not have access to the ticket!"),
+        }
+    }
+    Json(json!({"Ticket": out})).into_response()
+}
+
+async fn update(State(st): State<Arc<St>>, Path(id): Path<String>, bytes: Bytes) -> Response {
+    let req = match parse(&bytes) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if let Err(r) = session_ok(&st, "TicketUpdate", req.get("SessionID").and_then(Value::as_str)) {
+        return r;
+    }
+    let Some(t) = id.parse::<u64>().ok().and_then(|i| st.sim.ticket(i)) else {
+        return op_error("TicketUpdate.AccessDenied", "TicketUpdate: User does not have access to the ticket!");
+    };
+    let mut article_id = None;
+    if let Some(a) = req.get("Article") {
+        let (subject, body, internal) = match article_text(a) {
+            Ok(x) => x,
+            Err(_) => return op_error("TicketUpdate.MissingParameter", "TicketUpdate: Article->Subject and Body are required!"),
+        };
+        article_id = st.sim.add_note(t.id, Some(subject), body, internal, "agent").map(|n| n.id.to_string());
+    }
+    if let Some(state) = req.get("Ticket").and_then(|x| x.get("State")).and_then(Value::as_str)
+        && let Err(e) = st.sim.set_status(&t.id.to_string(), state)
+    {
+        return op_error("TicketUpdate.InvalidParameter", e);
+    }
+    Json(json!({"TicketID": t.id.to_string(), "TicketNumber": t.number, "ArticleID": article_id})).into_response()
+}
