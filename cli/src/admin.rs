@@ -7,7 +7,8 @@ use std::path::Path;
 #[derive(Subcommand)]
 pub enum TasksCmd {
     /// Show one task.
-    Get { id: String },
+    #[command(alias = "get")]
+    Show { id: String },
     /// List tasks in a state (default: failed, the dead letters).
     List {
         #[arg(long, default_value = "failed")]
@@ -53,7 +54,7 @@ pub async fn tasks(server: &str, key: Option<&str>, cmd: TasksCmd) -> Result<()>
         None => r,
     };
     let out = match cmd {
-        TasksCmd::Get { id } => call(auth(http.get(format!("{base}/v1/tasks/{id}")))).await?,
+        TasksCmd::Show { id } => call(auth(http.get(format!("{base}/v1/tasks/{id}")))).await?,
         TasksCmd::List { state, limit } => {
             call(auth(http.get(format!("{base}/v1/tasks")).query(&[("state", state), ("limit", limit.to_string())]))).await?
         }

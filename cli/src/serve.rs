@@ -52,6 +52,9 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
         None => tracing::info!(connections = ?engine.config.connections.keys().collect::<Vec<_>>(), "connections configured"),
     }
     tracing::info!(%addr, db = %engine.config.settings.sqlite_path.display(), "ticket-bridge serving");
+    eprintln!(
+        "\nTicket Bridge listens on http://{addr}. Try:\n  curl -s -X POST http://{addr}/v1/tasks -H 'content-type: application/json' \\\n    -d '{{\"source\":\"saviynt\",\"external_id\":\"TASK-1\",\"kind\":\"access\",\"action\":\"create_account\",\"user\":{{\"id\":\"u-1\",\"email\":\"ada@example.com\"}},\"application\":\"Payroll\"}}'\n  ticket-bridge sandbox list    # then: ticket-bridge sandbox close <ticket-id>\n"
+    );
     spawn_workers(engine.clone(), rx);
     let router = axum::Router::new().fallback(handle).with_state(app);
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())

@@ -123,10 +123,18 @@ fn unknown_option_is_named() {
 }
 
 #[test]
-fn connectors_not_in_this_build_are_a_config_error() {
+fn every_kind_builds_without_io_and_unknown_options_are_named() {
     for kind in ["bms", "vsa", "ninjaone", "otrs"] {
-        let cfg = conn_config(kind, "http://127.0.0.1:9", SECRET, &Opts::default(), "");
+        let required = if kind == "vsa" { "service_desk_id = \"1001\"\n" } else { "" };
+        let cfg = conn_config(kind, "http://127.0.0.1:9", SECRET, &Opts::default(), required);
+        let built = connectors::build("x", &cfg, Arc::new(MemSecrets::default())).unwrap();
+        assert_eq!(built.kind().as_str(), kind);
+        let cfg = conn_config(kind, "http://127.0.0.1:9", SECRET, &Opts::default(), &format!("{required}bogus_option = 1"));
         let err = connectors::build("x", &cfg, Arc::new(MemSecrets::default())).err().unwrap();
-        assert!(matches!(&err, ConnectorError::Config(m) if m.contains("connections.x.kind") && m.contains(kind)), "{err:?}");
+        assert!(matches!(&err, ConnectorError::Config(m) if m.contains("connections.x.options") && m.contains("bogus_option")), "{err:?}");
     }
+    // VSA cannot work without its service desk.
+    let cfg = conn_config("vsa", "http://127.0.0.1:9", SECRET, &Opts::default(), "");
+    let err = connectors::build("x", &cfg, Arc::new(MemSecrets::default())).err().unwrap();
+    assert!(matches!(&err, ConnectorError::Config(m) if m.contains("service_desk_id")), "{err:?}");
 }

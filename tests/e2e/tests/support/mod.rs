@@ -141,8 +141,16 @@ impl Harness {
     }
 
     pub async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+        self.call_as(None, method, path, body).await
+    }
+
+    /// Like [`Harness::call`], with `Authorization: Bearer <key>` when a key is given.
+    pub async fn call_as(&self, key: Option<&str>, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
         let mut headers = http::HeaderMap::new();
         headers.insert("content-type", "application/json".parse().unwrap());
+        if let Some(k) = key {
+            headers.insert("authorization", format!("Bearer {k}").parse().unwrap());
+        }
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let (p, q) = path.split_once('?').map(|(p, q)| (p, Some(q))).unwrap_or((path, None));
         let req = bridge::engine::api::ApiRequest { method, path: p, query: q, headers: &headers, body: &bytes, peer_loopback: true };
