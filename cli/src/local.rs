@@ -107,5 +107,6 @@ fn sandbox_connection(base_url: &str) -> ConnectionConfig {
         poll_concurrency: 4,
         callback_secret: None,
         options: Default::default(),
+        mapping: Default::default(),
     }
 }

@@ -2,6 +2,7 @@
 
 mod admin;
 mod local;
+mod mappings;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +54,8 @@ enum Command {
         #[arg(long, env = "TICKET_BRIDGE_URL", default_value = concat!("http://", "127.0.0.1:8080"), global = true)]
         server: String,
     },
+    /// Organization, contact and contract mapping (preview, apply, match, exclude, include, list).
+    Mappings(mappings::MappingsArgs),
     /// Print the SHA-256 to put in [[auth.api_keys]] for an API key read from stdin.
     HashKey,
 }
@@ -77,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Check { connection } => admin::check(cli.config.as_deref(), &cli.data_dir, &connection).await,
         Command::Tasks { cmd, server, api_key } => admin::tasks(&server, api_key.as_deref(), cmd).await,
         Command::Sandbox { cmd, server } => admin::sandbox(&server, cmd).await,
+        Command::Mappings(args) => mappings::run(cli.config.as_deref(), &cli.data_dir, args).await,
         Command::HashKey => {
             let mut key = String::new();
             std::io::stdin().read_line(&mut key)?;

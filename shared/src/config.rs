@@ -199,6 +199,9 @@ pub struct ConnectionConfig {
     /// Connector-specific options (service desk id, web service name, request templates…).
     #[serde(default)]
     pub options: toml::Table,
+    /// Organization / contact sync settings (`ticket-bridge mappings`).
+    #[serde(default)]
+    pub mapping: crate::mapping::MappingSettings,
 }
 
 fn default_poll_interval() -> u64 {

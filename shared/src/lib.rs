@@ -11,6 +11,7 @@ pub mod connectors;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod mapping;
 pub mod render;
 pub mod secrets;
 pub mod store;

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bridge::domain::{
     Alert, ContactEntry, Lease, NewTask, OrgMapping, Outcome, Severity, Task, TaskEvent, TaskId, TaskPayload,
-    TaskState, TicketGroup, TicketRef,
+    TaskState, TicketGroup, TicketRef, UserMapping,
 };
 use bridge::store::dynamo::{DynamoStore, OpCounter, client_with_op_counter, create_table, table};
 use bridge::store::sqlite::SqliteStore;
@@ -161,6 +161,8 @@ conformance!(
     lease_lifecycle,
     ttl_set_on_final_states,
     mappings_crud,
+    user_mappings_crud,
+    org_and_user_mappings_share_a_partition_without_mixing,
     contact_cache_expiry,
     foreign_cursor_rejected,
 );
@@ -752,6 +754,66 @@ async fn mappings_crud(h: &Harness) {
     assert_eq!(sorted(s.list_mappings("c").await.unwrap()), sorted(vec![m1b, m3]));
     assert_eq!(s.list_mappings("d").await.unwrap(), vec![other]);
     assert!(s.list_mappings("none").await.unwrap().is_empty());
+}
+
+fn user(conn: &str, email: &str, contact: Option<&str>, excluded: bool, t0: DateTime<Utc>) -> UserMapping {
+    UserMapping {
+        connection: conn.into(),
+        email: UserMapping::key(email),
+        name: Some(format!("User {email}")),
+        org_id: Some("org-1".into()),
+        contact_id: contact.map(str::to_string),
+        customer_id: contact.map(|_| "100".to_string()),
+        excluded,
+        updated_at: t0,
+    }
+}
+
+async fn user_mappings_crud(h: &Harness) {
+    let s = h.store();
+    let t0 = Utc::now();
+    let ada = user("c", "Ada@Example.com", Some("501"), false, t0);
+    let hash = user("c", "o#hash%@example.com", Some("502"), false, t0);
+    let gone = user("c", "gone@example.com", None, true, t0);
+    let other = user("d", "ada@example.com", Some("999"), false, t0);
+    assert_eq!(ada.email, "ada@example.com", "keys are normalized");
+    for m in [&ada, &hash, &gone, &other] {
+        s.put_user_mapping(m).await.unwrap();
+    }
+    assert_eq!(s.get_user_mapping("c", "ada@example.com").await.unwrap(), Some(ada.clone()));
+    assert_eq!(s.get_user_mapping("c", &hash.email).await.unwrap(), Some(hash.clone()));
+    assert_eq!(s.get_user_mapping("d", "ada@example.com").await.unwrap(), Some(other.clone()));
+    assert_eq!(s.get_user_mapping("c", "nobody@example.com").await.unwrap(), None);
+    let sorted = |mut v: Vec<UserMapping>| {
+        v.sort_by(|a, b| a.email.cmp(&b.email));
+        v
+    };
+    assert_eq!(sorted(s.list_user_mappings("c").await.unwrap()), sorted(vec![ada.clone(), hash.clone(), gone.clone()]));
+
+    // Include after exclude: overwrite in place.
+    let back = UserMapping { excluded: false, contact_id: Some("503".into()), updated_at: t0 + Duration::seconds(1), ..gone.clone() };
+    s.put_user_mapping(&back).await.unwrap();
+    assert_eq!(s.get_user_mapping("c", &gone.email).await.unwrap(), Some(back.clone()));
+
+    assert!(s.delete_user_mapping("c", &hash.email).await.unwrap());
+    assert!(!s.delete_user_mapping("c", &hash.email).await.unwrap(), "second delete finds nothing");
+    assert_eq!(sorted(s.list_user_mappings("c").await.unwrap()), sorted(vec![ada, back]));
+    assert_eq!(s.list_user_mappings("d").await.unwrap(), vec![other]);
+    assert!(s.list_user_mappings("none").await.unwrap().is_empty());
+}
+
+/// DynamoDB keeps both under `MAP#<conn>`; neither listing may return the other kind.
+async fn org_and_user_mappings_share_a_partition_without_mixing(h: &Harness) {
+    let s = h.store();
+    let t0 = Utc::now();
+    let org = mapping("c", "USER#x@example.com", Some("100"), t0);
+    let person = user("c", "x@example.com", Some("501"), false, t0);
+    s.put_mapping(&org).await.unwrap();
+    s.put_user_mapping(&person).await.unwrap();
+    assert_eq!(s.list_mappings("c").await.unwrap(), vec![org.clone()]);
+    assert_eq!(s.list_user_mappings("c").await.unwrap(), vec![person.clone()]);
+    assert!(s.delete_mapping("c", &org.org_id).await.unwrap());
+    assert_eq!(s.get_user_mapping("c", &person.email).await.unwrap(), Some(person));
 }
 
 async fn contact_cache_expiry(h: &Harness) {

@@ -58,6 +58,9 @@ pub enum ConnectorError {
     Config(String),
     #[error("secrets: {0}")]
     Secrets(String),
+    /// The operation does not exist for this kind of target (e.g. creating customers in RT).
+    #[error("not supported: {0}")]
+    Unsupported(String),
 }
 
 impl ConnectorError {
@@ -151,6 +154,57 @@ pub struct Customer {
     pub name: String,
 }
 
+/// A contact (ticket requester) of a customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub customer_id: Option<String>,
+}
+
+/// A customer's contract (attached to its tickets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contract {
+    pub id: String,
+    pub name: String,
+    /// The customer's default contract.
+    #[serde(default)]
+    pub is_default: bool,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A service line of a contract whose quantity is the billed user count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceLine {
+    pub id: String,
+    pub contract_id: String,
+    /// The catalog service the line bills.
+    pub service_id: String,
+    pub quantity: u64,
+}
+
+/// What [`Connector::set_service_quantity`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineChange {
+    Added,
+    Updated,
+    Unchanged,
+}
+
+/// The error of an optional operation a connector does not implement.
+pub fn unsupported(kind: ConnectorKind, what: &str) -> ConnectorError {
+    ConnectorError::Unsupported(format!("{what} is not supported by {}", kind.as_str()))
+}
+
 /// One ITSM/PSA tenant.
 #[async_trait]
 pub trait Connector: Send + Sync {
@@ -189,6 +243,39 @@ pub trait Connector: Send + Sync {
     /// Customers / accounts (organization mapping); empty where the target has none.
     async fn list_customers(&self) -> Result<Vec<Customer>, ConnectorError> {
         Ok(Vec::new())
+    }
+
+    /// Creates a customer / account named `name` (organization sync with auto-create).
+    async fn create_customer(&self, _name: &str) -> Result<Customer, ConnectorError> {
+        Err(unsupported(self.kind(), "creating customers"))
+    }
+
+    /// Contacts of one customer.
+    async fn list_contacts(&self, _customer_id: &str) -> Result<Vec<Contact>, ConnectorError> {
+        Err(unsupported(self.kind(), "listing contacts"))
+    }
+
+    /// Creates a contact in a customer; returns its id.
+    async fn create_contact(&self, _customer_id: &str, _name: &str, _email: Option<&str>) -> Result<String, ConnectorError> {
+        Err(unsupported(self.kind(), "creating contacts"))
+    }
+
+    /// Contracts of one customer.
+    async fn list_contracts(&self, _customer_id: &str) -> Result<Vec<Contract>, ConnectorError> {
+        Err(unsupported(self.kind(), "contracts"))
+    }
+
+    /// Sets the quantity (user count) of contract `contract_id`'s line for `service` (a catalog id
+    /// or name): the line `line_id` if given and still there, else the contract's line for that
+    /// service, else a new line. Writes nothing when the quantity is already right.
+    async fn set_service_quantity(
+        &self,
+        _contract_id: &str,
+        _line_id: Option<&str>,
+        _service: &str,
+        _quantity: u64,
+    ) -> Result<(ServiceLine, LineChange), ConnectorError> {
+        Err(unsupported(self.kind(), "contract service lines"))
     }
 
     /// Current credential expiry, from the stored secret.

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    CheckReport, Connector, ConnectorError, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
+    CheckReport, Connector, ConnectorError, Contact, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
     allow_options, create_with_recovery, encode_segment,
 };
 use crate::config::ConnectionConfig;
@@ -292,6 +292,34 @@ impl Connector for SandboxConnector {
                 Some(Customer { id: c.get("id").and_then(id_text)?, name: c.get("name")?.as_str()?.to_string() })
             })
             .collect())
+    }
+
+    async fn create_customer(&self, name: &str) -> Result<Customer, ConnectorError> {
+        let v = self.call(Method::POST, "/api/v1/customers", &[], Some(&json!({ "name": name.trim() })), false).await?;
+        let id = v.get("id").and_then(id_text).ok_or_else(|| ConnectorError::Malformed("customer without 'id'".into()))?;
+        let name = v.get("name").and_then(Value::as_str).unwrap_or(name).to_string();
+        Ok(Customer { id, name })
+    }
+
+    async fn list_contacts(&self, customer_id: &str) -> Result<Vec<Contact>, ConnectorError> {
+        let v = self.call(Method::GET, "/api/v1/contacts", &[("customer_id", customer_id.to_string())], None, true).await?;
+        Ok(Self::items(&v)?
+            .iter()
+            .filter_map(|c| {
+                Some(Contact {
+                    id: c.get("id").and_then(id_text)?,
+                    name: c.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                    email: c.get("email").and_then(Value::as_str).filter(|e| !e.is_empty()).map(str::to_string),
+                    customer_id: c.get("customer_id").and_then(id_text),
+                })
+            })
+            .collect())
+    }
+
+    async fn create_contact(&self, customer_id: &str, name: &str, email: Option<&str>) -> Result<String, ConnectorError> {
+        let body = json!({ "customer_id": customer_id, "name": name.trim(), "email": email.map(str::trim) });
+        let v = self.call(Method::POST, "/api/v1/contacts", &[], Some(&body), false).await?;
+        v.get("id").and_then(id_text).ok_or_else(|| ConnectorError::Malformed("contact without 'id'".into()))
     }
 
     async fn token_state(&self) -> Result<TokenState, ConnectorError> {

@@ -78,3 +78,33 @@ pub struct ContactEntry {
     pub contact_id: Option<String>,
     pub expires_at: DateTime<Utc>,
 }
+
+/// Upstream user (by e-mail address) → target contact. Keys are lower-cased, trimmed addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserMapping {
+    pub connection: String,
+    /// Normalized address (see [`UserMapping::key`]).
+    pub email: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The upstream organization the user belongs to, if known.
+    #[serde(default)]
+    pub org_id: Option<String>,
+    /// The contact tickets for this user carry; `None` while unmatched or excluded.
+    #[serde(default)]
+    pub contact_id: Option<String>,
+    /// The customer the contact belongs to (a contact is only used for tickets of that customer).
+    #[serde(default)]
+    pub customer_id: Option<String>,
+    /// Excluded users get the customer's default contact and are never created.
+    #[serde(default)]
+    pub excluded: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl UserMapping {
+    /// The store key of an e-mail address: trimmed and lower-cased.
+    pub fn key(email: &str) -> String {
+        email.trim().to_lowercase()
+    }
+}

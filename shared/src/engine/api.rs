@@ -105,6 +105,10 @@ async fn route(engine: &Engine, req: &ApiRequest<'_>, now: DateTime<Utc>) -> Res
             require_admin(&authenticate(engine, req, now).await?)?;
             Ok(ok(200, task_json(&engine.replay(id, now).await?)))
         }
+        (_, ["v1", "admin", "connections", conn, rest @ ..]) => {
+            require_admin(&authenticate(engine, req, now).await?)?;
+            super::mappings_api::route(engine, req, conn, rest).await
+        }
         (_, ["healthz"] | ["v1", "tasks", ..]) => {
             Err(ApiError::new(405, "method_not_allowed", None, format!("{} is not allowed on {path}", req.method)))
         }

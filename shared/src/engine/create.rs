@@ -6,7 +6,7 @@ use rand::Rng;
 
 use super::{task_json, Engine};
 use crate::connectors::{ConnectorError, NoteRequest, TicketRequest};
-use crate::domain::{ContactEntry, Task, TaskEvent, TaskPayload, TaskState, TicketGroup, TicketRef};
+use crate::domain::{ContactEntry, Task, TaskEvent, TaskPayload, TaskState, TicketGroup, TicketRef, UserMapping};
 use crate::render::render;
 use crate::store::{claim, StoreError};
 
@@ -201,7 +201,14 @@ impl Engine {
         };
         let mut contact_id = None;
         if let Some(email) = task.payload.user_email() {
-            contact_id = self.lookup_contact(conn, customer_id.as_deref(), email).await?;
+            // A user mapped by hand or by user sync wins (for its customer); an excluded user
+            // gets the default contact.
+            let user = self.store.get_user_mapping(conn, &UserMapping::key(email)).await.map_err(store_err)?;
+            contact_id = match user {
+                Some(u) if u.excluded => None,
+                Some(u) if u.contact_id.is_some() && (u.customer_id.is_none() || u.customer_id == customer_id) => u.contact_id,
+                _ => self.lookup_contact(conn, customer_id.as_deref(), email).await?,
+            };
         }
         Ok(Target { customer_id, contact_id: contact_id.or(default_contact), contract_id })
     }

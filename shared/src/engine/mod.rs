@@ -5,6 +5,7 @@
 pub mod api;
 mod create;
 pub mod intake;
+mod mappings_api;
 pub mod metrics;
 pub mod notify;
 mod poll;

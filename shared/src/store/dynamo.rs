@@ -27,10 +27,11 @@ use items::{
     create_due_pk, ext_pk, get_s, group_pk, id_of_time_id, key, lease_pk, map_pk, map_sk, n, poll_due_pk, s, state_pk,
     task_item, task_pk, with_body,
 };
+use items::{USER_PREFIX, user_sk};
 use table::{PK, SK, STATE_AT, STATE_INDEX, STATE_PK, TTL_ATTRIBUTE};
 
 use super::{Created, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds};
-use crate::domain::{ContactEntry, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup};
+use crate::domain::{ContactEntry, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping};
 
 /// Attempts of a write that lost a race it may retry (transaction conflicts, vanished items).
 const MAX_ATTEMPTS: u32 = 8;
@@ -89,6 +90,35 @@ impl DynamoStore {
             .await
             .map_err(|e| sdk_err("get item", e))?;
         Ok(out.item)
+    }
+
+    /// Every item of partition `pk` whose sort key starts with `prefix` (all pages, consistent).
+    async fn query_prefix<T: serde::de::DeserializeOwned>(&self, pk: String, prefix: &str, what: &str) -> Result<Vec<T>, StoreError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":prefix", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| sdk_err(what, e))?;
+            for item in page.items() {
+                out.push(body(item)?);
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     fn task_put(&self, task: &Task) -> Result<Put, StoreError> {
@@ -423,6 +453,39 @@ impl Store for DynamoStore {
             .send()
             .await
             .map_err(|e| sdk_err("delete mapping", e))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn put_user_mapping(&self, mapping: &UserMapping) -> Result<(), StoreError> {
+        let item = with_body(key(map_pk(&mapping.connection), user_sk(&mapping.email)), mapping)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_err("put user mapping", e))?;
+        Ok(())
+    }
+
+    async fn get_user_mapping(&self, connection: &str, email: &str) -> Result<Option<UserMapping>, StoreError> {
+        self.get_item(map_pk(connection), user_sk(email)).await?.map(|item| body(&item)).transpose()
+    }
+
+    async fn list_user_mappings(&self, connection: &str) -> Result<Vec<UserMapping>, StoreError> {
+        self.query_prefix(map_pk(connection), USER_PREFIX, "list user mappings").await
+    }
+
+    async fn delete_user_mapping(&self, connection: &str, email: &str) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(map_pk(connection), user_sk(email))))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| sdk_err("delete user mapping", e))?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 

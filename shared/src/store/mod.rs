@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use thiserror::Error;
 
 use crate::domain::{
-    ContactEntry, Lease, OrgMapping, Task, TaskEvent, TaskId, TaskState, TicketGroup,
+    ContactEntry, Lease, OrgMapping, Task, TaskEvent, TaskId, TaskState, TicketGroup, UserMapping,
 };
 
 #[cfg(feature = "dynamo")]
@@ -125,6 +125,16 @@ pub trait Store: Send + Sync + 'static {
     async fn get_mapping(&self, connection: &str, org_id: &str) -> Result<Option<OrgMapping>, StoreError>;
     async fn list_mappings(&self, connection: &str) -> Result<Vec<OrgMapping>, StoreError>;
     async fn delete_mapping(&self, connection: &str, org_id: &str) -> Result<bool, StoreError>;
+
+    /// Writes (inserts or replaces) the mapping of one upstream user; `mapping.email` must already
+    /// be normalized with [`UserMapping::key`].
+    async fn put_user_mapping(&self, mapping: &UserMapping) -> Result<(), StoreError>;
+    /// The mapping of a normalized e-mail address.
+    async fn get_user_mapping(&self, connection: &str, email: &str) -> Result<Option<UserMapping>, StoreError>;
+    /// Every user mapping of a connection (matched, unmatched and excluded).
+    async fn list_user_mappings(&self, connection: &str) -> Result<Vec<UserMapping>, StoreError>;
+    /// Removes a user mapping; `false` if there was none.
+    async fn delete_user_mapping(&self, connection: &str, email: &str) -> Result<bool, StoreError>;
 
     async fn put_contact(&self, entry: &ContactEntry) -> Result<(), StoreError>;
     /// A cached lookup that has not expired at `now`.

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{Created, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds};
-use crate::domain::{ContactEntry, Due, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup};
+use crate::domain::{ContactEntry, Due, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tasks (
@@ -54,6 +54,12 @@ CREATE TABLE IF NOT EXISTS mappings (
     org_id     TEXT NOT NULL,
     body       TEXT NOT NULL,
     PRIMARY KEY (connection, org_id)
+) STRICT;
+CREATE TABLE IF NOT EXISTS user_mappings (
+    connection TEXT NOT NULL,
+    email      TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (connection, email)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS contacts (
     connection TEXT NOT NULL,
@@ -504,6 +510,63 @@ impl Store for SqliteStore {
         self.run(move |conn| {
             let n = conn
                 .execute("DELETE FROM mappings WHERE connection = ?1 AND org_id = ?2", params![connection, org_id])
+                .map_err(db)?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn put_user_mapping(&self, mapping: &UserMapping) -> Result<(), StoreError> {
+        let m = mapping.clone();
+        self.run(move |conn| {
+            conn.execute(
+                "INSERT INTO user_mappings (connection, email, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (connection, email) DO UPDATE SET body = excluded.body",
+                params![m.connection, m.email, to_json(&m.email, &m)?],
+            )
+            .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_user_mapping(&self, connection: &str, email: &str) -> Result<Option<UserMapping>, StoreError> {
+        let (connection, email) = (connection.to_string(), email.to_string());
+        self.run(move |conn| {
+            let body: Option<String> = conn
+                .query_row(
+                    "SELECT body FROM user_mappings WHERE connection = ?1 AND email = ?2",
+                    params![connection, email],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db)?;
+            body.map(|b| from_json(&email, &b)).transpose()
+        })
+        .await
+    }
+
+    async fn list_user_mappings(&self, connection: &str) -> Result<Vec<UserMapping>, StoreError> {
+        let connection = connection.to_string();
+        self.run(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT email, body FROM user_mappings WHERE connection = ?1 ORDER BY email")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([&connection], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            rows.iter().map(|(email, body)| from_json(email, body)).collect()
+        })
+        .await
+    }
+
+    async fn delete_user_mapping(&self, connection: &str, email: &str) -> Result<bool, StoreError> {
+        let (connection, email) = (connection.to_string(), email.to_string());
+        self.run(move |conn| {
+            let n = conn
+                .execute("DELETE FROM user_mappings WHERE connection = ?1 AND email = ?2", params![connection, email])
                 .map_err(db)?;
             Ok(n == 1)
         })

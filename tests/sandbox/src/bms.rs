@@ -10,9 +10,19 @@
 //! | GET | /v2/servicedesk/tickets | the same filters as `Filter.*` query parameters |
 //! | POST | /v2/servicedesk/tickets/{ticketId}/notes | `{Details, IsInternal, NoteDate, TypeId}` |
 //! | GET | /v2/crm/contacts/search | `Filter.EmailAddress`, `Filter.AccountIds` |
-//! | GET | /v2/crm/accounts/lookup | `PageNumber`, `PageSize` |
-//! | GET | /v2/crm/accounts/{accountId}/locations/lookup | one main location per account |
+//! | GET | /v2/crm/accounts/lookup | `PageNumber`, `PageSize`, `Filter.Name` (contains, case-insensitive), `Filter.Ids` |
+//! | POST | /v2/crm/accounts | `AccountPostInputDto` (AccountName, AccountTypeId, BusinessTypeId, AccountManagerId, Locations required) |
+//! | GET | /v2/crm/accounts/{accountId}/locations/lookup | one main location per account (id = account × 10 + 1) |
+//! | GET | /v2/crm/accounts/{accountId}/contacts/lookup | `PageNumber`, `PageSize` |
+//! | POST | /v2/crm/contacts/summary | `ContactInputDto` (AccountId, LocationId of the account, a name) |
+//! | GET | /v2/finance/contracts/lookup | `AccountId`, `ExcludeExpiredContracts` |
+//! | GET | /v2/admin/finance/services/lookup | `Filter.Name` (contains), paging |
+//! | POST | /v2/finance/contracts/recurringservices/{contractId}/services | array of `{ServiceId, Units, EffectiveDate}` |
+//! | GET | /v2/finance/contracts/recurringservices/{contractId}/services | ASSUMED path (not in the v2 document) |
+//! | PUT | /v2/finance/contracts/recurringservices/{contractId}/services/{serviceLineId} | ASSUMED path: `{Units, EffectiveDate}` |
 //! | GET | /v2/system/{statuses,priorities,queues,issuetypes}/lookup, /v2/system/issuetypes/{id}/issuesubtypes/lookup | |
+//!
+//! Tickets naming a `ContractId` must name a contract of their account.
 //!
 //! Every response is the envelope `{Success, Error{Code, Message}, Result, TotalRecords?}`.
 //! Wrong tenant: 400 (Code 400, "Tenant … was not found"); wrong user/password: 401. Page size
@@ -23,7 +33,7 @@ use axum::body::Bytes;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -102,6 +112,44 @@ struct St {
     /// Spent refresh tokens presented again.
     replays: AtomicU64,
     spent: Mutex<HashSet<String>>,
+    finance: Mutex<Finance>,
+}
+
+/// A contract of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimContract {
+    pub id: i64,
+    pub account_id: i64,
+    pub name: String,
+    pub is_default: bool,
+    pub is_active: bool,
+}
+
+/// A recurring service line of a contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimServiceLine {
+    pub id: i64,
+    pub contract_id: i64,
+    pub service_id: i64,
+    pub units: u64,
+}
+
+/// Contracts, the service catalog and contract service lines.
+#[derive(Debug, Default)]
+struct Finance {
+    contracts: Vec<SimContract>,
+    services: Vec<(i64, String)>,
+    lines: Vec<SimServiceLine>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl St {
+    fn new(sim: Sim, config: BmsConfig) -> Self {
+        Self { sim, config, replays: AtomicU64::new(0), spent: Mutex::default(), finance: Mutex::default() }
+    }
 }
 
 /// A running BMS simulator.
@@ -116,7 +164,7 @@ impl Bms {
         if let Some(limit) = config.rate_limit_per_hour {
             sim.set_rate_limit(Some(RateRule { limit, window: Duration::from_secs(3600), per_route: true }));
         }
-        let st = Arc::new(St { sim: sim.clone(), config, replays: AtomicU64::new(0), spent: Mutex::default() });
+        let st = Arc::new(St::new(sim.clone(), config));
         let server = SimServer::spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), sim, routes(st.clone())).await?;
         Ok(Self { server, st })
     }
@@ -129,6 +177,25 @@ impl Bms {
     pub fn refresh_replays(&self) -> u64 {
         self.st.replays.load(Ordering::SeqCst)
     }
+
+    /// Adds a contract to an account.
+    pub fn add_contract(&self, id: i64, account_id: i64, name: &str, is_default: bool) {
+        lock(&self.st.finance).contracts.push(SimContract { id, account_id, name: name.into(), is_default, is_active: true });
+    }
+
+    /// Adds a service to the catalog.
+    pub fn add_service(&self, id: i64, name: &str) {
+        lock(&self.st.finance).services.push((id, name.into()));
+    }
+
+    pub fn contracts(&self) -> Vec<SimContract> {
+        lock(&self.st.finance).contracts.clone()
+    }
+
+    /// All contract service lines, in creation order.
+    pub fn service_lines(&self) -> Vec<SimServiceLine> {
+        lock(&self.st.finance).lines.clone()
+    }
 }
 
 impl Deref for Bms {
@@ -140,7 +207,7 @@ impl Deref for Bms {
 
 /// The BMS routes over `sim`.
 pub fn router(sim: Sim, config: BmsConfig) -> Router {
-    routes(Arc::new(St { sim, config, replays: AtomicU64::new(0), spent: Mutex::default() }))
+    routes(Arc::new(St::new(sim, config)))
 }
 
 fn routes(st: Arc<St>) -> Router {
@@ -153,7 +220,14 @@ fn routes(st: Arc<St>) -> Router {
         .route("/v2/servicedesk/tickets/{ticketId}/notes", post(add_note))
         .route("/v2/crm/contacts/search", get(contacts))
         .route("/v2/crm/accounts/lookup", get(accounts))
+        .route("/v2/crm/accounts", post(create_account))
         .route("/v2/crm/accounts/{accountId}/locations/lookup", get(locations))
+        .route("/v2/crm/accounts/{accountId}/contacts/lookup", get(account_contacts))
+        .route("/v2/crm/contacts/summary", post(create_contact))
+        .route("/v2/finance/contracts/lookup", get(contracts))
+        .route("/v2/admin/finance/services/lookup", get(services))
+        .route("/v2/finance/contracts/recurringservices/{contractId}/services", get(service_lines).post(add_service_lines))
+        .route("/v2/finance/contracts/recurringservices/{contractId}/services/{serviceLineId}", put(update_service_line))
         .route("/v2/system/statuses/lookup", get(|s: State<Arc<St>>, h: HeaderMap| lookup(s, h, "statuses")))
         .route("/v2/system/priorities/lookup", get(|s: State<Arc<St>>, h: HeaderMap| lookup(s, h, "priorities")))
         .route("/v2/system/queues/lookup", get(|s: State<Arc<St>>, h: HeaderMap| lookup(s, h, "queues")))
@@ -338,6 +412,11 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
     {
         return fail(StatusCode::BAD_REQUEST, 400, format!("Contact {c} does not exist"));
     }
+    if let Some(c) = int("ContractId")
+        && !lock(&st.finance).contracts.iter().any(|x| x.id == c && x.account_id == account)
+    {
+        return fail(StatusCode::BAD_REQUEST, 400, format!("Contract {c} does not belong to account {account}"));
+    }
     let mut fields = BTreeMap::new();
     for k in ["AccountId", "LocationId", "ContactId", "PriorityId", "TypeId", "SourceId", "QueueId", "IssueTypeId", "SubIssueTypeId", "ContractId", "OpenDate", "UseDefaultContract"] {
         if let Some(v) = req.get(k).filter(|v| !v.is_null()) {
@@ -501,14 +580,18 @@ async fn accounts(State(st): State<Arc<St>>, headers: HeaderMap, Query(q): Query
     }
     let page = q.get("PageNumber").and_then(|p| p.parse().ok()).unwrap_or(1usize).max(1);
     let size = q.get("PageSize").and_then(|p| p.parse().ok()).unwrap_or(50usize).clamp(1, st.config.max_page_size);
+    let name = q.get("Filter.Name").filter(|n| !n.is_empty());
+    let ids: Option<Vec<String>> = q.get("Filter.Ids").map(|i| i.split(',').map(|x| x.trim().to_string()).collect());
     let all: Vec<Value> = st
         .sim
         .customers()
         .into_iter()
+        .filter(|c| name.is_none_or(|n| contains_ci(&c.name, n)))
+        .filter(|c| ids.as_ref().is_none_or(|ids| ids.contains(&c.id)))
         .map(|c| json!({"Id": c.id.parse::<i64>().unwrap_or_default(), "Name": c.name, "IsActive": true}))
         .collect();
     let (rows, _) = util::page(&all, page, size);
-    ok(Value::Array(rows))
+    ok_paged(Value::Array(rows), all.len())
 }
 
 async fn locations(State(st): State<Arc<St>>, headers: HeaderMap, Path(account): Path<String>) -> Response {
@@ -542,4 +625,205 @@ async fn sub_issue_types(State(st): State<Arc<St>>, headers: HeaderMap, Path(iss
     let rows: Vec<Value> =
         SUB_ISSUE_TYPES.iter().filter(|(p, _, _)| *p == issue).map(|(_, i, n)| json!({"Id": i, "Name": n, "IsActive": true})).collect();
     ok(Value::Array(rows))
+}
+
+async fn create_account(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else { return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON") };
+    let name = req.get("AccountName").and_then(Value::as_str).map(str::trim).unwrap_or_default();
+    if name.is_empty() {
+        return fail(StatusCode::BAD_REQUEST, 400, "AccountName is required");
+    }
+    for k in ["AccountTypeId", "BusinessTypeId", "AccountManagerId"] {
+        if req.get(k).and_then(Value::as_i64).is_none() {
+            return fail(StatusCode::BAD_REQUEST, 400, format!("{k} is required"));
+        }
+    }
+    let locations = req.get("Locations").and_then(Value::as_array).cloned().unwrap_or_default();
+    if locations.is_empty() {
+        return fail(StatusCode::BAD_REQUEST, 400, "Locations is required");
+    }
+    for l in &locations {
+        let named = l.get("LocationName").and_then(Value::as_str).is_some_and(|n| !n.trim().is_empty());
+        if !named || !l.get("Addresses").is_some_and(Value::is_array) {
+            return fail(StatusCode::BAD_REQUEST, 400, "Each location needs LocationName and Addresses");
+        }
+    }
+    let c = st.sim.create_customer(name);
+    let id = c.id.parse::<i64>().unwrap_or_default();
+    let location_name = locations[0].get("LocationName").cloned().unwrap_or(Value::Null);
+    ok(json!({
+        "Id": id,
+        "AccountName": c.name,
+        "IsActive": true,
+        "Locations": [{"Id": id * 10 + 1, "LocationName": location_name, "IsMain": true, "IsActive": true}],
+    }))
+}
+
+fn account_id(st: &St, raw: &str) -> Option<i64> {
+    raw.parse::<i64>().ok().filter(|a| account_exists(st, *a))
+}
+
+async fn account_contacts(
+    State(st): State<Arc<St>>,
+    headers: HeaderMap,
+    Path(account): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    let Some(a) = account_id(&st, &account) else { return fail(StatusCode::NOT_FOUND, 404, format!("Account {account} was not found")) };
+    let page = q.get("PageNumber").and_then(|p| p.parse().ok()).unwrap_or(1usize).max(1);
+    let size = q.get("PageSize").and_then(|p| p.parse().ok()).unwrap_or(50usize).clamp(1, st.config.max_page_size);
+    let all: Vec<Value> = st
+        .sim
+        .contacts()
+        .into_iter()
+        .filter(|c| c.customer_id.as_deref() == Some(account.as_str()))
+        .map(|c| {
+            json!({"Id": c.id.parse::<i64>().unwrap_or_default(), "Name": c.name, "LocationId": a * 10 + 1,
+                   "LocationName": "Main Office", "EmailAddress": c.email, "Phone": null})
+        })
+        .collect();
+    let (rows, _) = util::page(&all, page, size);
+    ok(Value::Array(rows))
+}
+
+async fn create_contact(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else { return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON") };
+    let text = |k: &str| req.get(k).and_then(Value::as_str).map(str::trim).unwrap_or_default().to_string();
+    let (first, last) = (text("FirstName"), text("LastName"));
+    if first.is_empty() && last.is_empty() {
+        return fail(StatusCode::BAD_REQUEST, 400, "FirstName or LastName is required");
+    }
+    let Some(account) = req.get("AccountId").and_then(Value::as_i64).filter(|a| account_exists(&st, *a)) else {
+        return fail(StatusCode::BAD_REQUEST, 400, "AccountId is required and must exist");
+    };
+    if req.get("LocationId").and_then(Value::as_i64) != Some(account * 10 + 1) {
+        return fail(StatusCode::BAD_REQUEST, 400, "LocationId does not belong to the account");
+    }
+    let emails = req.get("Emails").and_then(Value::as_array).cloned().unwrap_or_default();
+    let email = emails
+        .iter()
+        .find(|e| e.get("IsDefault").and_then(Value::as_bool) == Some(true))
+        .or(emails.first())
+        .and_then(|e| e.get("EmailAddress"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let name = [first.as_str(), last.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
+    let c = st.sim.create_contact(Some(&account.to_string()), &email, &name);
+    ok(json!({
+        "Id": c.id.parse::<i64>().unwrap_or_default(),
+        "FirstName": first,
+        "LastName": last,
+        "AccountId": account,
+        "LocationId": account * 10 + 1,
+        "EmailAddress": c.email,
+    }))
+}
+
+async fn contracts(State(st): State<Arc<St>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    let account = q.get("AccountId").and_then(|a| a.parse::<i64>().ok());
+    let rows: Vec<Value> = lock(&st.finance)
+        .contracts
+        .iter()
+        .filter(|c| account.is_none_or(|a| c.account_id == a))
+        .map(|c| json!({"Id": c.id, "Name": c.name, "IsDefault": c.is_default, "IsActive": c.is_active, "SLAId": null, "EndDate": null}))
+        .collect();
+    ok(Value::Array(rows))
+}
+
+async fn services(State(st): State<Arc<St>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    let page = q.get("PageNumber").and_then(|p| p.parse().ok()).unwrap_or(1usize).max(1);
+    let size = q.get("PageSize").and_then(|p| p.parse().ok()).unwrap_or(50usize).clamp(1, st.config.max_page_size);
+    let name = q.get("Filter.Name").filter(|n| !n.is_empty());
+    let all: Vec<Value> = lock(&st.finance)
+        .services
+        .iter()
+        .filter(|(_, n)| name.is_none_or(|f| contains_ci(n, f)))
+        .map(|(i, n)| json!({"Id": i, "Name": n, "Description": null}))
+        .collect();
+    let (rows, _) = util::page(&all, page, size);
+    ok_paged(Value::Array(rows), all.len())
+}
+
+fn line_json(l: &SimServiceLine, f: &Finance) -> Value {
+    let service_name = f.services.iter().find(|(i, _)| *i == l.service_id).map(|(_, n)| n.clone());
+    json!({"Id": l.id, "ServiceId": l.service_id, "ServiceName": service_name, "ContractId": l.contract_id, "Units": l.units as f64})
+}
+
+fn contract_of(f: &Finance, raw: &str) -> Option<i64> {
+    raw.parse::<i64>().ok().filter(|id| f.contracts.iter().any(|c| c.id == *id))
+}
+
+async fn service_lines(State(st): State<Arc<St>>, headers: HeaderMap, Path(contract): Path<String>) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    let f = lock(&st.finance);
+    let Some(cid) = contract_of(&f, &contract) else { return fail(StatusCode::NOT_FOUND, 404, format!("Contract {contract} was not found")) };
+    ok(Value::Array(f.lines.iter().filter(|l| l.contract_id == cid).map(|l| line_json(l, &f)).collect()))
+}
+
+async fn add_service_lines(State(st): State<Arc<St>>, headers: HeaderMap, Path(contract): Path<String>, bytes: Bytes) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&bytes) else {
+        return fail(StatusCode::BAD_REQUEST, 400, "Expected a JSON array of services");
+    };
+    let mut f = lock(&st.finance);
+    let Some(cid) = contract_of(&f, &contract) else { return fail(StatusCode::NOT_FOUND, 404, format!("Contract {contract} was not found")) };
+    if items.is_empty() {
+        return fail(StatusCode::BAD_REQUEST, 400, "At least one service is required");
+    }
+    let mut added = Vec::new();
+    for item in &items {
+        let Some(service) = item.get("ServiceId").and_then(Value::as_i64).filter(|s| f.services.iter().any(|(i, _)| i == s)) else {
+            return fail(StatusCode::BAD_REQUEST, 400, "ServiceId is invalid");
+        };
+        let Some(units) = item.get("Units").and_then(Value::as_u64) else { return fail(StatusCode::BAD_REQUEST, 400, "Units is required") };
+        let id = f.lines.iter().map(|l| l.id).max().unwrap_or(9000) + 1;
+        let line = SimServiceLine { id, contract_id: cid, service_id: service, units };
+        f.lines.push(line.clone());
+        added.push(line);
+    }
+    let first = line_json(&added[0], &f);
+    ok(first)
+}
+
+async fn update_service_line(
+    State(st): State<Arc<St>>,
+    headers: HeaderMap,
+    Path((contract, line)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else { return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON") };
+    let Some(units) = req.get("Units").and_then(Value::as_u64) else { return fail(StatusCode::BAD_REQUEST, 400, "Units is required") };
+    let mut f = lock(&st.finance);
+    let Some(cid) = contract_of(&f, &contract) else { return fail(StatusCode::NOT_FOUND, 404, format!("Contract {contract} was not found")) };
+    let lid = line.parse::<i64>().unwrap_or(-1);
+    let Some(l) = f.lines.iter_mut().find(|l| l.id == lid && l.contract_id == cid) else {
+        return fail(StatusCode::NOT_FOUND, 404, format!("Service line {line} was not found"));
+    };
+    l.units = units;
+    let l = l.clone();
+    ok(line_json(&l, &f))
 }

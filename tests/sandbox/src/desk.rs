@@ -12,7 +12,9 @@
 //! | GET | /api/v1/tickets?ids=1,2&correlation_key=&status=&page=&per_page= | `{"items","page","per_page","pages","total","next_page"}` |
 //! | POST | /api/v1/tickets/{id}/notes | `{"title","body","internal"}` → 201 note |
 //! | GET | /api/v1/customers?page=&per_page= | paged customers |
+//! | POST | /api/v1/customers | `{"name"}` → 201 customer (numeric id) |
 //! | GET | /api/v1/contacts?email=&customer_id= | matching contacts |
+//! | POST | /api/v1/contacts | `{"customer_id","name","email"?}` → 201 contact; 422 `unknown_customer` |
 //!
 //! Every call but the token call needs `Authorization: Bearer <access_token>`: 401
 //! `invalid_token` (unknown or revoked) / `token_expired`; writes need scope `tickets:write`
@@ -170,8 +172,8 @@ pub fn router(sim: Sim, config: DeskConfig) -> Router {
         .route("/api/v1/tickets", post(create).get(list))
         .route("/api/v1/tickets/{id}", get(get_ticket))
         .route("/api/v1/tickets/{id}/notes", post(add_note))
-        .route("/api/v1/customers", get(customers))
-        .route("/api/v1/contacts", get(contacts))
+        .route("/api/v1/customers", get(customers).post(create_customer))
+        .route("/api/v1/contacts", get(contacts).post(create_contact))
         .with_state(st)
 }
 
@@ -430,4 +432,53 @@ async fn contacts(State(st): State<Arc<DeskState>>, headers: HeaderMap, Query(q)
         .map(|c| json!({"id": c.id, "customer_id": c.customer_id, "email": c.email, "name": c.name}))
         .collect();
     Json(json!({"items": items})).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomerReq {
+    name: String,
+}
+
+async fn create_customer(State(st): State<Arc<DeskState>>, headers: HeaderMap, bytes: Bytes) -> Response {
+    if let Err(r) = authorize(&st, &headers, SCOPE_WRITE) {
+        return r;
+    }
+    let req: CustomerReq = match parse(&bytes) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.name.trim().is_empty() {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_name", "name must not be empty");
+    }
+    let c = st.sim.create_customer(req.name.trim());
+    (StatusCode::CREATED, Json(json!({"id": c.id, "name": c.name}))).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContactReq {
+    customer_id: String,
+    name: String,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+async fn create_contact(State(st): State<Arc<DeskState>>, headers: HeaderMap, bytes: Bytes) -> Response {
+    if let Err(r) = authorize(&st, &headers, SCOPE_WRITE) {
+        return r;
+    }
+    let req: ContactReq = match parse(&bytes) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if req.name.trim().is_empty() {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_name", "name must not be empty");
+    }
+    if !st.sim.customers().iter().any(|c| c.id == req.customer_id) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "unknown_customer", format!("no customer '{}'", req.customer_id));
+    }
+    let email = req.email.as_deref().map(str::trim).unwrap_or_default();
+    let c = st.sim.create_contact(Some(&req.customer_id), email, req.name.trim());
+    (StatusCode::CREATED, Json(json!({"id": c.id, "customer_id": c.customer_id, "email": c.email, "name": c.name}))).into_response()
 }

@@ -102,6 +102,11 @@ impl std::fmt::Display for SimError {
 
 impl std::error::Error for SimError {}
 
+/// One more than the largest numeric id (1 when there is none).
+fn next_numeric<'a>(ids: impl Iterator<Item = &'a str>) -> u64 {
+    ids.filter_map(|i| i.parse::<u64>().ok()).max().unwrap_or(0) + 1
+}
+
 /// Per-simulator constants.
 #[derive(Debug, Clone)]
 pub struct SimProfile {
@@ -348,6 +353,26 @@ impl Sim {
                 name: name.into(),
             })
         });
+    }
+
+    /// Adds a customer with the next free numeric id (one more than the largest numeric id).
+    pub fn create_customer(&self, name: &str) -> SimCustomer {
+        self.mutate(|s| {
+            let id = next_numeric(s.customers.iter().map(|c| c.id.as_str()));
+            let c = SimCustomer { id: id.to_string(), name: name.into() };
+            s.customers.push(c.clone());
+            c
+        })
+    }
+
+    /// Adds a contact with the next free numeric id.
+    pub fn create_contact(&self, customer_id: Option<&str>, email: &str, name: &str) -> SimContact {
+        self.mutate(|s| {
+            let id = next_numeric(s.contacts.iter().map(|c| c.id.as_str()));
+            let c = SimContact { id: id.to_string(), customer_id: customer_id.map(str::to_string), email: email.into(), name: name.into() };
+            s.contacts.push(c.clone());
+            c
+        })
     }
 
     pub fn customers(&self) -> Vec<SimCustomer> {

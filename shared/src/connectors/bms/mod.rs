@@ -11,6 +11,7 @@
 //! away) are read one by one. Secret fields: `username`, `password`, `tenant` (+ tokens written by
 //! the connector).
 
+mod crm;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -29,7 +30,8 @@ use crate::connectors::psa_util::{
     transport_diagnosis, truncate,
 };
 use crate::connectors::{
-    create_with_recovery, CheckReport, Connector, ConnectorError, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
+    create_with_recovery, CheckReport, Connector, ConnectorError, Contact, Contract, Customer, LineChange, NoteRequest, RemoteStatus,
+    ServiceLine, TicketRequest, TokenKind, TokenState,
 };
 use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
 use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource, fields};
@@ -52,11 +54,33 @@ pub struct BmsOptions {
     pub use_default_contract: bool,
     /// Technician link, with `{id}` / `{number}` placeholders.
     pub ticket_url: Option<String>,
+    /// Accounts created by organization sync: `AccountTypeId` (tenant lookup id).
+    pub account_type_id: Option<i64>,
+    /// Accounts created by organization sync: `BusinessTypeId`.
+    pub business_type_id: Option<i64>,
+    /// Accounts created by organization sync: `AccountManagerId` (a BMS user id).
+    pub account_manager_id: Option<i64>,
+    /// Name of the main location of created accounts.
+    pub location_name: String,
+    /// `EmailTypeId` of the address of created contacts (omitted when unset).
+    pub email_type_id: Option<i64>,
 }
 
 impl Default for BmsOptions {
     fn default() -> Self {
-        Self { page_size: 100, batch_size: 500, note_type_id: 1, location_id: None, use_default_contract: false, ticket_url: None }
+        Self {
+            page_size: 100,
+            batch_size: 500,
+            note_type_id: 1,
+            location_id: None,
+            use_default_contract: false,
+            ticket_url: None,
+            account_type_id: None,
+            business_type_id: None,
+            account_manager_id: None,
+            location_name: "Main Office".into(),
+            email_type_id: None,
+        }
     }
 }
 
@@ -521,6 +545,32 @@ impl Connector for BmsConnector {
             }
         }
         Ok(out)
+    }
+
+    async fn create_customer(&self, name: &str) -> Result<Customer, ConnectorError> {
+        self.crm_create_account(name).await
+    }
+
+    async fn list_contacts(&self, customer_id: &str) -> Result<Vec<Contact>, ConnectorError> {
+        self.crm_account_contacts(customer_id).await
+    }
+
+    async fn create_contact(&self, customer_id: &str, name: &str, email: Option<&str>) -> Result<String, ConnectorError> {
+        self.crm_create_contact(customer_id, name, email).await
+    }
+
+    async fn list_contracts(&self, customer_id: &str) -> Result<Vec<Contract>, ConnectorError> {
+        self.finance_contracts(customer_id).await
+    }
+
+    async fn set_service_quantity(
+        &self,
+        contract_id: &str,
+        line_id: Option<&str>,
+        service: &str,
+        quantity: u64,
+    ) -> Result<(ServiceLine, LineChange), ConnectorError> {
+        self.finance_set_quantity(contract_id, line_id, service, quantity).await
     }
 
     async fn token_state(&self) -> Result<TokenState, ConnectorError> {

@@ -54,6 +54,14 @@ pub(super) fn map_sk(org_id: &str) -> String {
     format!("ORG#{org_id}")
 }
 
+/// Sort-key prefix of user mappings under `MAP#<conn>`.
+pub(super) const USER_PREFIX: &str = "USER#";
+
+/// `USER#<email>` (the normalized address).
+pub(super) fn user_sk(email: &str) -> String {
+    format!("{USER_PREFIX}{email}")
+}
+
 pub(super) fn contact_pk(connection: &str) -> String {
     format!("CONTACT#{}", esc(connection))
 }
