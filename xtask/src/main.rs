@@ -265,8 +265,13 @@ impl Moto {
             let port = free_port()?;
             let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
             let err = out.try_clone()?;
-            println!("xtask: starting {} -H 127.0.0.1 -p {port}", moto_server.display());
-            let child = Command::new(moto_server)
+            // moto_serial.py runs moto_server with request handling serialized, so conditional
+            // writes are atomic as in DynamoDB (see the script).
+            let python = moto_server.with_file_name("python");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("moto_serial.py");
+            println!("xtask: starting {} -H 127.0.0.1 -p {port} (serialized)", script.display());
+            let child = Command::new(&python)
+                .arg(&script)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdin(Stdio::null())
                 .stdout(out)
