@@ -89,6 +89,7 @@ struct Counts {
     duplicates: usize,
     orphans: usize,
     faults_fired: u32,
+    /// Failed create attempts plus failed status batches.
     errors: usize,
     rounds: usize,
 }
@@ -104,7 +105,7 @@ fn write_counts(class: Class, target: Target, on: On, c: &Counts) {
     let dir = report_dir();
     std::fs::create_dir_all(&dir).unwrap();
     let v = serde_json::json!({
-        "suite": "fault_matrix", "class": format!("{class:?}"), "target": format!("{target:?}"), "route": format!("{on:?}"),
+        "suite": "fault_matrix", "scale": scale(), "class": format!("{class:?}"), "target": format!("{target:?}"), "route": format!("{on:?}"),
         "runs": 1, "tasks": c.tasks, "completed": c.completed, "dead_lettered": c.dead_lettered, "lost": c.lost,
         "duplicates": c.duplicates, "orphans": c.orphans, "faults_fired": c.faults_fired, "errors": c.errors, "rounds": c.rounds,
     });
@@ -221,10 +222,10 @@ async fn scenario(target: Target, class: Class, on: On) {
         }
         match &twin {
             Some(other) if round % 2 == 1 => {
-                other.poll_connection(CONN, now, false).await;
+                counts.errors += other.poll_connection(CONN, now, false).await.failed_batches as usize;
             }
             _ => {
-                h.poll_at(now).await;
+                counts.errors += h.poll_at(now).await.failed_batches as usize;
             }
         }
         let tasks = futures_join(&h, &ids).await;
@@ -245,7 +246,8 @@ async fn scenario(target: Target, class: Class, on: On) {
         let id = t.id.as_str();
         let count = per_key.get(id).copied().unwrap_or(0);
         counts.duplicates += count.saturating_sub(1);
-        counts.errors += usize::from(t.last_error.is_some());
+        // Failed create attempts recorded on the task (retried or final).
+        counts.errors += t.attempts as usize;
         match t.state {
             TaskState::Completed => {
                 counts.completed += 1;
