@@ -33,6 +33,7 @@ commands:
   moto [--port N]  run moto_server in the foreground and print the environment for tests
   soak [SCALE]     the reliability suites with TB_SOAK_SCALE=SCALE (default 10), then the report
   reliability-report  write docs/reliability.md from target/reliability/*.json
+  audit [CHECKS]   cargo deny check (deny.toml); needs cargo-deny installed
 
 environment:
   PYTHON           interpreter used to create .venv (default: python3)
@@ -57,7 +58,7 @@ fn run() -> Result<i32> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
         Some("moto") => moto_foreground(&root, &args[1..]),
-        Some("soak" | "reliability-report") => soak::run(&root, &args),
+        Some("soak" | "reliability-report" | "audit") => soak::run(&root, &args),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(if args.is_empty() { 2 } else { 0 })

@@ -16,6 +16,7 @@ const FILTER: &str = "binary(fault_matrix) | binary(crash_points) | binary(dupli
 pub fn run(root: &Path, args: &[String]) -> Result<i32> {
     match args.first().map(String::as_str) {
         Some("reliability-report") => report(root).map(|()| 0),
+        Some("audit") => audit(root, &args[1..]),
         Some("soak") => {
             let scale: u32 = match args.get(1) {
                 None => 10,
@@ -34,8 +35,27 @@ pub fn run(root: &Path, args: &[String]) -> Result<i32> {
             report(root)?;
             Ok(code)
         }
-        _ => bail!("usage: cargo xtask soak [SCALE] | cargo xtask reliability-report"),
+        _ => bail!("usage: cargo xtask soak [SCALE] | cargo xtask reliability-report | cargo xtask audit [CHECKS]"),
     }
+}
+
+/// `cargo xtask audit [CHECKS]`: `cargo deny check` with deny.toml (default: all checks; pass e.g.
+/// `licenses bans sources` where the RustSec database on GitHub cannot be fetched).
+fn audit(root: &Path, checks: &[String]) -> Result<i32> {
+    let installed = std::process::Command::new(crate::cargo())
+        .args(["deny", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !installed {
+        eprintln!("xtask: cargo-deny is not installed: cargo install cargo-deny --locked (several minutes cold)");
+        return Ok(2);
+    }
+    let mut cmd = std::process::Command::new(crate::cargo());
+    cmd.current_dir(root).args(["deny", "check"]).args(checks);
+    let status = crate::run_cmd(&mut cmd)?;
+    Ok(crate::exit_code(status))
 }
 
 #[derive(Default)]
