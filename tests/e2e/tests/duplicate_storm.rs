@@ -1,8 +1,8 @@
 //! Duplicate storm against the intake Lambda handler on DynamoDB (moto): many concurrent API
 //! Gateway requests resend a smaller set of submissions, then every returned id is delivered to
 //! the create-ticket handler (duplicates included, concurrently, as stream redelivery would).
-//! Exactly one task and one ticket per key. Normal run: 200 requests / 20 keys / 20 clients;
-//! `TB_SOAK_SCALE=5` gives 1,000 / 100 / 50.
+//! Exactly one task and one ticket per key. Normal run: 100 requests / 10 keys / 20 clients;
+//! `cargo xtask soak` (scale 10) gives 1,000 / 100 / 50.
 
 mod support;
 
