@@ -53,7 +53,7 @@ async fn crash_after_create_before_record(target: Target, backend: Backend) {
     let t = h.task(id).await;
     assert_eq!(t.state, TaskState::TicketOpen);
     assert_eq!(t.ticket.unwrap().id, tickets[0].id.to_string());
-    write_counts("after ticket created, before recorded", &format!("{target:?}"), 1, tickets.len() - 1);
+    write_counts("after ticket created, before recorded", &format!("{target:?} {backend:?}"), 1, tickets.len() - 1);
 }
 
 /// Grouped alert: a worker adds the note to the group's open ticket, then dies before recording

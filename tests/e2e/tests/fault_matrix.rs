@@ -246,8 +246,8 @@ async fn scenario(target: Target, class: Class, on: On) {
         let id = t.id.as_str();
         let count = per_key.get(id).copied().unwrap_or(0);
         counts.duplicates += count.saturating_sub(1);
-        // Failed create attempts recorded on the task (retried or final).
-        counts.errors += t.attempts as usize;
+        // Failed create attempts (attempts count the successful one too).
+        counts.errors += t.attempts.saturating_sub(u32::from(t.state != TaskState::Failed)) as usize;
         match t.state {
             TaskState::Completed => {
                 counts.completed += 1;
