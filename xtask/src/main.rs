@@ -11,6 +11,8 @@ mod lint;
 mod package;
 mod venv;
 
+mod soak;
+
 use anyhow::{Context, Result, anyhow, bail};
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -39,6 +41,9 @@ commands:
                    cargo clippy --workspace --all-targets -D warnings, cargo fmt --check
   package          cargo lambda build --release --arm64 --output-format zip for every crate in
                    functions/ (cargo-lambda + ziglang pinned in .venv); prints each zip's size
+  soak [SCALE]     the reliability suites with TB_SOAK_SCALE=SCALE (default 10), then the report
+  reliability-report  write docs/reliability.md from target/reliability/*.json
+  audit [CHECKS]   cargo deny check (deny.toml); needs cargo-deny installed
 
 environment:
   PYTHON           interpreter used to create .venv (default: python3)
@@ -65,6 +70,7 @@ fn run() -> Result<i32> {
         Some("moto") => moto_foreground(&root, &args[1..]),
         Some("lint") => lint::run(&root, &args[1..]),
         Some("package") => package::run(&root, &args[1..]),
+        Some("soak" | "reliability-report" | "audit") => soak::run(&root, &args),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(if args.is_empty() { 2 } else { 0 })

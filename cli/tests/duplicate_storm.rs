@@ -1,0 +1,103 @@
+//! Duplicate storm against the real `ticket-bridge serve` binary over HTTP: many concurrent
+//! clients resend a smaller set of submissions; exactly one task and one ticket per key.
+//! Normal run: 100 requests / 10 keys / 20 clients; `cargo xtask soak` (scale 10) gives 1,000 / 100 / 50.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+fn scale() -> usize {
+    std::env::var("TB_SOAK_SCALE").ok().and_then(|s| s.parse().ok()).filter(|n: &usize| *n > 0).unwrap_or(1)
+}
+
+fn body(key: usize) -> serde_json::Value {
+    serde_json::json!({"source":"saviynt","external_id":format!("STORM-{key}"),"kind":"access","action":"create_account",
+        "user":{"id":format!("u-{key}"),"name":"Ada Lovelace","email":"ada@example.com"},"application":"Payroll"})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_duplicate_storm_makes_one_task_and_one_ticket_per_key() {
+    let (requests, keys, clients) = (100 * scale(), 10 * scale(), (5 * scale()).clamp(20, 50));
+    let dir = tempfile::tempdir().unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = Serve(
+        Command::new(env!("CARGO_BIN_EXE_ticket-bridge"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(dir.path())
+            .env_remove("TICKET_BRIDGE_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        assert!(Instant::now() < deadline, "serve did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut set = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let (http, base) = (http.clone(), base.clone());
+        set.spawn(async move {
+            let mut out = Vec::new();
+            for j in (c..requests).step_by(clients) {
+                let key = j % keys;
+                let res = http.post(format!("{base}/v1/tasks")).json(&body(key)).send().await.unwrap();
+                let status = res.status().as_u16();
+                let v: serde_json::Value = res.json().await.unwrap();
+                out.push((key, status, v["id"].as_str().unwrap_or_default().to_string()));
+            }
+            out
+        });
+    }
+    let mut created = 0;
+    let mut ids: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    let mut total = 0;
+    while let Some(r) = set.join_next().await {
+        for (key, status, id) in r.unwrap() {
+            total += 1;
+            assert!(status == 201 || status == 200, "key {key}: status {status}");
+            created += usize::from(status == 201);
+            ids.entry(key).or_default().insert(id);
+        }
+    }
+    assert_eq!(total, requests);
+    assert_eq!(created, keys, "one 201 per key");
+    assert_eq!(ids.len(), keys);
+    assert!(ids.values().all(|s| s.len() == 1), "a key got two task ids: {ids:?}");
+    let task_ids: BTreeSet<String> = ids.into_values().flatten().collect();
+    // Every task gets its ticket, exactly once.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let tickets: serde_json::Value = http.get(format!("{base}/sandbox/tickets")).send().await.unwrap().json().await.unwrap();
+        let list = tickets.as_array().cloned().or_else(|| tickets["items"].as_array().cloned()).unwrap_or_default();
+        let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
+        for t in &list {
+            *per_key.entry(t["correlation_key"].as_str().unwrap_or_default().to_string()).or_default() += 1;
+        }
+        assert!(per_key.values().all(|n| *n == 1), "duplicate tickets: {per_key:?}");
+        assert!(per_key.keys().all(|k| task_ids.contains(k)), "a ticket without a task: {per_key:?}");
+        if list.len() == keys {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {} of {keys} tickets", list.len());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/reliability");
+    std::fs::create_dir_all(&dir).unwrap();
+    let v = serde_json::json!({"suite": "duplicate_storm", "class": format!("serve over HTTP ({clients} clients, {keys} keys)"),
+        "route": "-", "runs": 1, "tasks": requests, "completed": keys, "lost": 0, "duplicates": 0, "errors": 0});
+    std::fs::write(dir.join("storm-serve.json"), v.to_string()).unwrap();
+}
