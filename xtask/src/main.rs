@@ -381,7 +381,8 @@ fn moto_foreground(root: &Path, args: &[String]) -> Result<i32> {
          AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true\n",
         moto_server.display()
     );
-    let mut cmd = Command::new(&moto_server);
+    let mut cmd = Command::new(moto_server.with_file_name("python"));
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("moto_serial.py"));
     cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdin(Stdio::null());
     #[cfg(unix)]
     {
