@@ -73,13 +73,11 @@ const NOTES: &str = "## Notes\n\n\
   are at-least-once (a worker that dies after adding the note leads to the note being added again; still \
   one ticket). Killing the `serve` process with SIGKILL is not covered here: a task claimed at that moment \
   waits for its claim (`claim_secs`, 300 s by default) before the sweep retries it.\n\
-- Duplicate storm: against `serve` (SQLite, over HTTP) it runs in every test run. Against the intake and \
-  create-ticket Lambdas on DynamoDB it is `#[ignore]`d: moto 5.2.5 lets two concurrent TransactWriteItems \
-  with `attribute_not_exists` on the same key both succeed (measured: 12 successes in 10 rounds of 20 \
-  concurrent transactions on one key each), so on moto a storm can create a second task for a key (seen: \
-  12 tasks for 10 keys). The same moto behaviour makes flow.rs \
-  `dynamo::concurrent_duplicate_posts_make_one_task_and_one_ticket` fail about one run in five. Real \
-  DynamoDB applies the condition atomically; run the ignored test against it.\n\
+- Duplicate storm: against `serve` (SQLite, over HTTP) and against the intake and create-ticket Lambdas \
+  on DynamoDB, in every test run. moto 5.2.5 applies a condition and its write in two steps (measured: 12 \
+  successes in 10 rounds of 20 concurrent `attribute_not_exists` transactions on one key), so the test \
+  harness runs moto with request handling serialized (xtask/moto_serial.py), which gives DynamoDB's \
+  per-item atomicity; before that, the storm saw 12 tasks for 10 keys on moto.\n\
 - Bad input: serde_json (without its `float_roundtrip` feature) may read a printed f64 back one ULP off, so \
   alert `details` numbers can change in the last bit across a store round trip; the property tests exclude \
   such values.\n\
