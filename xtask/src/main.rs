@@ -5,6 +5,8 @@
 //!   always stops the server again. Exits with the test run's status.
 //! - `moto [--port N]`: starts `moto_server` in the foreground and prints the environment to use.
 
+mod bench;
+
 use anyhow::{Context, Result, anyhow, bail};
 use std::ffi::OsStr;
 use std::fs::{self, File};
@@ -29,6 +31,8 @@ commands:
                    tests (cargo nextest if installed, else cargo test), stop moto; ARGS go to the
                    test runner (e.g. `cargo xtask test -- secrets`)
   moto [--port N]  run moto_server in the foreground and print the environment for tests
+  bench [-- ARGS]  run the benchmarks (moto, release builds, cargo-lambda) and rewrite
+                   docs/benchmarks.md; ARGS e.g. `-- --only poll,dynamo`
 
 environment:
   PYTHON           interpreter used to create .venv (default: python3)
@@ -53,6 +57,7 @@ fn run() -> Result<i32> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
         Some("moto") => moto_foreground(&root, &args[1..]),
+        Some("bench") => bench::bench(&root, &args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(if args.is_empty() { 2 } else { 0 })
