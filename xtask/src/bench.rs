@@ -20,7 +20,9 @@ pub fn bench(root: &Path, args: &[String]) -> Result<i32> {
         let only = extra.iter().position(|a| a == "--only").and_then(|i| extra.get(i + 1));
         only.is_none_or(|list| list.split(',').any(|n| n == name))
     };
-    if wants("lambda") || wants("intake") {
+    // BENCH_SKIP_BUILD=1 reuses the release binaries already in target/release.
+    let skip_build = std::env::var_os("BENCH_SKIP_BUILD").is_some_and(|v| v != "0");
+    if (wants("lambda") || wants("intake")) && !skip_build {
         // Release builds of what the start-up and intake benchmarks exec (cached in target/release).
         let mut build = Command::new(cargo());
         build.current_dir(root).args(["build", "--release", "-p", "intake", "-p", "create-ticket", "-p", "poll-status", "-p", "refresh-token", "-p", "ticket-bridge"]);

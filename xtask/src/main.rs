@@ -4,7 +4,12 @@
 //!   starts `moto_server` on a free loopback port, runs every workspace test against it and
 //!   always stops the server again. Exits with the test run's status.
 //! - `moto [--port N]`: starts `moto_server` in the foreground and prints the environment to use.
+//! - `lint`: the SAM template (cfn-lint, `sam validate --lint`), clippy and rustfmt ([`lint`]).
+//! - `package`: arm64 release zips of every Lambda function with cargo-lambda ([`package`]).
 
+mod lint;
+mod package;
+mod venv;
 mod bench;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -31,6 +36,10 @@ commands:
                    tests (cargo nextest if installed, else cargo test), stop moto; ARGS go to the
                    test runner (e.g. `cargo xtask test -- secrets`)
   moto [--port N]  run moto_server in the foreground and print the environment for tests
+  lint             cfn-lint + `sam validate --lint` on infra/template.yaml (tools pinned in .venv),
+                   cargo clippy --workspace --all-targets -D warnings, cargo fmt --check
+  package          cargo lambda build --release --arm64 --output-format zip for every crate in
+                   functions/ (cargo-lambda + ziglang pinned in .venv); prints each zip's size
   bench [-- ARGS]  run the benchmarks (moto, release builds, cargo-lambda) and rewrite
                    docs/benchmarks.md; ARGS e.g. `-- --only poll,dynamo`
 
@@ -57,6 +66,8 @@ fn run() -> Result<i32> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
         Some("moto") => moto_foreground(&root, &args[1..]),
+        Some("lint") => lint::run(&root, &args[1..]),
+        Some("package") => package::run(&root, &args[1..]),
         Some("bench") => bench::bench(&root, &args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");

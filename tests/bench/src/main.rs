@@ -80,7 +80,19 @@ fn main() -> Result<()> {
         eprintln!("bench: {name} took {:.1}s", t.elapsed().as_secs_f64());
         sections.push((name, rows, notes));
     }
-    let md = render(&sections, started.elapsed().as_secs_f64());
+    // Each section is kept in target/bench/<name>.md, so `--only` refreshes part of the page and
+    // the rest keeps its last measurement (every row carries its date).
+    let section_dir = repo_root().join("target/bench");
+    std::fs::create_dir_all(&section_dir)?;
+    for (name, rows, notes) in &sections {
+        std::fs::write(section_dir.join(format!("{name}.md")), render_section(name, rows, notes))?;
+    }
+    let mut md = header(started.elapsed().as_secs_f64(), &only);
+    for name in ALL {
+        if let Ok(text) = std::fs::read_to_string(section_dir.join(format!("{name}.md"))) {
+            md.push_str(&text);
+        }
+    }
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -97,18 +109,23 @@ fn mark(met: Option<bool>) -> &'static str {
     }
 }
 
-fn render(sections: &[(&str, Vec<Row>, String)], total_secs: f64) -> String {
+fn header(total_secs: f64, only: &[String]) -> String {
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
     let host = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let mut s = format!(
-        "# Benchmarks\n\nWritten by `cargo xtask bench` on {date} ({cores} cores, {host}); the run took {total_secs:.0} s.\n\
-         Re-run it to refresh this file; numbers from a shared 2-core machine are noisy (±20 %).\n\
-         Figures with a baseline show the ratio measured side by side in the same run.\n"
-    );
+    format!(
+        "# Benchmarks\n\nWritten by `cargo xtask bench` (last run {date}, sections {}, {total_secs:.0} s; {cores} cores, {host}).\n\
+         Re-run it to refresh this file (`cargo xtask bench -- --only poll` refreshes one section; the others keep \
+         their last measurement and date). Numbers from a shared 2-core machine are noisy (±20 %).\n\
+         Figures with a baseline show the ratio measured side by side in the same run.\n",
+        only.join(", ")
+    )
+}
+
+fn render_section(name: &str, rows: &[Row], notes: &str) -> String {
     let titles = [
         ("poll", "Polling: one poll cycle, 50 ms injected latency per target request"),
         ("dynamo", "DynamoDB cost of one task's life (moto)"),
@@ -116,29 +133,21 @@ fn render(sections: &[(&str, Vec<Row>, String)], total_secs: f64) -> String {
         ("intake", "Intake throughput (`ticket-bridge serve`, SQLite, wrk)"),
         ("package", "Packaging (cargo-lambda, arm64 zip)"),
     ];
-    for (name, rows, notes) in sections {
-        let title = titles.iter().find(|(n, _)| n == name).map(|(_, t)| *t).unwrap_or(name);
-        s.push_str(&format!("\n## {title}\n\n| figure | value | target | met | how measured | date |\n|---|---|---|---|---|---|\n"));
-        for r in rows {
-            let met = match r.met {
-                Some(true) => "yes",
-                Some(false) => "**no**",
-                None => "-",
-            };
-            s.push_str(&format!(
-                "| {} | {} | {} | {met} | {} | {} |\n",
-                cell(&r.figure),
-                cell(&r.value),
-                cell(&r.target),
-                cell(&r.how),
-                chrono::Utc::now().format("%Y-%m-%d")
-            ));
-        }
-        if !notes.trim().is_empty() {
-            s.push('\n');
-            s.push_str(notes.trim_end());
-            s.push('\n');
-        }
+    let title = titles.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).unwrap_or(name);
+    let date = chrono::Utc::now().format("%Y-%m-%d %H:%M");
+    let mut s = format!("\n## {title}\n\n| figure | value | target | met | how measured | date |\n|---|---|---|---|---|---|\n");
+    for r in rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "-",
+        };
+        s.push_str(&format!("| {} | {} | {} | {met} | {} | {date} |\n", cell(&r.figure), cell(&r.value), cell(&r.target), cell(&r.how)));
+    }
+    if !notes.trim().is_empty() {
+        s.push('\n');
+        s.push_str(notes.trim_end());
+        s.push('\n');
     }
     s
 }

@@ -1,46 +1,13 @@
-//! Benchmark 3: zip size of each function built for arm64 by cargo-lambda (installed with pip
-//! into the repository's `.venv`, with `ziglang` as the cross linker).
+//! Benchmark 3: zip size of each function built for arm64 by cargo-lambda (`cargo xtask package`).
 
 use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::{Row, repo_root};
 
 pub const FUNCTIONS: [&str; 4] = ["intake", "create-ticket", "poll-status", "refresh-token"];
 const LIMIT: u64 = 3 * 1024 * 1024;
-
-fn venv_bin(root: &Path) -> PathBuf {
-    root.join(".venv/bin")
-}
-
-/// Makes sure cargo-lambda and zig are in `.venv` and the arm64 Rust target is installed.
-fn ensure_tools(root: &Path) -> Result<()> {
-    let bin = venv_bin(root);
-    if !bin.join("cargo-lambda").is_file() || !bin.join("python").is_file() {
-        if !bin.join("python").is_file() {
-            let st = Command::new("python3").args(["-m", "venv"]).arg(root.join(".venv")).status()?;
-            if !st.success() {
-                bail!("cannot create .venv");
-            }
-        }
-        eprintln!("bench: pip install cargo-lambda ziglang into .venv");
-        let st = Command::new(bin.join("python"))
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "cargo-lambda", "ziglang"])
-            .status()?;
-        if !st.success() {
-            bail!("pip install cargo-lambda ziglang failed");
-        }
-    }
-    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output().context("rustup")?;
-    if !String::from_utf8_lossy(&installed.stdout).contains("aarch64-unknown-linux-gnu") {
-        let st = Command::new("rustup").args(["target", "add", "aarch64-unknown-linux-gnu"]).status()?;
-        if !st.success() {
-            bail!("rustup target add aarch64-unknown-linux-gnu failed");
-        }
-    }
-    Ok(())
-}
 
 /// The biggest symbols / sections of an ELF file, as far as a stripped binary shows them.
 fn dominant(elf: &Path) -> String {
@@ -66,32 +33,33 @@ fn dominant(elf: &Path) -> String {
 
 pub fn run() -> Result<(Vec<Row>, String)> {
     let root = repo_root();
-    ensure_tools(&root)?;
-    let bin = venv_bin(&root);
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(&root).env("PATH", &path).args(["lambda", "build", "--release", "--arm64", "--output-format", "zip"]);
-    for f in FUNCTIONS {
-        cmd.args(["-p", f]);
-    }
-    eprintln!("bench: cargo lambda build --release --arm64 --output-format zip (slow when cold)");
+    // `cargo xtask package` (pinned cargo-lambda + zig in .venv) builds the zips.
+    eprintln!("bench: cargo xtask package (arm64 release builds; slow when cold)");
     let started = std::time::Instant::now();
-    let st = cmd.status().context("cannot run cargo lambda")?;
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args(["xtask", "package"])
+        .status()
+        .context("cannot run cargo xtask package")?;
     if !st.success() {
-        bail!("cargo lambda build failed ({st})");
+        bail!("cargo xtask package failed ({st})");
     }
     let build_secs = started.elapsed().as_secs_f64();
     let mut rows = Vec::new();
     let mut notes = format!(
-        "`cargo lambda build --release --arm64 --output-format zip` (cargo-lambda from PyPI in `.venv`, zig as linker; \
-         workspace release profile: opt-level z, fat LTO, 1 codegen unit, stripped); this run's build took {build_secs:.0} s \
-         (incremental when cached). Sizes of `target/lambda/<function>/bootstrap.zip`.\n\n\
+        "`cargo xtask package` = `cargo lambda build --release --arm64 --output-format zip` (cargo-lambda and zig pinned \
+         in `.venv`; workspace release profile: opt-level z, fat LTO, 1 codegen unit, stripped); this run's build took \
+         {build_secs:.0} s (incremental when cached). Sizes of `target/lambda/<function>/bootstrap.zip`; the largest ELF \
+         sections of the (stripped) arm64 binary show what the size is made of.\n\n\
          | function | zip | unzipped bootstrap | largest sections |\n|---|---|---|---|\n"
     );
     for f in FUNCTIONS {
         let zip = root.join("target/lambda").join(f).join("bootstrap.zip");
         let meta = std::fs::metadata(&zip).with_context(|| format!("{} missing", zip.display()))?;
-        let elf = root.join("target/aarch64-unknown-linux-gnu/release").join(f);
+        let elf = [root.join("target/lambda").join(f).join("bootstrap"), root.join("target/aarch64-unknown-linux-gnu/release").join(f)]
+            .into_iter()
+            .find(|p| p.is_file())
+            .unwrap_or_default();
         let raw = std::fs::metadata(&elf).map(|m| m.len()).unwrap_or(0);
         let dom = dominant(&elf);
         notes.push_str(&format!("| {f} | {:.2} MB | {:.2} MB | {dom} |\n", meta.len() as f64 / 1048576.0, raw as f64 / 1048576.0));
@@ -100,7 +68,7 @@ pub fn run() -> Result<(Vec<Row>, String)> {
             format!("{:.2} MB ({} bytes)", meta.len() as f64 / 1048576.0, meta.len()),
             "≤ 3 MB",
             Some(meta.len() <= LIMIT),
-            "cargo lambda build --release --arm64 --output-format zip",
+            "cargo xtask package (cargo lambda build --release --arm64 --output-format zip)",
         ));
     }
     Ok((rows, notes))

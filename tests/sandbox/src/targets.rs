@@ -223,3 +223,35 @@ pub async fn spawn(target: Target) -> std::io::Result<SpawnedTarget> {
         }
     })
 }
+
+impl SpawnedTarget {
+    /// The `[connections.<name>]` table a user would write for this target: credentials in
+    /// `secret`, the given grouping (`none`, `user`, `user_alert`), status names mapped where the
+    /// target has no stable category, and fast HTTP retries for tests.
+    pub fn connection_table(&self, secret: &str, grouping: &str) -> toml::Table {
+        let parse = |text: &str| text.parse::<toml::Table>().unwrap_or_default();
+        let mut status_map = toml::Table::new();
+        status_map.insert("fulfilled".into(), toml::Value::Array(vec![self.done_status.into()]));
+        status_map.insert("pending".into(), toml::Value::Array(vec!["Waiting".into()]));
+        if !self.has_rejected_category {
+            status_map.insert("rejected".into(), toml::Value::Array(vec![self.rejected_status.into()]));
+        }
+        let mut options = parse(&self.options);
+        options.insert("http".into(), toml::Value::Table(parse("max_retries = 1\nbackoff_base_ms = 5\nbackoff_max_ms = 20\ntimeout_ms = 5000")));
+        let mut t = toml::Table::new();
+        t.insert("kind".into(), self.kind.into());
+        t.insert("base_url".into(), self.base_url.clone().into());
+        t.insert("secret".into(), secret.into());
+        t.insert("grouping".into(), grouping.into());
+        t.insert("poll_interval_secs".into(), 10.into());
+        if let Some(c) = &self.catch_all {
+            let mut ca = toml::Table::new();
+            ca.insert("customer_id".into(), c.clone().into());
+            t.insert("catch_all".into(), toml::Value::Table(ca));
+        }
+        t.insert("status_map".into(), toml::Value::Table(status_map));
+        t.insert("defaults".into(), toml::Value::Table(parse(&self.defaults)));
+        t.insert("options".into(), toml::Value::Table(options));
+        t
+    }
+}

@@ -61,23 +61,8 @@ pub fn connection_for(t: &SpawnedTarget, secret: &str, grouping: Grouping) -> Co
         Grouping::User => "user",
         Grouping::UserAlert => "user_alert",
     };
-    let catch_all = t.catch_all.as_ref().map(|c| format!("catch_all = {{ customer_id = \"{c}\" }}\n")).unwrap_or_default();
-    let status_map = if t.has_rejected_category {
-        format!("fulfilled = [\"{}\"]\npending = [\"Waiting\"]", t.done_status)
-    } else {
-        format!("fulfilled = [\"{}\"]\nrejected = [\"{}\"]\npending = [\"Waiting\"]", t.done_status, t.rejected_status)
-    };
-    let toml = format!(
-        "kind = \"{}\"\nbase_url = \"{}\"\nsecret = \"{secret}\"\ngrouping = \"{grouping}\"\npoll_interval_secs = 10\n{catch_all}\
-         [status_map]\n{status_map}\n",
-        t.kind, t.base_url
-    );
-    let mut cfg: ConnectionConfig = toml::from_str(&toml).unwrap_or_else(|e| panic!("bad connection config: {e}\n{toml}"));
-    cfg.defaults = toml::from_str(&t.defaults).unwrap_or_else(|e| panic!("bad defaults: {e}"));
-    cfg.options = toml::from_str(&t.options).unwrap_or_else(|e| panic!("bad options: {e}"));
-    let http: toml::Table = toml::from_str("max_retries = 1\nbackoff_base_ms = 5\nbackoff_max_ms = 20\ntimeout_ms = 5000").unwrap();
-    cfg.options.insert("http".into(), toml::Value::Table(http));
-    cfg
+    let table = t.connection_table(secret, grouping);
+    serde::Deserialize::deserialize(toml::Value::Table(table)).unwrap_or_else(|e| panic!("bad connection config: {e}"))
 }
 
 impl Harness {
