@@ -22,7 +22,7 @@ end
 local counter = 0
 function request()
   counter = counter + 1
-  local body = string.format('{"source":"wrk","external_id":"U-%s-%d","kind":"access","action":"add_access","user":{"id":"u-1","email":"ada@example.com"},"application":"Payroll"}', tostring(tid) .. "-" .. tostring(os.time()), counter)
+  local body = string.format('{"source":"wrk","external_id":"U-%s-%d","kind":"access","action":"add_access","user":{"id":"u-1","email":"ada@example.com"},"application":"Payroll","entitlements":["payroll-admin"]}', tostring(tid) .. "-" .. tostring(os.time()), counter)
   return wrk.format("POST", "/v1/tasks", {["content-type"] = "application/json"}, body)
 end
 "#;
@@ -31,7 +31,7 @@ const DUPLICATE_LUA: &str = r#"
 wrk.method = "POST"
 wrk.path = "/v1/tasks"
 wrk.headers["content-type"] = "application/json"
-wrk.body = '{"source":"wrk","external_id":"DUP-1","kind":"access","action":"add_access","user":{"id":"u-1","email":"ada@example.com"},"application":"Payroll"}'
+wrk.body = '{"source":"wrk","external_id":"DUP-1","kind":"access","action":"add_access","user":{"id":"u-1","email":"ada@example.com"},"application":"Payroll","entitlements":["payroll-admin"]}'
 "#;
 
 struct WrkResult {
@@ -129,7 +129,11 @@ pub fn run() -> Result<(Vec<Row>, String)> {
                 .output()
                 .context("cannot run wrk")?;
             let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            out.push((label, parse(&text)?));
+            let r = parse(&text)?;
+            if r.requests > 0 && r.non_2xx == r.requests {
+                bail!("every {label} request was answered with an error status; wrk output:\n{text}");
+            }
+            out.push((label, r));
         }
         Ok(out)
     })();
