@@ -89,8 +89,12 @@ fn main() -> Result<()> {
     }
     let mut md = header(started.elapsed().as_secs_f64(), &only);
     for name in ALL {
-        if let Ok(text) = std::fs::read_to_string(section_dir.join(format!("{name}.md"))) {
-            md.push_str(&text);
+        match std::fs::read_to_string(section_dir.join(format!("{name}.md"))) {
+            Ok(text) => md.push_str(&text),
+            Err(_) => md.push_str(&format!(
+                "\n## {}\n\nNot measured yet on this checkout: run `cargo xtask bench -- --only {name}`.\n",
+                title_of(name)
+            )),
         }
     }
     if let Some(dir) = out.parent() {
@@ -121,19 +125,15 @@ fn header(total_secs: f64, only: &[String]) -> String {
          Re-run it to refresh this file (`cargo xtask bench -- --only poll` refreshes one section; the others keep \
          their last measurement and date). Numbers from a shared 2-core machine are noisy (±20 %).\n\
          Figures with a baseline show the ratio measured side by side in the same run.\n",
-        only.join(", ")
+        {
+            let ran: Vec<&str> = ALL.iter().copied().filter(|n| only.iter().any(|o| o == n)).collect();
+            if ran.is_empty() { "none (page re-assembled from the kept sections)".to_string() } else { ran.join(", ") }
+        }
     )
 }
 
 fn render_section(name: &str, rows: &[Row], notes: &str) -> String {
-    let titles = [
-        ("poll", "Polling: one poll cycle, 50 ms injected latency per target request"),
-        ("dynamo", "DynamoDB cost of one task's life (moto)"),
-        ("lambda", "Lambda start-up and memory (local Runtime API emulator)"),
-        ("intake", "Intake throughput (`ticket-bridge serve`, SQLite, wrk)"),
-        ("package", "Packaging (cargo-lambda, arm64 zip)"),
-    ];
-    let title = titles.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).unwrap_or(name);
+    let title = title_of(name);
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M");
     let mut s = format!("\n## {title}\n\n| figure | value | target | met | how measured | date |\n|---|---|---|---|---|---|\n");
     for r in rows {
@@ -150,6 +150,17 @@ fn render_section(name: &str, rows: &[Row], notes: &str) -> String {
         s.push('\n');
     }
     s
+}
+
+fn title_of(name: &str) -> &str {
+    let titles = [
+        ("poll", "Polling: one poll cycle, 50 ms injected latency per target request"),
+        ("dynamo", "DynamoDB cost of one task's life (moto)"),
+        ("lambda", "Lambda start-up and memory (local Runtime API emulator)"),
+        ("intake", "Intake throughput (`ticket-bridge serve`, SQLite, wrk)"),
+        ("package", "Packaging (cargo-lambda, arm64 zip)"),
+    ];
+    titles.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).unwrap_or(name)
 }
 
 fn cell(s: &str) -> String {
