@@ -171,7 +171,7 @@ pub fn run() -> Result<(Vec<Row>, String)> {
             format!("{:.2} ms / {:.2} ms", r.p50_ms, r.p99_ms),
             "p99 ≤ 10 ms",
             Some(r.p99_ms <= 10.0),
-            "wrk --latency (corrected for coordinated omission)",
+            "wrk --latency percentiles (plain wrk: not corrected for coordinated omission)",
         ));
     }
     Ok((rows, notes))
