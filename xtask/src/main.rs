@@ -10,6 +10,7 @@
 mod lint;
 mod package;
 mod venv;
+mod bench;
 
 mod soak;
 
@@ -44,6 +45,8 @@ commands:
   soak [SCALE]     the reliability suites with TB_SOAK_SCALE=SCALE (default 10), then the report
   reliability-report  write docs/reliability.md from target/reliability/*.json
   audit [CHECKS]   cargo deny check (deny.toml); needs cargo-deny installed
+  bench [-- ARGS]  run the benchmarks (moto, release builds, cargo-lambda) and rewrite
+                   docs/benchmarks.md; ARGS e.g. `-- --only poll,dynamo`
 
 environment:
   PYTHON           interpreter used to create .venv (default: python3)
@@ -71,6 +74,7 @@ fn run() -> Result<i32> {
         Some("lint") => lint::run(&root, &args[1..]),
         Some("package") => package::run(&root, &args[1..]),
         Some("soak" | "reliability-report" | "audit") => soak::run(&root, &args),
+        Some("bench") => bench::bench(&root, &args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(if args.is_empty() { 2 } else { 0 })

@@ -206,6 +206,19 @@ async fn every_store_method_issues_exactly_the_actions_iam_grants() {
     seen.take("list_mappings", &counter);
     assert!(s.delete_mapping("conn", "org-1").await.unwrap());
     seen.take("delete_mapping", &counter);
+    let user: bridge::domain::UserMapping = serde_json::from_value(serde_json::json!({
+        "connection": "conn", "email": "bob@acme.example", "contact_id": "42", "customer_id": "c-1",
+        "excluded": false, "updated_at": now
+    }))
+    .unwrap();
+    s.put_user_mapping(&user).await.unwrap();
+    seen.take("put_user_mapping", &counter);
+    assert!(s.get_user_mapping("conn", "bob@acme.example").await.unwrap().is_some());
+    seen.take("get_user_mapping", &counter);
+    assert_eq!(s.list_user_mappings("conn").await.unwrap().len(), 1);
+    seen.take("list_user_mappings", &counter);
+    assert!(s.delete_user_mapping("conn", "bob@acme.example").await.unwrap());
+    seen.take("delete_user_mapping", &counter);
     let contact = ContactEntry {
         connection: "conn".into(),
         email: "bob@acme.example".into(),

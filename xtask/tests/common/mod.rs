@@ -33,6 +33,10 @@ pub const STORE_METHOD_ACTIONS: &[(&str, &[(&str, &str)])] = &[
     ("get_mapping", &[("dynamodb:GetItem", "table")]),
     ("list_mappings", &[("dynamodb:Query", "table")]),
     ("delete_mapping", &[("dynamodb:DeleteItem", "table")]),
+    ("put_user_mapping", &[("dynamodb:PutItem", "table")]),
+    ("get_user_mapping", &[("dynamodb:GetItem", "table")]),
+    ("list_user_mappings", &[("dynamodb:Query", "table")]),
+    ("delete_user_mapping", &[("dynamodb:DeleteItem", "table")]),
     ("put_contact", &[("dynamodb:PutItem", "table")]),
     ("get_contact", &[("dynamodb:GetItem", "table")]),
 ];

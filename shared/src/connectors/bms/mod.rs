@@ -44,7 +44,8 @@ use wire::{Lookup, LookupItem, Payload};
 pub struct BmsOptions {
     /// Rows per search / lookup page.
     pub page_size: u32,
-    /// Tickets per status batch.
+    /// Tickets per status batch. One status call pages through all open marked tickets once, so
+    /// every extra batch repeats that scan: the default takes a whole poll run in one batch.
     pub batch_size: usize,
     /// Note type (`TypeId`) for internal notes.
     pub note_type_id: i64,
@@ -70,7 +71,7 @@ impl Default for BmsOptions {
     fn default() -> Self {
         Self {
             page_size: 100,
-            batch_size: 500,
+            batch_size: 20_000,
             note_type_id: 1,
             location_id: None,
             use_default_contract: false,
