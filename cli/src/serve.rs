@@ -134,11 +134,10 @@ async fn handle(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAdd
         peer_loopback: peer.ip().is_loopback(),
     };
     let res = api::handle(&app.engine, api_req, chrono::Utc::now()).await;
-    if res.status == 201 {
-        if let Some(id) = res.body.get("id").and_then(|v| v.as_str()).and_then(TaskId::parse) {
+    if res.status == 201
+        && let Some(id) = res.body.get("id").and_then(|v| v.as_str()).and_then(TaskId::parse) {
             app.created.send(id).ok();
         }
-    }
     json(res.status, res.body)
 }
 

@@ -287,14 +287,13 @@ impl Config {
         if s.store == StoreKind::Dynamodb && s.table_name.trim().is_empty() {
             return Err(ConfigError::new("settings.table_name", "must not be empty with store = \"dynamodb\""));
         }
-        if let Some(d) = &s.default_connection {
-            if !self.connections.contains_key(d) {
+        if let Some(d) = &s.default_connection
+            && !self.connections.contains_key(d) {
                 return Err(ConfigError::new(
                     "settings.default_connection",
                     format!("names connection '{d}', which is not defined under [connections]"),
                 ));
             }
-        }
         for (i, k) in self.auth.api_keys.iter().enumerate() {
             if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(ConfigError::new(

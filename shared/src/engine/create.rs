@@ -113,9 +113,9 @@ impl Engine {
             TaskPayload::Access(_) => None,
         };
         // Grouped alert with an open group ticket: add a note.
-        if let Some(key) = &group_key {
-            if let Some(group) = self.store.get_group(&task.connection, key).await.map_err(store_err)? {
-                if group.owner != task.id {
+        if let Some(key) = &group_key
+            && let Some(group) = self.store.get_group(&task.connection, key).await.map_err(store_err)?
+                && group.owner != task.id {
                     let note = NoteRequest {
                         correlation_key: task.id.to_string(),
                         title: render(&conn_cfg.template.note_title, &view, &task.connection).map_err(ConnectorError::Config)?,
@@ -124,16 +124,13 @@ impl Engine {
                     connector.add_note(&group.ticket, &note).await?;
                     return Ok((group.ticket, true, group_key));
                 }
-            }
-        }
         // A previous claim may have created the ticket and crashed before recording it.
-        if task.claims > 1 {
-            if let Some(found) = connector.find_by_correlation(task.id.as_str()).await? {
+        if task.claims > 1
+            && let Some(found) = connector.find_by_correlation(task.id.as_str()).await? {
                 tracing::info!(task = %task.id, ticket = %found.id, "recovered ticket created by an earlier attempt");
                 self.remember_group(task, group_key.as_deref(), &found, now).await;
                 return Ok((found, false, group_key));
             }
-        }
         let target = self.resolve_target(task).await?;
         let alert_type = match &task.payload {
             TaskPayload::Alert(a) => Some(a.alert_type.as_str()),

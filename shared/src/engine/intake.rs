@@ -39,11 +39,10 @@ pub fn parse_task(body: &[u8]) -> Result<NewTask, ApiError> {
     let kind = f.req_str("kind", 16)?;
     let organization = f.opt_obj("organization")?.map(parse_org).transpose()?;
     let connection = f.opt_str("connection", 64)?;
-    if let Some(c) = &connection {
-        if !valid_name(c) {
+    if let Some(c) = &connection
+        && !valid_name(c) {
             return Err(ApiError::invalid(Some("connection"), "must match [a-z0-9._-]{1,64}"));
         }
-    }
     let callback_url = f.opt_str("callback_url", 2048)?;
     if let Some(u) = &callback_url {
         let parsed = url::Url::parse(u)
@@ -130,11 +129,10 @@ fn parse_person(obj: Map<String, Value>, prefix: &str) -> Result<Person, ApiErro
     let id = f.opt_str("id", MAX_ID)?;
     let name = f.opt_str("name", MAX_ID)?;
     let email = f.opt_str("email", 320)?;
-    if let Some(e) = &email {
-        if !looks_like_email(e) {
+    if let Some(e) = &email
+        && !looks_like_email(e) {
             return Err(ApiError::invalid(Some(&format!("{prefix}.email")), "is not an e-mail address"));
         }
-    }
     f.finish()?;
     Ok(Person { id, name, email })
 }

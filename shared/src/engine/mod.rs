@@ -158,13 +158,11 @@ impl Engine {
     pub async fn cancel(&self, id: &str, now: DateTime<Utc>) -> Result<Task, ApiError> {
         let retain = now + self.retention();
         let task = self.transition(id, now, |_| TaskEvent::Cancel { retain_until: retain }).await?;
-        if let Some(key) = &task.group_key {
-            if let Some(t) = &task.ticket {
-                if task.history.iter().all(|h| h.event != "noted") {
+        if let Some(key) = &task.group_key
+            && let Some(t) = &task.ticket
+                && task.history.iter().all(|h| h.event != "noted") {
                     self.store.release_group(&task.connection, key, &t.id).await.ok();
                 }
-            }
-        }
         // The caller is waiting on this request (API Gateway gives up after 30 s): one quick
         // callback attempt, no long retry ladder.
         self.notifier.quick().publish(self, &task, now).await;

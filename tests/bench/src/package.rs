@@ -24,7 +24,7 @@ fn dominant(elf: &Path) -> String {
                     name.starts_with('.').then_some((name, size))
                 })
                 .collect();
-            secs.sort_by(|a, b| b.1.cmp(&a.1));
+            secs.sort_by_key(|s| std::cmp::Reverse(s.1));
             secs.iter().take(4).map(|(n, s)| format!("{n} {:.2} MB", *s as f64 / 1048576.0)).collect::<Vec<_>>().join(", ")
         }
         _ => "size -A unavailable".into(),

@@ -67,7 +67,7 @@ async fn full_flow(target: Target, backend: Backend) {
     if target == Target::Bms {
         // The connection's defaults reached the ticket (ids resolved from names by the connector).
         assert!(ticket.queue.is_some() && ticket.priority.is_some(), "{ticket:?}");
-        assert_eq!(ticket.fields.get("IssueTypeId").is_some(), true, "{:?}", ticket.fields);
+        assert!(ticket.fields.contains_key("IssueTypeId"), "{:?}", ticket.fields);
     }
     if target == Target::Otrs {
         assert_eq!(ticket.queue.as_deref(), Some("Service Desk"));
