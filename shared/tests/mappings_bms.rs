@@ -430,3 +430,28 @@ async fn targets_without_customers_report_unsupported_instead_of_creating() {
     assert!(r.failures.iter().all(|f| f.step == "create_customer" && f.message.contains("creating customers is not supported by rt")), "{:?}", r.failures);
     assert!(store.list_mappings("rt").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_lost_create_response_adopts_the_account_instead_of_creating_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(bridge::store::sqlite::SqliteStore::open(dir.path().join("tb.db")).unwrap());
+    let env = Env::new(store, dir).await;
+    // The account and the contact are created, but both answers are lost (HTTP 500).
+    env.sim.faults().inject_on(CREATE_ACCOUNT, sandbox::Fault::LoseResponse, 1);
+    env.sim.faults().inject_on(CREATE_CONTACT, sandbox::Fault::LoseResponse, 1);
+    let orgs = parse_orgs("id,name,contact_email\nnew-1,Lost Reply Co,desk@lost.example\n", Format::Csv).unwrap();
+    let m = env.mappings(MatchMode::Exact);
+    let r = m.apply(&orgs).await.unwrap();
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert_eq!(r.created.len(), 1);
+    assert_eq!(env.sim.requests(CREATE_ACCOUNT), 1, "not created twice");
+    assert_eq!(env.sim.requests(CREATE_CONTACT), 1, "not created twice");
+    let accounts: Vec<_> = env.sim.customers().into_iter().filter(|c| c.name == "Lost Reply Co").collect();
+    assert_eq!(accounts.len(), 1);
+    let mapping = env.engine.store.get_mapping(CONN, "new-1").await.unwrap().unwrap();
+    assert_eq!(mapping.customer_id.as_deref(), Some(accounts[0].id.as_str()));
+    let contact = env.sim.contacts().into_iter().find(|c| c.email == "desk@lost.example").unwrap();
+    assert_eq!(mapping.contact_id, Some(contact.id));
+    assert_eq!(m.apply(&orgs).await.unwrap().created.len(), 0);
+    assert_eq!(env.sim.requests(CREATE_ACCOUNT), 1);
+}
