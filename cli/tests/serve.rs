@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 struct Serve(Child);
 
+/// Callbacks a receiver got: headers and raw body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
+
 impl Drop for Serve {
     fn drop(&mut self) {
         self.0.kill().ok();
@@ -102,3 +105,117 @@ async fn serve_runs_a_task_from_intake_to_completion_and_survives_restart() {
     let again: serde_json::Value = res.json().await.unwrap();
     assert_eq!(again["id"], id.as_str());
 }
+
+/// `serve` with a config file for `target`: the task becomes a ticket in the target's simulator,
+/// the technician closes it, serve's poller completes the task and the signed callback arrives.
+async fn serve_with_config(target: sandbox::targets::Target) {
+    let t = sandbox::targets::spawn(target).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Callback receiver.
+    let got: Received = Default::default();
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |h: axum::http::HeaderMap, b: axum::body::Bytes| {
+            let g = g.clone();
+            async move {
+                g.lock().unwrap().push((h, b.to_vec()));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+
+    // Config file and private secrets file, as an operator would write them.
+    let mut settings = toml::Table::new();
+    settings.insert("allow_private_callbacks".into(), true.into());
+    let mut connections = toml::Table::new();
+    connections.insert("itsm".into(), toml::Value::Table(t.connection_table("itsm", "none")));
+    let mut config = toml::Table::new();
+    config.insert("settings".into(), toml::Value::Table(settings));
+    config.insert("connections".into(), toml::Value::Table(connections));
+    let config_path = dir.path().join("ticket-bridge.toml");
+    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+    let mut fields: serde_json::Map<String, serde_json::Value> = t.secret.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+    fields.insert("callback_key".into(), "serve-callback-key".into());
+    let secrets_path = dir.path().join("secrets.json");
+    std::fs::write(&secrets_path, serde_json::json!({ "itsm": fields }).to_string()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secrets_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = Serve(
+        Command::new(env!("CARGO_BIN_EXE_ticket-bridge"))
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--config"])
+            .arg(&config_path)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    wait_for("healthz", || async {
+        http.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| serde_json::Value::Null)
+    })
+    .await;
+    let body = serde_json::json!({"source":"saviynt","external_id":format!("SRV-{target:?}"),"kind":"access","action":"remove_access",
+        "user":{"id":"u-1","name":"Alice","email":"alice@acme.io"},"application":"Payroll","entitlements":["payroll-admin"],
+        "callback_url": hook});
+    let res = http.post(format!("{base}/v1/tasks")).json(&body).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 201, "{target:?}");
+    let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let open = wait_for("ticket", || async {
+        let v: serde_json::Value = http.get(format!("{base}/v1/tasks/{id}")).send().await.ok()?.json().await.ok()?;
+        (v["state"] == "ticket_open").then_some(v)
+    })
+    .await;
+    let ticket_id = open["ticket"]["id"].as_str().unwrap().to_string();
+    let tickets = t.sim.tickets();
+    assert_eq!(tickets.len(), 1, "{target:?}");
+    assert_eq!(tickets[0].correlation_key.as_deref(), Some(id.as_str()), "{target:?}");
+    t.sim.close(&ticket_id, Some(t.done_status)).unwrap();
+    let done = wait_for("completion", || async {
+        let v: serde_json::Value = http.get(format!("{base}/v1/tasks/{id}")).send().await.ok()?.json().await.ok()?;
+        (v["state"] == "completed").then_some(v)
+    })
+    .await;
+    assert_eq!(done["outcome"], "fulfilled", "{target:?}");
+    let callbacks = wait_for("callback", || async {
+        let n = got.lock().unwrap().len();
+        (n > 0).then_some(serde_json::json!(n))
+    })
+    .await;
+    assert_eq!(callbacks, 1);
+    let (headers, raw) = got.lock().unwrap()[0].clone();
+    bridge::engine::notify::verify(
+        b"serve-callback-key",
+        headers["x-bridge-timestamp"].to_str().unwrap(),
+        &raw,
+        headers["x-bridge-signature"].to_str().unwrap(),
+        chrono::Utc::now(),
+        300,
+    )
+    .unwrap();
+}
+
+macro_rules! serve_targets {
+    ($($name:ident => $target:ident),* $(,)?) => {
+        $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() { serve_with_config(sandbox::targets::Target::$target).await })*
+    };
+}
+
+serve_targets!(
+    serve_sandbox => Sandbox,
+    serve_rt => Rt,
+    serve_generic => Generic,
+    serve_bms => Bms,
+    serve_vsa => Vsa,
+    serve_ninjaone => Ninjaone,
+    serve_otrs => Otrs,
+);

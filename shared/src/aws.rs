@@ -80,7 +80,14 @@ pub enum BootError {
 #[cfg(all(feature = "dynamo", feature = "aws-secrets", feature = "eventbridge"))]
 pub async fn engine_from_env() -> Result<crate::engine::Engine, BootError> {
     use std::sync::Arc;
-    let config = Arc::new(crate::config::Config::from_process_env()?);
+    let config = crate::config::Config::from_process_env()?;
+    if config.settings.store != crate::config::StoreKind::Dynamodb {
+        return Err(crate::config::ConfigError::new("settings.store", "must be \"dynamodb\" in Lambda (set TICKET_BRIDGE__SETTINGS__STORE=dynamodb)").into());
+    }
+    if config.settings.secrets != crate::config::SecretsKind::Aws {
+        return Err(crate::config::ConfigError::new("settings.secrets", "must be \"aws\" in Lambda (set TICKET_BRIDGE__SETTINGS__SECRETS=aws)").into());
+    }
+    let config = Arc::new(config);
     let sdk = sdk_config_from_env().await;
     let store: Arc<dyn crate::store::Store> = Arc::new(crate::store::dynamo::DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),

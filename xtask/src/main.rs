@@ -4,6 +4,12 @@
 //!   starts `moto_server` on a free loopback port, runs every workspace test against it and
 //!   always stops the server again. Exits with the test run's status.
 //! - `moto [--port N]`: starts `moto_server` in the foreground and prints the environment to use.
+//! - `lint`: the SAM template (cfn-lint, `sam validate --lint`), clippy and rustfmt ([`lint`]).
+//! - `package`: arm64 release zips of every Lambda function with cargo-lambda ([`package`]).
+
+mod lint;
+mod package;
+mod venv;
 
 use anyhow::{Context, Result, anyhow, bail};
 use std::ffi::OsStr;
@@ -29,6 +35,10 @@ commands:
                    tests (cargo nextest if installed, else cargo test), stop moto; ARGS go to the
                    test runner (e.g. `cargo xtask test -- secrets`)
   moto [--port N]  run moto_server in the foreground and print the environment for tests
+  lint             cfn-lint + `sam validate --lint` on infra/template.yaml (tools pinned in .venv),
+                   cargo clippy --workspace --all-targets -D warnings, cargo fmt --check
+  package          cargo lambda build --release --arm64 --output-format zip for every crate in
+                   functions/ (cargo-lambda + ziglang pinned in .venv); prints each zip's size
 
 environment:
   PYTHON           interpreter used to create .venv (default: python3)
@@ -53,6 +63,8 @@ fn run() -> Result<i32> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root, &args[1..]),
         Some("moto") => moto_foreground(&root, &args[1..]),
+        Some("lint") => lint::run(&root, &args[1..]),
+        Some("package") => package::run(&root, &args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(if args.is_empty() { 2 } else { 0 })
@@ -253,8 +265,13 @@ impl Moto {
             let port = free_port()?;
             let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
             let err = out.try_clone()?;
-            println!("xtask: starting {} -H 127.0.0.1 -p {port}", moto_server.display());
-            let child = Command::new(moto_server)
+            // moto_serial.py runs moto_server with request handling serialized, so conditional
+            // writes are atomic as in DynamoDB (see the script).
+            let python = moto_server.with_file_name("python");
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("moto_serial.py");
+            println!("xtask: starting {} -H 127.0.0.1 -p {port} (serialized)", script.display());
+            let child = Command::new(&python)
+                .arg(&script)
                 .args(["-H", "127.0.0.1", "-p", &port.to_string()])
                 .stdin(Stdio::null())
                 .stdout(out)

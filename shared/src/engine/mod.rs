@@ -165,7 +165,9 @@ impl Engine {
                 }
             }
         }
-        self.notifier.publish(self, &task, now).await;
+        // The caller is waiting on this request (API Gateway gives up after 30 s): one quick
+        // callback attempt, no long retry ladder.
+        self.notifier.quick().publish(self, &task, now).await;
         Ok(task)
     }
 

@@ -114,6 +114,11 @@ impl Notifier {
         }
     }
 
+    /// A copy that makes one attempt with a short timeout (for requests a caller is waiting on).
+    pub fn quick(&self) -> Self {
+        Self { allow_private: self.allow_private, retry_delays: Vec::new(), timeout: Duration::from_secs(5) }
+    }
+
     /// Syntax-level check at intake: https (http only when private targets are allowed) and no
     /// literal private address.
     pub fn check_url_syntax(&self, raw: &str) -> Result<url::Url, String> {

@@ -229,6 +229,29 @@ impl HttpClient {
         &self.inner.redactor
     }
 
+    /// `method url` with a bearer token, query pairs and an optional JSON body; see [`HttpClient::send`].
+    pub async fn send_bearer<Q: serde::Serialize + ?Sized>(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        token: &str,
+        query: &Q,
+        body: Option<&serde_json::Value>,
+        idempotent: bool,
+    ) -> Result<HttpResponse, ConnectorError> {
+        self.send(
+            |c| {
+                let rb = c.request(method.clone(), url).bearer_auth(token).query(query);
+                match body {
+                    Some(b) => rb.json(b),
+                    None => rb,
+                }
+            },
+            idempotent,
+        )
+        .await
+    }
+
     /// Sends the request `build` makes (called once per attempt) and returns a 2xx response;
     /// any other status becomes the matching [`ConnectorError`].
     pub async fn send<F>(&self, build: F, idempotent: bool) -> Result<HttpResponse, ConnectorError>

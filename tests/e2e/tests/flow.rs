@@ -26,7 +26,7 @@ async fn access_task_completes_with_signed_callback(backend: Backend) {
     h.create(&id).await;
     let t = h.task(&id).await;
     assert_eq!(t.state, TaskState::TicketOpen);
-    let tickets = h.desk.sim().tickets();
+    let tickets = h.sim().tickets();
     assert_eq!(tickets.len(), 1);
     assert_eq!(tickets[0].correlation_key.as_deref(), Some(id.as_str()));
     assert_eq!(tickets[0].title, "Add Access: Ada Lovelace in Payroll");
@@ -38,14 +38,14 @@ async fn access_task_completes_with_signed_callback(backend: Backend) {
     assert_eq!(h.task(&id).await.version, t.version, "an unchanged poll must not write");
 
     // Waiting → Pending.
-    h.desk.sim().set_status(&tickets[0].id.to_string(), "Waiting").unwrap();
+    h.sim().set_status(&tickets[0].id.to_string(), "Waiting").unwrap();
     h.poll().await;
     let (_, view) = h.call("GET", &format!("/v1/tasks/{id}"), None).await;
     assert_eq!(view["status"], "Pending");
     assert_eq!(view["ticket"]["remote_status"], "Waiting");
 
     // The technician resolves it.
-    h.desk.sim().close(&tickets[0].id.to_string(), Some("Resolved")).unwrap();
+    h.sim().close(&tickets[0].id.to_string(), Some("Resolved")).unwrap();
     let r = h.poll().await;
     assert_eq!(r.completed, 1);
     let (_, view) = h.call("GET", &format!("/v1/tasks/{id}"), None).await;
@@ -81,7 +81,7 @@ async fn rejected_ticket_completes_as_rejected(backend: Backend) {
     let id = task["id"].as_str().unwrap();
     h.create(id).await;
     let t = h.task(id).await;
-    h.desk.sim().close(&t.ticket.unwrap().id, Some("Rejected")).unwrap();
+    h.sim().close(&t.ticket.unwrap().id, Some("Rejected")).unwrap();
     h.poll().await;
     let t = h.task(id).await;
     assert_eq!((t.state, t.outcome), (TaskState::Completed, Some(Outcome::Rejected)));
@@ -113,10 +113,10 @@ async fn grouping_by_user_follows_the_seed_example(backend: Backend) {
     let user = "user@domain.com";
     let (_, a) = h.submit(alert("A-1", user, "Too Many Downloads")).await;
     h.create(a["id"].as_str().unwrap()).await;
-    assert_eq!(h.desk.sim().tickets().len(), 1, "first alert opens a ticket");
+    assert_eq!(h.sim().tickets().len(), 1, "first alert opens a ticket");
     let (_, b) = h.submit(alert("A-2", user, "Too Many Uploads")).await;
     h.create(b["id"].as_str().unwrap()).await;
-    let tickets = h.desk.sim().tickets();
+    let tickets = h.sim().tickets();
     assert_eq!(tickets.len(), 1, "a different alert type for the same user becomes a note");
     assert_eq!(tickets[0].notes.len(), 1);
     assert!(tickets[0].notes[0].internal);
@@ -125,15 +125,15 @@ async fn grouping_by_user_follows_the_seed_example(backend: Backend) {
     // Another user's alert is not grouped with this one.
     let (_, other) = h.submit(alert("A-X", "someone@domain.com", "Too Many Uploads")).await;
     h.create(other["id"].as_str().unwrap()).await;
-    assert_eq!(h.desk.sim().tickets().len(), 2);
+    assert_eq!(h.sim().tickets().len(), 2);
     // The technician closes the ticket: both tasks complete, the group is released.
-    h.desk.sim().close(&tickets[0].id.to_string(), Some("Resolved")).unwrap();
+    h.sim().close(&tickets[0].id.to_string(), Some("Resolved")).unwrap();
     h.poll().await;
     assert_eq!(h.task(a["id"].as_str().unwrap()).await.state, TaskState::Completed);
     assert_eq!(h.task(b["id"].as_str().unwrap()).await.state, TaskState::Completed);
     let (_, c) = h.submit(alert("A-3", user, "Multiple MFA Failures")).await;
     h.create(c["id"].as_str().unwrap()).await;
-    assert_eq!(h.desk.sim().tickets().len(), 3, "after the close a new ticket is opened");
+    assert_eq!(h.sim().tickets().len(), 3, "after the close a new ticket is opened");
     assert_eq!(h.task(c["id"].as_str().unwrap()).await.state, TaskState::TicketOpen);
 }
 
@@ -145,15 +145,15 @@ async fn grouping_by_user_and_alert_follows_the_seed_example(backend: Backend) {
     h.create(a["id"].as_str().unwrap()).await;
     let (_, b) = h.submit(alert("B-2", user, "Too Many Uploads")).await;
     h.create(b["id"].as_str().unwrap()).await;
-    let tickets = h.desk.sim().tickets();
+    let tickets = h.sim().tickets();
     assert_eq!(tickets.len(), 2, "a different alert type opens its own ticket");
     let downloads = h.task(a["id"].as_str().unwrap()).await.ticket.unwrap().id;
     let uploads = h.task(b["id"].as_str().unwrap()).await.ticket.unwrap().id;
-    h.desk.sim().close(&downloads, Some("Resolved")).unwrap();
+    h.sim().close(&downloads, Some("Resolved")).unwrap();
     h.poll().await;
     let (_, c) = h.submit(alert("B-3", user, "Too Many Uploads")).await;
     h.create(c["id"].as_str().unwrap()).await;
-    let tickets = h.desk.sim().tickets();
+    let tickets = h.sim().tickets();
     assert_eq!(tickets.len(), 2, "the same alert type is added to its open ticket");
     let up = tickets.iter().find(|t| t.id.to_string() == uploads).unwrap();
     assert_eq!(up.notes.len(), 1);
@@ -162,33 +162,33 @@ async fn grouping_by_user_and_alert_follows_the_seed_example(backend: Backend) {
 
 async fn failed_create_is_retried_with_exactly_one_ticket(backend: Backend) {
     let h = Harness::new(backend, Grouping::None).await;
-    h.desk.sim().faults().inject_on(CREATE_ROUTE, Fault::Status { status: 503 }, REQUESTS_PER_ATTEMPT);
+    h.sim().faults().inject_on(CREATE_ROUTE, Fault::Status { status: 503 }, REQUESTS_PER_ATTEMPT);
     let (_, t) = h.submit(access_task("TASK-5")).await;
     let id = t["id"].as_str().unwrap();
     h.create(id).await;
     let t = h.task(id).await;
     assert_eq!((t.state, t.attempts), (TaskState::Received, 1));
     assert!(t.last_error.as_deref().unwrap_or("").contains("503"), "{:?}", t.last_error);
-    assert!(h.desk.sim().tickets().is_empty());
+    assert!(h.sim().tickets().is_empty());
     // Not due before its retry time; due after it.
     assert_eq!(h.engine.create_due(Utc::now(), 10).await.created, 0);
     let r = h.engine.create_due(Utc::now() + Duration::seconds(3), 10).await;
     assert_eq!(r.created, 1);
-    assert_eq!(h.desk.sim().tickets().len(), 1);
+    assert_eq!(h.sim().tickets().len(), 1);
     assert_eq!(h.task(id).await.state, TaskState::TicketOpen);
 }
 
 async fn lost_create_response_is_recovered_by_correlation(backend: Backend) {
     let h = Harness::new(backend, Grouping::None).await;
-    h.desk.sim().faults().inject_on(CREATE_ROUTE, Fault::LoseResponse, 1);
+    h.sim().faults().inject_on(CREATE_ROUTE, Fault::LoseResponse, 1);
     let (_, t) = h.submit(access_task("TASK-6")).await;
     let id = t["id"].as_str().unwrap();
     // The connector searches by correlation key before it retries a create.
     h.create(id).await;
     let t = h.task(id).await;
     assert_eq!(t.state, TaskState::TicketOpen);
-    assert_eq!(h.desk.sim().tickets().len(), 1, "no second ticket for one task");
-    assert_eq!(t.ticket.unwrap().id, h.desk.sim().tickets()[0].id.to_string());
+    assert_eq!(h.sim().tickets().len(), 1, "no second ticket for one task");
+    assert_eq!(t.ticket.unwrap().id, h.sim().tickets()[0].id.to_string());
 }
 
 async fn crash_after_create_before_record_is_recovered(backend: Backend) {
@@ -206,13 +206,13 @@ async fn crash_after_create_before_record_is_recovered(backend: Backend) {
     // After the claim lapses the next worker finds the ticket instead of opening another.
     let r = h.engine.create_due(Utc::now() + Duration::seconds(301), 10).await;
     assert_eq!(r.created, 1);
-    assert_eq!(h.desk.sim().tickets().len(), 1);
+    assert_eq!(h.sim().tickets().len(), 1);
     assert_eq!(h.task(id).await.state, TaskState::TicketOpen);
 }
 
 async fn dead_letter_after_max_attempts_then_replay(backend: Backend) {
     let h = Harness::new(backend, Grouping::None).await;
-    h.desk.sim().faults().inject_on(CREATE_ROUTE, Fault::Status { status: 500 }, 3 * REQUESTS_PER_ATTEMPT);
+    h.sim().faults().inject_on(CREATE_ROUTE, Fault::Status { status: 500 }, 3 * REQUESTS_PER_ATTEMPT);
     let (_, t) = h.submit(access_task("TASK-8")).await;
     let id = t["id"].as_str().unwrap();
     h.create(id).await;
@@ -231,7 +231,7 @@ async fn dead_letter_after_max_attempts_then_replay(backend: Backend) {
     let (s, replayed) = h.call("POST", &format!("/v1/tasks/{id}/replay"), None).await;
     assert_eq!((s, replayed["state"].as_str()), (200, Some("received")));
     assert_eq!(h.engine.create_due(Utc::now(), 10).await.created, 1);
-    assert_eq!(h.desk.sim().tickets().len(), 1);
+    assert_eq!(h.sim().tickets().len(), 1);
     let (_, list) = h.call("GET", "/v1/tasks?state=failed", None).await;
     assert!(list["items"].as_array().unwrap().is_empty());
 }
@@ -245,7 +245,7 @@ async fn cancel_is_final(backend: Backend) {
     let (s, e) = h.call("DELETE", &format!("/v1/tasks/{id}"), None).await;
     assert_eq!((s, e["error"]["code"].as_str()), (409, Some("conflict")));
     h.create(id).await;
-    assert!(h.desk.sim().tickets().is_empty(), "a cancelled task never gets a ticket");
+    assert!(h.sim().tickets().is_empty(), "a cancelled task never gets a ticket");
     let (s, _) = h.call("GET", "/v1/tasks/01ARZ3NDEKTSV4RRFFQ69G5FAV", None).await;
     assert_eq!(s, 404);
 }
@@ -278,7 +278,7 @@ async fn concurrent_duplicate_posts_make_one_task_and_one_ticket(backend: Backen
     while let Some(r) = set.join_next().await {
         r.unwrap();
     }
-    assert_eq!(h.desk.sim().tickets().len(), 1);
+    assert_eq!(h.sim().tickets().len(), 1);
     assert_eq!(h.task(&id).await.state, TaskState::TicketOpen);
 }
 

@@ -8,6 +8,7 @@ use bridge::domain::{Grouping, TaskState};
 use bridge::engine::api::hash_key;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{json, Value};
+use sandbox::targets::Target;
 use support::{access_task, Backend, Harness};
 
 const KEY: &str = "tb_lambda_test_key";
@@ -74,9 +75,8 @@ async fn body_json(res: lambda_http::Response<lambda_http::Body>) -> (u16, Value
     (status, serde_json::from_slice(bytes).unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn handlers_take_a_task_from_api_gateway_to_completion() {
-    let h = Harness::with(Backend::Dynamo, Grouping::None, |c| {
+async fn handlers_take_a_task_from_api_gateway_to_completion(target: Target) {
+    let h = Harness::for_target(target, Backend::Dynamo, Grouping::None, |c| {
         c.auth.api_keys = vec![ApiKey { name: "iga".into(), sha256: hash_key(KEY), scope: KeyScope::Admin }];
     })
     .await;
@@ -95,17 +95,17 @@ async fn handlers_take_a_task_from_api_gateway_to_completion() {
     let unknown = bridge::domain::TaskId::generate().to_string();
     let out = create_ticket::handle(&h.engine, lambda(stream_event(&[&id, &unknown]))).await.unwrap();
     assert_eq!(out["batchItemFailures"], json!([]));
-    let tickets = h.desk.sim().tickets();
+    let tickets = h.sim().tickets();
     assert_eq!(tickets.len(), 1);
     assert_eq!(tickets[0].correlation_key.as_deref(), Some(id.as_str()));
     // A redelivered record does not open a second ticket.
     create_ticket::handle(&h.engine, lambda(stream_event(&[&id]))).await.unwrap();
-    assert_eq!(h.desk.sim().tickets().len(), 1);
+    assert_eq!(h.sim().tickets().len(), 1);
 
     // poll-status on schedule: still open, then closed by the technician.
     poll_status::handle(&h.engine, lambda(schedule_event())).await.unwrap();
     assert_eq!(h.task(&id).await.state, TaskState::TicketOpen);
-    h.desk.sim().close(&tickets[0].id.to_string(), Some("Closed")).unwrap();
+    h.sim().close(&tickets[0].id.to_string(), Some(h.target.done_status)).unwrap();
     // The poll lease paces runs to the connection's interval; a run inside it is skipped.
     let out = poll_status::handle(&h.engine, lambda(schedule_event())).await.unwrap();
     assert_eq!(out[support::CONN]["skipped"], true);
@@ -131,3 +131,20 @@ async fn handlers_take_a_task_from_api_gateway_to_completion() {
     let tokens = refresh_token::handle(&h.engine, lambda(schedule_event())).await.unwrap();
     assert!(tokens[support::CONN]["outcome"].is_string(), "{tokens}");
 }
+
+macro_rules! every_target {
+    ($($name:ident => $target:ident),* $(,)?) => {
+        $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() { handlers_take_a_task_from_api_gateway_to_completion(Target::$target).await })*
+    };
+}
+
+every_target!(
+    sandbox => Sandbox,
+    rt => Rt,
+    generic => Generic,
+    bms => Bms,
+    vsa => Vsa,
+    ninjaone => Ninjaone,
+    otrs => Otrs,
+);

@@ -54,13 +54,13 @@ async fn no_secret_value_appears_in_any_log_line() {
     assert_eq!(s, 201);
     let id = t["id"].as_str().unwrap().to_string();
     // Faults on the way: a 5xx burst, then a revoked token (forces one re-login).
-    h.desk.sim().fail_next(1, 503);
+    h.sim().fail_next(1, 503);
     h.create(&id).await;
     h.engine.create_due(chrono::Utc::now() + chrono::Duration::seconds(5), 10).await;
-    h.desk.sim().revoke_tokens();
+    h.sim().revoke_tokens();
     h.poll().await;
     let ticket = h.task(&id).await.ticket.expect("ticket");
-    h.desk.sim().close(&ticket.id, Some("Resolved")).unwrap();
+    h.sim().close(&ticket.id, Some("Resolved")).unwrap();
     h.poll().await;
     assert_eq!(h.task(&id).await.state, bridge::domain::TaskState::Completed);
     // A caller with a wrong key, and one with the right key.

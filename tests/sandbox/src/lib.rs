@@ -15,6 +15,7 @@ pub mod generic;
 pub mod rt;
 mod server;
 mod sim;
+pub mod targets;
 pub mod technician;
 pub mod ticketsql;
 pub mod tokens;

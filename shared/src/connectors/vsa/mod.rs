@@ -165,19 +165,7 @@ impl VsaConnector {
             .with_token(|token| {
                 let (url, method) = (url.clone(), method.clone());
                 async move {
-                    let resp = self
-                        .http
-                        .send(
-                            |c| {
-                                let mut rb = c.request(method.clone(), &url).bearer_auth(&token).query(query);
-                                if let Some(b) = body {
-                                    rb = rb.json(b);
-                                }
-                                rb
-                            },
-                            idempotent,
-                        )
-                        .await?;
+                    let resp = self.http.send_bearer(method, &url, &token, query, body, idempotent).await?;
                     wire::parse_envelope::<T>(&resp.body)
                 }
             })

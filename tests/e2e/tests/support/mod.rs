@@ -4,12 +4,12 @@
 #![allow(dead_code)]
 
 use bridge::config::{Config, ConnectionConfig};
-use bridge::domain::{ConnectorKind, Grouping, Task};
+use bridge::domain::{Grouping, Task};
 use bridge::engine::{BridgeEvent, Engine, EventSink};
 use bridge::secrets::{Secret, Secrets};
 use bridge::store::Store;
 use chrono::{DateTime, Utc};
-use sandbox::desk::{ApiKey, Desk, DeskConfig};
+use sandbox::targets::{SpawnedTarget, Target};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -38,7 +38,7 @@ impl EventSink for CapturedEvents {
 
 pub struct Harness {
     pub engine: Engine,
-    pub desk: Desk,
+    pub target: SpawnedTarget,
     pub store: Arc<dyn Store>,
     pub secrets: Arc<dyn Secrets>,
     pub events: Arc<CapturedEvents>,
@@ -54,32 +54,15 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
 }
 
-/// The sandbox connection as a user would configure it.
-pub fn desk_connection(base_url: &str, secret: &str, grouping: Grouping) -> ConnectionConfig {
-    let toml = format!(
-        r#"kind = "sandbox"
-base_url = "{base_url}"
-secret = "{secret}"
-grouping = "{}"
-poll_interval_secs = 10
-[status_map]
-fulfilled = ["Resolved", "Closed"]
-rejected = ["Rejected"]
-pending = ["Waiting"]
-[options.http]
-max_retries = 1
-backoff_base_ms = 5
-backoff_max_ms = 20
-"#,
-        match grouping {
-            Grouping::None => "none",
-            Grouping::User => "user",
-            Grouping::UserAlert => "user_alert",
-        }
-    );
-    let cfg: ConnectionConfig = toml::from_str(&toml).unwrap();
-    assert_eq!(cfg.kind, ConnectorKind::Sandbox);
-    cfg
+/// The connection to a spawned target as a user would configure it.
+pub fn connection_for(t: &SpawnedTarget, secret: &str, grouping: Grouping) -> ConnectionConfig {
+    let grouping = match grouping {
+        Grouping::None => "none",
+        Grouping::User => "user",
+        Grouping::UserAlert => "user_alert",
+    };
+    let table = t.connection_table(secret, grouping);
+    serde::Deserialize::deserialize(toml::Value::Table(table)).unwrap_or_else(|e| panic!("bad connection config: {e}"))
 }
 
 impl Harness {
@@ -88,11 +71,13 @@ impl Harness {
     }
 
     pub async fn with(backend: Backend, grouping: Grouping, tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::for_target(Target::Sandbox, backend, grouping, tweak).await
+    }
+
+    /// An engine with one connection, `CONN`, to a freshly spawned `target`.
+    pub async fn for_target(target: Target, backend: Backend, grouping: Grouping, tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let key = unique("sbx");
-        let desk = Desk::spawn(DeskConfig { api_keys: vec![ApiKey::new("test", &key)], ..Default::default() })
-            .await
-            .unwrap();
+        let target = sandbox::targets::spawn(target).await.unwrap();
         let (store, secrets): (Arc<dyn Store>, Arc<dyn Secrets>) = match backend {
             Backend::Sqlite => (
                 Arc::new(bridge::store::sqlite::SqliteStore::open(dir.path().join("tb.db")).unwrap()),
@@ -114,7 +99,9 @@ impl Harness {
         };
         let secret_name = unique("tb/desk");
         let mut s = Secret::new();
-        s.set("api_key", key);
+        for (k, v) in &target.secret {
+            s.set(k.clone(), v.clone());
+        }
         s.set("callback_key", CALLBACK_KEY);
         secrets.put(&secret_name, &s).await.unwrap();
         let mut config = Config::default();
@@ -122,7 +109,7 @@ impl Harness {
         config.settings.retry_base_secs = 1;
         config.settings.retry_max_secs = 2;
         config.settings.max_attempts = 3;
-        config.connections.insert(CONN.into(), desk_connection(desk.base_url(), &secret_name, grouping));
+        config.connections.insert(CONN.into(), connection_for(&target, &secret_name, grouping));
         tweak(&mut config);
         config.validate().unwrap();
         let mut connectors = BTreeMap::new();
@@ -132,7 +119,12 @@ impl Harness {
         let events = Arc::new(CapturedEvents::default());
         let mut engine = Engine::new(Arc::new(config), store.clone(), secrets.clone(), connectors, events.clone());
         engine.notifier.retry_delays = vec![std::time::Duration::from_millis(10); 2];
-        Self { engine, desk, store, secrets, events, _dir: dir }
+        Self { engine, target, store, secrets, events, _dir: dir }
+    }
+
+    /// The target's simulator state and technician controls.
+    pub fn sim(&self) -> &sandbox::Sim {
+        &self.target.sim
     }
 
     /// Submits a JSON body through the public API handler, as a loopback caller.
