@@ -21,7 +21,10 @@ use serde_json::{Value, json};
 use super::api::{ApiRequest, ApiResponse};
 use super::{ApiError, Engine};
 use crate::connectors::ConnectorError;
-use crate::mapping::{ContractChange, Format, MappingError, MappingSettings, Mappings, MatchMode, parse_orgs, parse_users};
+use crate::mapping::{
+    ContractChange, Format, MappingError, MappingSettings, Mappings, MatchMode, parse_orgs,
+    parse_users,
+};
 
 impl From<MappingError> for ApiError {
     fn from(e: MappingError) -> Self {
@@ -33,7 +36,9 @@ impl From<MappingError> for ApiError {
             MappingError::Connector(c) => match c {
                 ConnectorError::Unsupported(m) => ApiError::new(422, "unsupported", None, m),
                 ConnectorError::Config(m) => ApiError::new(422, "connection_config", None, m),
-                ConnectorError::NotFound(m) | ConnectorError::Rejected(m) => ApiError::new(422, "rejected_by_target", None, m),
+                ConnectorError::NotFound(m) | ConnectorError::Rejected(m) => {
+                    ApiError::new(422, "rejected_by_target", None, m)
+                }
                 other => ApiError::new(502, "target_error", None, other.to_string()),
             },
         }
@@ -41,18 +46,37 @@ impl From<MappingError> for ApiError {
 }
 
 /// Routes `rest` (the path after `/v1/admin/connections/{conn}/`). The caller checked the scope.
-pub(super) async fn route(engine: &Engine, req: &ApiRequest<'_>, conn: &str, rest: &[&str]) -> Result<ApiResponse, ApiError> {
-    let cfg = engine.config.connections.get(conn).ok_or_else(|| ApiError::not_found(format!("no connection '{conn}'")))?;
-    let connector = engine.connector(conn).ok_or_else(|| ApiError::not_found(format!("connection '{conn}' has no connector")))?;
-    let q: Vec<(String, String)> = url::form_urlencoded::parse(req.query.unwrap_or("").as_bytes()).into_owned().collect();
+pub(super) async fn route(
+    engine: &Engine,
+    req: &ApiRequest<'_>,
+    conn: &str,
+    rest: &[&str],
+) -> Result<ApiResponse, ApiError> {
+    let cfg = engine
+        .config
+        .connections
+        .get(conn)
+        .ok_or_else(|| ApiError::not_found(format!("no connection '{conn}'")))?;
+    let connector = engine
+        .connector(conn)
+        .ok_or_else(|| ApiError::not_found(format!("connection '{conn}' has no connector")))?;
+    let q: Vec<(String, String)> = url::form_urlencoded::parse(req.query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
     let mut settings = cfg.mapping.clone();
-    let m = |settings: MappingSettings| Mappings::new(conn, engine.store.as_ref(), connector.as_ref(), settings);
+    let m = |settings: MappingSettings| {
+        Mappings::new(conn, engine.store.as_ref(), connector.as_ref(), settings)
+    };
     let body = match (req.method, rest) {
         ("GET", ["mappings"]) => json!({"items": m(settings).list().await?}),
         ("POST", ["mappings", op @ ("preview" | "apply")]) => {
             let text = list_body(engine, req, &q, "organizations", &mut settings)?;
             let orgs = parse_orgs(&text.0, text.1).map_err(MappingError::from)?;
-            if *op == "preview" { to_json(&m(settings).preview(&orgs).await?) } else { to_json(&m(settings).apply(&orgs).await?) }
+            if *op == "preview" {
+                to_json(&m(settings).preview(&orgs).await?)
+            } else {
+                to_json(&m(settings).apply(&orgs).await?)
+            }
         }
         ("POST", ["mappings", "match"]) => {
             #[derive(Deserialize)]
@@ -64,11 +88,24 @@ pub(super) async fn route(engine: &Engine, req: &ApiRequest<'_>, conn: &str, res
                 contact_id: Option<String>,
             }
             let b: B = json_body(engine, req)?;
-            to_json(&m(settings).match_org(&b.org_id, &b.customer_id, b.org_name.as_deref(), b.contact_id.as_deref()).await?)
+            to_json(
+                &m(settings)
+                    .match_org(
+                        &b.org_id,
+                        &b.customer_id,
+                        b.org_name.as_deref(),
+                        b.contact_id.as_deref(),
+                    )
+                    .await?,
+            )
         }
         ("POST", ["mappings", "exclude"]) => {
             let b: OrgBody = json_body(engine, req)?;
-            to_json(&m(settings).exclude(&b.org_id, b.org_name.as_deref()).await?)
+            to_json(
+                &m(settings)
+                    .exclude(&b.org_id, b.org_name.as_deref())
+                    .await?,
+            )
         }
         ("POST", ["mappings", "include"]) => {
             let b: OrgBody = json_body(engine, req)?;
@@ -85,12 +122,18 @@ pub(super) async fn route(engine: &Engine, req: &ApiRequest<'_>, conn: &str, res
             let b: B = json_body(engine, req)?;
             to_json(&m(settings).set_contract(&b.org_id, &b.change).await?)
         }
-        ("GET", ["mappings", org, "contracts"]) => json!({"items": m(settings).contracts(org).await?}),
+        ("GET", ["mappings", org, "contracts"]) => {
+            json!({"items": m(settings).contracts(org).await?})
+        }
         ("GET", ["users"]) => json!({"items": m(settings).list_users().await?}),
         ("POST", ["users", op @ ("preview" | "apply")]) => {
             let text = list_body(engine, req, &q, "users", &mut settings)?;
             let users = parse_users(&text.0, text.1).map_err(MappingError::from)?;
-            if *op == "preview" { to_json(&m(settings).preview_users(&users).await?) } else { to_json(&m(settings).apply_users(&users).await?) }
+            if *op == "preview" {
+                to_json(&m(settings).preview_users(&users).await?)
+            } else {
+                to_json(&m(settings).apply_users(&users).await?)
+            }
         }
         ("POST", ["users", "match"]) => {
             #[derive(Deserialize)]
@@ -101,7 +144,11 @@ pub(super) async fn route(engine: &Engine, req: &ApiRequest<'_>, conn: &str, res
                 customer_id: Option<String>,
             }
             let b: B = json_body(engine, req)?;
-            to_json(&m(settings).match_user(&b.email, &b.contact_id, b.customer_id.as_deref()).await?)
+            to_json(
+                &m(settings)
+                    .match_user(&b.email, &b.contact_id, b.customer_id.as_deref())
+                    .await?,
+            )
         }
         ("POST", ["users", "exclude"]) => {
             let b: UserBody = json_body(engine, req)?;
@@ -111,11 +158,18 @@ pub(super) async fn route(engine: &Engine, req: &ApiRequest<'_>, conn: &str, res
             let b: UserBody = json_body(engine, req)?;
             match m(settings).include_user(&b.email).await? {
                 Some(mapping) => json!({"outcome": "restored", "mapping": mapping}),
-                None => json!({"outcome": "unmapped", "email": crate::domain::UserMapping::key(&b.email)}),
+                None => {
+                    json!({"outcome": "unmapped", "email": crate::domain::UserMapping::key(&b.email)})
+                }
             }
         }
         (_, ["mappings" | "users", ..]) => {
-            return Err(ApiError::new(405, "method_not_allowed", None, format!("{} is not allowed here", req.method)));
+            return Err(ApiError::new(
+                405,
+                "method_not_allowed",
+                None,
+                format!("{} is not allowed here", req.method),
+            ));
         }
         _ => return Err(ApiError::not_found(format!("no route {}", req.path))),
     };
@@ -141,14 +195,23 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
 }
 
 fn content_type<'r>(req: &'r ApiRequest<'_>) -> &'r str {
-    let ct = req.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = req
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     ct.split(';').next().unwrap_or("").trim()
 }
 
 fn check_size(engine: &Engine, req: &ApiRequest<'_>) -> Result<(), ApiError> {
     let max = engine.config.settings.max_body_bytes;
     if req.body.len() > max {
-        return Err(ApiError::new(413, "body_too_large", None, format!("body is larger than {max} bytes")));
+        return Err(ApiError::new(
+            413,
+            "body_too_large",
+            None,
+            format!("body is larger than {max} bytes"),
+        ));
     }
     Ok(())
 }
@@ -156,9 +219,16 @@ fn check_size(engine: &Engine, req: &ApiRequest<'_>) -> Result<(), ApiError> {
 fn json_body<T: DeserializeOwned>(engine: &Engine, req: &ApiRequest<'_>) -> Result<T, ApiError> {
     check_size(engine, req)?;
     if !content_type(req).eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::new(415, "unsupported_media_type", Some("content-type"), "content-type must be application/json"));
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            Some("content-type"),
+            "content-type must be application/json",
+        ));
     }
-    serde_json::from_slice(req.body).map_err(|e| ApiError::bad_request("invalid_json", None, format!("invalid request body: {e}")))
+    serde_json::from_slice(req.body).map_err(|e| {
+        ApiError::bad_request("invalid_json", None, format!("invalid request body: {e}"))
+    })
 }
 
 /// The list text and its format from a JSON body (`{"<list>": [...], "match"?, "auto_create"?}`)
@@ -171,7 +241,8 @@ fn list_body(
     settings: &mut MappingSettings,
 ) -> Result<(String, Format), ApiError> {
     check_size(engine, req)?;
-    let text = std::str::from_utf8(req.body).map_err(|_| ApiError::bad_request("invalid_body", None, "body is not UTF-8"))?;
+    let text = std::str::from_utf8(req.body)
+        .map_err(|_| ApiError::bad_request("invalid_body", None, "body is not UTF-8"))?;
     let ct = content_type(req).to_ascii_lowercase();
     let (mut mode, mut auto) = (None, None);
     let out = match ct.as_str() {
@@ -186,34 +257,61 @@ fn list_body(
             (text.to_string(), Format::Csv)
         }
         "application/json" => {
-            let mut v: Value =
-                serde_json::from_str(text).map_err(|e| ApiError::bad_request("invalid_json", None, format!("invalid JSON: {e}")))?;
-            let obj = v.as_object_mut().ok_or_else(|| ApiError::invalid(None, format!("expected an object with '{list}'")))?;
-            if let Some(k) = obj.keys().find(|k| ![list, "match", "auto_create"].contains(&k.as_str())) {
-                return Err(ApiError::invalid(Some(k), format!("unknown field (expected: {list}, match, auto_create)")));
+            let mut v: Value = serde_json::from_str(text).map_err(|e| {
+                ApiError::bad_request("invalid_json", None, format!("invalid JSON: {e}"))
+            })?;
+            let obj = v.as_object_mut().ok_or_else(|| {
+                ApiError::invalid(None, format!("expected an object with '{list}'"))
+            })?;
+            if let Some(k) = obj
+                .keys()
+                .find(|k| ![list, "match", "auto_create"].contains(&k.as_str()))
+            {
+                return Err(ApiError::invalid(
+                    Some(k),
+                    format!("unknown field (expected: {list}, match, auto_create)"),
+                ));
             }
             mode = match obj.remove("match") {
                 Some(Value::String(s)) => Some(s),
                 None | Some(Value::Null) => None,
-                Some(_) => return Err(ApiError::invalid(Some("match"), "must be \"exact\" or \"normalized\"")),
+                Some(_) => {
+                    return Err(ApiError::invalid(
+                        Some("match"),
+                        "must be \"exact\" or \"normalized\"",
+                    ));
+                }
             };
             auto = obj.remove("auto_create");
-            let items = obj.remove(list).ok_or_else(|| ApiError::invalid(Some(list), "missing"))?;
+            let items = obj
+                .remove(list)
+                .ok_or_else(|| ApiError::invalid(Some(list), "missing"))?;
             (json!({ list: items }).to_string(), Format::Json)
         }
         _ => {
-            return Err(ApiError::new(415, "unsupported_media_type", Some("content-type"), "content-type must be application/json or text/csv"));
+            return Err(ApiError::new(
+                415,
+                "unsupported_media_type",
+                Some("content-type"),
+                "content-type must be application/json or text/csv",
+            ));
         }
     };
     if let Some(m) = mode {
-        settings.match_mode =
-            MatchMode::parse(&m).ok_or_else(|| ApiError::invalid(Some("match"), "must be \"exact\" or \"normalized\""))?;
+        settings.match_mode = MatchMode::parse(&m).ok_or_else(|| {
+            ApiError::invalid(Some("match"), "must be \"exact\" or \"normalized\"")
+        })?;
     }
     match auto {
         None | Some(Value::Null) => {}
         Some(Value::Bool(b)) => settings.auto_create = b,
         Some(Value::String(s)) if s == "true" || s == "false" => settings.auto_create = s == "true",
-        Some(_) => return Err(ApiError::invalid(Some("auto_create"), "must be true or false")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                Some("auto_create"),
+                "must be true or false",
+            ));
+        }
     }
     Ok(out)
 }
