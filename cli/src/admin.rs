@@ -1,6 +1,6 @@
 //! Client commands: `check`, `tasks`, `sandbox`.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use std::path::Path;
 
@@ -56,7 +56,8 @@ pub async fn tasks(server: &str, key: Option<&str>, cmd: TasksCmd) -> Result<()>
     let out = match cmd {
         TasksCmd::Show { id } => call(auth(http.get(format!("{base}/v1/tasks/{id}")))).await?,
         TasksCmd::List { state, limit } => {
-            call(auth(http.get(format!("{base}/v1/tasks")).query(&[("state", state), ("limit", limit.to_string())]))).await?
+            call(auth(http.get(format!("{base}/v1/tasks")).query(&[("state", state), ("limit", limit.to_string())])))
+                .await?
         }
         TasksCmd::Replay { id } => call(auth(http.post(format!("{base}/v1/tasks/{id}/replay")))).await?,
         TasksCmd::Cancel { id } => call(auth(http.delete(format!("{base}/v1/tasks/{id}")))).await?,
@@ -71,7 +72,11 @@ pub async fn sandbox(server: &str, cmd: SandboxCmd) -> Result<()> {
     let out = match cmd {
         SandboxCmd::List => call(http.get(format!("{base}/sandbox/tickets"))).await?,
         SandboxCmd::Close { ticket_id, status } => {
-            call(http.post(format!("{base}/sandbox/tickets/{ticket_id}/close")).json(&serde_json::json!({"status": status}))).await?
+            call(
+                http.post(format!("{base}/sandbox/tickets/{ticket_id}/close"))
+                    .json(&serde_json::json!({"status": status})),
+            )
+            .await?
         }
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
@@ -81,7 +86,10 @@ pub async fn sandbox(server: &str, cmd: SandboxCmd) -> Result<()> {
 pub async fn check(config: Option<&Path>, data_dir: &Path, connection: &str) -> Result<()> {
     let local = crate::local::build(config, data_dir).await?;
     let Some(c) = local.engine.connectors.get(connection) else {
-        bail!("unknown connection '{connection}'; configured: {:?}", local.engine.connectors.keys().collect::<Vec<_>>());
+        bail!(
+            "unknown connection '{connection}'; configured: {:?}",
+            local.engine.connectors.keys().collect::<Vec<_>>()
+        );
     };
     match c.check().await {
         Ok(report) => {

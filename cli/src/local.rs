@@ -21,7 +21,8 @@ pub struct Local {
 pub const SANDBOX_CONNECTION: &str = "sandbox";
 
 pub async fn build(config_path: Option<&Path>, data_dir: &Path) -> Result<Local> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
     let env: Vec<(String, String)> = std::env::vars().collect();
     let mut config = match config_path {
         Some(p) => Config::load(Some(p), env)?,

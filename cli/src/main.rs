@@ -13,7 +13,11 @@ use std::path::PathBuf;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 #[derive(Parser)]
-#[command(name = "ticket-bridge", version, about = "Turns tasks and alerts into ITSM tickets and follows them until closed")]
+#[command(
+    name = "ticket-bridge",
+    version,
+    about = "Turns tasks and alerts into ITSM tickets and follows them until closed"
+)]
 struct Cli {
     /// Configuration file (TOML). Without one, `serve` runs the built-in sandbox ITSM.
     #[arg(long, global = true, env = "TICKET_BRIDGE_CONFIG")]

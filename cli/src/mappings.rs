@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use bridge::mapping::plan::{Collision, CollisionKind, OrgPlan};
 use bridge::mapping::users::UserPlan;
 use bridge::mapping::{
-    ApplyReport, ContractChange, Failure, Format, Included, MappingError, Mappings, MatchMode,
-    Progress, UserApplyReport, parse_orgs, parse_users,
+    ApplyReport, ContractChange, Failure, Format, Included, MappingError, Mappings, MatchMode, Progress,
+    UserApplyReport, parse_orgs, parse_users,
 };
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -177,14 +177,8 @@ impl Progress for Bar {
 pub async fn run(config: Option<&Path>, data_dir: &Path, args: MappingsArgs) -> Result<()> {
     let local = crate::local::build(config, data_dir).await?;
     let engine = &local.engine;
-    let (conn, cfg) = engine
-        .config
-        .route(args.connection.as_deref())
-        .map_err(anyhow::Error::msg)?;
-    let connector = engine
-        .connectors
-        .get(conn)
-        .with_context(|| format!("connection '{conn}' has no connector"))?;
+    let (conn, cfg) = engine.config.route(args.connection.as_deref()).map_err(anyhow::Error::msg)?;
+    let connector = engine.connectors.get(conn).with_context(|| format!("connection '{conn}' has no connector"))?;
     let bar = Bar(Mutex::new(None));
     let base = cfg.mapping.clone();
     let mappings = |sync: Option<&SyncOpts>| {
@@ -215,45 +209,26 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, args: MappingsArgs) -> 
             emit(out, &report, || print_apply(conn, &report))?;
             check_failures(&report.failures)
         }
-        MappingsCmd::Match {
-            org,
-            customer,
-            org_name,
-            contact,
-        } => {
+        MappingsCmd::Match { org, customer, org_name, contact } => {
             let m = mappings(None)
                 .match_org(&org, &customer, org_name.as_deref(), contact.as_deref())
                 .await
                 .map_err(fail)?;
-            emit(out, &m, || {
-                println!(
-                    "{org} -> customer {} ({})",
-                    customer,
-                    m.customer_name.as_deref().unwrap_or("?")
-                )
-            })
+            emit(out, &m, || println!("{org} -> customer {} ({})", customer, m.customer_name.as_deref().unwrap_or("?")))
         }
         MappingsCmd::Exclude { org, org_name } => {
-            let m = mappings(None)
-                .exclude(&org, org_name.as_deref())
-                .await
-                .map_err(fail)?;
-            emit(out, &m, || {
-                println!("{org} excluded (tickets go to the catch-all)")
-            })
+            let m = mappings(None).exclude(&org, org_name.as_deref()).await.map_err(fail)?;
+            emit(out, &m, || println!("{org} excluded (tickets go to the catch-all)"))
         }
         MappingsCmd::Include { org } => {
             let r = mappings(None).include(&org).await.map_err(fail)?;
             emit(out, &r, || match &r {
                 Included::Restored { mapping } => {
-                    println!(
-                        "{org} included again -> customer {}",
-                        mapping.customer_id.as_deref().unwrap_or("?")
-                    )
+                    println!("{org} included again -> customer {}", mapping.customer_id.as_deref().unwrap_or("?"))
                 }
-                Included::Unmapped { .. } => println!(
-                    "{org} removed from the excluded list (unmapped; the next apply matches or creates it)"
-                ),
+                Included::Unmapped { .. } => {
+                    println!("{org} removed from the excluded list (unmapped; the next apply matches or creates it)")
+                }
             })
         }
         MappingsCmd::List => {
@@ -265,18 +240,11 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, args: MappingsArgs) -> 
                         vec![
                             m.org_id.clone(),
                             opt(&m.org_name),
-                            if m.excluded {
-                                "excluded".into()
-                            } else {
-                                "mapped".into()
-                            },
+                            if m.excluded { "excluded".into() } else { "mapped".into() },
                             format!(
                                 "{} {}",
                                 opt(&m.customer_id),
-                                m.customer_name
-                                    .as_deref()
-                                    .map(|n| format!("({n})"))
-                                    .unwrap_or_default()
+                                m.customer_name.as_deref().map(|n| format!("({n})")).unwrap_or_default()
                             ),
                             opt(&m.contact_id),
                             opt(&m.contract_id),
@@ -286,34 +254,12 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, args: MappingsArgs) -> 
                     .collect();
                 print!(
                     "{}",
-                    table(
-                        &[
-                            "org",
-                            "name",
-                            "state",
-                            "customer",
-                            "contact",
-                            "contract",
-                            "service line"
-                        ],
-                        &rows
-                    )
+                    table(&["org", "name", "state", "customer", "contact", "contract", "service line"], &rows)
                 );
-                println!(
-                    "{} mappings ({} excluded)",
-                    all.len(),
-                    all.iter().filter(|m| m.excluded).count()
-                );
+                println!("{} mappings ({} excluded)", all.len(), all.iter().filter(|m| m.excluded).count());
             })
         }
-        MappingsCmd::Contract {
-            org,
-            contract,
-            service,
-            no_service,
-            service_name,
-            users,
-        } => {
+        MappingsCmd::Contract { org, contract, service, no_service, service_name, users } => {
             let change = ContractChange {
                 contract_id: contract,
                 service: if service {
@@ -326,16 +272,9 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, args: MappingsArgs) -> 
                 service_name,
                 users,
             };
-            let m = mappings(None)
-                .set_contract(&org, &change)
-                .await
-                .map_err(fail)?;
+            let m = mappings(None).set_contract(&org, &change).await.map_err(fail)?;
             emit(out, &m, || {
-                println!(
-                    "{org}: contract {} service line {}",
-                    opt(&m.contract_id),
-                    opt(&m.contract_service_id)
-                );
+                println!("{org}: contract {} service line {}", opt(&m.contract_id), opt(&m.contract_service_id));
             })
         }
         MappingsCmd::Contracts { org } => {
@@ -343,14 +282,7 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, args: MappingsArgs) -> 
             emit(out, &all, || {
                 let rows: Vec<Vec<String>> = all
                     .iter()
-                    .map(|c| {
-                        vec![
-                            c.id.clone(),
-                            c.name.clone(),
-                            yes_no(c.is_default),
-                            yes_no(c.active),
-                        ]
-                    })
+                    .map(|c| vec![c.id.clone(), c.name.clone(), yes_no(c.is_default), yes_no(c.active)])
                     .collect();
                 print!("{}", table(&["id", "name", "default", "active"], &rows));
             })
@@ -368,49 +300,27 @@ async fn contacts<'a>(
     match cmd {
         ContactsCmd::Preview { users, sync } => {
             let list = read_list(&users, parse_users)?;
-            let plan = mappings(Some(&sync))
-                .preview_users(&list)
-                .await
-                .map_err(fail)?;
+            let plan = mappings(Some(&sync)).preview_users(&list).await.map_err(fail)?;
             emit(out, &plan, || print_user_plan(conn, &plan))
         }
         ContactsCmd::Apply { users, sync } => {
             let list = read_list(&users, parse_users)?;
-            let report = mappings(Some(&sync))
-                .apply_users(&list)
-                .await
-                .map_err(fail)?;
+            let report = mappings(Some(&sync)).apply_users(&list).await.map_err(fail)?;
             emit(out, &report, || print_user_apply(conn, &report))?;
             check_failures(&report.failures)
         }
-        ContactsCmd::Match {
-            email,
-            contact,
-            customer,
-        } => {
-            let m = mappings(None)
-                .match_user(&email, &contact, customer.as_deref())
-                .await
-                .map_err(fail)?;
+        ContactsCmd::Match { email, contact, customer } => {
+            let m = mappings(None).match_user(&email, &contact, customer.as_deref()).await.map_err(fail)?;
             emit(out, &m, || println!("{} -> contact {contact}", m.email))
         }
         ContactsCmd::Exclude { email } => {
             let m = mappings(None).exclude_user(&email).await.map_err(fail)?;
-            emit(out, &m, || {
-                println!(
-                    "{} excluded (tickets use the customer's default contact)",
-                    m.email
-                )
-            })
+            emit(out, &m, || println!("{} excluded (tickets use the customer's default contact)", m.email))
         }
         ContactsCmd::Include { email } => {
             let m = mappings(None).include_user(&email).await.map_err(fail)?;
             emit(out, &m, || match &m {
-                Some(m) => println!(
-                    "{} included again -> contact {}",
-                    m.email,
-                    opt(&m.contact_id)
-                ),
+                Some(m) => println!("{} included again -> contact {}", m.email, opt(&m.contact_id)),
                 None => println!("{email} removed from the excluded list"),
             })
         }
@@ -431,13 +341,7 @@ async fn contacts<'a>(
                         ]
                     })
                     .collect();
-                print!(
-                    "{}",
-                    table(
-                        &["email", "name", "state", "org", "customer", "contact"],
-                        &rows
-                    )
-                );
+                print!("{}", table(&["email", "name", "state", "org", "customer", "contact"], &rows));
             })
         }
     }
@@ -451,8 +355,7 @@ fn read_list<T>(
     path: &Path,
     parse: fn(&str, Format) -> Result<Vec<T>, bridge::mapping::SourceError>,
 ) -> Result<Vec<T>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse(&text, Format::for_file(path, &text)).with_context(|| format!("{}", path.display()))
 }
 
@@ -468,10 +371,7 @@ fn check_failures(failures: &[Failure]) -> Result<()> {
     if failures.is_empty() {
         Ok(())
     } else {
-        bail!(
-            "{} item(s) failed; see above (re-running apply retries them)",
-            failures.len()
-        )
+        bail!("{} item(s) failed; see above (re-running apply retries them)", failures.len())
     }
 }
 
@@ -494,23 +394,11 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: Vec<&str>| {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
+        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
         format!("{}\n", parts.join("  ").trim_end())
     };
     let mut s = line(headers.to_vec());
-    s.push_str(&line(
-        widths
-            .iter()
-            .map(|w| "-".repeat(*w))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(String::as_str)
-            .collect(),
-    ));
+    s.push_str(&line(widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().iter().map(String::as_str).collect()));
     for r in rows {
         s.push_str(&line(r.iter().map(String::as_str).collect()));
     }
@@ -533,25 +421,13 @@ fn collision_rows(collisions: &[Collision]) -> Vec<Vec<String>> {
                 CollisionKind::Customers => "several customers",
                 CollisionKind::Organizations => "several organizations",
             };
-            let orgs: Vec<String> = c
-                .orgs
-                .iter()
-                .map(|o| format!("{} ({})", o.id, o.name))
-                .collect();
-            let customers: Vec<String> = c
-                .customers
-                .iter()
-                .map(|x| format!("{} ({})", x.id, x.name))
-                .collect();
+            let orgs: Vec<String> = c.orgs.iter().map(|o| format!("{} ({})", o.id, o.name)).collect();
+            let customers: Vec<String> = c.customers.iter().map(|x| format!("{} ({})", x.id, x.name)).collect();
             vec![
                 c.key.clone(),
                 kind.into(),
                 orgs.join(", "),
-                if customers.is_empty() {
-                    "-".into()
-                } else {
-                    customers.join(", ")
-                },
+                if customers.is_empty() { "-".into() } else { customers.join(", ") },
             ]
         })
         .collect()
@@ -568,10 +444,7 @@ fn print_plan(conn: &str, p: &OrgPlan) {
     };
     section(
         "Will be matched",
-        &p.matched
-            .iter()
-            .map(|m| pair(&m.org.id, &m.org.name, &m.customer.id, &m.customer.name))
-            .collect::<Vec<_>>(),
+        &p.matched.iter().map(|m| pair(&m.org.id, &m.org.name, &m.customer.id, &m.customer.name)).collect::<Vec<_>>(),
         &["org", "name", "customer"],
     );
     section(
@@ -579,11 +452,7 @@ fn print_plan(conn: &str, p: &OrgPlan) {
         &p.to_create
             .iter()
             .map(|c| {
-                let similar: Vec<String> = c
-                    .similar
-                    .iter()
-                    .map(|s| format!("{} ({})", s.id, s.name))
-                    .collect();
+                let similar: Vec<String> = c.similar.iter().map(|s| format!("{} ({})", s.id, s.name)).collect();
                 vec![c.org.id.clone(), c.org.name.clone(), similar.join(", ")]
             })
             .collect::<Vec<_>>(),
@@ -591,10 +460,7 @@ fn print_plan(conn: &str, p: &OrgPlan) {
     );
     section(
         "Excluded",
-        &p.excluded
-            .iter()
-            .map(|o| vec![o.id.clone(), o.name.clone()])
-            .collect::<Vec<_>>(),
+        &p.excluded.iter().map(|o| vec![o.id.clone(), o.name.clone()]).collect::<Vec<_>>(),
         &["org", "name"],
     );
     section(
@@ -604,18 +470,12 @@ fn print_plan(conn: &str, p: &OrgPlan) {
     );
     section(
         "Unmatched (catch-all)",
-        &p.unmatched
-            .iter()
-            .map(|o| vec![o.id.clone(), o.name.clone()])
-            .collect::<Vec<_>>(),
+        &p.unmatched.iter().map(|o| vec![o.id.clone(), o.name.clone()]).collect::<Vec<_>>(),
         &["org", "name"],
     );
     section(
         "Mapped to a customer that no longer exists",
-        &p.stale
-            .iter()
-            .map(|m| vec![m.org.id.clone(), m.org.name.clone(), m.customer_id.clone()])
-            .collect::<Vec<_>>(),
+        &p.stale.iter().map(|m| vec![m.org.id.clone(), m.org.name.clone(), m.customer_id.clone()]).collect::<Vec<_>>(),
         &["org", "name", "customer"],
     );
     let c = &p.counts;
@@ -623,27 +483,11 @@ fn print_plan(conn: &str, p: &OrgPlan) {
     print!(
         "{}",
         table(
-            &[
-                "will be matched",
-                "will be created",
-                "excluded",
-                "collisions",
-                "unmatched",
-                "already mapped",
-                "stale"
-            ],
-            &[[
-                c.matched,
-                c.to_create,
-                c.excluded,
-                c.colliding,
-                c.unmatched,
-                c.already_mapped,
-                c.stale
-            ]
-            .iter()
-            .map(|n| n.to_string())
-            .collect()],
+            &["will be matched", "will be created", "excluded", "collisions", "unmatched", "already mapped", "stale"],
+            &[[c.matched, c.to_create, c.excluded, c.colliding, c.unmatched, c.already_mapped, c.stale]
+                .iter()
+                .map(|n| n.to_string())
+                .collect()],
         )
     );
 }
@@ -651,10 +495,7 @@ fn print_plan(conn: &str, p: &OrgPlan) {
 fn print_failures(failures: &[Failure]) {
     section(
         "Failures",
-        &failures
-            .iter()
-            .map(|f| vec![f.item.clone(), f.step.clone(), f.message.clone()])
-            .collect::<Vec<_>>(),
+        &failures.iter().map(|f| vec![f.item.clone(), f.step.clone(), f.message.clone()]).collect::<Vec<_>>(),
         &["item", "step", "error"],
     );
 }
@@ -665,13 +506,7 @@ fn print_apply(conn: &str, r: &ApplyReport) {
         "Customers created",
         &r.created
             .iter()
-            .map(|m| {
-                vec![
-                    m.org.id.clone(),
-                    m.customer.id.clone(),
-                    m.customer.name.clone(),
-                ]
-            })
+            .map(|m| vec![m.org.id.clone(), m.customer.id.clone(), m.customer.name.clone()])
             .collect::<Vec<_>>(),
         &["org", "customer", "name"],
     );
@@ -713,40 +548,23 @@ fn print_apply(conn: &str, r: &ApplyReport) {
 }
 
 fn print_user_plan(conn: &str, p: &UserPlan) {
-    println!(
-        "Contact sync preview for '{conn}' (auto-create: {})",
-        if p.auto_create { "on" } else { "off" }
-    );
+    println!("Contact sync preview for '{conn}' (auto-create: {})", if p.auto_create { "on" } else { "off" });
     section(
         "Will be matched",
         &p.matched
             .iter()
             .map(|m| {
-                vec![
-                    m.user.email.clone(),
-                    m.customer_id.clone(),
-                    format!("{} ({})", m.contact.id, m.contact.name),
-                ]
+                vec![m.user.email.clone(), m.customer_id.clone(), format!("{} ({})", m.contact.id, m.contact.name)]
             })
             .collect::<Vec<_>>(),
         &["email", "customer", "contact"],
     );
     section(
         "Will be created",
-        &p.to_create
-            .iter()
-            .map(|c| vec![c.user.email.clone(), c.customer_id.clone()])
-            .collect::<Vec<_>>(),
+        &p.to_create.iter().map(|c| vec![c.user.email.clone(), c.customer_id.clone()]).collect::<Vec<_>>(),
         &["email", "customer"],
     );
-    section(
-        "Excluded",
-        &p.excluded
-            .iter()
-            .map(|u| vec![u.email.clone()])
-            .collect::<Vec<_>>(),
-        &["email"],
-    );
+    section("Excluded", &p.excluded.iter().map(|u| vec![u.email.clone()]).collect::<Vec<_>>(), &["email"]);
     section(
         "Address collisions (not matched)",
         &p.collisions
@@ -755,11 +573,7 @@ fn print_user_plan(conn: &str, p: &UserPlan) {
                 vec![
                     c.user.email.clone(),
                     c.customer_id.clone(),
-                    c.contacts
-                        .iter()
-                        .map(|x| x.id.clone())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    c.contacts.iter().map(|x| x.id.clone()).collect::<Vec<_>>().join(", "),
                 ]
             })
             .collect::<Vec<_>>(),
@@ -767,10 +581,7 @@ fn print_user_plan(conn: &str, p: &UserPlan) {
     );
     section(
         "Organization not mapped",
-        &p.no_customer
-            .iter()
-            .map(|u| vec![u.email.clone(), u.org_id.clone().unwrap_or_default()])
-            .collect::<Vec<_>>(),
+        &p.no_customer.iter().map(|u| vec![u.email.clone(), u.org_id.clone().unwrap_or_default()]).collect::<Vec<_>>(),
         &["email", "org"],
     );
     let c = &p.counts;
@@ -787,18 +598,10 @@ fn print_user_plan(conn: &str, p: &UserPlan) {
                 "no customer",
                 "already mapped"
             ],
-            &[[
-                c.matched,
-                c.to_create,
-                c.excluded,
-                c.colliding,
-                c.unmatched,
-                c.no_customer,
-                c.already_mapped
-            ]
-            .iter()
-            .map(|n| n.to_string())
-            .collect()],
+            &[[c.matched, c.to_create, c.excluded, c.colliding, c.unmatched, c.no_customer, c.already_mapped]
+                .iter()
+                .map(|n| n.to_string())
+                .collect()],
         )
     );
 }
@@ -810,14 +613,7 @@ fn print_user_apply(conn: &str, r: &UserApplyReport) {
     print!(
         "{}",
         table(
-            &[
-                "matched",
-                "contacts created",
-                "excluded",
-                "collisions",
-                "already mapped",
-                "failures"
-            ],
+            &["matched", "contacts created", "excluded", "collisions", "already mapped", "failures"],
             &[vec![
                 r.mapped.to_string(),
                 r.contacts_created.to_string(),
@@ -836,13 +632,7 @@ mod tests {
 
     #[test]
     fn table_pads_columns_to_the_widest_cell() {
-        let t = table(
-            &["a", "long header"],
-            &[vec!["wide cell".into(), "x".into()]],
-        );
-        assert_eq!(
-            t,
-            "a          long header\n---------  -----------\nwide cell  x\n"
-        );
+        let t = table(&["a", "long header"], &[vec!["wide cell".into(), "x".into()]]);
+        assert_eq!(t, "a          long header\n---------  -----------\nwide cell  x\n");
     }
 }

@@ -2,13 +2,13 @@
 //! in-process channel in place of the DynamoDB stream.
 
 use anyhow::{Context, Result};
-use axum::body::{to_bytes, Body};
+use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bridge::domain::TaskId;
-use bridge::engine::api::{self, ApiRequest};
 use bridge::engine::Engine;
+use bridge::engine::api::{self, ApiRequest};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -48,8 +48,12 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
         tracing::warn!("no API keys configured: accepting requests from loopback callers only");
     }
     match &app.desk_url {
-        Some(url) => tracing::info!(desk = %url, "no config given: using the built-in sandbox ITSM (close tickets with `ticket-bridge sandbox close <id>`)"),
-        None => tracing::info!(connections = ?engine.config.connections.keys().collect::<Vec<_>>(), "connections configured"),
+        Some(url) => {
+            tracing::info!(desk = %url, "no config given: using the built-in sandbox ITSM (close tickets with `ticket-bridge sandbox close <id>`)")
+        }
+        None => {
+            tracing::info!(connections = ?engine.config.connections.keys().collect::<Vec<_>>(), "connections configured")
+        }
     }
     tracing::info!(%addr, db = %engine.config.settings.sqlite_path.display(), "ticket-bridge serving");
     eprintln!(
@@ -121,7 +125,12 @@ async fn handle(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAdd
     let bytes = match to_bytes(body, limit + 1).await {
         Ok(b) => b,
         Err(_) => {
-            let e = bridge::engine::ApiError::new(413, "body_too_large", None, format!("body is larger than {limit} bytes"));
+            let e = bridge::engine::ApiError::new(
+                413,
+                "body_too_large",
+                None,
+                format!("body is larger than {limit} bytes"),
+            );
             return json(e.status, e.body());
         }
     };
@@ -135,16 +144,20 @@ async fn handle(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAdd
     };
     let res = api::handle(&app.engine, api_req, chrono::Utc::now()).await;
     if res.status == 201
-        && let Some(id) = res.body.get("id").and_then(|v| v.as_str()).and_then(TaskId::parse) {
-            app.created.send(id).ok();
-        }
+        && let Some(id) = res.body.get("id").and_then(|v| v.as_str()).and_then(TaskId::parse)
+    {
+        app.created.send(id).ok();
+    }
     json(res.status, res.body)
 }
 
 /// Forwards `/sandbox/...` to the built-in desk's technician API (`/_sim/...`).
 async fn sandbox_proxy(app: &App, method: &str, rest: &str, body: Body) -> Response {
     let Some(desk) = &app.desk_url else {
-        return json(404, serde_json::json!({"error": {"code": "not_found", "message": "serve is not running the built-in sandbox ITSM"}}));
+        return json(
+            404,
+            serde_json::json!({"error": {"code": "not_found", "message": "serve is not running the built-in sandbox ITSM"}}),
+        );
     };
     let bytes = to_bytes(body, 64 * 1024).await.unwrap_or_default();
     let url = format!("{desk}/_sim/{rest}");

@@ -16,7 +16,8 @@ impl Setup {
         let mut config = toml::Table::new();
         config.insert("connections".into(), toml::Value::Table(connections));
         std::fs::write(dir.path().join("ticket-bridge.toml"), toml::to_string(&config).unwrap()).unwrap();
-        let secret: serde_json::Map<String, serde_json::Value> = fields.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+        let secret: serde_json::Map<String, serde_json::Value> =
+            fields.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
         let path = dir.path().join("secrets.json");
         std::fs::write(&path, serde_json::json!({ "itsm": secret }).to_string()).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -45,7 +46,7 @@ fn with_field(fields: &[(String, String)], key: &str, value: &str) -> Vec<(Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_says_ok_or_names_the_failure_class() {
-    use sandbox::targets::{spawn, Target};
+    use sandbox::targets::{Target, spawn};
     let desk = spawn(Target::Sandbox).await.unwrap();
     let good = desk.connection_table("itsm", "none");
 
@@ -77,13 +78,18 @@ async fn check_says_ok_or_names_the_failure_class() {
     let bms = spawn(Target::Bms).await.unwrap();
     let (ok, text) = Setup::new(bms.connection_table("itsm", "none"), &bms.secret).check();
     assert!(ok, "{text}");
-    let (ok, text) = Setup::new(bms.connection_table("itsm", "none"), &with_field(&bms.secret, "tenant", "OtherCo")).check();
+    let (ok, text) =
+        Setup::new(bms.connection_table("itsm", "none"), &with_field(&bms.secret, "tenant", "OtherCo")).check();
     assert!(!ok);
     assert!(text.contains("tenant"), "wrong tenant: {text}");
 
     // VSA with a personal access token the server no longer accepts.
     let vsa = spawn(Target::Vsa).await.unwrap();
-    let (ok, text) = Setup::new(vsa.connection_table("itsm", "none"), &with_field(&vsa.secret, "pat", "00000000-0000-0000-0000-000000000000")).check();
+    let (ok, text) = Setup::new(
+        vsa.connection_table("itsm", "none"),
+        &with_field(&vsa.secret, "pat", "00000000-0000-0000-0000-000000000000"),
+    )
+    .check();
     assert!(!ok);
     assert!(text.contains("credentials") || text.contains("token"), "bad PAT: {text}");
 }

@@ -81,7 +81,8 @@ async fn serve_duplicate_storm_makes_one_task_and_one_ticket_per_key() {
     // Every task gets its ticket, exactly once.
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let tickets: serde_json::Value = http.get(format!("{base}/sandbox/tickets")).send().await.unwrap().json().await.unwrap();
+        let tickets: serde_json::Value =
+            http.get(format!("{base}/sandbox/tickets")).send().await.unwrap().json().await.unwrap();
         let list = tickets.as_array().cloned().or_else(|| tickets["items"].as_array().cloned()).unwrap_or_default();
         let mut per_key: BTreeMap<String, usize> = BTreeMap::new();
         for t in &list {

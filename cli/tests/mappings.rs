@@ -20,21 +20,13 @@ impl Cli {
             .arg(&self.data)
             .args(args)
             .env("TICKET_BRIDGE_LOG", "warn");
-        tokio::task::spawn_blocking(move || cmd.output().unwrap())
-            .await
-            .unwrap()
+        tokio::task::spawn_blocking(move || cmd.output().unwrap()).await.unwrap()
     }
 
     async fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args).await;
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-        );
-        assert!(
-            out.status.success(),
-            "{args:?} failed\nstdout: {stdout}\nstderr: {stderr}"
-        );
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{args:?} failed\nstdout: {stdout}\nstderr: {stderr}");
         stdout.into_owned()
     }
 
@@ -62,7 +54,11 @@ async fn setup(dir: &Path) -> (Bms, Cli) {
     std::fs::create_dir_all(&data).unwrap();
     let c = sim.config().clone();
     let secrets = data.join("secrets.json");
-    write(&secrets, &serde_json::json!({"tb/bms": {"username": c.username, "password": c.password, "tenant": c.tenant}}).to_string());
+    write(
+        &secrets,
+        &serde_json::json!({"tb/bms": {"username": c.username, "password": c.password, "tenant": c.tenant}})
+            .to_string(),
+    );
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&secrets, std::fs::Permissions::from_mode(0o600)).unwrap();
     let config = dir.join("bridge.toml");
@@ -107,114 +103,32 @@ async fn preview_apply_twice_exclude_include_and_contacts() {
 
     // Preview: exact by default (auto-create off in the config), normalized on request.
     let plan = cli.json(&["mappings", "preview", "--orgs", orgs]).await;
-    assert_eq!(
-        (
-            plan["counts"]["matched"].as_u64(),
-            plan["counts"]["unmatched"].as_u64()
-        ),
-        (Some(100), Some(2))
-    );
-    let plan = cli
-        .json(&[
-            "mappings",
-            "preview",
-            "--orgs",
-            orgs,
-            "--match",
-            "normalized",
-            "--auto-create",
-        ])
-        .await;
-    assert_eq!(
-        (
-            plan["counts"]["matched"].as_u64(),
-            plan["counts"]["to_create"].as_u64()
-        ),
-        (Some(101), Some(1))
-    );
+    assert_eq!((plan["counts"]["matched"].as_u64(), plan["counts"]["unmatched"].as_u64()), (Some(100), Some(2)));
+    let plan = cli.json(&["mappings", "preview", "--orgs", orgs, "--match", "normalized", "--auto-create"]).await;
+    assert_eq!((plan["counts"]["matched"].as_u64(), plan["counts"]["to_create"].as_u64()), (Some(101), Some(1)));
     assert_eq!(plan["to_create"][0]["org"]["id"], "org-new");
-    let table = cli
-        .ok(&[
-            "mappings",
-            "preview",
-            "--orgs",
-            orgs,
-            "--match",
-            "normalized",
-            "--auto-create",
-        ])
-        .await;
-    assert!(
-        table.contains("Will be matched (101)") && table.contains("Will be created (1)"),
-        "{table}"
-    );
-    assert!(
-        table.contains("will be matched") && table.contains("101"),
-        "{table}"
-    );
+    let table = cli.ok(&["mappings", "preview", "--orgs", orgs, "--match", "normalized", "--auto-create"]).await;
+    assert!(table.contains("Will be matched (101)") && table.contains("Will be created (1)"), "{table}");
+    assert!(table.contains("will be matched") && table.contains("101"), "{table}");
 
     // Apply twice: the second run creates nothing.
-    let first = cli
-        .ok(&[
-            "mappings",
-            "apply",
-            "--orgs",
-            orgs,
-            "--match",
-            "normalized",
-            "--auto-create",
-        ])
-        .await;
-    assert!(
-        first.contains("Customers created (1)") && first.contains("Fresh Start Ltd"),
-        "{first}"
-    );
+    let first = cli.ok(&["mappings", "apply", "--orgs", orgs, "--match", "normalized", "--auto-create"]).await;
+    assert!(first.contains("Customers created (1)") && first.contains("Fresh Start Ltd"), "{first}");
     assert_eq!(sim.requests("POST /v2/crm/accounts"), 1);
-    let second = cli
-        .json(&[
-            "mappings",
-            "apply",
-            "--orgs",
-            orgs,
-            "--match",
-            "normalized",
-            "--auto-create",
-        ])
-        .await;
+    let second = cli.json(&["mappings", "apply", "--orgs", orgs, "--match", "normalized", "--auto-create"]).await;
     assert_eq!(second["created"].as_array().map(Vec::len), Some(0));
     assert_eq!(second["plan"]["counts"]["already_mapped"], 102);
-    assert_eq!(
-        sim.requests("POST /v2/crm/accounts"),
-        1,
-        "second apply created no account"
-    );
+    assert_eq!(sim.requests("POST /v2/crm/accounts"), 1, "second apply created no account");
     assert_eq!(sim.requests("POST /v2/crm/contacts/summary"), 1);
 
     // Exclude / include round trip, manual match, list.
     cli.ok(&["mappings", "exclude", "org-3"]).await;
     let list = cli.json(&["mappings", "list"]).await;
-    let org3 = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["org_id"] == "org-3")
-        .unwrap()
-        .clone();
-    assert_eq!(
-        (org3["excluded"].as_bool(), org3["customer_id"].as_str()),
-        (Some(true), Some("103"))
-    );
+    let org3 = list.as_array().unwrap().iter().find(|m| m["org_id"] == "org-3").unwrap().clone();
+    assert_eq!((org3["excluded"].as_bool(), org3["customer_id"].as_str()), (Some(true), Some("103")));
     let out = cli.ok(&["mappings", "include", "org-3"]).await;
     assert!(out.contains("included again -> customer 103"), "{out}");
-    cli.ok(&[
-        "mappings",
-        "match",
-        "org-unknown",
-        "900",
-        "--org-name",
-        "Acme Again",
-    ])
-    .await;
+    cli.ok(&["mappings", "match", "org-unknown", "900", "--org-name", "Acme Again"]).await;
     let table = cli.ok(&["mappings", "list"]).await;
     assert!(
         table.contains("org-unknown")
@@ -224,27 +138,15 @@ async fn preview_apply_twice_exclude_include_and_contacts() {
     );
 
     // Contacts by address.
-    cli.ok(&["mappings", "contacts", "exclude", "Eve@Example.com"])
-        .await;
+    cli.ok(&["mappings", "contacts", "exclude", "Eve@Example.com"]).await;
     let users = cli.json(&["mappings", "contacts", "list"]).await;
     assert_eq!(users[0]["email"], "eve@example.com");
-    cli.ok(&["mappings", "contacts", "include", "eve@example.com"])
-        .await;
-    assert_eq!(
-        cli.json(&["mappings", "contacts", "list"]).await,
-        serde_json::json!([])
-    );
+    cli.ok(&["mappings", "contacts", "include", "eve@example.com"]).await;
+    assert_eq!(cli.json(&["mappings", "contacts", "list"]).await, serde_json::json!([]));
 
     // Errors name the place and fail the command.
     write(&dir.path().join("bad.csv"), "id,name\norg-1,\n");
-    let out = cli
-        .run(&[
-            "mappings",
-            "preview",
-            "--orgs",
-            dir.path().join("bad.csv").to_str().unwrap(),
-        ])
-        .await;
+    let out = cli.run(&["mappings", "preview", "--orgs", dir.path().join("bad.csv").to_str().unwrap()]).await;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("line 2, column 'name'"), "{err}");

@@ -57,7 +57,12 @@ async fn serve_runs_a_task_from_intake_to_completion_and_survives_restart() {
     let http = reqwest::Client::new();
     let server = start();
     wait_for("healthz", || async {
-        http.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| serde_json::Value::Null)
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| serde_json::Value::Null)
     })
     .await;
 
@@ -84,7 +89,12 @@ async fn serve_runs_a_task_from_intake_to_completion_and_survives_restart() {
     drop(server);
     let _server = start();
     wait_for("healthz after restart", || async {
-        http.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| serde_json::Value::Null)
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| serde_json::Value::Null)
     })
     .await;
 
@@ -138,7 +148,8 @@ async fn serve_with_config(target: sandbox::targets::Target) {
     config.insert("connections".into(), toml::Value::Table(connections));
     let config_path = dir.path().join("ticket-bridge.toml");
     std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
-    let mut fields: serde_json::Map<String, serde_json::Value> = t.secret.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        t.secret.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
     fields.insert("callback_key".into(), "serve-callback-key".into());
     let secrets_path = dir.path().join("secrets.json");
     std::fs::write(&secrets_path, serde_json::json!({ "itsm": fields }).to_string()).unwrap();
@@ -160,7 +171,12 @@ async fn serve_with_config(target: sandbox::targets::Target) {
     );
     let http = reqwest::Client::new();
     wait_for("healthz", || async {
-        http.get(format!("{base}/healthz")).send().await.ok().filter(|r| r.status().is_success()).map(|_| serde_json::Value::Null)
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| serde_json::Value::Null)
     })
     .await;
     let body = serde_json::json!({"source":"saviynt","external_id":format!("SRV-{target:?}"),"kind":"access","action":"remove_access",

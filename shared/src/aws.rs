@@ -11,7 +11,11 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
         loader = loader.endpoint_url(url);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
             loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-                "test", "test", None, None, "static-test",
+                "test",
+                "test",
+                None,
+                None,
+                "static-test",
             ));
         }
         if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
@@ -82,10 +86,18 @@ pub async fn engine_from_env() -> Result<crate::engine::Engine, BootError> {
     use std::sync::Arc;
     let config = crate::config::Config::from_process_env()?;
     if config.settings.store != crate::config::StoreKind::Dynamodb {
-        return Err(crate::config::ConfigError::new("settings.store", "must be \"dynamodb\" in Lambda (set TICKET_BRIDGE__SETTINGS__STORE=dynamodb)").into());
+        return Err(crate::config::ConfigError::new(
+            "settings.store",
+            "must be \"dynamodb\" in Lambda (set TICKET_BRIDGE__SETTINGS__STORE=dynamodb)",
+        )
+        .into());
     }
     if config.settings.secrets != crate::config::SecretsKind::Aws {
-        return Err(crate::config::ConfigError::new("settings.secrets", "must be \"aws\" in Lambda (set TICKET_BRIDGE__SETTINGS__SECRETS=aws)").into());
+        return Err(crate::config::ConfigError::new(
+            "settings.secrets",
+            "must be \"aws\" in Lambda (set TICKET_BRIDGE__SETTINGS__SECRETS=aws)",
+        )
+        .into());
     }
     let config = Arc::new(config);
     let sdk = sdk_config_from_env().await;

@@ -225,10 +225,7 @@ pub struct Config {
 
 impl Config {
     /// Loads `path` (if given), applies environment overrides from `env`, and validates.
-    pub fn load(
-        path: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
         let text = match path {
             Some(p) => std::fs::read_to_string(p)
                 .map_err(|e| ConfigError::new("(file)", format!("cannot read {}: {e}", p.display())))?,
@@ -253,9 +250,9 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            ConfigError::new(span_key(text, e.span()), e.message().to_string())
-        })?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::new(span_key(text, e.span()), e.message().to_string()))?;
         apply_env(&mut table, env)?;
         let config: Config = Config::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
             // Re-parse from rendered text to get a span we can turn into a key path.
@@ -288,12 +285,13 @@ impl Config {
             return Err(ConfigError::new("settings.table_name", "must not be empty with store = \"dynamodb\""));
         }
         if let Some(d) = &s.default_connection
-            && !self.connections.contains_key(d) {
-                return Err(ConfigError::new(
-                    "settings.default_connection",
-                    format!("names connection '{d}', which is not defined under [connections]"),
-                ));
-            }
+            && !self.connections.contains_key(d)
+        {
+            return Err(ConfigError::new(
+                "settings.default_connection",
+                format!("names connection '{d}', which is not defined under [connections]"),
+            ));
+        }
         for (i, k) in self.auth.api_keys.iter().enumerate() {
             if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(ConfigError::new(
@@ -376,12 +374,10 @@ pub fn valid_name(s: &str) -> bool {
 }
 
 fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
-    let mut vars: Vec<(String, String)> =
-        env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+    let mut vars: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
     vars.sort();
     for (name, raw) in vars {
-        let path: Vec<String> =
-            name[ENV_PREFIX.len()..].split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let path: Vec<String> = name[ENV_PREFIX.len()..].split("__").map(|p| p.to_ascii_lowercase()).collect();
         if path.iter().any(String::is_empty) {
             return Err(ConfigError::new(name, "malformed override name (empty segment)"));
         }

@@ -8,7 +8,7 @@ use bridge::connectors::{bms, ninjaone, otrs, vsa};
 use bridge::engine::intake::parse_task;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn cases(base: u32) -> u32 {
@@ -47,9 +47,27 @@ fn hostile_string() -> impl Strategy<Value = String> {
 fn key() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "source", "external_id", "kind", "action", "user", "application", "entitlements", "requester",
-            "justification", "due_at", "organization", "connection", "callback_url", "user_email", "alert_type",
-            "severity", "occurred_at", "details", "id", "name", "email",
+            "source",
+            "external_id",
+            "kind",
+            "action",
+            "user",
+            "application",
+            "entitlements",
+            "requester",
+            "justification",
+            "due_at",
+            "organization",
+            "connection",
+            "callback_url",
+            "user_email",
+            "alert_type",
+            "severity",
+            "occurred_at",
+            "details",
+            "id",
+            "name",
+            "email",
         ])
         .prop_map(str::to_string),
         "[a-z_]{1,12}",
@@ -65,7 +83,8 @@ fn arb_json() -> impl Strategy<Value = Value> {
         // serde_json (without its `float_roundtrip` feature) may read a printed f64 back one ULP
         // off; such values are excluded so the round-trip check tests the parser, not that.
         any::<f64>()
-            .prop_filter("finite, exact in serde_json", |f| f.is_finite() && serde_json::from_str::<f64>(&json!(f).to_string()).ok() == Some(*f))
+            .prop_filter("finite, exact in serde_json", |f| f.is_finite()
+                && serde_json::from_str::<f64>(&json!(f).to_string()).ok() == Some(*f))
             .prop_map(|f| json!(f)),
         hostile_string().prop_map(Value::String),
     ];
@@ -102,7 +121,12 @@ fn check(body: &[u8], rejected: &AtomicUsize) -> Result<(), TestCaseError> {
         Ok(t) => {
             let again = serde_json::to_vec(&t).unwrap();
             let back = parse_task(&again);
-            prop_assert_eq!(back.as_ref().ok(), Some(&t), "accepted body does not round-trip: {:?}", back.as_ref().err());
+            prop_assert_eq!(
+                back.as_ref().ok(),
+                Some(&t),
+                "accepted body does not round-trip: {:?}",
+                back.as_ref().err()
+            );
         }
     }
     Ok(())
@@ -144,9 +168,21 @@ fn intake_mutated_field_is_named_in_the_rejection() {
     let n = cases(512);
     let mut runner = TestRunner::new(Config { cases: n, failure_persistence: None, ..Config::default() });
     let fields = prop::sample::select(vec![
-        (false, "source"), (false, "external_id"), (false, "action"), (false, "application"), (false, "entitlements"),
-        (false, "user"), (false, "due_at"), (false, "callback_url"), (false, "organization"), (false, "connection"),
-        (true, "user_email"), (true, "alert_type"), (true, "severity"), (true, "occurred_at"), (true, "details"),
+        (false, "source"),
+        (false, "external_id"),
+        (false, "action"),
+        (false, "application"),
+        (false, "entitlements"),
+        (false, "user"),
+        (false, "due_at"),
+        (false, "callback_url"),
+        (false, "organization"),
+        (false, "connection"),
+        (true, "user_email"),
+        (true, "alert_type"),
+        (true, "severity"),
+        (true, "occurred_at"),
+        (true, "details"),
     ]);
     runner
         .run(&(fields, arb_json()), |((alert, field), value)| {
@@ -157,8 +193,15 @@ fn intake_mutated_field_is_named_in_the_rejection() {
                     rejected.fetch_add(1, Ordering::Relaxed);
                     prop_assert!((400..500).contains(&e.status));
                     let named = e.field.as_deref().unwrap_or("");
-                    prop_assert!(named == field || named.starts_with(&format!("{field}.")) || named.starts_with(&format!("{field}[")),
-                        "mutating '{}' was rejected naming '{}': {:?}", field, named, e);
+                    prop_assert!(
+                        named == field
+                            || named.starts_with(&format!("{field}."))
+                            || named.starts_with(&format!("{field}[")),
+                        "mutating '{}' was rejected naming '{}': {:?}",
+                        field,
+                        named,
+                        e
+                    );
                 }
                 Ok(t) => check(&serde_json::to_vec(&t).unwrap(), &AtomicUsize::new(0))?,
             }
@@ -221,7 +264,12 @@ fn intake_rejects_deep_nesting_huge_numbers_and_unknown_enums_by_name() {
         body["details"] = json!({ "x": deep });
         let mut raw = serde_json::to_vec(&body).unwrap();
         if depth > 120 {
-            raw = format!("{{\"source\":\"s\",\"kind\":\"alert\",\"details\":{}1{}}}", "[".repeat(depth), "]".repeat(depth)).into_bytes();
+            raw = format!(
+                "{{\"source\":\"s\",\"kind\":\"alert\",\"details\":{}1{}}}",
+                "[".repeat(depth),
+                "]".repeat(depth)
+            )
+            .into_bytes();
         }
         expect(raw, None);
     }
@@ -235,7 +283,9 @@ fn intake_rejects_deep_nesting_huge_numbers_and_unknown_enums_by_name() {
     expect(format!(r#"{{"source":"s","external_id":{big},"kind":"access"}}"#).into_bytes(), None);
     expect(format!(r#"{{"source":"s","external_id":"{big}","kind":"access"}}"#).into_bytes(), Some("external_id"));
     // Unknown enum values name their field.
-    for (alert, field, value) in [(false, "kind", "delete_all"), (false, "action", "grant_root"), (true, "severity", "apocalyptic")] {
+    for (alert, field, value) in
+        [(false, "kind", "delete_all"), (false, "action", "grant_root"), (true, "severity", "apocalyptic")]
+    {
         let mut b = if alert { valid_alert() } else { valid_access() };
         b[field] = json!(value);
         expect(serde_json::to_vec(&b).unwrap(), Some(field));
@@ -258,10 +308,15 @@ fn connector_response_parsers_never_panic() {
         prop::collection::vec(any::<u8>(), 0..300),
         arb_json().prop_map(|v| serde_json::to_vec(&v).unwrap()),
         // Plausible envelopes with arbitrary contents.
-        (arb_json(), arb_json()).prop_map(|(a, b)| serde_json::to_vec(&json!({"Success": true, "Result": a, "TotalRecords": b})).unwrap()),
-        (arb_json(), arb_json()).prop_map(|(a, b)| serde_json::to_vec(&json!({"Error": a, "Ticket": b, "TicketID": a})).unwrap()),
-        arb_json().prop_map(|a| serde_json::to_vec(&json!({"ResponseCode": "0", "Result": a, "Status": "OK"})).unwrap()),
-        arb_json().prop_map(|a| serde_json::to_vec(&json!({"data": a, "metadata": a, "access_token": a, "error": a})).unwrap()),
+        (arb_json(), arb_json())
+            .prop_map(|(a, b)| serde_json::to_vec(&json!({"Success": true, "Result": a, "TotalRecords": b})).unwrap()),
+        (arb_json(), arb_json())
+            .prop_map(|(a, b)| serde_json::to_vec(&json!({"Error": a, "Ticket": b, "TicketID": a})).unwrap()),
+        arb_json()
+            .prop_map(|a| serde_json::to_vec(&json!({"ResponseCode": "0", "Result": a, "Status": "OK"})).unwrap()),
+        arb_json().prop_map(
+            |a| serde_json::to_vec(&json!({"data": a, "metadata": a, "access_token": a, "error": a})).unwrap()
+        ),
     ];
     runner
         .run(&inputs, |body| {

@@ -73,7 +73,8 @@ pub async fn lifecycle(h: Harness) {
         got.extend(h.connector.statuses(chunk).await.unwrap());
     }
     assert_eq!(got.len(), 3, "{got:?}");
-    let by_id = |id: &str| got.iter().find(|s| s.ticket_id == id).unwrap_or_else(|| panic!("no status for {id}: {got:?}"));
+    let by_id =
+        |id: &str| got.iter().find(|s| s.ticket_id == id).unwrap_or_else(|| panic!("no status for {id}: {got:?}"));
     assert!(by_id(&more[0]).name.eq_ignore_ascii_case(h.done_status), "{got:?}");
     assert!(by_id(&more[1]).name.eq_ignore_ascii_case(h.rejected_status), "{got:?}");
     assert_ne!(by_id(&t.id).name, by_id(&more[0]).name);

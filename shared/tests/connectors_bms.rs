@@ -50,7 +50,16 @@ async fn create_resolves_names_and_writes_the_marker_then_notes_and_lookups_work
     assert_eq!(t.number.as_deref(), Some(sim.number.as_str()));
     assert_eq!(sim.correlation_key.as_deref(), Some("01JTESTCREATE"));
     assert_eq!(sim.status, "New");
-    for (field, want) in [("TypeId", 1), ("PriorityId", 3), ("QueueId", 2), ("IssueTypeId", 10), ("SubIssueTypeId", 100), ("LocationId", 1001), ("SourceId", 8), ("ContactId", 501)] {
+    for (field, want) in [
+        ("TypeId", 1),
+        ("PriorityId", 3),
+        ("QueueId", 2),
+        ("IssueTypeId", 10),
+        ("SubIssueTypeId", 100),
+        ("LocationId", 1001),
+        ("SourceId", 8),
+        ("ContactId", 501),
+    ] {
         assert_eq!(sim.fields.get(field).and_then(|v| v.as_i64()), Some(want), "{field}");
     }
     // Crash recovery finds it by marker; another key finds nothing.
@@ -78,7 +87,10 @@ async fn unknown_default_names_are_config_errors_naming_the_setting() {
     let mut req = request("k", Some("100"));
     req.priority = Some("Whenever".into());
     let err = e.conn.create_ticket(&req).await.unwrap_err();
-    assert!(matches!(&err, ConnectorError::Config(m) if m.contains("defaults.priority") && m.contains("Whenever")), "{err:?}");
+    assert!(
+        matches!(&err, ConnectorError::Config(m) if m.contains("defaults.priority") && m.contains("Whenever")),
+        "{err:?}"
+    );
     let err = e.conn.create_ticket(&request("k2", None)).await.unwrap_err();
     assert!(matches!(err, ConnectorError::Config(_)), "{err:?}");
     assert!(e.sim.tickets().is_empty());

@@ -88,7 +88,10 @@ async fn status_batch_uses_the_board_cursor_and_parent_categories() {
     assert_eq!(got.len(), 25);
     let by = |i: usize| got.iter().find(|s| s.ticket_id == ids[i]).unwrap();
     assert_eq!((by(0).name.as_str(), by(0).category), ("Resolved", Some(MappedStatus::Closed(Outcome::Fulfilled))));
-    assert_eq!((by(1).name.as_str(), by(1).category), ("Fixed by vendor", Some(MappedStatus::Closed(Outcome::Fulfilled))));
+    assert_eq!(
+        (by(1).name.as_str(), by(1).category),
+        ("Fixed by vendor", Some(MappedStatus::Closed(Outcome::Fulfilled)))
+    );
     assert_eq!((by(2).name.as_str(), by(2).category), ("Waiting for parts", Some(MappedStatus::Pending)));
     assert_eq!(by(3).category, Some(MappedStatus::Pending));
     assert_eq!(by(4).category, Some(MappedStatus::Open));
@@ -221,7 +224,8 @@ async fn check_tells_bad_client_credentials_missing_fields_and_unreachable_apart
     assert_eq!(e.sim.requests(TOKEN), tokens_used, "a check reuses a valid access token instead of rotating");
     let rt = refresh_token(&e);
     let c = e.sim.config().clone();
-    let fresh = MemSecrets::with(SECRET, &[("client_id", &c.client_id), ("client_secret", "wrong"), ("refresh_token", &rt)]);
+    let fresh =
+        MemSecrets::with(SECRET, &[("client_id", &c.client_id), ("client_secret", "wrong"), ("refresh_token", &rt)]);
     let bad = connector(&e.sim, &fresh, "");
     assert_check_fails(&bad.check().await.unwrap(), "client id / client secret");
     let missing = MemSecrets::with(SECRET, &[("client_id", &c.client_id), ("client_secret", &c.client_secret)]);

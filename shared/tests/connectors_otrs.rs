@@ -24,7 +24,15 @@ fn opts() -> Opts {
 
 async fn env_with(sim_config: OtrsConfig, options: &str) -> Env {
     let (sim, secrets) = otrs_sim(sim_config).await;
-    let cfg = config("otrs", sim.base_url(), SECRET, &opts(), options, "queue = \"Service Desk\"\npriority = \"4 high\"", None);
+    let cfg = config(
+        "otrs",
+        sim.base_url(),
+        SECRET,
+        &opts(),
+        options,
+        "queue = \"Service Desk\"\npriority = \"4 high\"",
+        None,
+    );
     let conn = OtrsConnector::new("otrs-test", &cfg, secrets.clone()).unwrap();
     Env { sim, secrets, conn }
 }
@@ -45,7 +53,10 @@ async fn create_writes_an_internal_article_and_notes_are_article_only_updates() 
     let t = e.conn.create_ticket(&req).await.unwrap();
     let sim = e.sim.find_ticket(&t.id).unwrap();
     assert_eq!(t.number.as_deref(), Some(sim.number.as_str()));
-    assert_eq!((sim.queue.as_deref(), sim.priority.as_deref(), sim.status.as_str()), (Some("Service Desk"), Some("4 high"), "new"));
+    assert_eq!(
+        (sim.queue.as_deref(), sim.priority.as_deref(), sim.status.as_str()),
+        (Some("Service Desk"), Some("4 high"), "new")
+    );
     assert_eq!(sim.requester.as_deref(), Some("alice@acme.io"));
     assert_eq!(sim.customer_id.as_deref(), Some("ACME"));
     assert_eq!(sim.request["Article"]["CommunicationChannel"], "Internal");
@@ -79,7 +90,14 @@ async fn statuses_come_from_one_ticket_get_with_state_type_categories() {
     for i in 0..8 {
         ids.push(e.conn.create_ticket(&request(&format!("01JOS{i}"), None)).await.unwrap().id);
     }
-    for (i, state) in [(1, "closed successful"), (2, "closed unsuccessful"), (3, "pending reminder"), (4, "merged"), (5, "removed"), (6, "open")] {
+    for (i, state) in [
+        (1, "closed successful"),
+        (2, "closed unsuccessful"),
+        (3, "pending reminder"),
+        (4, "merged"),
+        (5, "removed"),
+        (6, "open"),
+    ] {
         e.sim.set_status(&ids[i], state).unwrap();
     }
     let get = e.sim.route("GET", "/Ticket/{TicketID}");
@@ -157,7 +175,11 @@ async fn operation_errors_on_http_200_are_errors() {
 
 #[tokio::test]
 async fn routes_are_configurable_including_a_post_search() {
-    let e = env_with(OtrsConfig::default(), "[options.routes]\nticket_search = \"/TicketSearch\"\nticket_search_method = \"POST\"").await;
+    let e = env_with(
+        OtrsConfig::default(),
+        "[options.routes]\nticket_search = \"/TicketSearch\"\nticket_search_method = \"POST\"",
+    )
+    .await;
     let t = e.conn.create_ticket(&request("01JOPOST", None)).await.unwrap();
     e.sim.reset_requests();
     assert_eq!(e.conn.find_by_correlation("01JOPOST").await.unwrap().map(|r| r.id), Some(t.id));

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use bridge::connectors::vsa::VsaConnector;
 use bridge::connectors::{Connector, ConnectorError, NoteRequest, TokenKind};
 use bridge::domain::{MappedStatus, Outcome};
+use bridge::secrets::Secrets;
 use chrono::{DateTime, Utc};
 use sandbox::Fault;
 use sandbox::vsa::{Vsa, VsaConfig};
 use support::psa::{VSA_SECRET as SECRET, assert_check_fails, config, dead_url, request, vsa_sim};
-use bridge::secrets::Secrets;
 use support::{MemSecrets, Opts};
 
 const LIST: &str = "GET /api/v1.0/automation/servicedesks/{deskId}/tickets";
@@ -31,13 +31,26 @@ fn opts() -> Opts {
 
 async fn env_with(sim_config: VsaConfig, options: &str, defaults: &str) -> Env {
     let (sim, secrets) = vsa_sim(sim_config).await;
-    let cfg = config("vsa", sim.base_url(), SECRET, &opts(), &format!("service_desk_id = \"1001\"\n{options}"), defaults, None);
+    let cfg = config(
+        "vsa",
+        sim.base_url(),
+        SECRET,
+        &opts(),
+        &format!("service_desk_id = \"1001\"\n{options}"),
+        defaults,
+        None,
+    );
     let conn = VsaConnector::new("vsa-test", &cfg, secrets.clone()).unwrap();
     Env { sim, secrets, conn }
 }
 
 async fn env() -> Env {
-    env_with(VsaConfig::default(), "", "priority = \"High\"\nstatus = \"In Progress\"\n[issue]\nissue_type = \"Security\"").await
+    env_with(
+        VsaConfig::default(),
+        "",
+        "priority = \"High\"\nstatus = \"In Progress\"\n[issue]\nissue_type = \"Security\"",
+    )
+    .await
 }
 
 #[tokio::test]

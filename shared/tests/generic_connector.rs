@@ -58,7 +58,11 @@ async fn task_data_cannot_break_or_inject_into_requests() {
     assert_eq!(fields["extra"], json!({"note": EVIL, "nested": {"k": EVIL}, "n": 5}));
     assert_eq!(stored.title, EVIL);
     // A decoy whose ext_ref is what an injected query parameter would ask for.
-    g.create_ticket(sandbox::NewTicket { title: "decoy".into(), correlation_key: Some("other".into()), ..Default::default() });
+    g.create_ticket(sandbox::NewTicket {
+        title: "decoy".into(),
+        correlation_key: Some("other".into()),
+        ..Default::default()
+    });
     let found = c.find_by_correlation(key).await.unwrap().unwrap();
     assert_eq!(found.id, t.id);
     let q = g.request_log().into_iter().rev().find(|r| r.route == "GET /api/v2/issues").unwrap().query.unwrap();
@@ -112,7 +116,10 @@ async fn static_auth_modes() {
         let good = MemSecrets::with(SECRET, &fields);
         let c = build(&g, good, &with_auth(options));
         c.check().await.unwrap();
-        let t = c.create_ticket(&TicketRequest { correlation_key: "k1".into(), title: "t".into(), ..Default::default() }).await.unwrap();
+        let t = c
+            .create_ticket(&TicketRequest { correlation_key: "k1".into(), title: "t".into(), ..Default::default() })
+            .await
+            .unwrap();
         assert_eq!(c.statuses(std::slice::from_ref(&t.id)).await.unwrap()[0].name, "Open");
         assert_eq!(c.token_state().await.unwrap().kind, TokenKind::None);
         if fields.is_empty() {
@@ -132,8 +139,14 @@ async fn oauth_diagnosis_and_token_storage() {
     let g = GenericSim::spawn(GenericConfig::default()).await.unwrap();
     let bad = MemSecrets::with(SECRET, &[("client_id", "tb-client"), ("client_secret", "nope-nope")]);
     let err = build(&g, bad, GENERIC_OPTIONS).check().await.unwrap_err();
-    assert!(matches!(&err, ConnectorError::Unauthorized(m) if m.contains("invalid_client") && !m.contains("nope-nope")), "{err:?}");
-    let err = build(&g, oauth_secrets(), &GENERIC_OPTIONS.replace("scope = \"issues\"", "scope = \"admin\"")).check().await.unwrap_err();
+    assert!(
+        matches!(&err, ConnectorError::Unauthorized(m) if m.contains("invalid_client") && !m.contains("nope-nope")),
+        "{err:?}"
+    );
+    let err = build(&g, oauth_secrets(), &GENERIC_OPTIONS.replace("scope = \"issues\"", "scope = \"admin\""))
+        .check()
+        .await
+        .unwrap_err();
     assert!(matches!(&err, ConnectorError::Forbidden(m) if m.contains("scope")), "{err:?}");
     let missing = MemSecrets::with(SECRET, &[("client_id", "tb-client")]);
     let err = build(&g, missing, GENERIC_OPTIONS).check().await.unwrap_err();
@@ -164,10 +177,14 @@ async fn single_ticket_status_mode_and_missing_note() {
         .replace("status_pointer = \"/fields/status/name\"", "status_pointer = \"/issue/fields/status/name\"")
         .replace("url = \"/api/v2/issues?ids={{ ids | join(',') }}\"", "url = \"/api/v2/issues/{{ id }}\"");
     let options = options.split("[options.note]").next().unwrap().to_string()
-        + "[options.find]" + options.split("[options.find]").nth(1).unwrap();
+        + "[options.find]"
+        + options.split("[options.find]").nth(1).unwrap();
     let c = build(&g, oauth_secrets(), &options);
     assert_eq!(c.batch_size(), 1);
-    let t = c.create_ticket(&TicketRequest { correlation_key: "k".into(), title: "t".into(), ..Default::default() }).await.unwrap();
+    let t = c
+        .create_ticket(&TicketRequest { correlation_key: "k".into(), title: "t".into(), ..Default::default() })
+        .await
+        .unwrap();
     g.close(&t.id, Some("Won't Do")).unwrap();
     let got = c.statuses(&[t.id.clone(), "424242".into()]).await.unwrap();
     assert_eq!(got.len(), 1, "unknown ticket (404) omitted");

@@ -61,13 +61,16 @@ async fn basic_auth_and_secret_rotation() {
     let c = build(&rt, secrets.clone(), "correlation_field = \"TicketBridgeKey\"");
     let t = c.create_ticket(&req("k1")).await.unwrap();
     rt.revoke_all_credentials();
-    rt.tokens().insert("2-new-token", sandbox::TokenInfo {
-        kind: sandbox::TokenKind::Static,
-        subject: "root".into(),
-        scopes: vec!["ShowTicket".into()],
-        expires_at: None,
-        revoked: false,
-    });
+    rt.tokens().insert(
+        "2-new-token",
+        sandbox::TokenInfo {
+            kind: sandbox::TokenKind::Static,
+            subject: "root".into(),
+            scopes: vec!["ShowTicket".into()],
+            expires_at: None,
+            revoked: false,
+        },
+    );
     secrets.set(SECRET, &[("token", "2-new-token")]);
     assert_eq!(c.statuses(std::slice::from_ref(&t.id)).await.unwrap().len(), 1);
     // Secret without usable fields: a configuration error naming them, nothing sent.
@@ -80,12 +83,16 @@ async fn basic_auth_and_secret_rotation() {
 
 #[tokio::test]
 async fn check_diagnoses_rt_problems() {
-    let rt = RtSim::spawn(RtConfig { read_only_tokens: vec!["ro-token-1".into()], ..RtConfig::default() }).await.unwrap();
+    let rt =
+        RtSim::spawn(RtConfig { read_only_tokens: vec!["ro-token-1".into()], ..RtConfig::default() }).await.unwrap();
     let good = MemSecrets::with(SECRET, &[("token", "1-14-rt-test-token")]);
     let report = build(&rt, good.clone(), "correlation_field = \"TicketBridgeKey\"").check().await.unwrap();
     assert_eq!(report.steps.len(), 3, "{report:?}");
     let err = build(&rt, MemSecrets::with(SECRET, &[("token", "wrong-token")]), "").check().await.unwrap_err();
-    assert!(matches!(&err, ConnectorError::Unauthorized(m) if m.contains(SECRET) && !m.contains("wrong-token")), "{err:?}");
+    assert!(
+        matches!(&err, ConnectorError::Unauthorized(m) if m.contains(SECRET) && !m.contains("wrong-token")),
+        "{err:?}"
+    );
     let err = build(&rt, good.clone(), "queue = \"Nope\"").check().await.unwrap_err();
     assert!(matches!(&err, ConnectorError::Forbidden(m) if m.contains("options.queue")), "{err:?}");
     let err = build(&rt, good.clone(), "correlation_field = \"Missing CF\"").check().await.unwrap_err();
@@ -93,7 +100,8 @@ async fn check_diagnoses_rt_problems() {
     let err = build(&rt, good, "rest_path = \"/REST/1.0\"").check().await.unwrap_err();
     assert!(matches!(&err, ConnectorError::NotFound(m) if m.contains("rest_path")), "{err:?}");
     // A token without CreateTicket: creation is refused (403), not retried.
-    let ro = build(&rt, MemSecrets::with(SECRET, &[("token", "ro-token-1")]), "correlation_field = \"TicketBridgeKey\"");
+    let ro =
+        build(&rt, MemSecrets::with(SECRET, &[("token", "ro-token-1")]), "correlation_field = \"TicketBridgeKey\"");
     ro.check().await.unwrap();
     let err = ro.create_ticket(&req("k")).await.unwrap_err();
     assert!(matches!(err, ConnectorError::Forbidden(_)), "{err:?}");

@@ -15,12 +15,20 @@ async fn desk_with(keys: Vec<ApiKey>) -> Desk {
 }
 
 fn connector(base_url: &str, secrets: Arc<MemSecrets>) -> Arc<dyn Connector> {
-    connectors::build("sbx", &conn_config("sandbox", base_url, SECRET, &Opts { max_retries: 0, ..Opts::default() }, ""), secrets).unwrap()
+    connectors::build(
+        "sbx",
+        &conn_config("sandbox", base_url, SECRET, &Opts { max_retries: 0, ..Opts::default() }, ""),
+        secrets,
+    )
+    .unwrap()
 }
 
 #[tokio::test]
 async fn check_diagnoses_credentials_and_scope() {
-    let expired = ApiKey { expires_at: Some(chrono::Utc::now() - chrono::Duration::hours(1)), ..ApiKey::new("old", "key-expired") };
+    let expired = ApiKey {
+        expires_at: Some(chrono::Utc::now() - chrono::Duration::hours(1)),
+        ..ApiKey::new("old", "key-expired")
+    };
     let ro = ApiKey { scopes: vec!["tickets:read".into()], ..ApiKey::new("ro", "key-readonly") };
     let d = desk_with(vec![ApiKey::new("main", "key-good"), expired, ro]).await;
     type Want = fn(&ConnectorError) -> bool;
@@ -129,9 +137,13 @@ fn every_kind_builds_without_io_and_unknown_options_are_named() {
         let cfg = conn_config(kind, "http://127.0.0.1:9", SECRET, &Opts::default(), required);
         let built = connectors::build("x", &cfg, Arc::new(MemSecrets::default())).unwrap();
         assert_eq!(built.kind().as_str(), kind);
-        let cfg = conn_config(kind, "http://127.0.0.1:9", SECRET, &Opts::default(), &format!("{required}bogus_option = 1"));
+        let cfg =
+            conn_config(kind, "http://127.0.0.1:9", SECRET, &Opts::default(), &format!("{required}bogus_option = 1"));
         let err = connectors::build("x", &cfg, Arc::new(MemSecrets::default())).err().unwrap();
-        assert!(matches!(&err, ConnectorError::Config(m) if m.contains("connections.x.options") && m.contains("bogus_option")), "{err:?}");
+        assert!(
+            matches!(&err, ConnectorError::Config(m) if m.contains("connections.x.options") && m.contains("bogus_option")),
+            "{err:?}"
+        );
     }
     // VSA cannot work without its service desk.
     let cfg = conn_config("vsa", "http://127.0.0.1:9", SECRET, &Opts::default(), "");

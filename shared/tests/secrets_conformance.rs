@@ -417,9 +417,10 @@ mod aws_backend {
     #[tokio::test]
     async fn unreachable_endpoint_is_a_backend_error_without_values() {
         // Port 1 on loopback refuses connections; no retries so the test stays fast.
-        let conf = aws_sdk_secretsmanager::config::Builder::from(&bridge::aws::sdk_config(Some("http://127.0.0.1:1")).await)
-            .retry_config(aws_sdk_secretsmanager::config::retry::RetryConfig::disabled())
-            .build();
+        let conf =
+            aws_sdk_secretsmanager::config::Builder::from(&bridge::aws::sdk_config(Some("http://127.0.0.1:1")).await)
+                .retry_config(aws_sdk_secretsmanager::config::retry::RetryConfig::disabled())
+                .build();
         let s = AwsSecrets::new(aws_sdk_secretsmanager::Client::from_conf(conf), Duration::from_secs(60));
         let err = s.get("conn").await.unwrap_err();
         match &err {

@@ -791,7 +791,12 @@ async fn user_mappings_crud(h: &Harness) {
     assert_eq!(sorted(s.list_user_mappings("c").await.unwrap()), sorted(vec![ada.clone(), hash.clone(), gone.clone()]));
 
     // Include after exclude: overwrite in place.
-    let back = UserMapping { excluded: false, contact_id: Some("503".into()), updated_at: t0 + Duration::seconds(1), ..gone.clone() };
+    let back = UserMapping {
+        excluded: false,
+        contact_id: Some("503".into()),
+        updated_at: t0 + Duration::seconds(1),
+        ..gone.clone()
+    };
     s.put_user_mapping(&back).await.unwrap();
     assert_eq!(s.get_user_mapping("c", &gone.email).await.unwrap(), Some(back.clone()));
 

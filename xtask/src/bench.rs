@@ -25,7 +25,20 @@ pub fn bench(root: &Path, args: &[String]) -> Result<i32> {
     if (wants("lambda") || wants("intake")) && !skip_build {
         // Release builds of what the start-up and intake benchmarks exec (cached in target/release).
         let mut build = Command::new(cargo());
-        build.current_dir(root).args(["build", "--release", "-p", "intake", "-p", "create-ticket", "-p", "poll-status", "-p", "refresh-token", "-p", "ticket-bridge"]);
+        build.current_dir(root).args([
+            "build",
+            "--release",
+            "-p",
+            "intake",
+            "-p",
+            "create-ticket",
+            "-p",
+            "poll-status",
+            "-p",
+            "refresh-token",
+            "-p",
+            "ticket-bridge",
+        ]);
         let st = run_cmd(&mut build)?;
         if !st.success() {
             return Ok(exit_code(st));
@@ -51,6 +64,10 @@ pub fn bench(root: &Path, args: &[String]) -> Result<i32> {
         .env_remove("AWS_PROFILE");
     let status = run_cmd(&mut cmd)?;
     drop(moto);
-    println!("xtask: bench {} in {:.0}s", if status.success() { "finished" } else { "FAILED" }, started.elapsed().as_secs_f64());
+    println!(
+        "xtask: bench {} in {:.0}s",
+        if status.success() { "finished" } else { "FAILED" },
+        started.elapsed().as_secs_f64()
+    );
     Ok(exit_code(status))
 }

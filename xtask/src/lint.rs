@@ -7,16 +7,8 @@ use std::process::Command;
 use crate::venv::{self, Pin};
 
 /// Linters pinned in `.venv` (the SAM CLI runs cfn-lint itself for `--lint`).
-pub const TOOLS: &[Pin] = &[
-    Pin {
-        name: "cfn-lint",
-        version: "1.58.0",
-    },
-    Pin {
-        name: "aws-sam-cli",
-        version: "1.170.0",
-    },
-];
+pub const TOOLS: &[Pin] =
+    &[Pin { name: "cfn-lint", version: "1.58.0" }, Pin { name: "aws-sam-cli", version: "1.170.0" }];
 
 /// The SAM template, relative to the repository root.
 pub const TEMPLATE: &str = "infra/template.yaml";
@@ -42,14 +34,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<i32> {
     steps.push(("sam validate --lint", sam));
 
     let mut clippy = Command::new(crate::cargo());
-    clippy.args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--",
-        "-D",
-        "warnings",
-    ]);
+    clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
     steps.push(("clippy", clippy));
 
     let mut fmt = Command::new(crate::cargo());

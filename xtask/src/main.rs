@@ -7,10 +7,10 @@
 //! - `lint`: the SAM template (cfn-lint, `sam validate --lint`), clippy and rustfmt ([`lint`]).
 //! - `package`: arm64 release zips of every Lambda function with cargo-lambda ([`package`]).
 
+mod bench;
 mod lint;
 mod package;
 mod venv;
-mod bench;
 
 mod soak;
 
@@ -308,7 +308,11 @@ impl Moto {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                bail!("moto_server exited early ({status}); last lines of {}:\n{}", self.log.display(), tail(&self.log, 30));
+                bail!(
+                    "moto_server exited early ({status}); last lines of {}:\n{}",
+                    self.log.display(),
+                    tail(&self.log, 30)
+                );
             }
             if answers_http(self.port) {
                 return Ok(());

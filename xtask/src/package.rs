@@ -9,16 +9,7 @@ use crate::venv::{self, Pin};
 
 /// cargo-lambda and the zig toolchain it links with (cargo-lambda only asks for `ziglang>=0.10`;
 /// pinning zig keeps cross builds reproducible).
-pub const TOOLS: &[Pin] = &[
-    Pin {
-        name: "cargo-lambda",
-        version: "1.9.2",
-    },
-    Pin {
-        name: "ziglang",
-        version: "0.15.2",
-    },
-];
+pub const TOOLS: &[Pin] = &[Pin { name: "cargo-lambda", version: "1.9.2" }, Pin { name: "ziglang", version: "0.15.2" }];
 
 /// Rust target of the `arm64` Lambda architecture.
 pub const TARGET: &str = "aarch64-unknown-linux-gnu";
@@ -38,18 +29,14 @@ pub struct FunctionCrate {
 pub fn function_crates(root: &Path) -> Result<Vec<FunctionCrate>> {
     let functions = root.join("functions");
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(&functions)
-        .with_context(|| format!("cannot read {}", functions.display()))?
-    {
+    for entry in std::fs::read_dir(&functions).with_context(|| format!("cannot read {}", functions.display()))? {
         let dir = entry?.path();
         let manifest = dir.join("Cargo.toml");
         if !manifest.is_file() {
             continue;
         }
-        let text = std::fs::read_to_string(&manifest)
-            .with_context(|| format!("cannot read {}", manifest.display()))?;
-        let name = package_name(&text)
-            .with_context(|| format!("no [package] name in {}", manifest.display()))?;
+        let text = std::fs::read_to_string(&manifest).with_context(|| format!("cannot read {}", manifest.display()))?;
+        let name = package_name(&text).with_context(|| format!("no [package] name in {}", manifest.display()))?;
         out.push(FunctionCrate { dir, name });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -90,25 +77,15 @@ pub fn run(root: &Path, args: &[String]) -> Result<i32> {
     let lambda_dir = crate::target_dir(root).join("lambda");
 
     let mut cmd = Command::new(venv.join("bin").join("cargo-lambda"));
-    cmd.args([
-        "lambda",
-        "build",
-        "--release",
-        "--arm64",
-        "--output-format",
-        "zip",
-        "--lambda-dir",
-    ])
-    .arg(&lambda_dir)
-    .current_dir(root)
-    .env("PATH", venv::path_with(&venv)?);
+    cmd.args(["lambda", "build", "--release", "--arm64", "--output-format", "zip", "--lambda-dir"])
+        .arg(&lambda_dir)
+        .current_dir(root)
+        .env("PATH", venv::path_with(&venv)?);
     for c in &crates {
         cmd.args(["--package", &c.name]);
     }
-    if let Some(zig) = venv::site_packages(&venv)
-        .into_iter()
-        .map(|sp| sp.join("ziglang").join("zig"))
-        .find(|p| p.is_file())
+    if let Some(zig) =
+        venv::site_packages(&venv).into_iter().map(|sp| sp.join("ziglang").join("zig")).find(|p| p.is_file())
     {
         cmd.env("CARGO_ZIGBUILD_ZIG_PATH", zig);
     }
@@ -118,18 +95,12 @@ pub fn run(root: &Path, args: &[String]) -> Result<i32> {
         eprintln!("xtask: cargo lambda build failed ({status})");
         return Ok(status.code().unwrap_or(1));
     }
-    println!(
-        "xtask: built {} functions in {:.0}s\n",
-        crates.len(),
-        started.elapsed().as_secs_f64()
-    );
+    println!("xtask: built {} functions in {:.0}s\n", crates.len(), started.elapsed().as_secs_f64());
 
     let mut rows = Vec::new();
     for c in &crates {
         let zip = lambda_dir.join(&c.name).join("bootstrap.zip");
-        let bytes = std::fs::metadata(&zip)
-            .with_context(|| format!("missing {}", zip.display()))?
-            .len();
+        let bytes = std::fs::metadata(&zip).with_context(|| format!("missing {}", zip.display()))?.len();
         check_zip(&zip)?;
         rows.push((c.name.clone(), bytes, zip));
     }
@@ -143,18 +114,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<i32> {
 
 /// `rustup target add` unless the arm64 standard library is already installed.
 fn ensure_target() -> Result<()> {
-    let out = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output();
+    let out = Command::new("rustup").args(["target", "list", "--installed"]).output();
     match out {
-        Ok(o)
-            if o.status.success()
-                && String::from_utf8_lossy(&o.stdout)
-                    .lines()
-                    .any(|l| l.trim() == TARGET) =>
-        {
-            Ok(())
-        }
+        Ok(o) if o.status.success() && String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == TARGET) => Ok(()),
         Ok(_) => {
             let status = crate::run_cmd(Command::new("rustup").args(["target", "add", TARGET]))?;
             if !status.success() {
@@ -163,9 +125,7 @@ fn ensure_target() -> Result<()> {
             Ok(())
         }
         Err(e) => {
-            println!(
-                "xtask: rustup not available ({e}); assuming the {TARGET} standard library is installed"
-            );
+            println!("xtask: rustup not available ({e}); assuming the {TARGET} standard library is installed");
             Ok(())
         }
     }
@@ -178,10 +138,7 @@ fn check_zip(zip: &Path) -> Result<()> {
         bail!("{} is not a zip file", zip.display());
     }
     // Local file header: name length at offset 26 (u16 LE), name at offset 30.
-    let name_len = data
-        .get(26..28)
-        .map(|b| usize::from(u16::from_le_bytes([b[0], b[1]])))
-        .unwrap_or(0);
+    let name_len = data.get(26..28).map(|b| usize::from(u16::from_le_bytes([b[0], b[1]]))).unwrap_or(0);
     if data.get(30..30 + name_len) != Some(b"bootstrap".as_slice()) {
         bail!("{} does not start with a `bootstrap` entry", zip.display());
     }
@@ -191,25 +148,14 @@ fn check_zip(zip: &Path) -> Result<()> {
 /// A plain-text table of zip sizes.
 pub fn size_table(rows: &[(String, u64, PathBuf)], root: &Path) -> String {
     let width = rows.iter().map(|(n, ..)| n.len()).max().unwrap_or(8).max(8);
-    let mut out = format!(
-        "{:<width$}  {:>12}  {:>8}  zip\n",
-        "function", "bytes", "MiB"
-    );
+    let mut out = format!("{:<width$}  {:>12}  {:>8}  zip\n", "function", "bytes", "MiB");
     let mut total = 0;
     for (name, bytes, zip) in rows {
         total += bytes;
         let shown = zip.strip_prefix(root).unwrap_or(zip);
-        out.push_str(&format!(
-            "{name:<width$}  {bytes:>12}  {:>8.2}  {}\n",
-            mib(*bytes),
-            shown.display()
-        ));
+        out.push_str(&format!("{name:<width$}  {bytes:>12}  {:>8.2}  {}\n", mib(*bytes), shown.display()));
     }
-    out.push_str(&format!(
-        "{:<width$}  {total:>12}  {:>8.2}\n",
-        "total",
-        mib(total)
-    ));
+    out.push_str(&format!("{:<width$}  {total:>12}  {:>8.2}\n", "total", mib(total)));
     out
 }
 
@@ -232,41 +178,20 @@ mod tests {
     #[test]
     fn every_function_dir_is_found() {
         let root = crate::repo_root().unwrap();
-        let names: Vec<String> = function_crates(&root)
-            .unwrap()
-            .into_iter()
-            .map(|c| c.name)
-            .collect();
-        assert_eq!(
-            names,
-            ["create-ticket", "intake", "poll-status", "refresh-token"]
-        );
+        let names: Vec<String> = function_crates(&root).unwrap().into_iter().map(|c| c.name).collect();
+        assert_eq!(names, ["create-ticket", "intake", "poll-status", "refresh-token"]);
     }
 
     #[test]
     fn size_table_sums_and_aligns() {
         let root = Path::new("/r");
         let rows = vec![
-            (
-                "intake".to_string(),
-                2 * 1024 * 1024,
-                PathBuf::from("/r/target/lambda/intake/bootstrap.zip"),
-            ),
-            (
-                "refresh-token".to_string(),
-                1024 * 1024,
-                PathBuf::from("/r/target/lambda/refresh-token/bootstrap.zip"),
-            ),
+            ("intake".to_string(), 2 * 1024 * 1024, PathBuf::from("/r/target/lambda/intake/bootstrap.zip")),
+            ("refresh-token".to_string(), 1024 * 1024, PathBuf::from("/r/target/lambda/refresh-token/bootstrap.zip")),
         ];
         let t = size_table(&rows, root);
-        assert!(
-            t.contains("intake              2097152      2.00  target/lambda/intake/bootstrap.zip"),
-            "{t}"
-        );
-        assert!(
-            t.lines().last().unwrap().contains("3145728      3.00"),
-            "{t}"
-        );
+        assert!(t.contains("intake              2097152      2.00  target/lambda/intake/bootstrap.zip"), "{t}");
+        assert!(t.lines().last().unwrap().contains("3145728      3.00"), "{t}");
     }
 
     #[test]

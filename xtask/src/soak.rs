@@ -10,7 +10,8 @@ use std::fs;
 use std::path::Path;
 
 /// Test binaries that make up the reliability suite (nextest filter).
-const FILTER: &str = "binary(fault_matrix) | binary(crash_points) | binary(duplicate_storm) | binary(bad_input) | binary(security)";
+const FILTER: &str =
+    "binary(fault_matrix) | binary(crash_points) | binary(duplicate_storm) | binary(bad_input) | binary(security)";
 
 /// Entry point for `soak` and `reliability-report`.
 pub fn run(root: &Path, args: &[String]) -> Result<i32> {
@@ -106,7 +107,8 @@ fn num(v: &serde_json::Value, k: &str) -> u64 {
 /// Aggregates `target/reliability/*.json` by (suite, class, route) into docs/reliability.md.
 pub fn report(root: &Path) -> Result<()> {
     let dir = crate::target_dir(root).join("reliability");
-    let entries = fs::read_dir(&dir).with_context(|| format!("no results in {} (run `cargo xtask test` or `cargo xtask soak`)", dir.display()))?;
+    let entries = fs::read_dir(&dir)
+        .with_context(|| format!("no results in {} (run `cargo xtask test` or `cargo xtask soak`)", dir.display()))?;
     let mut rows: BTreeMap<(String, String, String), Row> = BTreeMap::new();
     let mut files = 0;
     for e in entries {
@@ -115,7 +117,8 @@ pub fn report(root: &Path) -> Result<()> {
             continue;
         }
         let text = fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("bad JSON in {}", path.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("bad JSON in {}", path.display()))?;
         let s = |k: &str| v.get(k).and_then(serde_json::Value::as_str).unwrap_or("").to_string();
         let r = rows.entry((s("suite"), s("class"), s("route"))).or_default();
         files += 1;
@@ -149,7 +152,11 @@ pub fn report(root: &Path) -> Result<()> {
          |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for ((suite, class, route), r) in &rows {
-        let targets = if r.targets.len() >= 7 { "all 7".to_string() } else { r.targets.iter().cloned().collect::<Vec<_>>().join(", ") };
+        let targets = if r.targets.len() >= 7 {
+            "all 7".to_string()
+        } else {
+            r.targets.iter().cloned().collect::<Vec<_>>().join(", ")
+        };
         md.push_str(&format!(
             "| {suite} | {class} | {route} | {targets} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.scale, r.runs, r.tasks, r.faults, r.completed, r.dead, r.lost, r.duplicates, r.errors

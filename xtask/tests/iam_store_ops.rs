@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bridge::domain::{
-    Alert, ContactEntry, NewTask, OrgMapping, Severity, Task, TaskEvent, TaskId, TaskPayload,
-    TaskState, TicketGroup, TicketRef,
+    Alert, ContactEntry, NewTask, OrgMapping, Severity, Task, TaskEvent, TaskId, TaskPayload, TaskState, TicketGroup,
+    TicketRef,
 };
 use bridge::store::dynamo::{DynamoStore, OpCounter, client_with_op_counter, create_table};
 use bridge::store::{Created, Store, StoreError};
@@ -18,16 +18,13 @@ use chrono::{Duration, Utc};
 use common::STORE_METHOD_ACTIONS;
 
 async fn store() -> (DynamoStore, Arc<OpCounter>) {
-    let endpoint = std::env::var(bridge::aws::ENDPOINT_ENV)
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "{0} is not set: start moto_server (e.g. `cargo xtask moto`) and export \
+    let endpoint = std::env::var(bridge::aws::ENDPOINT_ENV).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+        panic!(
+            "{0} is not set: start moto_server (e.g. `cargo xtask moto`) and export \
                  {0}=http://127.0.0.1:<port>, or run `cargo xtask test`",
-                bridge::aws::ENDPOINT_ENV
-            )
-        });
+            bridge::aws::ENDPOINT_ENV
+        )
+    });
     let config = bridge::aws::sdk_config(Some(&endpoint)).await;
     let counter = OpCounter::new();
     let client = client_with_op_counter(&config, counter.clone());
@@ -57,12 +54,7 @@ fn task(external_id: &str) -> Task {
 }
 
 fn ticket(id: &str) -> TicketRef {
-    TicketRef {
-        id: id.into(),
-        number: None,
-        url: None,
-        remote_status: None,
-    }
+    TicketRef { id: id.into(), number: None, url: None, remote_status: None }
 }
 
 /// IAM action of an operation the counter saw. The store's transactions hold only Puts (the
@@ -82,10 +74,7 @@ impl Seen {
     fn take(&mut self, method: &'static str, counter: &OpCounter) {
         let ops = counter.snapshot();
         assert!(!ops.is_empty(), "{method} issued no operation");
-        self.0
-            .entry(method)
-            .or_default()
-            .extend(ops.keys().map(|op| action(op)));
+        self.0.entry(method).or_default().extend(ops.keys().map(|op| action(op)));
         counter.reset();
     }
 }
@@ -98,44 +87,25 @@ async fn every_store_method_issues_exactly_the_actions_iam_grants() {
 
     // Tasks: new, repeated submission, read, update, lost update.
     let first = task("ext-1");
-    assert!(matches!(
-        s.create_task(&first).await.unwrap(),
-        Created::New(_)
-    ));
+    assert!(matches!(s.create_task(&first).await.unwrap(), Created::New(_)));
     let mut again = task("ext-1");
     again.id = TaskId::generate();
-    assert!(matches!(
-        s.create_task(&again).await.unwrap(),
-        Created::Existing(_)
-    ));
+    assert!(matches!(s.create_task(&again).await.unwrap(), Created::Existing(_)));
     seen.take("create_task", &counter);
 
     let stored = s.get_task(&first.id).await.unwrap().unwrap();
     seen.take("get_task", &counter);
 
     let mut opened = stored.clone();
-    opened
-        .apply(
-            TaskEvent::TicketCreated {
-                ticket: ticket("t-1"),
-                next_poll_at: now,
-            },
-            now,
-        )
-        .unwrap();
+    opened.apply(TaskEvent::TicketCreated { ticket: ticket("t-1"), next_poll_at: now }, now).unwrap();
     s.update_task(&opened).await.unwrap();
     let stale = s.update_task(&opened).await;
     assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
     seen.take("update_task", &counter);
 
-    s.due_for_creation(now + Duration::hours(1), 10, None)
-        .await
-        .unwrap();
+    s.due_for_creation(now + Duration::hours(1), 10, None).await.unwrap();
     seen.take("due_for_creation", &counter);
-    let due = s
-        .due_for_polling("conn", now + Duration::hours(1), 10, None)
-        .await
-        .unwrap();
+    let due = s.due_for_polling("conn", now + Duration::hours(1), 10, None).await.unwrap();
     assert_eq!(due.items.len(), 1);
     seen.take("due_for_polling", &counter);
     s.list_tasks(TaskState::TicketOpen, 10, None).await.unwrap();
@@ -150,11 +120,7 @@ async fn every_store_method_issues_exactly_the_actions_iam_grants() {
         created_at: now,
     };
     assert!(s.create_group(&group).await.unwrap().is_none());
-    let other = TicketGroup {
-        ticket: ticket("t-2"),
-        owner: TaskId::generate(),
-        ..group.clone()
-    };
+    let other = TicketGroup { ticket: ticket("t-2"), owner: TaskId::generate(), ..group.clone() };
     assert!(s.create_group(&other).await.unwrap().is_some());
     seen.take("create_group", &counter);
     assert!(s.get_group("conn", &group.key).await.unwrap().is_some());
@@ -164,23 +130,10 @@ async fn every_store_method_issues_exactly_the_actions_iam_grants() {
     seen.take("release_group", &counter);
 
     // Leases: take, contend, renew, release.
-    let lease = s
-        .acquire_lease("refresh#conn", "a", now, Duration::minutes(2))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        s.acquire_lease("refresh#conn", "b", now, Duration::minutes(2))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let lease = s.acquire_lease("refresh#conn", "a", now, Duration::minutes(2)).await.unwrap().unwrap();
+    assert!(s.acquire_lease("refresh#conn", "b", now, Duration::minutes(2)).await.unwrap().is_none());
     seen.take("acquire_lease", &counter);
-    let lease = s
-        .renew_lease(&lease, now, Duration::minutes(2))
-        .await
-        .unwrap()
-        .unwrap();
+    let lease = s.renew_lease(&lease, now, Duration::minutes(2)).await.unwrap().unwrap();
     seen.take("renew_lease", &counter);
     s.release_lease(&lease).await.unwrap();
     seen.take("release_lease", &counter);
@@ -227,12 +180,7 @@ async fn every_store_method_issues_exactly_the_actions_iam_grants() {
     };
     s.put_contact(&contact).await.unwrap();
     seen.take("put_contact", &counter);
-    assert!(
-        s.get_contact("conn", "bob@acme.example", now)
-            .await
-            .unwrap()
-            .is_some()
-    );
+    assert!(s.get_contact("conn", "bob@acme.example", now).await.unwrap().is_some());
     seen.take("get_contact", &counter);
 
     let table: BTreeMap<&str, BTreeSet<String>> = STORE_METHOD_ACTIONS
@@ -245,9 +193,6 @@ async fn every_store_method_issues_exactly_the_actions_iam_grants() {
         "every method in the table is exercised"
     );
     for (method, want) in &table {
-        assert_eq!(
-            &seen.0[method], want,
-            "Store::{method}: operations seen vs STORE_METHOD_ACTIONS"
-        );
+        assert_eq!(&seen.0[method], want, "Store::{method}: operations seen vs STORE_METHOD_ACTIONS");
     }
 }

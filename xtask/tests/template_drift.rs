@@ -86,11 +86,8 @@ const ENV_NOT_FROM_TEMPLATE: &[(&str, &str)] = &[
 ];
 
 /// `TICKET_BRIDGE__…` overrides every function needs (read through `std::env::vars()`).
-const REQUIRED_OVERRIDES: &[&str] = &[
-    "TICKET_BRIDGE__SETTINGS__STORE",
-    "TICKET_BRIDGE__SETTINGS__TABLE_NAME",
-    "TICKET_BRIDGE__SETTINGS__SECRETS",
-];
+const REQUIRED_OVERRIDES: &[&str] =
+    &["TICKET_BRIDGE__SETTINGS__STORE", "TICKET_BRIDGE__SETTINGS__TABLE_NAME", "TICKET_BRIDGE__SETTINGS__SECRETS"];
 
 /// Routes the code serves that API Gateway deliberately does not expose.
 const UNEXPOSED_ROUTES: &[(&str, &str, &str)] = &[("GET", "/healthz", "local runner probe")];
@@ -102,11 +99,7 @@ fn resources(t: &Value) -> &Map<String, Value> {
 }
 
 fn of_type<'a>(t: &'a Value, ty: &str) -> Vec<(&'a str, &'a Value)> {
-    resources(t)
-        .iter()
-        .filter(|(_, r)| r["Type"] == ty)
-        .map(|(k, v)| (k.as_str(), v))
-        .collect()
+    resources(t).iter().filter(|(_, r)| r["Type"] == ty).map(|(k, v)| (k.as_str(), v)).collect()
 }
 
 /// Function logical id → crate name (from CodeUri).
@@ -114,9 +107,7 @@ fn functions(t: &Value) -> BTreeMap<String, (String, Value)> {
     of_type(t, "AWS::Serverless::Function")
         .into_iter()
         .map(|(id, r)| {
-            let uri = r["Properties"]["CodeUri"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{id}: CodeUri must be a path"));
+            let uri = r["Properties"]["CodeUri"].as_str().unwrap_or_else(|| panic!("{id}: CodeUri must be a path"));
             let name = uri.rsplit('/').next().unwrap().to_string();
             (name, (id.to_string(), r.clone()))
         })
@@ -124,27 +115,19 @@ fn functions(t: &Value) -> BTreeMap<String, (String, Value)> {
 }
 
 fn fn_named<'a>(fns: &'a BTreeMap<String, (String, Value)>, name: &str) -> &'a (String, Value) {
-    fns.get(name)
-        .unwrap_or_else(|| panic!("no function deploys functions/{name}"))
+    fns.get(name).unwrap_or_else(|| panic!("no function deploys functions/{name}"))
 }
 
 /// A function property, falling back to `Globals.Function`.
 fn prop<'a>(t: &'a Value, f: &'a Value, key: &str) -> &'a Value {
     let own = &f["Properties"][key];
-    if own.is_null() {
-        &t["Globals"]["Function"][key]
-    } else {
-        own
-    }
+    if own.is_null() { &t["Globals"]["Function"][key] } else { own }
 }
 
 /// Environment variable names a function gets (Globals merged with its own).
 fn env_keys(t: &Value, f: &Value) -> BTreeSet<String> {
     let mut keys = BTreeSet::new();
-    for vars in [
-        &t["Globals"]["Function"]["Environment"]["Variables"],
-        &f["Properties"]["Environment"]["Variables"],
-    ] {
+    for vars in [&t["Globals"]["Function"]["Environment"]["Variables"], &f["Properties"]["Environment"]["Variables"]] {
         if let Some(m) = vars.as_object() {
             keys.extend(m.keys().cloned());
         }
@@ -236,10 +219,7 @@ fn env_vars_read() -> BTreeSet<String> {
                     None => {
                         let ident = arg.rsplit("::").next().unwrap();
                         consts.get(ident).cloned().unwrap_or_else(|| {
-                            panic!(
-                                "{}: env var name `{arg}` is neither a literal nor a known const",
-                                path.display()
-                            )
+                            panic!("{}: env var name `{arg}` is neither a literal nor a known const", path.display())
                         })
                     }
                 };
@@ -252,26 +232,12 @@ fn env_vars_read() -> BTreeSet<String> {
 
 /// `(file, text)` of the engine files a function runs, includes resolved.
 fn function_sources(function: &str) -> Vec<(String, String)> {
-    let files = FUNCTION_ENGINE_FILES
-        .iter()
-        .find(|(f, _)| *f == function)
-        .unwrap()
-        .1;
-    let mut out: Vec<(String, String)> = files
-        .iter()
-        .map(|f| {
-            (
-                f.to_string(),
-                strip_tests(&read(&format!("shared/src/{f}"))),
-            )
-        })
-        .collect();
+    let files = FUNCTION_ENGINE_FILES.iter().find(|(f, _)| *f == function).unwrap().1;
+    let mut out: Vec<(String, String)> =
+        files.iter().map(|f| (f.to_string(), strip_tests(&read(&format!("shared/src/{f}"))))).collect();
     for (marker, file) in INCLUDES {
         if out.iter().any(|(_, t)| t.contains(marker)) && !out.iter().any(|(f, _)| f == file) {
-            out.push((
-                file.to_string(),
-                strip_tests(&read(&format!("shared/src/{file}"))),
-            ));
+            out.push((file.to_string(), strip_tests(&read(&format!("shared/src/{file}")))));
         }
     }
     out
@@ -283,15 +249,9 @@ fn store_methods_called(text: &str) -> BTreeSet<String> {
     let mut rest = text;
     while let Some(i) = rest.find("store.") {
         let after = &rest[i + "store.".len()..];
-        let ident: String = after
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        let helper = STORE_HELPERS
-            .iter()
-            .any(|(m, _)| m.trim_end_matches('(') == ident);
-        if after[ident.len()..].starts_with('(') && !helper && ident != "as_ref" && ident != "clone"
-        {
+        let ident: String = after.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        let helper = STORE_HELPERS.iter().any(|(m, _)| m.trim_end_matches('(') == ident);
+        if after[ident.len()..].starts_with('(') && !helper && ident != "as_ref" && ident != "clone" {
             out.insert(ident);
         }
         rest = after;
@@ -306,11 +266,7 @@ fn store_methods_called(text: &str) -> BTreeSet<String> {
 
 /// All non-test source of a function crate (entry point and handler library).
 fn function_code(name: &str) -> String {
-    sources(&format!("functions/{name}/src"))
-        .into_iter()
-        .map(|(_, text)| text)
-        .collect::<Vec<_>>()
-        .join("\n")
+    sources(&format!("functions/{name}/src")).into_iter().map(|(_, text)| text).collect::<Vec<_>>().join("\n")
 }
 
 type Grants = BTreeSet<(String, String)>;
@@ -320,10 +276,7 @@ fn connector_methods() -> Vec<String> {
     let text = read("shared/src/connectors/mod.rs");
     let body = &text[text.find("pub trait Connector").expect("Connector trait")..];
     let body = &body[..body.find("\n}\n").unwrap()];
-    call_args(body, "async fn ")
-        .iter()
-        .map(|s| s.split(['(', '<']).next().unwrap().to_string())
-        .collect()
+    call_args(body, "async fn ").iter().map(|s| s.split(['(', '<']).next().unwrap().to_string()).collect()
 }
 
 /// Whether connector code (or the shared HTTP/token layer it uses) writes secrets.
@@ -343,9 +296,7 @@ fn code_grants(function: &str) -> Grants {
             let actions = STORE_METHOD_ACTIONS
                 .iter()
                 .find(|(name, _)| *name == m)
-                .unwrap_or_else(|| {
-                    panic!("{file} calls store.{m}(), which STORE_METHOD_ACTIONS does not list")
-                })
+                .unwrap_or_else(|| panic!("{file} calls store.{m}(), which STORE_METHOD_ACTIONS does not list"))
                 .1;
             g.extend(actions.iter().map(|(a, r)| (a.to_string(), r.to_string())));
         }
@@ -360,10 +311,7 @@ fn code_grants(function: &str) -> Grants {
         }
         // Connectors read their connection's secret and, where they hold renewable tokens, store
         // every token they obtain (login, refresh, rotated refresh token) right away.
-        if connector_methods()
-            .iter()
-            .any(|m| text.contains(&format!("connector.{m}(")))
-        {
+        if connector_methods().iter().any(|m| text.contains(&format!("connector.{m}("))) {
             g.insert(("secretsmanager:GetSecretValue".into(), "secrets".into()));
             if connectors_store_tokens() {
                 g.insert(("secretsmanager:PutSecretValue".into(), "secrets".into()));
@@ -375,25 +323,15 @@ fn code_grants(function: &str) -> Grants {
 
 /// Grants the platform needs for the wiring in the template itself (logs, stream, DLQ).
 fn platform_grants(f: &Value) -> Grants {
-    let mut g: Grants = [
-        ("logs:CreateLogStream", "log-group"),
-        ("logs:PutLogEvents", "log-group"),
-    ]
-    .iter()
-    .map(|(a, r)| (a.to_string(), r.to_string()))
-    .collect();
-    for ev in f["Properties"]["Events"]
-        .as_object()
-        .into_iter()
-        .flat_map(|m| m.values())
-    {
+    let mut g: Grants = [("logs:CreateLogStream", "log-group"), ("logs:PutLogEvents", "log-group")]
+        .iter()
+        .map(|(a, r)| (a.to_string(), r.to_string()))
+        .collect();
+    for ev in f["Properties"]["Events"].as_object().into_iter().flat_map(|m| m.values()) {
         if ev["Type"] == "DynamoDB" {
-            for a in [
-                "dynamodb:DescribeStream",
-                "dynamodb:GetRecords",
-                "dynamodb:GetShardIterator",
-                "dynamodb:ListStreams",
-            ] {
+            for a in
+                ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator", "dynamodb:ListStreams"]
+            {
                 g.insert((a.into(), "table/stream".into()));
             }
             if !ev["Properties"]["DestinationConfig"]["OnFailure"]["Destination"].is_null() {
@@ -420,12 +358,10 @@ fn resource_label(r: &Value, own_log_group: &str) -> String {
         if let Some(idx) = s.strip_prefix("${Table.Arn}/index/") {
             return format!("index/{idx}");
         }
-        if s == "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretNamePrefix}*"
-        {
+        if s == "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:${SecretNamePrefix}*" {
             return "secrets".into();
         }
-        if s == "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
-        {
+        if s == "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}" {
             return "bus".into();
         }
     }
@@ -441,40 +377,25 @@ fn as_list(v: &Value) -> Vec<Value> {
 
 /// What the template grants a function's role.
 fn granted(t: &Value, f: &Value) -> Grants {
-    assert!(
-        f["Properties"]["Policies"].is_null(),
-        "use the function's own role, not SAM Policies"
-    );
-    let role_id = f["Properties"]["Role"]["Fn::GetAtt"][0]
-        .as_str()
-        .expect("Role: !GetAtt <Role>.Arn");
+    assert!(f["Properties"]["Policies"].is_null(), "use the function's own role, not SAM Policies");
+    let role_id = f["Properties"]["Role"]["Fn::GetAtt"][0].as_str().expect("Role: !GetAtt <Role>.Arn");
     let role = &resources(t)[role_id];
     assert_eq!(role["Type"], "AWS::IAM::Role");
-    assert!(
-        role["Properties"]["ManagedPolicyArns"].is_null(),
-        "{role_id}: no managed policies"
-    );
+    assert!(role["Properties"]["ManagedPolicyArns"].is_null(), "{role_id}: no managed policies");
     let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"];
     assert_eq!(
         trust,
         &json!([{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}])
     );
-    let log_group = f["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
-        .as_str()
-        .expect("LoggingConfig.LogGroup: !Ref <LogGroup>");
+    let log_group =
+        f["Properties"]["LoggingConfig"]["LogGroup"]["Ref"].as_str().expect("LoggingConfig.LogGroup: !Ref <LogGroup>");
     let mut g = Grants::new();
-    for policy in role["Properties"]["Policies"]
-        .as_array()
-        .expect("inline Policies")
-    {
+    for policy in role["Properties"]["Policies"].as_array().expect("inline Policies") {
         for st in policy["PolicyDocument"]["Statement"].as_array().unwrap() {
             assert_eq!(st["Effect"], "Allow", "{role_id}: only Allow statements");
             for a in as_list(&st["Action"]) {
                 for r in as_list(&st["Resource"]) {
-                    g.insert((
-                        a.as_str().unwrap().to_string(),
-                        resource_label(&r, log_group),
-                    ));
+                    g.insert((a.as_str().unwrap().to_string(), resource_label(&r, log_group)));
                 }
             }
         }
@@ -497,63 +418,31 @@ fn every_function_crate_is_deployed_from_its_own_directory() {
     let t = template();
     let fns = functions(&t);
     let cargo: toml::Table = read("Cargo.toml").parse().unwrap();
-    let members: BTreeSet<String> = cargo["workspace"]["members"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m.as_str().unwrap().to_string())
-        .collect();
+    let members: BTreeSet<String> =
+        cargo["workspace"]["members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap().to_string()).collect();
     let mut on_disk = BTreeSet::new();
-    for e in std::fs::read_dir(root().join("functions"))
-        .unwrap()
-        .flatten()
-    {
+    for e in std::fs::read_dir(root().join("functions")).unwrap().flatten() {
         if e.path().join("Cargo.toml").is_file() {
             on_disk.insert(e.file_name().to_string_lossy().into_owned());
         }
     }
-    assert_eq!(
-        fns.keys().cloned().collect::<BTreeSet<_>>(),
-        on_disk,
-        "deployed functions vs functions/*"
-    );
+    assert_eq!(fns.keys().cloned().collect::<BTreeSet<_>>(), on_disk, "deployed functions vs functions/*");
     for (name, (id, f)) in &fns {
         let uri = f["Properties"]["CodeUri"].as_str().unwrap();
-        assert_eq!(
-            uri,
-            format!("../functions/{name}"),
-            "{id}: CodeUri is relative to infra/"
-        );
+        assert_eq!(uri, format!("../functions/{name}"), "{id}: CodeUri is relative to infra/");
         let dir = root().join("infra").join(uri);
-        let manifest: toml::Table = std::fs::read_to_string(dir.join("Cargo.toml"))
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert_eq!(
-            manifest["package"]["name"].as_str(),
-            Some(name.as_str()),
-            "{id}: package name = directory"
-        );
-        assert!(
-            members.contains(&format!("functions/{name}")),
-            "{id}: functions/{name} is not a workspace member"
-        );
+        let manifest: toml::Table = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap().parse().unwrap();
+        assert_eq!(manifest["package"]["name"].as_str(), Some(name.as_str()), "{id}: package name = directory");
+        assert!(members.contains(&format!("functions/{name}")), "{id}: functions/{name} is not a workspace member");
         let has_bin = dir.join("src/main.rs").is_file() || manifest.contains_key("bin");
         assert!(has_bin, "{id}: functions/{name} has no bin target");
         assert_eq!(f["Metadata"]["BuildMethod"], "rust-cargolambda", "{id}");
         assert_eq!(prop(&t, f, "Runtime"), "provided.al2023", "{id}");
         assert_eq!(prop(&t, f, "Handler"), "bootstrap", "{id}");
         assert_eq!(prop(&t, f, "Architectures"), &json!(["arm64"]), "{id}");
-        let timeout = prop(&t, f, "Timeout")
-            .as_i64()
-            .unwrap_or_else(|| panic!("{id}: Timeout"));
-        let memory = prop(&t, f, "MemorySize")
-            .as_i64()
-            .unwrap_or_else(|| panic!("{id}: MemorySize"));
-        assert!(
-            (1..=900).contains(&timeout) && (128..=10240).contains(&memory),
-            "{id}"
-        );
+        let timeout = prop(&t, f, "Timeout").as_i64().unwrap_or_else(|| panic!("{id}: Timeout"));
+        let memory = prop(&t, f, "MemorySize").as_i64().unwrap_or_else(|| panic!("{id}: MemorySize"));
+        assert!((1..=900).contains(&timeout) && (128..=10240).contains(&memory), "{id}");
     }
 }
 
@@ -561,22 +450,13 @@ fn every_function_crate_is_deployed_from_its_own_directory() {
 fn template_sets_every_environment_variable_the_code_reads() {
     let t = template();
     let read_vars = env_vars_read();
-    assert!(
-        read_vars.contains("TICKET_BRIDGE_EVENT_BUS"),
-        "scanner found {read_vars:?}"
-    );
+    assert!(read_vars.contains("TICKET_BRIDGE_EVENT_BUS"), "scanner found {read_vars:?}");
     for (name, (id, f)) in functions(&t) {
         let keys = env_keys(&t, &f);
         for var in &read_vars {
             match ENV_NOT_FROM_TEMPLATE.iter().find(|(n, _)| n == var) {
-                Some((_, why)) => assert!(
-                    !keys.contains(var),
-                    "{id} ({name}) must not set {var}: {why}"
-                ),
-                None => assert!(
-                    keys.contains(var),
-                    "{id} ({name}) does not set {var}, which the code reads"
-                ),
+                Some((_, why)) => assert!(!keys.contains(var), "{id} ({name}) must not set {var}: {why}"),
+                None => assert!(keys.contains(var), "{id} ({name}) does not set {var}, which the code reads"),
             }
         }
         for var in REQUIRED_OVERRIDES {
@@ -595,29 +475,15 @@ fn environment_selects_dynamodb_and_secrets_manager_through_the_real_config_load
     for layer in [false, true] {
         let conditions = BTreeMap::from([("UseConfigLayer", layer)]);
         let refs = BTreeMap::from([("Table", "drift-table".to_string())]);
-        let vars = t["Globals"]["Function"]["Environment"]["Variables"]
-            .as_object()
-            .unwrap();
-        let env: BTreeMap<String, String> = vars
-            .iter()
-            .filter_map(|(k, v)| eval(v, &t, &conditions, &refs).map(|v| (k.clone(), v)))
-            .collect();
+        let vars = t["Globals"]["Function"]["Environment"]["Variables"].as_object().unwrap();
+        let env: BTreeMap<String, String> =
+            vars.iter().filter_map(|(k, v)| eval(v, &t, &conditions, &refs).map(|v| (k.clone(), v))).collect();
         // Config::from_process_env: inline TOML when TICKET_BRIDGE_CONFIG_TOML is present, else the file.
-        assert_eq!(
-            env.contains_key("TICKET_BRIDGE_CONFIG_TOML"),
-            !layer,
-            "inline TOML only without the layer"
-        );
-        assert_eq!(
-            env.get("TICKET_BRIDGE_CONFIG").map(String::as_str),
-            layer.then_some("/opt/ticket-bridge.toml")
-        );
-        let toml = env
-            .get("TICKET_BRIDGE_CONFIG_TOML")
-            .cloned()
-            .unwrap_or_default();
-        let config = bridge::config::Config::from_toml_with_env(&toml, env.clone())
-            .expect("template env is a valid config");
+        assert_eq!(env.contains_key("TICKET_BRIDGE_CONFIG_TOML"), !layer, "inline TOML only without the layer");
+        assert_eq!(env.get("TICKET_BRIDGE_CONFIG").map(String::as_str), layer.then_some("/opt/ticket-bridge.toml"));
+        let toml = env.get("TICKET_BRIDGE_CONFIG_TOML").cloned().unwrap_or_default();
+        let config =
+            bridge::config::Config::from_toml_with_env(&toml, env.clone()).expect("template env is a valid config");
         assert_eq!(config.settings.store, bridge::config::StoreKind::Dynamodb);
         assert_eq!(config.settings.secrets, bridge::config::SecretsKind::Aws);
         assert_eq!(config.settings.table_name, "drift-table");
@@ -658,30 +524,20 @@ fn store_method_table_covers_every_dynamodb_call_in_the_store() {
             rest = &rest[i + "client".len()..];
             let call = rest.trim_start();
             if let Some(call) = call.strip_prefix('.') {
-                let ident: String = call
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if call[ident.len()..].starts_with("()")
-                    && !NOT_OPERATIONS.contains(&ident.as_str())
-                {
+                let ident: String = call.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                if call[ident.len()..].starts_with("()") && !NOT_OPERATIONS.contains(&ident.as_str()) {
                     called.insert(format!(".{ident}()"));
                 }
             }
         }
     }
-    assert!(
-        !called.is_empty(),
-        "found no DynamoDB client calls in the store"
-    );
+    assert!(!called.is_empty(), "found no DynamoDB client calls in the store");
     // Transactions are authorized per item: Puts need PutItem (listed), anything else would
     // need another action (ConditionCheckItem, UpdateItem, DeleteItem).
     for (path, text) in sources("shared/src/store") {
-        for other in [
-            "condition_check(",
-            "TransactWriteItem::builder().update(",
-            "TransactWriteItem::builder().delete(",
-        ] {
+        for other in
+            ["condition_check(", "TransactWriteItem::builder().update(", "TransactWriteItem::builder().delete("]
+        {
             assert!(
                 !text.contains(other),
                 "{}: transaction item `{other}` needs IAM actions SDK_CALL_ACTIONS does not map",
@@ -694,28 +550,18 @@ fn store_method_table_covers_every_dynamodb_call_in_the_store() {
         let actions = SDK_CALL_ACTIONS
             .iter()
             .find(|(c, _)| c == call)
-            .unwrap_or_else(|| {
-                panic!("the DynamoDB store calls {call}, which SDK_CALL_ACTIONS does not list")
-            })
+            .unwrap_or_else(|| panic!("the DynamoDB store calls {call}, which SDK_CALL_ACTIONS does not list"))
             .1;
         actions_in_code.extend(actions.iter().map(|a| a.to_string()));
     }
-    let in_table: BTreeSet<String> = STORE_METHOD_ACTIONS
-        .iter()
-        .flat_map(|(_, a)| a.iter().map(|(x, _)| x.to_string()))
-        .collect();
-    assert_eq!(
-        in_table, actions_in_code,
-        "STORE_METHOD_ACTIONS vs the operations the store issues"
-    );
+    let in_table: BTreeSet<String> =
+        STORE_METHOD_ACTIONS.iter().flat_map(|(_, a)| a.iter().map(|(x, _)| x.to_string())).collect();
+    assert_eq!(in_table, actions_in_code, "STORE_METHOD_ACTIONS vs the operations the store issues");
     // Every Store trait method is in the table.
     let store_mod = read("shared/src/store/mod.rs");
     let trait_body = &store_mod[store_mod.find("pub trait Store").unwrap()..];
     let trait_body = &trait_body[..trait_body.find("\n}\n").unwrap()];
-    for method in call_args(trait_body, "async fn ")
-        .iter()
-        .map(|s| s.split('(').next().unwrap())
-    {
+    for method in call_args(trait_body, "async fn ").iter().map(|s| s.split('(').next().unwrap()) {
         if method == "claim_for_creation" {
             continue; // default method over due_for_creation + update_task (STORE_HELPERS)
         }
@@ -730,11 +576,7 @@ fn store_method_table_covers_every_dynamodb_call_in_the_store() {
 fn table_matches_the_store_layout() {
     let t = template();
     let c = store_consts();
-    let get = |k: &str| {
-        c.get(k)
-            .unwrap_or_else(|| panic!("store const {k} not found"))
-            .clone()
-    };
+    let get = |k: &str| c.get(k).unwrap_or_else(|| panic!("store const {k} not found")).clone();
     let tables = of_type(&t, "AWS::DynamoDB::Table");
     assert_eq!(tables.len(), 1);
     let p = &tables[0].1["Properties"];
@@ -747,46 +589,24 @@ fn table_matches_the_store_layout() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| {
-            (
-                d["AttributeName"].as_str().unwrap().to_string(),
-                d["AttributeType"].as_str().unwrap().to_string(),
-            )
-        })
+        .map(|d| (d["AttributeName"].as_str().unwrap().to_string(), d["AttributeType"].as_str().unwrap().to_string()))
         .collect();
-    let want: BTreeSet<(String, String)> = ["PK", "SK", "DUE_PK", "DUE_AT", "STATE_PK", "STATE_AT"]
-        .iter()
-        .map(|k| (get(k), "S".to_string()))
-        .collect();
+    let want: BTreeSet<(String, String)> =
+        ["PK", "SK", "DUE_PK", "DUE_AT", "STATE_PK", "STATE_AT"].iter().map(|k| (get(k), "S".to_string())).collect();
     assert_eq!(defs, want);
     let gsis = p["GlobalSecondaryIndexes"].as_array().unwrap();
     assert_eq!(gsis.len(), 2);
-    for (idx, pk, sk) in [
-        ("DUE_INDEX", "DUE_PK", "DUE_AT"),
-        ("STATE_INDEX", "STATE_PK", "STATE_AT"),
-    ] {
-        let g = gsis
-            .iter()
-            .find(|g| g["IndexName"] == get(idx))
-            .unwrap_or_else(|| panic!("GSI {}", get(idx)));
+    for (idx, pk, sk) in [("DUE_INDEX", "DUE_PK", "DUE_AT"), ("STATE_INDEX", "STATE_PK", "STATE_AT")] {
+        let g = gsis.iter().find(|g| g["IndexName"] == get(idx)).unwrap_or_else(|| panic!("GSI {}", get(idx)));
         assert_eq!(
             g["KeySchema"],
             json!([{"AttributeName": get(pk), "KeyType": "HASH"}, {"AttributeName": get(sk), "KeyType": "RANGE"}])
         );
         assert_eq!(g["Projection"], json!({"ProjectionType": "ALL"}));
     }
-    assert_eq!(
-        p["TimeToLiveSpecification"],
-        json!({"AttributeName": get("TTL_ATTRIBUTE"), "Enabled": true})
-    );
-    assert_eq!(
-        p["StreamSpecification"],
-        json!({"StreamViewType": "NEW_IMAGE"})
-    );
-    assert_eq!(
-        p["PointInTimeRecoverySpecification"],
-        json!({"PointInTimeRecoveryEnabled": true})
-    );
+    assert_eq!(p["TimeToLiveSpecification"], json!({"AttributeName": get("TTL_ATTRIBUTE"), "Enabled": true}));
+    assert_eq!(p["StreamSpecification"], json!({"StreamViewType": "NEW_IMAGE"}));
+    assert_eq!(p["PointInTimeRecoverySpecification"], json!({"PointInTimeRecoveryEnabled": true}));
     assert_eq!(p["SSESpecification"]["SSEEnabled"], true);
     assert_eq!(tables[0].1["DeletionPolicy"], "Retain");
 }
@@ -797,25 +617,14 @@ fn stream_feeds_create_ticket_only_with_tasks_waiting_for_a_ticket() {
     let fns = functions(&t);
     let c = store_consts();
     let (id, f) = fn_named(&fns, "create-ticket");
-    let streams: Vec<&Value> = f["Properties"]["Events"]
-        .as_object()
-        .unwrap()
-        .values()
-        .filter(|e| e["Type"] == "DynamoDB")
-        .collect();
+    let streams: Vec<&Value> =
+        f["Properties"]["Events"].as_object().unwrap().values().filter(|e| e["Type"] == "DynamoDB").collect();
     assert_eq!(streams.len(), 1, "{id}: one stream event");
     let p = &streams[0]["Properties"];
     assert_eq!(p["Stream"], json!({"Fn::GetAtt": ["Table", "StreamArn"]}));
-    assert_eq!(
-        p["FunctionResponseTypes"],
-        json!(["ReportBatchItemFailures"])
-    );
+    assert_eq!(p["FunctionResponseTypes"], json!(["ReportBatchItemFailures"]));
     assert_eq!(p["BisectBatchOnFunctionError"], true);
-    assert!(
-        p["MaximumRetryAttempts"]
-            .as_i64()
-            .is_some_and(|n| (0..=10).contains(&n))
-    );
+    assert!(p["MaximumRetryAttempts"].as_i64().is_some_and(|n| (0..=10).contains(&n)));
     assert_eq!(
         p["DestinationConfig"]["OnFailure"]["Destination"],
         json!({"Fn::GetAtt": ["StreamDeadLetterQueue", "Arn"]})
@@ -826,17 +635,11 @@ fn stream_feeds_create_ticket_only_with_tasks_waiting_for_a_ticket() {
     // The filter passes task items whose state attribute says `received`, as the store writes them.
     let filters = p["FilterCriteria"]["Filters"].as_array().unwrap();
     assert_eq!(filters.len(), 1);
-    let pattern: Value =
-        serde_json::from_str(filters[0]["Pattern"].as_str().unwrap()).expect("filter is JSON");
+    let pattern: Value = serde_json::from_str(filters[0]["Pattern"].as_str().unwrap()).expect("filter is JSON");
     let image = &pattern["dynamodb"]["NewImage"];
     let pk = c.get("PK").unwrap();
-    let task_prefix = image[pk]["S"][0]["prefix"]
-        .as_str()
-        .expect("PK prefix filter");
-    assert!(
-        main.contains(&format!("strip_prefix(\"{task_prefix}\")")),
-        "handler parses {task_prefix} task keys"
-    );
+    let task_prefix = image[pk]["S"][0]["prefix"].as_str().expect("PK prefix filter");
+    assert!(main.contains(&format!("strip_prefix(\"{task_prefix}\")")), "handler parses {task_prefix} task keys");
     let state_attr = c.get("STATE_PK").unwrap();
     let state_value = image[state_attr]["S"][0].as_str().expect("state filter");
     let (prefix, state) = state_value.rsplit_once('#').expect("STATE#<state>");
@@ -846,14 +649,8 @@ fn stream_feeds_create_ticket_only_with_tasks_waiting_for_a_ticket() {
         .filter(|(p, _)| p.to_string_lossy().contains("dynamo"))
         .map(|(_, t)| t)
         .collect::<String>();
-    assert!(
-        items.contains(&format!("\"{task_prefix}{{")),
-        "the store writes task keys as {task_prefix}<id>"
-    );
-    assert!(
-        items.contains(&format!("\"{prefix}#{{")),
-        "the store writes {state_attr} as {prefix}#<state>"
-    );
+    assert!(items.contains(&format!("\"{task_prefix}{{")), "the store writes task keys as {task_prefix}<id>");
+    assert!(items.contains(&format!("\"{prefix}#{{")), "the store writes {state_attr} as {prefix}#<state>");
 }
 
 #[test]
@@ -877,10 +674,7 @@ fn api_routes_match_the_intake_router() {
     // Match arms like `("POST", ["v1", "tasks", id, "replay"]) =>` in the router.
     let api = strip_tests(&read("shared/src/engine/api.rs"));
     let mut served = BTreeSet::new();
-    for arm in api
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("(\"") && l.contains("\", [") && l.ends_with("=> {"))
+    for arm in api.lines().map(str::trim).filter(|l| l.starts_with("(\"") && l.contains("\", [") && l.ends_with("=> {"))
     {
         let method = &arm[2..2 + arm[2..].find('"').unwrap()];
         let segs = &arm[arm.find('[').unwrap() + 1..arm.find(']').unwrap()];
@@ -893,31 +687,19 @@ fn api_routes_match_the_intake_router() {
             })
             .map(|s| format!("/{s}"))
             .collect();
-        if !UNEXPOSED_ROUTES
-            .iter()
-            .any(|(m, p, _)| *m == method && *p == path)
-        {
+        if !UNEXPOSED_ROUTES.iter().any(|(m, p, _)| *m == method && *p == path) {
             served.insert((method.to_string(), path));
         }
     }
     assert!(served.len() >= 5, "router parse found {served:?}");
-    assert_eq!(
-        routed, served,
-        "API Gateway routes vs the routes engine::api serves"
-    );
+    assert_eq!(routed, served, "API Gateway routes vs the routes engine::api serves");
     let apis = of_type(&t, "AWS::Serverless::HttpApi");
     assert_eq!(apis.len(), 1);
     let p = &apis[0].1["Properties"];
-    assert!(
-        p["Auth"].is_null(),
-        "intake authenticates callers itself; no API Gateway authorizer"
-    );
+    assert!(p["Auth"].is_null(), "intake authenticates callers itself; no API Gateway authorizer");
     assert!(!p["DefaultRouteSettings"]["ThrottlingRateLimit"].is_null());
     assert!(!p["DefaultRouteSettings"]["ThrottlingBurstLimit"].is_null());
-    assert_eq!(
-        p["AccessLogSettings"]["DestinationArn"],
-        json!({"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]})
-    );
+    assert_eq!(p["AccessLogSettings"]["DestinationArn"], json!({"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}));
 }
 
 #[test]
@@ -932,10 +714,7 @@ fn alarms_watch_metrics_the_code_emits() {
         let p = &a["Properties"];
         if p["Namespace"] == "AWS/Lambda" {
             let fid = p["Dimensions"][0]["Value"]["Ref"].as_str().unwrap();
-            assert!(
-                fns.values().any(|(i, _)| i == fid),
-                "{id}: unknown function {fid}"
-            );
+            assert!(fns.values().any(|(i, _)| i == fid), "{id}: unknown function {fid}");
             continue;
         }
         if p["Namespace"] != "TicketBridge" {
@@ -949,26 +728,18 @@ fn alarms_watch_metrics_the_code_emits() {
             main.contains(&format!("to_emf(\"TicketBridge\", \"{function}\"")),
             "{id}: {function} does not emit TicketBridge metrics as Function={function}"
         );
-        let counted = function_sources(function)
-            .iter()
-            .any(|(_, text)| text.contains(&format!("incr(\"{metric}\"")));
+        let counted = function_sources(function).iter().any(|(_, text)| text.contains(&format!("incr(\"{metric}\"")));
         assert!(counted, "{id}: {function} never counts {metric}");
         custom.insert((metric.to_string(), function.to_string()));
     }
-    for want in [
-        ("DeadLetters", "create-ticket"),
-        ("TokenRefreshFailures", "refresh-token"),
-        ("PatExpiring", "refresh-token"),
-    ] {
-        assert!(
-            custom.contains(&(want.0.to_string(), want.1.to_string())),
-            "no alarm on {want:?}"
-        );
+    for want in
+        [("DeadLetters", "create-ticket"), ("TokenRefreshFailures", "refresh-token"), ("PatExpiring", "refresh-token")]
+    {
+        assert!(custom.contains(&(want.0.to_string(), want.1.to_string())), "no alarm on {want:?}");
     }
     for (id, _) in fns.values() {
         let has = alarms.iter().any(|(_, a)| {
-            a["Properties"]["MetricName"] == "Errors"
-                && a["Properties"]["Dimensions"][0]["Value"]["Ref"] == id.as_str()
+            a["Properties"]["MetricName"] == "Errors" && a["Properties"]["Dimensions"][0]["Value"]["Ref"] == id.as_str()
         });
         assert!(has, "no Errors alarm for {id}");
     }
@@ -984,34 +755,18 @@ fn alarms_watch_metrics_the_code_emits() {
 fn timeouts_and_concurrency_fit_the_leases_the_code_takes() {
     let t = template();
     let fns = functions(&t);
-    let timeout = |name: &str| {
-        fn_named(&fns, name).1["Properties"]["Timeout"]
-            .as_i64()
-            .unwrap()
-    };
+    let timeout = |name: &str| fn_named(&fns, name).1["Properties"]["Timeout"].as_i64().unwrap();
     let settings = bridge::config::Settings::default();
-    assert!(
-        timeout("intake") < 30,
-        "HTTP API integrations time out after 30 s"
-    );
+    assert!(timeout("intake") < 30, "HTTP API integrations time out after 30 s");
     assert!(
         u64::try_from(timeout("create-ticket")).unwrap() < settings.claim_secs,
         "create-ticket must finish before its task claims (settings.claim_secs) expire"
     );
     let tokens = read("shared/src/engine/tokens.rs");
-    assert!(
-        tokens.contains("Duration::minutes(2)"),
-        "refresh lease length changed; revisit refresh-token's Timeout"
-    );
-    assert!(
-        timeout("refresh-token") < 120,
-        "refresh-token must finish before its 2-minute lease expires"
-    );
+    assert!(tokens.contains("Duration::minutes(2)"), "refresh lease length changed; revisit refresh-token's Timeout");
+    assert!(timeout("refresh-token") < 120, "refresh-token must finish before its 2-minute lease expires");
     let (id, rt) = fn_named(&fns, "refresh-token");
-    assert_eq!(
-        rt["Properties"]["ReservedConcurrentExecutions"], 1,
-        "{id}: one refresher at a time"
-    );
+    assert_eq!(rt["Properties"]["ReservedConcurrentExecutions"], 1, "{id}: one refresher at a time");
     let outputs = t["Outputs"].as_object().unwrap();
     for o in ["ApiUrl", "TableName", "DlqUrl"] {
         assert!(outputs.contains_key(o), "output {o}");

@@ -4,7 +4,7 @@
 use bridge::domain::TaskId;
 use bridge::engine::Engine;
 use lambda_runtime::{Error, LambdaEvent};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Tasks the sweep claims per invocation.
 pub const SWEEP_LIMIT: usize = 200;
@@ -48,7 +48,6 @@ pub fn stream_task(record: &Value) -> Option<(String, TaskId)> {
     let id = TaskId::parse(pk.strip_prefix("TASK#")?)?;
     Some((seq, id))
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! intake: API Gateway HTTP API → `POST /v1/tasks`, `GET /v1/tasks/{id}`, `DELETE /v1/tasks/{id}`.
 
-use bridge::engine::api::{self, ApiRequest};
 use bridge::engine::Engine;
+use bridge::engine::api::{self, ApiRequest};
 use lambda_http::{Body, Error, Request, Response};
 
 pub async fn handle(engine: &Engine, req: Request) -> Result<Response<Body>, Error> {
@@ -23,4 +23,3 @@ pub async fn handle(engine: &Engine, req: Request) -> Result<Response<Body>, Err
         .header("content-type", "application/json")
         .body(Body::from(res.body.to_string()))?)
 }
-

@@ -1,6 +1,6 @@
 //! Lambda entry point; the handler lives in the library so tests can invoke it in-process.
 
-use lambda_http::{service_fn, Error, Request};
+use lambda_http::{Error, Request, service_fn};
 use std::sync::Arc;
 
 #[tokio::main]

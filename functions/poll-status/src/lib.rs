@@ -20,4 +20,3 @@ pub async fn handle(engine: &Engine, _event: LambdaEvent<Value>) -> Result<Value
         .collect();
     Ok(Value::Object(summary))
 }
-

@@ -13,4 +13,3 @@ pub async fn handle(engine: &Engine, _event: LambdaEvent<Value>) -> Result<Value
     }
     Ok(serde_json::to_value(&report)?)
 }
-

@@ -1,6 +1,6 @@
 //! Lambda entry point; the handler lives in the library so tests can invoke it in-process.
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 use std::sync::Arc;
 

@@ -256,7 +256,12 @@ pub trait Connector: Send + Sync {
     }
 
     /// Creates a contact in a customer; returns its id.
-    async fn create_contact(&self, _customer_id: &str, _name: &str, _email: Option<&str>) -> Result<String, ConnectorError> {
+    async fn create_contact(
+        &self,
+        _customer_id: &str,
+        _name: &str,
+        _email: Option<&str>,
+    ) -> Result<String, ConnectorError> {
         Err(unsupported(self.kind(), "creating contacts"))
     }
 
@@ -286,7 +291,11 @@ pub trait Connector: Send + Sync {
 }
 
 /// Builds the connector for connection `name` (no I/O; credentials are read on first use).
-pub fn build(name: &str, config: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Arc<dyn Connector>, ConnectorError> {
+pub fn build(
+    name: &str,
+    config: &ConnectionConfig,
+    secrets: Arc<dyn Secrets>,
+) -> Result<Arc<dyn Connector>, ConnectorError> {
     match config.kind {
         ConnectorKind::Sandbox => Ok(Arc::new(sandbox::SandboxConnector::new(name, config, secrets)?)),
         ConnectorKind::Rt => Ok(Arc::new(rt::RtConnector::new(name, config, secrets)?)),
@@ -326,14 +335,21 @@ pub fn allow_options(name: &str, options: &toml::Table, allowed: &[&str]) -> Res
 pub fn is_ambiguous(e: &ConnectorError) -> bool {
     matches!(
         e,
-        ConnectorError::Server(_) | ConnectorError::Timeout(_) | ConnectorError::Malformed(_) | ConnectorError::Unreachable(_)
+        ConnectorError::Server(_)
+            | ConnectorError::Timeout(_)
+            | ConnectorError::Malformed(_)
+            | ConnectorError::Unreachable(_)
     )
 }
 
 /// Creates a ticket without ever creating two: a create whose outcome is unknown (5xx, timeout,
 /// lost or garbled response) is followed by a correlation search, and only when that finds
 /// nothing is the create retried (with backoff, up to the client's `max_retries`).
-pub async fn create_with_recovery<C, CF, S, SF>(http: &HttpClient, create: C, search: S) -> Result<TicketRef, ConnectorError>
+pub async fn create_with_recovery<C, CF, S, SF>(
+    http: &HttpClient,
+    create: C,
+    search: S,
+) -> Result<TicketRef, ConnectorError>
 where
     C: Fn() -> CF,
     CF: Future<Output = Result<TicketRef, ConnectorError>>,

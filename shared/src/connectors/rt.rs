@@ -19,8 +19,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState, allow_options,
-    create_with_recovery,
+    CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
+    allow_options, create_with_recovery,
 };
 use crate::config::ConnectionConfig;
 use crate::domain::{ConnectorKind, MappedStatus, Outcome, TicketRef};
@@ -89,16 +89,24 @@ struct Collection {
 impl RtConnector {
     /// Builds the connector for connection `name`.
     pub fn new(name: &str, config: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Self, ConnectorError> {
-        allow_options(name, &config.options, &["queue", "correlation_field", "customer_field", "per_page", "rest_path", "http"])?;
+        allow_options(
+            name,
+            &config.options,
+            &["queue", "correlation_field", "customer_field", "per_page", "rest_path", "http"],
+        )?;
         let opts = RtOptions::deserialize(toml::Value::Table(config.options.clone()))
             .map_err(|e| ConnectorError::Config(format!("connections.{name}.options: {e}")))?;
         let per_page = opts.per_page.unwrap_or(100);
         if !(1..=100).contains(&per_page) {
-            return Err(ConnectorError::Config(format!("connections.{name}.options.per_page: must be between 1 and 100")));
+            return Err(ConnectorError::Config(format!(
+                "connections.{name}.options.per_page: must be between 1 and 100"
+            )));
         }
         for (k, v) in [("correlation_field", &opts.correlation_field), ("customer_field", &opts.customer_field)] {
             if v.as_deref().is_some_and(|f| f.is_empty() || f.contains(['{', '}', '\''])) {
-                return Err(ConnectorError::Config(format!("connections.{name}.options.{k}: not a valid custom field name")));
+                return Err(ConnectorError::Config(format!(
+                    "connections.{name}.options.{k}: not a valid custom field name"
+                )));
             }
         }
         let redactor = Redactor::new();
@@ -134,7 +142,14 @@ impl RtConnector {
     }
 
     /// One call to `{api}{path}`; returns the 2xx response.
-    async fn call(&self, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>, idempotent: bool) -> Result<HttpResponse, ConnectorError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        idempotent: bool,
+    ) -> Result<HttpResponse, ConnectorError> {
         let url = format!("{}{path}", self.api);
         self.creds
             .with_secret(|secret| {
@@ -224,16 +239,21 @@ impl Connector for RtConnector {
 
     async fn check(&self) -> Result<CheckReport, ConnectorError> {
         let mut steps = Vec::new();
-        let v: Value = self.call(Method::GET, "/rt", &[], None, true).await.map_err(|e| match e {
-            ConnectorError::Unauthorized(m) => ConnectorError::Unauthorized(format!(
-                "RT rejected the credentials in secret '{}' ({m}); check the auth token or whether it was revoked",
-                self.creds.name()
-            )),
-            ConnectorError::NotFound(m) => {
-                ConnectorError::NotFound(format!("no RT REST2 API at {} ({m}); check base_url / options.rest_path", self.api))
-            }
-            other => other,
-        })?.json()?;
+        let v: Value = self
+            .call(Method::GET, "/rt", &[], None, true)
+            .await
+            .map_err(|e| match e {
+                ConnectorError::Unauthorized(m) => ConnectorError::Unauthorized(format!(
+                    "RT rejected the credentials in secret '{}' ({m}); check the auth token or whether it was revoked",
+                    self.creds.name()
+                )),
+                ConnectorError::NotFound(m) => ConnectorError::NotFound(format!(
+                    "no RT REST2 API at {} ({m}); check base_url / options.rest_path",
+                    self.api
+                )),
+                other => other,
+            })?
+            .json()?;
         steps.push(format!("authenticated to RT {}", v.get("Version").and_then(Value::as_str).unwrap_or("?")));
         let queue_path = format!("/queue/{}", super::encode_segment(&self.queue));
         self.call(Method::GET, &queue_path, &[], None, true).await.map_err(|e| match e {
@@ -326,7 +346,10 @@ impl Connector for RtConnector {
         for chunk in ids.chunks(self.batch_size()) {
             let query = chunk.iter().map(|i| format!("id = {i}")).collect::<Vec<_>>().join(" OR ");
             for item in self.search(&query, "Status").await? {
-                let id = item.get("id").and_then(id_text).ok_or_else(|| ConnectorError::Malformed("RT item without 'id'".into()))?;
+                let id = item
+                    .get("id")
+                    .and_then(id_text)
+                    .ok_or_else(|| ConnectorError::Malformed("RT item without 'id'".into()))?;
                 let name = item
                     .get("Status")
                     .and_then(Value::as_str)

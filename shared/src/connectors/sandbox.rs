@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    CheckReport, Connector, ConnectorError, Contact, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
-    allow_options, create_with_recovery, encode_segment,
+    CheckReport, Connector, ConnectorError, Contact, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind,
+    TokenState, allow_options, create_with_recovery, encode_segment,
 };
 use crate::config::ConnectionConfig;
 use crate::domain::{ConnectorKind, MappedStatus, Outcome, TicketRef};
@@ -44,9 +44,9 @@ fn desk_error(resp: &HttpResponse, secret: &str) -> ConnectorError {
     let Ok(e) = resp.json::<DeskError>() else { return resp.error() };
     let what = format!("{}: {} ({})", resp.request, e.error, e.message);
     match (resp.status.as_u16(), e.error.as_str()) {
-        (401, "expired_api_key") => {
-            ConnectorError::TokenExpired(format!("{what}; issue a new key and update field 'api_key' of secret '{secret}'"))
-        }
+        (401, "expired_api_key") => ConnectorError::TokenExpired(format!(
+            "{what}; issue a new key and update field 'api_key' of secret '{secret}'"
+        )),
         (401, "token_expired") => ConnectorError::TokenExpired(what),
         (401, "invalid_api_key") => {
             ConnectorError::Unauthorized(format!("{what}; check field 'api_key' of secret '{secret}'"))
@@ -54,7 +54,9 @@ fn desk_error(resp: &HttpResponse, secret: &str) -> ConnectorError {
         (401, _) => ConnectorError::Unauthorized(what),
         (403, _) => ConnectorError::Forbidden(what),
         (404, _) => ConnectorError::NotFound(what),
-        (s, _) if (200..300).contains(&s) => ConnectorError::Server(format!("desk reported an error on HTTP {s}: {what}")),
+        (s, _) if (200..300).contains(&s) => {
+            ConnectorError::Server(format!("desk reported an error on HTTP {s}: {what}"))
+        }
         _ => resp.error(),
     }
 }
@@ -90,8 +92,9 @@ impl TokenSource for Login {
         let body = json!({ "api_key": key });
         let resp = self.http.send_any(|c| c.post(&self.url).json(&body), true).await?;
         let v = ok_json(resp, &self.secret)?;
-        let t: TokenResp = serde_json::from_value(v)
-            .map_err(|e| ConnectorError::Malformed(format!("token response: {}", crate::http::describe_json_error(&e))))?;
+        let t: TokenResp = serde_json::from_value(v).map_err(|e| {
+            ConnectorError::Malformed(format!("token response: {}", crate::http::describe_json_error(&e)))
+        })?;
         Ok(TokenGrant {
             access_token: t.access_token,
             expires_at: t.expires_in.map(|s| Utc::now() + chrono::Duration::seconds(s)),
@@ -125,13 +128,21 @@ impl SandboxConnector {
         let redactor = Redactor::new();
         let http = HttpClient::for_connection(name, config, redactor.clone())?;
         let base = config.base_url.trim_end_matches('/').to_string();
-        let login = Login { http: http.clone(), url: format!("{base}/api/v1/auth/token"), secret: config.secret.clone() };
+        let login =
+            Login { http: http.clone(), url: format!("{base}/api/v1/auth/token"), secret: config.secret.clone() };
         let tokens = TokenCache::new(secrets, &config.secret, Arc::new(login), redactor, TokenKind::Renewable);
         Ok(Self { base, secret: config.secret.clone(), http, tokens })
     }
 
     /// One authenticated call; returns the response JSON.
-    async fn call(&self, method: Method, path: &str, query: &[(&str, String)], body: Option<&Value>, idempotent: bool) -> Result<Value, ConnectorError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        idempotent: bool,
+    ) -> Result<Value, ConnectorError> {
         let url = format!("{}{path}", self.base);
         self.tokens
             .with_token(|token| {
@@ -157,7 +168,8 @@ impl SandboxConnector {
     }
 
     fn ticket_ref(&self, v: &Value) -> Result<TicketRef, ConnectorError> {
-        let id = v.get("id").and_then(id_text).ok_or_else(|| ConnectorError::Malformed("ticket without 'id'".into()))?;
+        let id =
+            v.get("id").and_then(id_text).ok_or_else(|| ConnectorError::Malformed("ticket without 'id'".into()))?;
         Ok(TicketRef {
             url: Some(format!("{}/_sim/tickets/{id}", self.base)),
             number: v.get("number").and_then(id_text),
@@ -167,7 +179,9 @@ impl SandboxConnector {
     }
 
     fn items(v: &Value) -> Result<&Vec<Value>, ConnectorError> {
-        v.get("items").and_then(Value::as_array).ok_or_else(|| ConnectorError::Malformed("list response without 'items'".into()))
+        v.get("items")
+            .and_then(Value::as_array)
+            .ok_or_else(|| ConnectorError::Malformed("list response without 'items'".into()))
     }
 
     /// All pages of a list call.
@@ -200,7 +214,11 @@ impl Connector for SandboxConnector {
 
     async fn check(&self) -> Result<CheckReport, ConnectorError> {
         let me = self.call(Method::GET, "/api/v1/me", &[], None, true).await?;
-        let scopes: Vec<&str> = me.get("scopes").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+        let scopes: Vec<&str> = me
+            .get("scopes")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
         let key = me.get("key_id").and_then(Value::as_str).unwrap_or("?");
         for needed in ["tickets:read", "tickets:write"] {
             if !scopes.contains(&needed) {
@@ -246,7 +264,8 @@ impl Connector for SandboxConnector {
 
     async fn find_by_correlation(&self, key: &str) -> Result<Option<TicketRef>, ConnectorError> {
         let v = self.call(Method::GET, "/api/v1/tickets", &[("correlation_key", key.to_string())], None, true).await?;
-        let mut found: Vec<TicketRef> = Self::items(&v)?.iter().map(|t| self.ticket_ref(t)).collect::<Result<_, _>>()?;
+        let mut found: Vec<TicketRef> =
+            Self::items(&v)?.iter().map(|t| self.ticket_ref(t)).collect::<Result<_, _>>()?;
         found.sort_by_key(|t| t.id.parse::<u64>().unwrap_or(u64::MAX));
         Ok(found.into_iter().next())
     }
@@ -268,9 +287,16 @@ impl Connector for SandboxConnector {
         items
             .iter()
             .map(|t| {
-                let ticket_id = t.get("id").and_then(id_text).ok_or_else(|| ConnectorError::Malformed("ticket without 'id'".into()))?;
+                let ticket_id = t
+                    .get("id")
+                    .and_then(id_text)
+                    .ok_or_else(|| ConnectorError::Malformed("ticket without 'id'".into()))?;
                 let name = t.get("status").and_then(Value::as_str).unwrap_or_default().to_string();
-                Ok(RemoteStatus { ticket_id, name, category: t.get("category").and_then(Value::as_str).and_then(category) })
+                Ok(RemoteStatus {
+                    ticket_id,
+                    name,
+                    category: t.get("category").and_then(Value::as_str).and_then(category),
+                })
             })
             .collect()
     }
@@ -296,13 +322,15 @@ impl Connector for SandboxConnector {
 
     async fn create_customer(&self, name: &str) -> Result<Customer, ConnectorError> {
         let v = self.call(Method::POST, "/api/v1/customers", &[], Some(&json!({ "name": name.trim() })), false).await?;
-        let id = v.get("id").and_then(id_text).ok_or_else(|| ConnectorError::Malformed("customer without 'id'".into()))?;
+        let id =
+            v.get("id").and_then(id_text).ok_or_else(|| ConnectorError::Malformed("customer without 'id'".into()))?;
         let name = v.get("name").and_then(Value::as_str).unwrap_or(name).to_string();
         Ok(Customer { id, name })
     }
 
     async fn list_contacts(&self, customer_id: &str) -> Result<Vec<Contact>, ConnectorError> {
-        let v = self.call(Method::GET, "/api/v1/contacts", &[("customer_id", customer_id.to_string())], None, true).await?;
+        let v =
+            self.call(Method::GET, "/api/v1/contacts", &[("customer_id", customer_id.to_string())], None, true).await?;
         Ok(Self::items(&v)?
             .iter()
             .filter_map(|c| {
@@ -316,7 +344,12 @@ impl Connector for SandboxConnector {
             .collect())
     }
 
-    async fn create_contact(&self, customer_id: &str, name: &str, email: Option<&str>) -> Result<String, ConnectorError> {
+    async fn create_contact(
+        &self,
+        customer_id: &str,
+        name: &str,
+        email: Option<&str>,
+    ) -> Result<String, ConnectorError> {
         let body = json!({ "customer_id": customer_id, "name": name.trim(), "email": email.map(str::trim) });
         let v = self.call(Method::POST, "/api/v1/contacts", &[], Some(&body), false).await?;
         v.get("id").and_then(id_text).ok_or_else(|| ConnectorError::Malformed("contact without 'id'".into()))

@@ -102,9 +102,7 @@ impl TicketDefaults {
     pub fn issue_for(&self, alert_type: Option<&str>) -> IssueType {
         if let Some(at) = alert_type {
             let wanted = at.trim().to_lowercase();
-            if let Some((_, o)) =
-                self.issue_overrides.iter().find(|(k, _)| k.trim().to_lowercase() == wanted)
-            {
+            if let Some((_, o)) = self.issue_overrides.iter().find(|(k, _)| k.trim().to_lowercase() == wanted) {
                 return o.clone();
             }
         }

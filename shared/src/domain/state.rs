@@ -25,14 +25,8 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    pub const ALL: [TaskState; 6] = [
-        Self::Received,
-        Self::TicketOpen,
-        Self::Noted,
-        Self::Completed,
-        Self::Cancelled,
-        Self::Failed,
-    ];
+    pub const ALL: [TaskState; 6] =
+        [Self::Received, Self::TicketOpen, Self::Noted, Self::Completed, Self::Cancelled, Self::Failed];
 
     /// Final states are never left.
     pub fn is_final(self) -> bool {
@@ -184,8 +178,7 @@ impl Task {
                     _ => Status::Open,
                 };
                 record = self.status != summary
-                    || self.ticket.as_ref().and_then(|t| t.remote_status.as_deref())
-                        != Some(remote_status.as_str());
+                    || self.ticket.as_ref().and_then(|t| t.remote_status.as_deref()) != Some(remote_status.as_str());
                 detail = Some(remote_status.clone());
                 self.status = summary;
                 if let Some(t) = self.ticket.as_mut() {
@@ -218,13 +211,7 @@ impl Task {
         Ok(())
     }
 
-    fn finish(
-        &mut self,
-        state: TaskState,
-        outcome: Option<Outcome>,
-        now: DateTime<Utc>,
-        retain_until: DateTime<Utc>,
-    ) {
+    fn finish(&mut self, state: TaskState, outcome: Option<Outcome>, now: DateTime<Utc>, retain_until: DateTime<Utc>) {
         self.state = state;
         self.status = Status::Closed;
         self.outcome = outcome;
@@ -312,12 +299,10 @@ mod tests {
         t.apply(TaskEvent::GaveUp { error: "boom".into() }, t0).unwrap();
         assert_eq!(t.state, TaskState::Failed);
         assert_eq!(t.due(), None);
-        assert!(t
-            .apply(
-                TaskEvent::Polled { status: MappedStatus::Open, remote_status: "x".into(), next_poll_at: t0 },
-                t0
-            )
-            .is_err());
+        assert!(
+            t.apply(TaskEvent::Polled { status: MappedStatus::Open, remote_status: "x".into(), next_poll_at: t0 }, t0)
+                .is_err()
+        );
         t.apply(TaskEvent::Replay, t0).unwrap();
         assert_eq!((t.state, t.attempts), (TaskState::Received, 0));
         t.apply(TaskEvent::Cancel { retain_until: t0 }, t0).unwrap();

@@ -66,13 +66,8 @@ pub enum AccessAction {
 }
 
 impl AccessAction {
-    pub const ALL: [AccessAction; 5] = [
-        Self::CreateAccount,
-        Self::AddAccess,
-        Self::RemoveAccess,
-        Self::RemoveAccount,
-        Self::UpdateAccount,
-    ];
+    pub const ALL: [AccessAction; 5] =
+        [Self::CreateAccount, Self::AddAccess, Self::RemoveAccess, Self::RemoveAccount, Self::UpdateAccount];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -6,7 +6,7 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{intake, notify, task_json, ApiError, Engine};
+use super::{ApiError, Engine, intake, notify, task_json};
 use crate::config::KeyScope;
 use crate::domain::TaskState;
 
@@ -78,7 +78,10 @@ async fn route(engine: &Engine, req: &ApiRequest<'_>, now: DateTime<Utc>) -> Res
             let state = TaskState::parse(state_s).ok_or_else(|| {
                 ApiError::invalid(
                     Some("state"),
-                    format!("unknown state '{state_s}'; expected one of {}", TaskState::ALL.map(|s| s.as_str()).join(", ")),
+                    format!(
+                        "unknown state '{state_s}'; expected one of {}",
+                        TaskState::ALL.map(|s| s.as_str()).join(", ")
+                    ),
                 )
             })?;
             let limit = match q.get("limit") {
@@ -128,7 +131,12 @@ fn check_body(engine: &Engine, req: &ApiRequest<'_>) -> Result<(), ApiError> {
     let ct = req.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::new(415, "unsupported_media_type", Some("content-type"), "content-type must be application/json"));
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            Some("content-type"),
+            "content-type must be application/json",
+        ));
     }
     Ok(())
 }

@@ -4,11 +4,11 @@
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 
-use super::{task_json, Engine};
+use super::{Engine, task_json};
 use crate::connectors::{ConnectorError, NoteRequest, TicketRequest};
 use crate::domain::{ContactEntry, Task, TaskEvent, TaskPayload, TaskState, TicketGroup, TicketRef, UserMapping};
 use crate::render::render;
-use crate::store::{claim, StoreError};
+use crate::store::{StoreError, claim};
 
 /// What one creation run did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -78,7 +78,11 @@ impl Engine {
 
     /// Processes one task delivered by the stream (or the local channel): claims it, then creates.
     /// Returns `Err` only for store failures, so the caller can report the record as failed.
-    pub async fn create_one(&self, task_id: &crate::domain::TaskId, now: DateTime<Utc>) -> Result<CreateReport, StoreError> {
+    pub async fn create_one(
+        &self,
+        task_id: &crate::domain::TaskId,
+        now: DateTime<Utc>,
+    ) -> Result<CreateReport, StoreError> {
         let mut report = CreateReport::default();
         let Some(task) = self.store.get_task(task_id).await? else {
             report.skipped += 1;
@@ -98,7 +102,11 @@ impl Engine {
     }
 
     /// Talks to the ITSM. Never writes the task.
-    async fn open_or_note(&self, task: &Task, now: DateTime<Utc>) -> Result<(TicketRef, bool, Option<String>), ConnectorError> {
+    async fn open_or_note(
+        &self,
+        task: &Task,
+        now: DateTime<Utc>,
+    ) -> Result<(TicketRef, bool, Option<String>), ConnectorError> {
         let conn_cfg = self
             .config
             .connections
@@ -115,22 +123,25 @@ impl Engine {
         // Grouped alert with an open group ticket: add a note.
         if let Some(key) = &group_key
             && let Some(group) = self.store.get_group(&task.connection, key).await.map_err(store_err)?
-                && group.owner != task.id {
-                    let note = NoteRequest {
-                        correlation_key: task.id.to_string(),
-                        title: render(&conn_cfg.template.note_title, &view, &task.connection).map_err(ConnectorError::Config)?,
-                        body: render(&conn_cfg.template.note_body, &view, &task.connection).map_err(ConnectorError::Config)?,
-                    };
-                    connector.add_note(&group.ticket, &note).await?;
-                    return Ok((group.ticket, true, group_key));
-                }
+            && group.owner != task.id
+        {
+            let note = NoteRequest {
+                correlation_key: task.id.to_string(),
+                title: render(&conn_cfg.template.note_title, &view, &task.connection)
+                    .map_err(ConnectorError::Config)?,
+                body: render(&conn_cfg.template.note_body, &view, &task.connection).map_err(ConnectorError::Config)?,
+            };
+            connector.add_note(&group.ticket, &note).await?;
+            return Ok((group.ticket, true, group_key));
+        }
         // A previous claim may have created the ticket and crashed before recording it.
         if task.claims > 1
-            && let Some(found) = connector.find_by_correlation(task.id.as_str()).await? {
-                tracing::info!(task = %task.id, ticket = %found.id, "recovered ticket created by an earlier attempt");
-                self.remember_group(task, group_key.as_deref(), &found, now).await;
-                return Ok((found, false, group_key));
-            }
+            && let Some(found) = connector.find_by_correlation(task.id.as_str()).await?
+        {
+            tracing::info!(task = %task.id, ticket = %found.id, "recovered ticket created by an earlier attempt");
+            self.remember_group(task, group_key.as_deref(), &found, now).await;
+            return Ok((found, false, group_key));
+        }
         let target = self.resolve_target(task).await?;
         let alert_type = match &task.payload {
             TaskPayload::Alert(a) => Some(a.alert_type.as_str()),
@@ -203,20 +214,28 @@ impl Engine {
             let user = self.store.get_user_mapping(conn, &UserMapping::key(email)).await.map_err(store_err)?;
             contact_id = match user {
                 Some(u) if u.excluded => None,
-                Some(u) if u.contact_id.is_some() && (u.customer_id.is_none() || u.customer_id == customer_id) => u.contact_id,
+                Some(u) if u.contact_id.is_some() && (u.customer_id.is_none() || u.customer_id == customer_id) => {
+                    u.contact_id
+                }
                 _ => self.lookup_contact(conn, customer_id.as_deref(), email).await?,
             };
         }
         Ok(Target { customer_id, contact_id: contact_id.or(default_contact), contract_id })
     }
 
-    async fn lookup_contact(&self, conn: &str, customer: Option<&str>, email: &str) -> Result<Option<String>, ConnectorError> {
+    async fn lookup_contact(
+        &self,
+        conn: &str,
+        customer: Option<&str>,
+        email: &str,
+    ) -> Result<Option<String>, ConnectorError> {
         let email = email.trim().to_lowercase();
         let now = Utc::now();
         if let Some(hit) = self.store.get_contact(conn, &email, now).await.map_err(store_err)? {
             return Ok(hit.contact_id);
         }
-        let connector = self.connector(conn).ok_or_else(|| ConnectorError::Config(format!("no connector for '{conn}'")))?;
+        let connector =
+            self.connector(conn).ok_or_else(|| ConnectorError::Config(format!("no connector for '{conn}'")))?;
         let found = connector.find_contact(customer, &email).await?;
         let entry = ContactEntry {
             connection: conn.to_string(),
@@ -250,7 +269,9 @@ impl Engine {
             Err(e) => {
                 let msg = e.to_string();
                 let limit = self.config.settings.max_attempts;
-                if !e.is_transient() && matches!(e, ConnectorError::Rejected(_) | ConnectorError::Config(_)) || task.attempts + 1 >= limit {
+                if !e.is_transient() && matches!(e, ConnectorError::Rejected(_) | ConnectorError::Config(_))
+                    || task.attempts + 1 >= limit
+                {
                     tracing::warn!(task = %task.id, error = %msg, attempts = task.attempts + 1, "dead-lettering task");
                     (TaskEvent::GaveUp { error: msg }, Outcome::DeadLetter)
                 } else {

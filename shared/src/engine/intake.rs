@@ -5,9 +5,7 @@ use serde_json::{Map, Value};
 
 use super::ApiError;
 use crate::config::valid_name;
-use crate::domain::{
-    AccessAction, AccessTask, Alert, NewTask, Organization, Person, Severity, TaskPayload,
-};
+use crate::domain::{AccessAction, AccessTask, Alert, NewTask, Organization, Person, Severity, TaskPayload};
 
 const MAX_ID: usize = 256;
 const MAX_TEXT: usize = 4_000;
@@ -40,13 +38,14 @@ pub fn parse_task(body: &[u8]) -> Result<NewTask, ApiError> {
     let organization = f.opt_obj("organization")?.map(parse_org).transpose()?;
     let connection = f.opt_str("connection", 64)?;
     if let Some(c) = &connection
-        && !valid_name(c) {
-            return Err(ApiError::invalid(Some("connection"), "must match [a-z0-9._-]{1,64}"));
-        }
+        && !valid_name(c)
+    {
+        return Err(ApiError::invalid(Some("connection"), "must match [a-z0-9._-]{1,64}"));
+    }
     let callback_url = f.opt_str("callback_url", 2048)?;
     if let Some(u) = &callback_url {
-        let parsed = url::Url::parse(u)
-            .map_err(|e| ApiError::invalid(Some("callback_url"), format!("not a URL: {e}")))?;
+        let parsed =
+            url::Url::parse(u).map_err(|e| ApiError::invalid(Some("callback_url"), format!("not a URL: {e}")))?;
         if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() {
             return Err(ApiError::invalid(Some("callback_url"), "must be an https:// URL with a host"));
         }
@@ -82,7 +81,15 @@ pub fn parse_task(body: &[u8]) -> Result<NewTask, ApiError> {
             let requester = f.opt_obj("requester")?.map(|o| parse_person(o, "requester")).transpose()?;
             let justification = f.opt_str("justification", MAX_TEXT)?;
             let due_at = f.opt_time("due_at")?;
-            TaskPayload::Access(AccessTask { action, user, application, entitlements, requester, justification, due_at })
+            TaskPayload::Access(AccessTask {
+                action,
+                user,
+                application,
+                entitlements,
+                requester,
+                justification,
+                due_at,
+            })
         }
         "alert" => {
             let user_email = f.req_str("user_email", 320)?;
@@ -130,9 +137,10 @@ fn parse_person(obj: Map<String, Value>, prefix: &str) -> Result<Person, ApiErro
     let name = f.opt_str("name", MAX_ID)?;
     let email = f.opt_str("email", 320)?;
     if let Some(e) = &email
-        && !looks_like_email(e) {
-            return Err(ApiError::invalid(Some(&format!("{prefix}.email")), "is not an e-mail address"));
-        }
+        && !looks_like_email(e)
+    {
+        return Err(ApiError::invalid(Some(&format!("{prefix}.email")), "is not an e-mail address"));
+    }
     f.finish()?;
     Ok(Person { id, name, email })
 }
@@ -238,7 +246,9 @@ impl Fields {
                     .into_iter()
                     .enumerate()
                     .map(|(i, v)| match v {
-                        Value::String(s) if !s.trim().is_empty() && s.chars().count() <= MAX_ID => Ok(s.trim().to_string()),
+                        Value::String(s) if !s.trim().is_empty() && s.chars().count() <= MAX_ID => {
+                            Ok(s.trim().to_string())
+                        }
                         _ => Err(ApiError::invalid(
                             Some(&format!("{}[{i}]", self.name(key))),
                             format!("must be a non-empty string of at most {MAX_ID} characters"),
@@ -253,9 +263,9 @@ impl Fields {
     fn opt_time(&mut self, key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         match self.opt_str(key, 64)? {
             None => Ok(None),
-            Some(s) => DateTime::parse_from_rfc3339(&s)
-                .map(|t| Some(t.with_timezone(&Utc)))
-                .map_err(|_| ApiError::invalid(Some(&self.name(key)), "must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z")),
+            Some(s) => DateTime::parse_from_rfc3339(&s).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
+                ApiError::invalid(Some(&self.name(key)), "must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z")
+            }),
         }
     }
 

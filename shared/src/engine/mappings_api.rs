@@ -22,8 +22,7 @@ use super::api::{ApiRequest, ApiResponse};
 use super::{ApiError, Engine};
 use crate::connectors::ConnectorError;
 use crate::mapping::{
-    ContractChange, Format, MappingError, MappingSettings, Mappings, MatchMode, parse_orgs,
-    parse_users,
+    ContractChange, Format, MappingError, MappingSettings, Mappings, MatchMode, parse_orgs, parse_users,
 };
 
 impl From<MappingError> for ApiError {
@@ -52,21 +51,14 @@ pub(super) async fn route(
     conn: &str,
     rest: &[&str],
 ) -> Result<ApiResponse, ApiError> {
-    let cfg = engine
-        .config
-        .connections
-        .get(conn)
-        .ok_or_else(|| ApiError::not_found(format!("no connection '{conn}'")))?;
-    let connector = engine
-        .connector(conn)
-        .ok_or_else(|| ApiError::not_found(format!("connection '{conn}' has no connector")))?;
-    let q: Vec<(String, String)> = url::form_urlencoded::parse(req.query.unwrap_or("").as_bytes())
-        .into_owned()
-        .collect();
+    let cfg =
+        engine.config.connections.get(conn).ok_or_else(|| ApiError::not_found(format!("no connection '{conn}'")))?;
+    let connector =
+        engine.connector(conn).ok_or_else(|| ApiError::not_found(format!("connection '{conn}' has no connector")))?;
+    let q: Vec<(String, String)> =
+        url::form_urlencoded::parse(req.query.unwrap_or("").as_bytes()).into_owned().collect();
     let mut settings = cfg.mapping.clone();
-    let m = |settings: MappingSettings| {
-        Mappings::new(conn, engine.store.as_ref(), connector.as_ref(), settings)
-    };
+    let m = |settings: MappingSettings| Mappings::new(conn, engine.store.as_ref(), connector.as_ref(), settings);
     let body = match (req.method, rest) {
         ("GET", ["mappings"]) => json!({"items": m(settings).list().await?}),
         ("POST", ["mappings", op @ ("preview" | "apply")]) => {
@@ -90,22 +82,13 @@ pub(super) async fn route(
             let b: B = json_body(engine, req)?;
             to_json(
                 &m(settings)
-                    .match_org(
-                        &b.org_id,
-                        &b.customer_id,
-                        b.org_name.as_deref(),
-                        b.contact_id.as_deref(),
-                    )
+                    .match_org(&b.org_id, &b.customer_id, b.org_name.as_deref(), b.contact_id.as_deref())
                     .await?,
             )
         }
         ("POST", ["mappings", "exclude"]) => {
             let b: OrgBody = json_body(engine, req)?;
-            to_json(
-                &m(settings)
-                    .exclude(&b.org_id, b.org_name.as_deref())
-                    .await?,
-            )
+            to_json(&m(settings).exclude(&b.org_id, b.org_name.as_deref()).await?)
         }
         ("POST", ["mappings", "include"]) => {
             let b: OrgBody = json_body(engine, req)?;
@@ -144,11 +127,7 @@ pub(super) async fn route(
                 customer_id: Option<String>,
             }
             let b: B = json_body(engine, req)?;
-            to_json(
-                &m(settings)
-                    .match_user(&b.email, &b.contact_id, b.customer_id.as_deref())
-                    .await?,
-            )
+            to_json(&m(settings).match_user(&b.email, &b.contact_id, b.customer_id.as_deref()).await?)
         }
         ("POST", ["users", "exclude"]) => {
             let b: UserBody = json_body(engine, req)?;
@@ -164,12 +143,7 @@ pub(super) async fn route(
             }
         }
         (_, ["mappings" | "users", ..]) => {
-            return Err(ApiError::new(
-                405,
-                "method_not_allowed",
-                None,
-                format!("{} is not allowed here", req.method),
-            ));
+            return Err(ApiError::new(405, "method_not_allowed", None, format!("{} is not allowed here", req.method)));
         }
         _ => return Err(ApiError::not_found(format!("no route {}", req.path))),
     };
@@ -195,23 +169,14 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
 }
 
 fn content_type<'r>(req: &'r ApiRequest<'_>) -> &'r str {
-    let ct = req
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let ct = req.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     ct.split(';').next().unwrap_or("").trim()
 }
 
 fn check_size(engine: &Engine, req: &ApiRequest<'_>) -> Result<(), ApiError> {
     let max = engine.config.settings.max_body_bytes;
     if req.body.len() > max {
-        return Err(ApiError::new(
-            413,
-            "body_too_large",
-            None,
-            format!("body is larger than {max} bytes"),
-        ));
+        return Err(ApiError::new(413, "body_too_large", None, format!("body is larger than {max} bytes")));
     }
     Ok(())
 }
@@ -226,9 +191,8 @@ fn json_body<T: DeserializeOwned>(engine: &Engine, req: &ApiRequest<'_>) -> Resu
             "content-type must be application/json",
         ));
     }
-    serde_json::from_slice(req.body).map_err(|e| {
-        ApiError::bad_request("invalid_json", None, format!("invalid request body: {e}"))
-    })
+    serde_json::from_slice(req.body)
+        .map_err(|e| ApiError::bad_request("invalid_json", None, format!("invalid request body: {e}")))
 }
 
 /// The list text and its format from a JSON body (`{"<list>": [...], "match"?, "auto_create"?}`)
@@ -241,8 +205,8 @@ fn list_body(
     settings: &mut MappingSettings,
 ) -> Result<(String, Format), ApiError> {
     check_size(engine, req)?;
-    let text = std::str::from_utf8(req.body)
-        .map_err(|_| ApiError::bad_request("invalid_body", None, "body is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(req.body).map_err(|_| ApiError::bad_request("invalid_body", None, "body is not UTF-8"))?;
     let ct = content_type(req).to_ascii_lowercase();
     let (mut mode, mut auto) = (None, None);
     let out = match ct.as_str() {
@@ -257,16 +221,12 @@ fn list_body(
             (text.to_string(), Format::Csv)
         }
         "application/json" => {
-            let mut v: Value = serde_json::from_str(text).map_err(|e| {
-                ApiError::bad_request("invalid_json", None, format!("invalid JSON: {e}"))
-            })?;
-            let obj = v.as_object_mut().ok_or_else(|| {
-                ApiError::invalid(None, format!("expected an object with '{list}'"))
-            })?;
-            if let Some(k) = obj
-                .keys()
-                .find(|k| ![list, "match", "auto_create"].contains(&k.as_str()))
-            {
+            let mut v: Value = serde_json::from_str(text)
+                .map_err(|e| ApiError::bad_request("invalid_json", None, format!("invalid JSON: {e}")))?;
+            let obj = v
+                .as_object_mut()
+                .ok_or_else(|| ApiError::invalid(None, format!("expected an object with '{list}'")))?;
+            if let Some(k) = obj.keys().find(|k| ![list, "match", "auto_create"].contains(&k.as_str())) {
                 return Err(ApiError::invalid(
                     Some(k),
                     format!("unknown field (expected: {list}, match, auto_create)"),
@@ -276,16 +236,11 @@ fn list_body(
                 Some(Value::String(s)) => Some(s),
                 None | Some(Value::Null) => None,
                 Some(_) => {
-                    return Err(ApiError::invalid(
-                        Some("match"),
-                        "must be \"exact\" or \"normalized\"",
-                    ));
+                    return Err(ApiError::invalid(Some("match"), "must be \"exact\" or \"normalized\""));
                 }
             };
             auto = obj.remove("auto_create");
-            let items = obj
-                .remove(list)
-                .ok_or_else(|| ApiError::invalid(Some(list), "missing"))?;
+            let items = obj.remove(list).ok_or_else(|| ApiError::invalid(Some(list), "missing"))?;
             (json!({ list: items }).to_string(), Format::Json)
         }
         _ => {
@@ -298,19 +253,15 @@ fn list_body(
         }
     };
     if let Some(m) = mode {
-        settings.match_mode = MatchMode::parse(&m).ok_or_else(|| {
-            ApiError::invalid(Some("match"), "must be \"exact\" or \"normalized\"")
-        })?;
+        settings.match_mode = MatchMode::parse(&m)
+            .ok_or_else(|| ApiError::invalid(Some("match"), "must be \"exact\" or \"normalized\""))?;
     }
     match auto {
         None | Some(Value::Null) => {}
         Some(Value::Bool(b)) => settings.auto_create = b,
         Some(Value::String(s)) if s == "true" || s == "false" => settings.auto_create = s == "true",
         Some(_) => {
-            return Err(ApiError::invalid(
-                Some("auto_create"),
-                "must be true or false",
-            ));
+            return Err(ApiError::invalid(Some("auto_create"), "must be true or false"));
         }
     }
     Ok(out)

@@ -25,7 +25,7 @@ pub use create::CreateReport;
 pub use metrics::Metrics;
 pub use notify::{BridgeEvent, EventSink, LogEvents};
 pub use poll::PollReport;
-pub use tokens::{TokenReport, TokenOutcome};
+pub use tokens::{TokenOutcome, TokenReport};
 
 /// An error answered to an API caller: HTTP status, stable code, the field at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -122,10 +122,8 @@ impl Engine {
     /// A repeat with an identical body returns the first task; a different body under the same key
     /// is a 409 and stores nothing.
     pub async fn accept(&self, new: NewTask, now: DateTime<Utc>) -> Result<Accepted, ApiError> {
-        let (conn, _) = self
-            .config
-            .route(new.connection.as_deref())
-            .map_err(|m| ApiError::invalid(Some("connection"), m))?;
+        let (conn, _) =
+            self.config.route(new.connection.as_deref()).map_err(|m| ApiError::invalid(Some("connection"), m))?;
         let conn = conn.to_string();
         if let Some(url) = &new.callback_url {
             self.notifier.check_url_syntax(url).map_err(|m| ApiError::invalid(Some("callback_url"), m))?;
@@ -150,7 +148,8 @@ impl Engine {
     }
 
     pub async fn get(&self, id: &str) -> Result<Task, ApiError> {
-        let tid = TaskId::parse(id).ok_or_else(|| ApiError::not_found(format!("no task '{}'", id.chars().take(40).collect::<String>())))?;
+        let tid = TaskId::parse(id)
+            .ok_or_else(|| ApiError::not_found(format!("no task '{}'", id.chars().take(40).collect::<String>())))?;
         self.store.get_task(&tid).await?.ok_or_else(|| ApiError::not_found(format!("no task {tid}")))
     }
 
@@ -160,9 +159,10 @@ impl Engine {
         let task = self.transition(id, now, |_| TaskEvent::Cancel { retain_until: retain }).await?;
         if let Some(key) = &task.group_key
             && let Some(t) = &task.ticket
-                && task.history.iter().all(|h| h.event != "noted") {
-                    self.store.release_group(&task.connection, key, &t.id).await.ok();
-                }
+            && task.history.iter().all(|h| h.event != "noted")
+        {
+            self.store.release_group(&task.connection, key, &t.id).await.ok();
+        }
         // The caller is waiting on this request (API Gateway gives up after 30 s): one quick
         // callback attempt, no long retry ladder.
         self.notifier.quick().publish(self, &task, now).await;

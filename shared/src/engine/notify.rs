@@ -8,7 +8,7 @@ use sha2::Sha256;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::{task_json, Engine};
+use super::{Engine, task_json};
 use crate::domain::Task;
 
 /// An event other systems can subscribe to (EventBridge in AWS, the log locally).
@@ -48,7 +48,14 @@ pub fn sign(key: &[u8], timestamp: i64, body: &[u8]) -> String {
 }
 
 /// Checks a signature in constant time; `window_secs` bounds the timestamp's age (replays).
-pub fn verify(key: &[u8], timestamp: &str, body: &[u8], signature: &str, now: DateTime<Utc>, window_secs: i64) -> Result<(), &'static str> {
+pub fn verify(
+    key: &[u8],
+    timestamp: &str,
+    body: &[u8],
+    signature: &str,
+    now: DateTime<Utc>,
+    window_secs: i64,
+) -> Result<(), &'static str> {
     let ts: i64 = timestamp.trim().parse().map_err(|_| "X-Bridge-Timestamp is not unix seconds")?;
     if (now.timestamp() - ts).abs() > window_secs {
         return Err("X-Bridge-Timestamp is outside the allowed window");
@@ -261,7 +268,20 @@ mod tests {
 
     #[test]
     fn private_addresses_are_recognized() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
@@ -273,7 +293,14 @@ mod tests {
     fn callback_url_syntax_guard() {
         let n = Notifier::new(false);
         assert!(n.check_url_syntax("https://iga.example.com/hook").is_ok());
-        for bad in ["http://iga.example.com/", "https://127.0.0.1/x", "https://[::1]/x", "https://169.254.169.254/latest", "https://localhost/x", "https://10.0.0.1/"] {
+        for bad in [
+            "http://iga.example.com/",
+            "https://127.0.0.1/x",
+            "https://[::1]/x",
+            "https://169.254.169.254/latest",
+            "https://localhost/x",
+            "https://10.0.0.1/",
+        ] {
             assert!(n.check_url_syntax(bad).is_err(), "{bad}");
         }
         assert!(Notifier::new(true).check_url_syntax("http://127.0.0.1:9/x").is_ok());

@@ -145,14 +145,19 @@ impl Engine {
             status => {
                 let summary_same = matches!(
                     (status, task.status),
-                    (MappedStatus::Open, crate::domain::Status::Open) | (MappedStatus::Pending, crate::domain::Status::Pending)
+                    (MappedStatus::Open, crate::domain::Status::Open)
+                        | (MappedStatus::Pending, crate::domain::Status::Pending)
                 );
                 let name_same = task.ticket.as_ref().and_then(|t| t.remote_status.as_deref()) == Some(remote);
                 if summary_same && name_same {
                     // Nothing changed: no write. The task stays due; the poll lease paces runs.
                     return Ok(Applied::Unchanged);
                 }
-                TaskEvent::Polled { status, remote_status: remote.to_string(), next_poll_at: task.next_poll_at.unwrap_or(now) }
+                TaskEvent::Polled {
+                    status,
+                    remote_status: remote.to_string(),
+                    next_poll_at: task.next_poll_at.unwrap_or(now),
+                }
             }
         };
         let closing = matches!(event, TaskEvent::Closed { .. });

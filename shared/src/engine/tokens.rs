@@ -13,13 +13,21 @@ use crate::connectors::{TokenKind, TokenState};
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum TokenOutcome {
     /// Nothing expires soon (or nothing expires at all).
-    Fresh { expires_at: Option<DateTime<Utc>> },
-    Refreshed { expires_at: Option<DateTime<Utc>> },
+    Fresh {
+        expires_at: Option<DateTime<Utc>>,
+    },
+    Refreshed {
+        expires_at: Option<DateTime<Utc>>,
+    },
     /// A personal access token expires within the warning period.
-    PatExpiring { expires_at: DateTime<Utc> },
+    PatExpiring {
+        expires_at: DateTime<Utc>,
+    },
     /// Another runner holds the connection's refresh lease.
     Busy,
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// Per-connection outcomes of one refresh run.
@@ -47,7 +55,8 @@ impl Engine {
             return TokenOutcome::Failed { error: "no connector".into() };
         };
         let owner = ulid::Ulid::new().to_string();
-        let lease = match self.store.acquire_lease(&format!("refresh#{name}"), &owner, now, Duration::minutes(2)).await {
+        let lease = match self.store.acquire_lease(&format!("refresh#{name}"), &owner, now, Duration::minutes(2)).await
+        {
             Ok(Some(l)) => l,
             Ok(None) => return TokenOutcome::Busy,
             Err(e) => return TokenOutcome::Failed { error: format!("lease: {e}") },
@@ -59,7 +68,12 @@ impl Engine {
         outcome
     }
 
-    async fn refresh_under_lease(&self, name: &str, connector: &dyn crate::connectors::Connector, now: DateTime<Utc>) -> TokenOutcome {
+    async fn refresh_under_lease(
+        &self,
+        name: &str,
+        connector: &dyn crate::connectors::Connector,
+        now: DateTime<Utc>,
+    ) -> TokenOutcome {
         let window = Duration::seconds(i64::try_from(self.config.settings.token_refresh_window_secs).unwrap_or(900));
         let state = match connector.token_state().await {
             Ok(s) => s,

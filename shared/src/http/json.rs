@@ -74,7 +74,8 @@ mod tests {
 
     #[test]
     fn parse_errors_do_not_echo_values() {
-        let err = parse_json::<Tok>(br#"{"access_token":"sekrit-123","expires_in":"soon-sekrit"}"#, "token").unwrap_err();
+        let err =
+            parse_json::<Tok>(br#"{"access_token":"sekrit-123","expires_in":"soon-sekrit"}"#, "token").unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, ConnectorError::Malformed(_)));
         assert!(!msg.contains("sekrit"), "{msg}");

@@ -91,7 +91,9 @@ impl HttpConfig {
         let key = format!("connections.{name}.options.http");
         let opts = match c.options.get("http") {
             None => HttpOptions::default(),
-            Some(v) => HttpOptions::deserialize(v.clone()).map_err(|e| ConnectorError::Config(format!("{key}: {e}")))?,
+            Some(v) => {
+                HttpOptions::deserialize(v.clone()).map_err(|e| ConnectorError::Config(format!("{key}: {e}")))?
+            }
         };
         let d = Self::default();
         let ms = |v: Option<u64>, dflt: Duration| v.map(Duration::from_millis).unwrap_or(dflt);
@@ -186,7 +188,10 @@ impl HttpResponse {
             404 | 410 => ConnectorError::NotFound(msg),
             408 => ConnectorError::Timeout(msg),
             429 => ConnectorError::RateLimited {
-                retry_after_secs: self.header("retry-after").and_then(|v| parse_retry_after(v, Utc::now())).map(ceil_secs),
+                retry_after_secs: self
+                    .header("retry-after")
+                    .and_then(|v| parse_retry_after(v, Utc::now()))
+                    .map(ceil_secs),
             },
             s if s >= 500 => ConnectorError::Server(msg),
             _ => ConnectorError::Rejected(msg),
@@ -323,7 +328,8 @@ impl HttpClient {
     /// `[0, min(backoff_max, backoff_base * 2^attempt)]`.
     pub fn backoff_delay(&self, attempt: u32) -> Duration {
         let cfg = &self.inner.config;
-        let cap = cfg.backoff_base.saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX)).min(cfg.backoff_max);
+        let cap =
+            cfg.backoff_base.saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX)).min(cfg.backoff_max);
         let ms = cap.as_millis() as u64;
         Duration::from_millis(if ms == 0 { 0 } else { rand::rng().random_range(0..=ms) })
     }
@@ -353,11 +359,18 @@ impl HttpClient {
     /// Runs one attempt and reads the whole body. Errors carry whether they happened while
     /// connecting (the target cannot have seen the request).
     async fn execute(&self, req: reqwest::Request, request: &str) -> Result<HttpResponse, (ConnectorError, bool)> {
-        let resp = self.inner.client.execute(req).await.map_err(|e| (self.map_transport(&e, request), e.is_connect()))?;
+        let resp =
+            self.inner.client.execute(req).await.map_err(|e| (self.map_transport(&e, request), e.is_connect()))?;
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(|e| (self.map_transport(&e, request), false))?;
-        Ok(HttpResponse { status, headers, body: body.to_vec(), request: request.to_string(), redactor: self.inner.redactor.clone() })
+        Ok(HttpResponse {
+            status,
+            headers,
+            body: body.to_vec(),
+            request: request.to_string(),
+            redactor: self.inner.redactor.clone(),
+        })
     }
 
     fn map_transport(&self, e: &reqwest::Error, request: &str) -> ConnectorError {
@@ -369,9 +382,17 @@ impl HttpClient {
             ));
         }
         let lower = chain.to_ascii_lowercase();
-        let tls = ["certificate", "tls", "handshake", "invalidcontenttype", "corrupt message", "unknownissuer", "fatal alert"]
-            .iter()
-            .any(|w| lower.contains(w));
+        let tls = [
+            "certificate",
+            "tls",
+            "handshake",
+            "invalidcontenttype",
+            "corrupt message",
+            "unknownissuer",
+            "fatal alert",
+        ]
+        .iter()
+        .any(|w| lower.contains(w));
         if tls {
             ConnectorError::Tls(format!("{request}: {chain}"))
         } else {

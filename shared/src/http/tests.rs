@@ -28,7 +28,11 @@ struct Scripted {
 }
 
 async fn scripted(replies: Vec<Reply>) -> (String, Arc<Scripted>) {
-    let s = Arc::new(Scripted { replies: StdMutex::new(replies.into()), hits: AtomicUsize::new(0), heads: StdMutex::default() });
+    let s = Arc::new(Scripted {
+        replies: StdMutex::new(replies.into()),
+        hits: AtomicUsize::new(0),
+        heads: StdMutex::default(),
+    });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let srv = s.clone();
@@ -60,7 +64,10 @@ async fn scripted(replies: Vec<Reply>) -> (String, Arc<Scripted>) {
                     }
                     Reply::Status(c, b, h) => (c, b, h),
                 };
-                let mut resp = format!("HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n", body.len());
+                let mut resp = format!(
+                    "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                    body.len()
+                );
                 for (k, v) in headers {
                     resp.push_str(&format!("{k}: {v}\r\n"));
                 }
@@ -94,7 +101,8 @@ fn client(cfg: HttpConfig) -> HttpClient {
 
 #[tokio::test]
 async fn idempotent_requests_retry_5xx_then_succeed() {
-    let (url, srv) = scripted(vec![Reply::Status(503, "{}", vec![]), Reply::Status(502, "{}", vec![]), ok(r#"{"a":1}"#)]).await;
+    let (url, srv) =
+        scripted(vec![Reply::Status(503, "{}", vec![]), Reply::Status(502, "{}", vec![]), ok(r#"{"a":1}"#)]).await;
     let c = client(fast());
     let resp = c.send(|c| c.get(format!("{url}/x")), true).await.unwrap();
     assert_eq!(resp.json::<serde_json::Value>().unwrap()["a"], 1);
@@ -182,12 +190,16 @@ async fn status_codes_map_to_errors() {
 
 #[tokio::test]
 async fn errors_and_urls_are_redacted() {
-    let (url, _) = scripted(vec![Reply::Status(401, r#"{"error":"bad token tok-SECRET-1","password":"pw-2"}"#, vec![])]).await;
+    let (url, _) =
+        scripted(vec![Reply::Status(401, r#"{"error":"bad token tok-SECRET-1","password":"pw-2"}"#, vec![])]).await;
     let redactor = Redactor::new();
     redactor.add("tok-SECRET-1");
     let c = HttpClient::new("t", fast(), redactor).unwrap();
     let err = c
-        .send(|c| c.get(format!("{url}/Ticket/1?SessionID=sess-77&x=1")).header("Authorization", "token tok-SECRET-1"), true)
+        .send(
+            |c| c.get(format!("{url}/Ticket/1?SessionID=sess-77&x=1")).header("Authorization", "token tok-SECRET-1"),
+            true,
+        )
         .await
         .unwrap_err();
     let msg = err.to_string();
@@ -201,7 +213,8 @@ async fn errors_and_urls_are_redacted() {
 #[tokio::test]
 async fn local_rate_limit_holds_requests_back() {
     let (url, srv) = scripted(vec![]).await;
-    let cfg = HttpConfig { rate_limit_per_hour: 3600, rate_burst: 2, max_rate_wait: Duration::from_millis(50), ..fast() };
+    let cfg =
+        HttpConfig { rate_limit_per_hour: 3600, rate_burst: 2, max_rate_wait: Duration::from_millis(50), ..fast() };
     let c = client(cfg);
     c.send(|c| c.get(&url), true).await.unwrap();
     c.send(|c| c.get(&url), true).await.unwrap();
@@ -230,7 +243,11 @@ fn retry_after_parsing() {
 
 #[test]
 fn backoff_is_capped_full_jitter() {
-    let c = client(HttpConfig { backoff_base: Duration::from_millis(100), backoff_max: Duration::from_millis(800), ..fast() });
+    let c = client(HttpConfig {
+        backoff_base: Duration::from_millis(100),
+        backoff_max: Duration::from_millis(800),
+        ..fast()
+    });
     let mut max_seen = Duration::ZERO;
     for _ in 0..200 {
         assert!(c.backoff_delay(0) <= Duration::from_millis(100));

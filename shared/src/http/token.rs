@@ -154,7 +154,13 @@ pub struct TokenCache {
 
 impl TokenCache {
     /// `name` is the secret; `kind` is reported by [`TokenCache::state`].
-    pub fn new(secrets: Arc<dyn Secrets>, name: &str, source: Arc<dyn TokenSource>, redactor: Redactor, kind: TokenKind) -> Self {
+    pub fn new(
+        secrets: Arc<dyn Secrets>,
+        name: &str,
+        source: Arc<dyn TokenSource>,
+        redactor: Redactor,
+        kind: TokenKind,
+    ) -> Self {
         Self {
             secrets,
             name: name.to_string(),

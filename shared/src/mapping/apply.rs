@@ -116,13 +116,7 @@ impl<'a> Mappings<'a> {
         connector: &'a dyn Connector,
         settings: MappingSettings,
     ) -> Self {
-        Self {
-            connection: connection.to_string(),
-            store,
-            connector,
-            settings,
-            progress: &NoProgress,
-        }
+        Self { connection: connection.to_string(), store, connector, settings, progress: &NoProgress }
     }
 
     /// Reports progress of long runs to `progress`.
@@ -146,13 +140,7 @@ impl<'a> Mappings<'a> {
     pub async fn preview(&self, orgs: &[UpstreamOrg]) -> Result<OrgPlan, MappingError> {
         let customers = self.connector.list_customers().await?;
         let mappings = self.store.list_mappings(&self.connection).await?;
-        Ok(plan_orgs(
-            orgs,
-            &customers,
-            &mappings,
-            self.settings.match_mode,
-            self.settings.auto_create,
-        ))
+        Ok(plan_orgs(orgs, &customers, &mappings, self.settings.match_mode, self.settings.auto_create))
     }
 
     /// Writes the mappings of the plan and, with auto-create, creates missing customers and their
@@ -186,9 +174,7 @@ impl<'a> Mappings<'a> {
                 continue;
             };
             if let Some(why) = &unsupported {
-                report
-                    .failures
-                    .push(failure(&org.id, "create_customer", why.clone()));
+                report.failures.push(failure(&org.id, "create_customer", why.clone()));
                 continue;
             }
             if let Err(e) = self.create_for(org, &mut report).await {
@@ -197,11 +183,7 @@ impl<'a> Mappings<'a> {
                 }
                 match e {
                     MappingError::Store(s) => return Err(MappingError::Store(s)),
-                    other => {
-                        report
-                            .failures
-                            .push(failure(&org.id, "create_customer", other.to_string()))
-                    }
+                    other => report.failures.push(failure(&org.id, "create_customer", other.to_string())),
                 }
             }
         }
@@ -218,73 +200,40 @@ impl<'a> Mappings<'a> {
         report: &mut ApplyReport,
     ) -> Result<(), MappingError> {
         // Someone may have mapped or excluded it since the plan was made.
-        if self
-            .store
-            .get_mapping(&self.connection, &org.id)
-            .await?
-            .is_some()
-        {
+        if self.store.get_mapping(&self.connection, &org.id).await?.is_some() {
             return Ok(());
         }
-        let contact_id = match self
-            .default_contact(&customer.id, org, self.settings.auto_create, report)
-            .await
-        {
+        let contact_id = match self.default_contact(&customer.id, org, self.settings.auto_create, report).await {
             Ok(c) => c,
             Err(e) => {
-                report
-                    .failures
-                    .push(failure(&org.id, "contact", e.to_string()));
+                report.failures.push(failure(&org.id, "contact", e.to_string()));
                 None
             }
         };
-        self.store
-            .put_mapping(&new_mapping(&self.connection, org, customer, contact_id))
-            .await?;
+        self.store.put_mapping(&new_mapping(&self.connection, org, customer, contact_id)).await?;
         report.mapped += 1;
         Ok(())
     }
 
     /// Creates the customer and its default contact, mapping the organization right after each
     /// write so that an interrupted run never creates the customer twice.
-    async fn create_for(
-        &self,
-        org: &UpstreamOrg,
-        report: &mut ApplyReport,
-    ) -> Result<(), MappingError> {
-        if self
-            .store
-            .get_mapping(&self.connection, &org.id)
-            .await?
-            .is_some()
-        {
+    async fn create_for(&self, org: &UpstreamOrg, report: &mut ApplyReport) -> Result<(), MappingError> {
+        if self.store.get_mapping(&self.connection, &org.id).await?.is_some() {
             return Ok(());
         }
         let customer = self.connector.create_customer(&org.name).await?;
         let mut mapping = new_mapping(&self.connection, org, &customer, None);
         self.store.put_mapping(&mapping).await?;
-        report.created.push(OrgMatch {
-            org: OrgRef::from(org),
-            customer: customer.clone(),
-        });
-        let name = org
-            .contact_name
-            .clone()
-            .unwrap_or_else(|| self.settings.default_contact_name.clone());
-        match self
-            .connector
-            .create_contact(&customer.id, &name, org.contact_email.as_deref())
-            .await
-        {
+        report.created.push(OrgMatch { org: OrgRef::from(org), customer: customer.clone() });
+        let name = org.contact_name.clone().unwrap_or_else(|| self.settings.default_contact_name.clone());
+        match self.connector.create_contact(&customer.id, &name, org.contact_email.as_deref()).await {
             Ok(id) => {
                 report.contacts_created += 1;
                 mapping.contact_id = Some(id);
                 mapping.updated_at = Utc::now();
                 self.store.put_mapping(&mapping).await?;
             }
-            Err(e) => report
-                .failures
-                .push(failure(&org.id, "contact", e.to_string())),
+            Err(e) => report.failures.push(failure(&org.id, "contact", e.to_string())),
         }
         Ok(())
     }
@@ -306,10 +255,7 @@ impl<'a> Mappings<'a> {
             (Some(e), _) => self.connector.find_contact(Some(customer), e).await?,
             (None, Some(n)) => match self.connector.list_contacts(customer).await {
                 Ok(all) => {
-                    let hits: Vec<_> = all
-                        .iter()
-                        .filter(|c| c.name.trim().eq_ignore_ascii_case(n.trim()))
-                        .collect();
+                    let hits: Vec<_> = all.iter().filter(|c| c.name.trim().eq_ignore_ascii_case(n.trim())).collect();
                     match hits.as_slice() {
                         [one] => Some(one.id.clone()),
                         [] => None,
@@ -333,13 +279,8 @@ impl<'a> Mappings<'a> {
         if !create {
             return Ok(None);
         }
-        let name = name
-            .map(str::to_string)
-            .unwrap_or_else(|| self.settings.default_contact_name.clone());
-        let id = self
-            .connector
-            .create_contact(customer, &name, email)
-            .await?;
+        let name = name.map(str::to_string).unwrap_or_else(|| self.settings.default_contact_name.clone());
+        let id = self.connector.create_contact(customer, &name, email).await?;
         report.contacts_created += 1;
         Ok(Some(id))
     }
@@ -358,9 +299,7 @@ impl<'a> Mappings<'a> {
             .into_iter()
             .filter(|m| !m.excluded && m.customer_id.is_some() && m.contact_id.is_none())
             .filter(|m| {
-                by_id
-                    .get(m.org_id.as_str())
-                    .is_some_and(|o| o.contact_email.is_some() || o.contact_name.is_some())
+                by_id.get(m.org_id.as_str()).is_some_and(|o| o.contact_email.is_some() || o.contact_name.is_some())
             })
             .collect();
         if todo.is_empty() {
@@ -369,23 +308,17 @@ impl<'a> Mappings<'a> {
         self.progress.begin(todo.len() as u64, "default contacts");
         for mut m in todo {
             self.progress.advance();
-            let (Some(org), Some(customer)) = (by_id.get(m.org_id.as_str()), m.customer_id.clone())
-            else {
+            let (Some(org), Some(customer)) = (by_id.get(m.org_id.as_str()), m.customer_id.clone()) else {
                 continue;
             };
-            match self
-                .default_contact(&customer, org, self.settings.auto_create, report)
-                .await
-            {
+            match self.default_contact(&customer, org, self.settings.auto_create, report).await {
                 Ok(Some(id)) => {
                     m.contact_id = Some(id);
                     m.updated_at = Utc::now();
                     self.store.put_mapping(&m).await?;
                 }
                 Ok(None) => {}
-                Err(e) => report
-                    .failures
-                    .push(failure(&m.org_id, "contact", e.to_string())),
+                Err(e) => report.failures.push(failure(&m.org_id, "contact", e.to_string())),
             }
         }
         self.progress.finish();
@@ -412,13 +345,8 @@ impl<'a> Mappings<'a> {
         if todo.is_empty() {
             return Ok(());
         }
-        self.progress
-            .begin(todo.len() as u64, "contract user counts");
-        let service = self
-            .settings
-            .default_contract_service
-            .clone()
-            .unwrap_or_default();
+        self.progress.begin(todo.len() as u64, "contract user counts");
+        let service = self.settings.default_contract_service.clone().unwrap_or_default();
         for (mut m, users) in todo {
             self.progress.advance();
             let contract = m.contract_id.clone().unwrap_or_default();
@@ -435,9 +363,7 @@ impl<'a> Mappings<'a> {
                         self.store.put_mapping(&m).await?;
                     }
                 }
-                Err(e) => report
-                    .failures
-                    .push(failure(&m.org_id, "service_line", e.to_string())),
+                Err(e) => report.failures.push(failure(&m.org_id, "service_line", e.to_string())),
             }
         }
         self.progress.finish();
@@ -455,41 +381,24 @@ impl<'a> Mappings<'a> {
     ) -> Result<OrgMapping, MappingError> {
         let org_id = non_empty("org_id", org_id)?;
         let customers = self.connector.list_customers().await?;
-        let customer = customers
-            .iter()
-            .find(|c| c.id == customer_id.trim())
-            .ok_or_else(|| {
-                MappingError::NotFound(format!(
-                    "connection '{}' has no customer '{}'",
-                    self.connection,
-                    clip(customer_id)
-                ))
-            })?;
+        let customer = customers.iter().find(|c| c.id == customer_id.trim()).ok_or_else(|| {
+            MappingError::NotFound(format!("connection '{}' has no customer '{}'", self.connection, clip(customer_id)))
+        })?;
         if let Some(contact) = contact_id {
             self.check_contact(&customer.id, contact).await?;
         }
         let existing = self.store.get_mapping(&self.connection, org_id).await?;
-        let same = existing
-            .as_ref()
-            .is_some_and(|m| m.customer_id.as_deref() == Some(customer.id.as_str()));
+        let same = existing.as_ref().is_some_and(|m| m.customer_id.as_deref() == Some(customer.id.as_str()));
         let keep = |f: fn(&OrgMapping) -> Option<String>| {
-            if same {
-                existing.as_ref().and_then(f)
-            } else {
-                None
-            }
+            if same { existing.as_ref().and_then(f) } else { None }
         };
         let mapping = OrgMapping {
             connection: self.connection.clone(),
             org_id: org_id.to_string(),
-            org_name: org_name
-                .map(str::to_string)
-                .or_else(|| existing.as_ref().and_then(|m| m.org_name.clone())),
+            org_name: org_name.map(str::to_string).or_else(|| existing.as_ref().and_then(|m| m.org_name.clone())),
             customer_id: Some(customer.id.clone()),
             customer_name: Some(customer.name.clone()),
-            contact_id: contact_id
-                .map(str::to_string)
-                .or_else(|| keep(|m| m.contact_id.clone())),
+            contact_id: contact_id.map(str::to_string).or_else(|| keep(|m| m.contact_id.clone())),
             contract_id: keep(|m| m.contract_id.clone()),
             contract_service_id: keep(|m| m.contract_service_id.clone()),
             excluded: false,
@@ -502,10 +411,7 @@ impl<'a> Mappings<'a> {
     async fn check_contact(&self, customer: &str, contact: &str) -> Result<(), MappingError> {
         match self.connector.list_contacts(customer).await {
             Ok(all) if all.iter().any(|c| c.id == contact.trim()) => Ok(()),
-            Ok(_) => Err(MappingError::NotFound(format!(
-                "customer {customer} has no contact '{}'",
-                clip(contact)
-            ))),
+            Ok(_) => Err(MappingError::NotFound(format!("customer {customer} has no contact '{}'", clip(contact)))),
             Err(ConnectorError::Unsupported(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
@@ -513,11 +419,7 @@ impl<'a> Mappings<'a> {
 
     /// Puts an organization on the excluded list (its tickets go to the catch-all). A mapped
     /// organization keeps its customer so that [`Mappings::include`] restores it.
-    pub async fn exclude(
-        &self,
-        org_id: &str,
-        org_name: Option<&str>,
-    ) -> Result<OrgMapping, MappingError> {
+    pub async fn exclude(&self, org_id: &str, org_name: Option<&str>) -> Result<OrgMapping, MappingError> {
         let org_id = non_empty("org_id", org_id)?;
         let mapping = match self.store.get_mapping(&self.connection, org_id).await? {
             Some(mut m) => {
@@ -547,11 +449,7 @@ impl<'a> Mappings<'a> {
 
     /// Takes an organization off the excluded list.
     pub async fn include(&self, org_id: &str) -> Result<Included, MappingError> {
-        match self
-            .store
-            .get_mapping(&self.connection, org_id.trim())
-            .await?
-        {
+        match self.store.get_mapping(&self.connection, org_id.trim()).await? {
             Some(mut m) if m.excluded => {
                 if m.customer_id.is_some() {
                     m.excluded = false;
@@ -559,76 +457,45 @@ impl<'a> Mappings<'a> {
                     self.store.put_mapping(&m).await?;
                     Ok(Included::Restored { mapping: m })
                 } else {
-                    self.store
-                        .delete_mapping(&self.connection, &m.org_id)
-                        .await?;
+                    self.store.delete_mapping(&self.connection, &m.org_id).await?;
                     Ok(Included::Unmapped { org_id: m.org_id })
                 }
             }
-            _ => Err(MappingError::NotFound(format!(
-                "organization '{}' is not on the excluded list",
-                clip(org_id)
-            ))),
+            _ => Err(MappingError::NotFound(format!("organization '{}' is not on the excluded list", clip(org_id)))),
         }
     }
 
     /// Contracts of the customer an organization is mapped to.
     pub async fn contracts(&self, org_id: &str) -> Result<Vec<Contract>, MappingError> {
         let m = self.mapped(org_id).await?;
-        Ok(self
-            .connector
-            .list_contracts(m.customer_id.as_deref().unwrap_or_default())
-            .await?)
+        Ok(self.connector.list_contracts(m.customer_id.as_deref().unwrap_or_default()).await?)
     }
 
     async fn mapped(&self, org_id: &str) -> Result<OrgMapping, MappingError> {
-        match self
-            .store
-            .get_mapping(&self.connection, org_id.trim())
-            .await?
-        {
+        match self.store.get_mapping(&self.connection, org_id.trim()).await? {
             Some(m) if !m.excluded && m.customer_id.is_some() => Ok(m),
-            Some(_) => Err(MappingError::Invalid(format!(
-                "organization '{}' is excluded or has no customer",
-                clip(org_id)
-            ))),
-            None => Err(MappingError::NotFound(format!(
-                "organization '{}' is not mapped",
-                clip(org_id)
-            ))),
+            Some(_) => {
+                Err(MappingError::Invalid(format!("organization '{}' is excluded or has no customer", clip(org_id))))
+            }
+            None => Err(MappingError::NotFound(format!("organization '{}' is not mapped", clip(org_id)))),
         }
     }
 
     /// Sets the contract attached to an organization's tickets and, optionally, the contract
     /// service line that bills its user count.
-    pub async fn set_contract(
-        &self,
-        org_id: &str,
-        change: &ContractChange,
-    ) -> Result<OrgMapping, MappingError> {
+    pub async fn set_contract(&self, org_id: &str, change: &ContractChange) -> Result<OrgMapping, MappingError> {
         let mut m = self.mapped(org_id).await?;
         let customer = m.customer_id.clone().unwrap_or_default();
-        let contract = change
-            .contract_id
-            .as_deref()
-            .map(str::trim)
-            .filter(|c| !c.is_empty());
+        let contract = change.contract_id.as_deref().map(str::trim).filter(|c| !c.is_empty());
         if let Some(c) = contract {
             match self.connector.list_contracts(&customer).await {
                 Ok(all) if all.iter().any(|x| x.id == c) => {}
                 Ok(all) => {
-                    let known: Vec<String> = all
-                        .iter()
-                        .map(|x| format!("{} ({})", x.id, x.name))
-                        .collect();
+                    let known: Vec<String> = all.iter().map(|x| format!("{} ({})", x.id, x.name)).collect();
                     return Err(MappingError::NotFound(format!(
                         "customer {customer} has no contract '{}' (contracts: {})",
                         clip(c),
-                        if known.is_empty() {
-                            "none".into()
-                        } else {
-                            known.join(", ")
-                        }
+                        if known.is_empty() { "none".into() } else { known.join(", ") }
                     )));
                 }
                 Err(ConnectorError::Unsupported(_)) => {}
@@ -641,24 +508,17 @@ impl<'a> Mappings<'a> {
             m.contract_service_id = None;
         }
         if let (Some(c), Some(true)) = (contract, change.service) {
-            let service = change
-                .service_name
-                .clone()
-                .or_else(|| self.settings.default_contract_service.clone())
-                .ok_or_else(|| {
-                    MappingError::Invalid(
-                        "no contract service: give one or set mapping.default_contract_service"
-                            .into(),
-                    )
-                })?;
+            let service =
+                change.service_name.clone().or_else(|| self.settings.default_contract_service.clone()).ok_or_else(
+                    || {
+                        MappingError::Invalid(
+                            "no contract service: give one or set mapping.default_contract_service".into(),
+                        )
+                    },
+                )?;
             let (line, _) = self
                 .connector
-                .set_service_quantity(
-                    c,
-                    m.contract_service_id.as_deref(),
-                    &service,
-                    change.users.unwrap_or(0),
-                )
+                .set_service_quantity(c, m.contract_service_id.as_deref(), &service, change.users.unwrap_or(0))
                 .await?;
             m.contract_service_id = Some(line.id);
         }
@@ -668,12 +528,7 @@ impl<'a> Mappings<'a> {
     }
 }
 
-fn new_mapping(
-    connection: &str,
-    org: &UpstreamOrg,
-    customer: &Customer,
-    contact_id: Option<String>,
-) -> OrgMapping {
+fn new_mapping(connection: &str, org: &UpstreamOrg, customer: &Customer, contact_id: Option<String>) -> OrgMapping {
     OrgMapping {
         connection: connection.to_string(),
         org_id: org.id.clone(),
@@ -689,11 +544,7 @@ fn new_mapping(
 }
 
 pub(super) fn failure(item: &str, step: &str, message: String) -> Failure {
-    Failure {
-        item: item.to_string(),
-        step: step.to_string(),
-        message,
-    }
+    Failure { item: item.to_string(), step: step.to_string(), message }
 }
 
 pub(super) fn clip(s: &str) -> String {
@@ -702,9 +553,5 @@ pub(super) fn clip(s: &str) -> String {
 
 pub(super) fn non_empty<'s>(field: &str, v: &'s str) -> Result<&'s str, MappingError> {
     let v = v.trim();
-    if v.is_empty() {
-        Err(MappingError::Invalid(format!("{field} must not be empty")))
-    } else {
-        Ok(v)
-    }
+    if v.is_empty() { Err(MappingError::Invalid(format!("{field} must not be empty"))) } else { Ok(v) }
 }

@@ -35,11 +35,8 @@ impl Mappings<'_> {
     pub async fn preview_users(&self, users: &[UpstreamUser]) -> Result<UserPlan, MappingError> {
         let orgs = customers_of(&self.store.list_mappings(&self.connection).await?);
         let existing = self.store.list_user_mappings(&self.connection).await?;
-        let done: BTreeSet<&str> = existing
-            .iter()
-            .filter(|m| m.excluded || m.contact_id.is_some())
-            .map(|m| m.email.as_str())
-            .collect();
+        let done: BTreeSet<&str> =
+            existing.iter().filter(|m| m.excluded || m.contact_id.is_some()).map(|m| m.email.as_str()).collect();
         let wanted: BTreeSet<&String> = users
             .iter()
             .filter(|u| !done.contains(UserMapping::key(&u.email).as_str()))
@@ -48,42 +45,19 @@ impl Mappings<'_> {
         self.progress.begin(wanted.len() as u64, "reading contacts");
         let mut contacts: HashMap<String, Vec<Contact>> = HashMap::new();
         for customer in wanted {
-            contacts.insert(
-                customer.clone(),
-                self.connector.list_contacts(customer).await?,
-            );
+            contacts.insert(customer.clone(), self.connector.list_contacts(customer).await?);
             self.progress.advance();
         }
         self.progress.finish();
-        Ok(plan_users(
-            users,
-            &orgs,
-            &contacts,
-            &existing,
-            self.settings.auto_create,
-        ))
+        Ok(plan_users(users, &orgs, &contacts, &existing, self.settings.auto_create))
     }
 
     /// Writes the user mappings of the plan and, with auto-create, creates missing contacts.
-    pub async fn apply_users(
-        &self,
-        users: &[UpstreamUser],
-    ) -> Result<UserApplyReport, MappingError> {
+    pub async fn apply_users(&self, users: &[UpstreamUser]) -> Result<UserApplyReport, MappingError> {
         let plan = self.preview_users(users).await?;
-        let by_email: HashMap<String, &UpstreamUser> = users
-            .iter()
-            .map(|u| (UserMapping::key(&u.email), u))
-            .collect();
-        let mut report = UserApplyReport {
-            plan: plan.clone(),
-            mapped: 0,
-            contacts_created: 0,
-            failures: Vec::new(),
-        };
-        self.progress.begin(
-            (plan.matched.len() + plan.to_create.len()) as u64,
-            "mapping users",
-        );
+        let by_email: HashMap<String, &UpstreamUser> = users.iter().map(|u| (UserMapping::key(&u.email), u)).collect();
+        let mut report = UserApplyReport { plan: plan.clone(), mapped: 0, contacts_created: 0, failures: Vec::new() };
+        self.progress.begin((plan.matched.len() + plan.to_create.len()) as u64, "mapping users");
         for m in &plan.matched {
             self.progress.advance();
             let mapping = user_mapping(
@@ -107,30 +81,14 @@ impl Mappings<'_> {
             {
                 continue;
             }
-            let name = user
-                .and_then(|u| u.name.clone())
-                .unwrap_or_else(|| c.user.email.clone());
-            match self
-                .connector
-                .create_contact(&c.customer_id, &name, Some(&c.user.email))
-                .await
-            {
+            let name = user.and_then(|u| u.name.clone()).unwrap_or_else(|| c.user.email.clone());
+            match self.connector.create_contact(&c.customer_id, &name, Some(&c.user.email)).await {
                 Ok(id) => {
                     report.contacts_created += 1;
-                    let mapping = user_mapping(
-                        &self.connection,
-                        &c.user.email,
-                        user,
-                        Some(&id),
-                        &c.customer_id,
-                    );
+                    let mapping = user_mapping(&self.connection, &c.user.email, user, Some(&id), &c.customer_id);
                     self.store.put_user_mapping(&mapping).await?;
                 }
-                Err(e) => {
-                    report
-                        .failures
-                        .push(failure(&c.user.email, "create_contact", e.to_string()))
-                }
+                Err(e) => report.failures.push(failure(&c.user.email, "create_contact", e.to_string())),
             }
         }
         self.progress.finish();
@@ -174,20 +132,16 @@ impl Mappings<'_> {
     /// Puts a user on the excluded list (tickets use the customer's default contact; never created).
     pub async fn exclude_user(&self, email: &str) -> Result<UserMapping, MappingError> {
         let key = address(email)?;
-        let mut m = self
-            .store
-            .get_user_mapping(&self.connection, &key)
-            .await?
-            .unwrap_or(UserMapping {
-                connection: self.connection.clone(),
-                email: key,
-                name: None,
-                org_id: None,
-                contact_id: None,
-                customer_id: None,
-                excluded: true,
-                updated_at: Utc::now(),
-            });
+        let mut m = self.store.get_user_mapping(&self.connection, &key).await?.unwrap_or(UserMapping {
+            connection: self.connection.clone(),
+            email: key,
+            name: None,
+            org_id: None,
+            contact_id: None,
+            customer_id: None,
+            excluded: true,
+            updated_at: Utc::now(),
+        });
         m.excluded = true;
         m.updated_at = Utc::now();
         self.store.put_user_mapping(&m).await?;
@@ -206,16 +160,11 @@ impl Mappings<'_> {
                     self.store.put_user_mapping(&m).await?;
                     Ok(Some(m))
                 } else {
-                    self.store
-                        .delete_user_mapping(&self.connection, &key)
-                        .await?;
+                    self.store.delete_user_mapping(&self.connection, &key).await?;
                     Ok(None)
                 }
             }
-            _ => Err(MappingError::NotFound(format!(
-                "user '{}' is not on the excluded list",
-                clip(email)
-            ))),
+            _ => Err(MappingError::NotFound(format!("user '{}' is not on the excluded list", clip(email)))),
         }
     }
 }
@@ -225,10 +174,7 @@ fn address(email: &str) -> Result<String, MappingError> {
     if key.contains('@') && !key.starts_with('@') && !key.ends_with('@') {
         Ok(key)
     } else {
-        Err(MappingError::Invalid(format!(
-            "'{}' is not an e-mail address",
-            clip(email)
-        )))
+        Err(MappingError::Invalid(format!("'{}' is not an e-mail address", clip(email))))
     }
 }
 

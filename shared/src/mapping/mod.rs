@@ -20,9 +20,7 @@ use thiserror::Error;
 use crate::connectors::ConnectorError;
 use crate::store::StoreError;
 
-pub use apply::{
-    ApplyReport, ContractChange, Failure, Included, LineCounts, Mappings, NoProgress, Progress,
-};
+pub use apply::{ApplyReport, ContractChange, Failure, Included, LineCounts, Mappings, NoProgress, Progress};
 pub use apply_users::UserApplyReport;
 pub use normalize::MatchMode;
 pub use plan::{OrgPlan, plan_orgs};

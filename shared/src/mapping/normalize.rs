@@ -43,10 +43,7 @@ impl MatchMode {
 /// Lower-cased letters and digits of `name`; everything else (whitespace, punctuation,
 /// symbols) is dropped.
 pub fn normalize(name: &str) -> String {
-    name.chars()
-        .filter(|c| c.is_alphanumeric())
-        .flat_map(char::to_lowercase)
-        .collect()
+    name.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
 }
 
 #[cfg(test)]

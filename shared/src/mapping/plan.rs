@@ -18,10 +18,7 @@ pub struct OrgRef {
 
 impl From<&UpstreamOrg> for OrgRef {
     fn from(o: &UpstreamOrg) -> Self {
-        Self {
-            id: o.id.clone(),
-            name: o.name.clone(),
-        }
+        Self { id: o.id.clone(), name: o.name.clone() }
     }
 }
 
@@ -126,8 +123,7 @@ pub fn plan_orgs(
             by_loose.entry(k).or_default().push(c);
         }
     }
-    let existing: HashMap<&str, &OrgMapping> =
-        mappings.iter().map(|m| (m.org_id.as_str(), m)).collect();
+    let existing: HashMap<&str, &OrgMapping> = mappings.iter().map(|m| (m.org_id.as_str(), m)).collect();
     let mut plan = OrgPlan {
         mode,
         auto_create,
@@ -153,11 +149,7 @@ pub fn plan_orgs(
             }
             Some(m) if m.customer_id.is_some() => {
                 let customer_id = m.customer_id.clone().unwrap_or_default();
-                let entry = OrgMapped {
-                    org: r,
-                    customer_name: m.customer_name.clone(),
-                    customer_id,
-                };
+                let entry = OrgMapped { org: r, customer_name: m.customer_name.clone(), customer_id };
                 if ids.contains(entry.customer_id.as_str()) {
                     plan.already_mapped.push(entry);
                 } else {
@@ -195,9 +187,7 @@ pub fn plan_orgs(
             colliding.extend(hits.iter().map(|(i, _)| *i));
             plan.collisions.push(Collision {
                 kind: CollisionKind::Organizations,
-                key: mode
-                    .key(&hits[0].1.name)
-                    .unwrap_or_else(|| customer_id.clone()),
+                key: mode.key(&hits[0].1.name).unwrap_or_else(|| customer_id.clone()),
                 orgs: hits.iter().map(|(i, _)| OrgRef::from(&orgs[*i])).collect(),
                 customers: vec![hits[0].1.clone()],
             });
@@ -216,8 +206,7 @@ pub fn plan_orgs(
             }
         }
     }
-    let customer_of: HashMap<usize, &Customer> =
-        matches.values().flatten().map(|(i, c)| (*i, *c)).collect();
+    let customer_of: HashMap<usize, &Customer> = matches.values().flatten().map(|(i, c)| (*i, *c)).collect();
     for (i, t) in order {
         if colliding.contains(&i) {
             continue;
@@ -226,10 +215,7 @@ pub fn plan_orgs(
         match t {
             Tentative::Match => {
                 if let Some(c) = customer_of.get(&i) {
-                    plan.matched.push(OrgMatch {
-                        org: org.into(),
-                        customer: (*c).clone(),
-                    });
+                    plan.matched.push(OrgMatch { org: org.into(), customer: (*c).clone() });
                 }
             }
             Tentative::Create if auto_create => {
@@ -238,10 +224,7 @@ pub fn plan_orgs(
                     .and_then(|k| by_loose.get(&k))
                     .map(|cs| cs.iter().map(|c| (*c).clone()).collect())
                     .unwrap_or_default();
-                plan.to_create.push(OrgCreate {
-                    org: org.into(),
-                    similar,
-                });
+                plan.to_create.push(OrgCreate { org: org.into(), similar });
             }
             Tentative::Create | Tentative::Unmatched => plan.unmatched.push(org.into()),
         }
@@ -272,20 +255,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn org(id: &str, name: &str) -> UpstreamOrg {
-        UpstreamOrg {
-            id: id.into(),
-            name: name.into(),
-            contact_name: None,
-            contact_email: None,
-            user_count: None,
-        }
+        UpstreamOrg { id: id.into(), name: name.into(), contact_name: None, contact_email: None, user_count: None }
     }
 
     fn cust(id: &str, name: &str) -> Customer {
-        Customer {
-            id: id.into(),
-            name: name.into(),
-        }
+        Customer { id: id.into(), name: name.into() }
     }
 
     fn mapping(org: &str, customer: Option<&str>, excluded: bool) -> OrgMapping {
@@ -309,147 +283,55 @@ mod tests {
 
     #[test]
     fn exact_and_normalized_matching() {
-        let customers = [
-            cust("1", "Acme Inc"),
-            cust("2", "Globex"),
-            cust("3", "Initech"),
-        ];
-        let orgs = [
-            org("a", "Acme Inc"),
-            org("b", "ACME, Inc."),
-            org("g", "globex"),
-            org("n", "Newco"),
-        ];
+        let customers = [cust("1", "Acme Inc"), cust("2", "Globex"), cust("3", "Initech")];
+        let orgs = [org("a", "Acme Inc"), org("b", "ACME, Inc."), org("g", "globex"), org("n", "Newco")];
         let exact = plan_orgs(&orgs[..], &customers, &[], MatchMode::Exact, true);
         assert_eq!(
-            exact
-                .matched
-                .iter()
-                .map(|m| (m.org.id.as_str(), m.customer.id.as_str()))
-                .collect::<Vec<_>>(),
+            exact.matched.iter().map(|m| (m.org.id.as_str(), m.customer.id.as_str())).collect::<Vec<_>>(),
             [("a", "1")]
         );
-        assert_eq!(
-            exact
-                .to_create
-                .iter()
-                .map(|c| c.org.id.as_str())
-                .collect::<Vec<_>>(),
-            ["b", "g", "n"]
-        );
-        assert_eq!(
-            exact.to_create[0].similar,
-            vec![cust("1", "Acme Inc")],
-            "a near miss is pointed out"
-        );
+        assert_eq!(exact.to_create.iter().map(|c| c.org.id.as_str()).collect::<Vec<_>>(), ["b", "g", "n"]);
+        assert_eq!(exact.to_create[0].similar, vec![cust("1", "Acme Inc")], "a near miss is pointed out");
         assert!(exact.to_create[2].similar.is_empty());
         // Normalized: "Acme Inc" and "ACME, Inc." both want customer 1: ambiguous, left alone.
         let loose = plan_orgs(&orgs[..], &customers, &[], MatchMode::Normalized, true);
-        assert_eq!(
-            loose
-                .matched
-                .iter()
-                .map(|m| m.org.id.as_str())
-                .collect::<Vec<_>>(),
-            ["g"]
-        );
+        assert_eq!(loose.matched.iter().map(|m| m.org.id.as_str()).collect::<Vec<_>>(), ["g"]);
         assert_eq!(loose.collisions.len(), 1);
         assert_eq!(loose.collisions[0].kind, CollisionKind::Organizations);
         assert_eq!(ids(&loose.collisions[0].orgs), ["a", "b"]);
         assert_eq!(loose.counts.colliding, 2);
-        assert_eq!(
-            loose
-                .to_create
-                .iter()
-                .map(|c| c.org.id.as_str())
-                .collect::<Vec<_>>(),
-            ["n"]
-        );
+        assert_eq!(loose.to_create.iter().map(|c| c.org.id.as_str()).collect::<Vec<_>>(), ["n"]);
     }
 
     #[test]
     fn two_customers_with_one_name_are_a_collision_never_a_guess() {
-        let customers = [
-            cust("1", "Twin Co"),
-            cust("2", "Twin Co"),
-            cust("3", "Solo"),
-        ];
-        let plan = plan_orgs(
-            &[org("t", "Twin Co"), org("s", "Solo")],
-            &customers,
-            &[],
-            MatchMode::Exact,
-            true,
-        );
+        let customers = [cust("1", "Twin Co"), cust("2", "Twin Co"), cust("3", "Solo")];
+        let plan = plan_orgs(&[org("t", "Twin Co"), org("s", "Solo")], &customers, &[], MatchMode::Exact, true);
         assert_eq!(plan.collisions.len(), 1);
         let c = &plan.collisions[0];
-        assert_eq!(
-            (c.kind, c.key.as_str()),
-            (CollisionKind::Customers, "Twin Co")
-        );
-        assert_eq!(
-            c.customers
-                .iter()
-                .map(|c| c.id.as_str())
-                .collect::<Vec<_>>(),
-            ["1", "2"]
-        );
-        assert_eq!(
-            plan.counts,
-            PlanCounts {
-                matched: 1,
-                colliding: 1,
-                ..Default::default()
-            }
-        );
-        assert!(
-            plan.to_create.is_empty(),
-            "a colliding name is not created either"
-        );
+        assert_eq!((c.kind, c.key.as_str()), (CollisionKind::Customers, "Twin Co"));
+        assert_eq!(c.customers.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(plan.counts, PlanCounts { matched: 1, colliding: 1, ..Default::default() });
+        assert!(plan.to_create.is_empty(), "a colliding name is not created either");
     }
 
     #[test]
     fn existing_mappings_win_and_auto_create_off_leaves_orgs_unmatched() {
         let customers = [cust("1", "Acme"), cust("2", "Globex")];
-        let orgs = [
-            org("a", "Acme"),
-            org("x", "Excluded Co"),
-            org("g", "Renamed Globex"),
-            org("s", "Stale"),
-            org("n", "New"),
-        ];
-        let mappings = [
-            mapping("x", Some("1"), true),
-            mapping("g", Some("2"), false),
-            mapping("s", Some("999"), false),
-        ];
+        let orgs =
+            [org("a", "Acme"), org("x", "Excluded Co"), org("g", "Renamed Globex"), org("s", "Stale"), org("n", "New")];
+        let mappings =
+            [mapping("x", Some("1"), true), mapping("g", Some("2"), false), mapping("s", Some("999"), false)];
         let plan = plan_orgs(&orgs, &customers, &mappings, MatchMode::Exact, false);
         assert_eq!(ids(&plan.excluded), ["x"]);
-        assert_eq!(
-            plan.already_mapped
-                .iter()
-                .map(|m| m.org.id.as_str())
-                .collect::<Vec<_>>(),
-            ["g"]
-        );
-        assert_eq!(
-            plan.stale
-                .iter()
-                .map(|m| m.org.id.as_str())
-                .collect::<Vec<_>>(),
-            ["s"]
-        );
+        assert_eq!(plan.already_mapped.iter().map(|m| m.org.id.as_str()).collect::<Vec<_>>(), ["g"]);
+        assert_eq!(plan.stale.iter().map(|m| m.org.id.as_str()).collect::<Vec<_>>(), ["s"]);
         assert_eq!(plan.matched.len(), 1);
         assert!(plan.to_create.is_empty());
         assert_eq!(ids(&plan.unmatched), ["n"]);
         // Duplicate new names are only a collision when they would be created.
         let dup = [org("p", "Same"), org("q", "Same")];
-        assert_eq!(
-            plan_orgs(&dup, &[], &[], MatchMode::Exact, false)
-                .counts
-                .unmatched,
-            2
-        );
+        assert_eq!(plan_orgs(&dup, &[], &[], MatchMode::Exact, false).counts.unmatched, 2);
         let p = plan_orgs(&dup, &[], &[], MatchMode::Exact, true);
         assert_eq!((p.counts.to_create, p.counts.colliding), (0, 2));
     }

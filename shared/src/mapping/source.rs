@@ -22,10 +22,7 @@ pub struct SourceError {
 
 impl SourceError {
     fn new(location: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            location: location.into(),
-            message: message.into(),
-        }
+        Self { location: location.into(), message: message.into() }
     }
 }
 
@@ -40,12 +37,7 @@ pub enum Format {
 impl Format {
     /// JSON when the text starts (after whitespace / BOM) with `[` or `{`, else CSV.
     pub fn sniff(text: &str) -> Self {
-        match text
-            .trim_start_matches('\u{feff}')
-            .trim_start()
-            .chars()
-            .next()
-        {
+        match text.trim_start_matches('\u{feff}').trim_start().chars().next() {
             Some('[' | '{') => Self::Json,
             _ => Self::Csv,
         }
@@ -53,12 +45,7 @@ impl Format {
 
     /// From a file name's extension, falling back to [`Format::sniff`].
     pub fn for_file(path: &std::path::Path, text: &str) -> Self {
-        match path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
+        match path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
             Some("json") => Self::Json,
             Some("csv") => Self::Csv,
             _ => Self::sniff(text),
@@ -102,40 +89,29 @@ struct Row {
 
 impl Row {
     fn opt(&self, field: &str) -> Option<String> {
-        self.fields
-            .get(field)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
+        self.fields.get(field).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
     }
 
     fn required(&self, field: &str) -> Result<String, SourceError> {
-        self.opt(field)
-            .ok_or_else(|| SourceError::new((self.location)(field), "must not be empty"))
+        self.opt(field).ok_or_else(|| SourceError::new((self.location)(field), "must not be empty"))
     }
 
     fn count(&self, field: &str) -> Result<Option<u64>, SourceError> {
         match self.opt(field) {
             None => Ok(None),
-            Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
-                SourceError::new(
-                    (self.location)(field),
-                    format!("'{}' is not a whole number", clip(&v)),
-                )
-            }),
+            Some(v) => v
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| SourceError::new((self.location)(field), format!("'{}' is not a whole number", clip(&v)))),
         }
     }
 
     fn email(&self, field: &str, required: bool) -> Result<Option<String>, SourceError> {
-        let v = if required {
-            Some(self.required(field)?)
-        } else {
-            self.opt(field)
-        };
+        let v = if required { Some(self.required(field)?) } else { self.opt(field) };
         match v {
-            Some(e) if !plausible_email(&e) => Err(SourceError::new(
-                (self.location)(field),
-                format!("'{}' is not an e-mail address", clip(&e)),
-            )),
+            Some(e) if !plausible_email(&e) => {
+                Err(SourceError::new((self.location)(field), format!("'{}' is not an e-mail address", clip(&e))))
+            }
             other => Ok(other),
         }
     }
@@ -148,12 +124,7 @@ fn clip(s: &str) -> String {
 /// `local@domain` with no whitespace.
 fn plausible_email(e: &str) -> bool {
     match e.split_once('@') {
-        Some((l, d)) => {
-            !l.is_empty()
-                && !d.is_empty()
-                && !d.contains('@')
-                && !e.chars().any(char::is_whitespace)
-        }
+        Some((l, d)) => !l.is_empty() && !d.is_empty() && !d.contains('@') && !e.chars().any(char::is_whitespace),
         None => false,
     }
 }
@@ -173,10 +144,7 @@ pub fn parse_orgs(text: &str, format: Format) -> Result<Vec<UpstreamOrg>, Source
         };
         let here = (row.location)("id");
         if let Some(first) = seen.insert(org.id.clone(), here.clone()) {
-            return Err(SourceError::new(
-                here,
-                format!("duplicate id '{}' (first at {first})", clip(&org.id)),
-            ));
+            return Err(SourceError::new(here, format!("duplicate id '{}' (first at {first})", clip(&org.id))));
         }
         out.push(org);
     }
@@ -192,27 +160,14 @@ pub fn parse_users(text: &str, format: Format) -> Result<Vec<UpstreamUser>, Sour
         let email = row.email("email", true)?.unwrap_or_default();
         let here = (row.location)("email");
         if let Some(first) = seen.insert(crate::domain::UserMapping::key(&email), here.clone()) {
-            return Err(SourceError::new(
-                here,
-                format!("duplicate address '{}' (first at {first})", clip(&email)),
-            ));
+            return Err(SourceError::new(here, format!("duplicate address '{}' (first at {first})", clip(&email))));
         }
-        out.push(UpstreamUser {
-            email,
-            name: row.opt("name"),
-            org_id: row.opt("org_id"),
-        });
+        out.push(UpstreamUser { email, name: row.opt("name"), org_id: row.opt("org_id") });
     }
     Ok(out)
 }
 
-fn rows(
-    text: &str,
-    format: Format,
-    known: &[&str],
-    required: &[&str],
-    list: &str,
-) -> Result<Vec<Row>, SourceError> {
+fn rows(text: &str, format: Format, known: &[&str], required: &[&str], list: &str) -> Result<Vec<Row>, SourceError> {
     let text = text.trim_start_matches('\u{feff}');
     match format {
         Format::Csv => csv_rows(text, known, required),
@@ -221,10 +176,7 @@ fn rows(
 }
 
 fn csv_rows(text: &str, known: &[&str], required: &[&str]) -> Result<Vec<Row>, SourceError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .flexible(false)
-        .from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(text.as_bytes());
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| SourceError::new("header", csv_message(&e)))?
@@ -235,26 +187,16 @@ fn csv_rows(text: &str, known: &[&str], required: &[&str]) -> Result<Vec<Row>, S
         if !known.contains(&h.as_str()) {
             return Err(SourceError::new(
                 format!("header, column {}", i + 1),
-                format!(
-                    "unknown column '{}' (expected: {})",
-                    clip(h),
-                    known.join(", ")
-                ),
+                format!("unknown column '{}' (expected: {})", clip(h), known.join(", ")),
             ));
         }
         if headers[..i].contains(h) {
-            return Err(SourceError::new(
-                format!("header, column {}", i + 1),
-                format!("column '{h}' appears twice"),
-            ));
+            return Err(SourceError::new(format!("header, column {}", i + 1), format!("column '{h}' appears twice")));
         }
     }
     for r in required {
         if !headers.iter().any(|h| h == r) {
-            return Err(SourceError::new(
-                "header",
-                format!("missing column '{r}' (found: {})", headers.join(", ")),
-            ));
+            return Err(SourceError::new("header", format!("missing column '{r}' (found: {})", headers.join(", "))));
         }
     }
     let mut out = Vec::new();
@@ -267,24 +209,15 @@ fn csv_rows(text: &str, known: &[&str], required: &[&str]) -> Result<Vec<Row>, S
             continue;
         }
         let line = record.position().map(|p| p.line()).unwrap_or(0);
-        let fields = headers
-            .iter()
-            .cloned()
-            .zip(record.iter().map(str::to_string))
-            .collect();
-        out.push(Row {
-            location: Box::new(move |f| format!("line {line}, column '{f}'")),
-            fields,
-        });
+        let fields = headers.iter().cloned().zip(record.iter().map(str::to_string)).collect();
+        out.push(Row { location: Box::new(move |f| format!("line {line}, column '{f}'")), fields });
     }
     Ok(out)
 }
 
 fn csv_message(e: &csv::Error) -> String {
     match e.kind() {
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => {
+        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
             format!("{len} fields where the header has {expected_len}")
         }
         csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".into(),
@@ -294,10 +227,7 @@ fn csv_message(e: &csv::Error) -> String {
 
 fn json_rows(text: &str, known: &[&str], list: &str) -> Result<Vec<Row>, SourceError> {
     let value: Value = serde_json::from_str(text).map_err(|e| {
-        SourceError::new(
-            format!("line {}, column {}", e.line(), e.column()),
-            format!("invalid JSON: {e}"),
-        )
+        SourceError::new(format!("line {}, column {}", e.line(), e.column()), format!("invalid JSON: {e}"))
     })?;
     let items = match value {
         Value::Array(a) => a,
@@ -305,35 +235,23 @@ fn json_rows(text: &str, known: &[&str], list: &str) -> Result<Vec<Row>, SourceE
             Some(Value::Array(a)) => a,
             Some(_) => return Err(SourceError::new(list, "must be an array")),
             None => {
-                return Err(SourceError::new(
-                    "(top level)",
-                    format!("expected an array or an object with '{list}'"),
-                ));
+                return Err(SourceError::new("(top level)", format!("expected an array or an object with '{list}'")));
             }
         },
         _ => {
-            return Err(SourceError::new(
-                "(top level)",
-                format!("expected an array or an object with '{list}'"),
-            ));
+            return Err(SourceError::new("(top level)", format!("expected an array or an object with '{list}'")));
         }
     };
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         let Value::Object(obj) = item else {
-            return Err(SourceError::new(
-                format!("{list}[{i}]"),
-                "must be an object",
-            ));
+            return Err(SourceError::new(format!("{list}[{i}]"), "must be an object"));
         };
         let mut fields = HashMap::new();
         for (k, v) in obj {
             let at = format!("{list}[{i}].{k}");
             if !known.contains(&k.as_str()) {
-                return Err(SourceError::new(
-                    at,
-                    format!("unknown field (expected: {})", known.join(", ")),
-                ));
+                return Err(SourceError::new(at, format!("unknown field (expected: {})", known.join(", "))));
             }
             let text = match v {
                 Value::Null => continue,
@@ -344,10 +262,7 @@ fn json_rows(text: &str, known: &[&str], list: &str) -> Result<Vec<Row>, SourceE
             fields.insert(k, text);
         }
         let list = list.to_string();
-        out.push(Row {
-            location: Box::new(move |f| format!("{list}[{i}].{f}")),
-            fields,
-        });
+        out.push(Row { location: Box::new(move |f| format!("{list}[{i}].{f}")), fields });
     }
     Ok(out)
 }
@@ -382,28 +297,18 @@ mod tests {
         let e = parse_orgs("id,name\norg-1,Acme\norg-2,\n", Format::Csv).unwrap_err();
         assert_eq!(e.location, "line 3, column 'name'");
         let e = parse_orgs("id,name,user_count\norg-1,Acme,many\n", Format::Csv).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "line 2, column 'user_count': 'many' is not a whole number"
-        );
+        assert_eq!(e.to_string(), "line 2, column 'user_count': 'many' is not a whole number");
         let e = parse_orgs("id,name\norg-1,Acme\norg-1,Other\n", Format::Csv).unwrap_err();
         assert_eq!(e.location, "line 3, column 'id'");
         assert!(e.message.contains("first at line 2"), "{e}");
         let e = parse_orgs("id,nmae\norg-1,Acme\n", Format::Csv).unwrap_err();
-        assert!(
-            e.location.starts_with("header") && e.message.contains("unknown column 'nmae'"),
-            "{e}"
-        );
+        assert!(e.location.starts_with("header") && e.message.contains("unknown column 'nmae'"), "{e}");
         let e = parse_orgs("id\norg-1\n", Format::Csv).unwrap_err();
         assert!(e.message.contains("missing column 'name'"), "{e}");
         let e = parse_orgs("id,name\norg-1,Acme,extra\n", Format::Csv).unwrap_err();
         assert_eq!(e.location, "line 2");
         assert!(e.message.contains("3 fields"), "{e}");
-        let e = parse_orgs(
-            "id,name,contact_email\norg-1,Acme,not-an-address\n",
-            Format::Csv,
-        )
-        .unwrap_err();
+        let e = parse_orgs("id,name,contact_email\norg-1,Acme,not-an-address\n", Format::Csv).unwrap_err();
         assert_eq!(e.location, "line 2, column 'contact_email'");
     }
 
@@ -431,20 +336,10 @@ mod tests {
 
     #[test]
     fn users_need_unique_plausible_addresses() {
-        let users = parse_users(
-            "email,name,org_id\nAda@Example.com,Ada,org-1\nbob@example.com,,\n",
-            Format::Csv,
-        )
-        .unwrap();
+        let users =
+            parse_users("email,name,org_id\nAda@Example.com,Ada,org-1\nbob@example.com,,\n", Format::Csv).unwrap();
         assert_eq!(users[0].email, "Ada@Example.com");
-        assert_eq!(
-            users[1],
-            UpstreamUser {
-                email: "bob@example.com".into(),
-                name: None,
-                org_id: None
-            }
-        );
+        assert_eq!(users[1], UpstreamUser { email: "bob@example.com".into(), name: None, org_id: None });
         let e = parse_users("email\nada@example.com\nADA@example.com\n", Format::Csv).unwrap_err();
         assert_eq!(e.location, "line 3, column 'email'");
         let e = parse_users(r#"{"users":[{"email":"nobody"}]}"#, Format::Json).unwrap_err();
@@ -453,17 +348,8 @@ mod tests {
 
     #[test]
     fn format_from_file_name() {
-        assert_eq!(
-            Format::for_file(std::path::Path::new("a.JSON"), "id,name"),
-            Format::Json
-        );
-        assert_eq!(
-            Format::for_file(std::path::Path::new("a.txt"), "  [ ]"),
-            Format::Json
-        );
-        assert_eq!(
-            Format::for_file(std::path::Path::new("orgs"), "id,name"),
-            Format::Csv
-        );
+        assert_eq!(Format::for_file(std::path::Path::new("a.JSON"), "id,name"), Format::Json);
+        assert_eq!(Format::for_file(std::path::Path::new("a.txt"), "  [ ]"), Format::Json);
+        assert_eq!(Format::for_file(std::path::Path::new("orgs"), "id,name"), Format::Csv);
     }
 }

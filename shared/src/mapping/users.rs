@@ -22,11 +22,7 @@ pub struct UserRef {
 
 impl From<&UpstreamUser> for UserRef {
     fn from(u: &UpstreamUser) -> Self {
-        Self {
-            email: UserMapping::key(&u.email),
-            name: u.name.clone(),
-            org_id: u.org_id.clone(),
-        }
+        Self { email: UserMapping::key(&u.email), name: u.name.clone(), org_id: u.org_id.clone() }
     }
 }
 
@@ -83,10 +79,7 @@ pub struct UserPlan {
 
 /// The customer each organization maps to (mapped and not excluded).
 pub fn customers_of(orgs: &[OrgMapping]) -> HashMap<String, String> {
-    orgs.iter()
-        .filter(|m| !m.excluded)
-        .filter_map(|m| Some((m.org_id.clone(), m.customer_id.clone()?)))
-        .collect()
+    orgs.iter().filter(|m| !m.excluded).filter_map(|m| Some((m.org_id.clone(), m.customer_id.clone()?))).collect()
 }
 
 /// Plans a user sync. `contacts` holds the contacts of every customer in `org_customers`' range
@@ -98,8 +91,7 @@ pub fn plan_users(
     existing: &[UserMapping],
     auto_create: bool,
 ) -> UserPlan {
-    let existing: HashMap<&str, &UserMapping> =
-        existing.iter().map(|m| (m.email.as_str(), m)).collect();
+    let existing: HashMap<&str, &UserMapping> = existing.iter().map(|m| (m.email.as_str(), m)).collect();
     let mut plan = UserPlan {
         auto_create,
         matched: Vec::new(),
@@ -135,25 +127,12 @@ pub fn plan_users(
         let hits: Vec<&Contact> = contacts
             .get(customer)
             .map(|cs| {
-                cs.iter()
-                    .filter(|c| {
-                        c.email
-                            .as_deref()
-                            .is_some_and(|e| UserMapping::key(e) == r.email)
-                    })
-                    .collect()
+                cs.iter().filter(|c| c.email.as_deref().is_some_and(|e| UserMapping::key(e) == r.email)).collect()
             })
             .unwrap_or_default();
         match hits.as_slice() {
-            [one] => plan.matched.push(UserMatch {
-                customer_id: customer.clone(),
-                contact: (*one).clone(),
-                user: r,
-            }),
-            [] if auto_create => plan.to_create.push(UserCreate {
-                user: r,
-                customer_id: customer.clone(),
-            }),
+            [one] => plan.matched.push(UserMatch { customer_id: customer.clone(), contact: (*one).clone(), user: r }),
+            [] if auto_create => plan.to_create.push(UserCreate { user: r, customer_id: customer.clone() }),
             [] => plan.unmatched.push(r),
             many => plan.collisions.push(UserCollision {
                 customer_id: customer.clone(),
@@ -180,20 +159,11 @@ mod tests {
     use chrono::Utc;
 
     fn user(email: &str, org: Option<&str>) -> UpstreamUser {
-        UpstreamUser {
-            email: email.into(),
-            name: None,
-            org_id: org.map(str::to_string),
-        }
+        UpstreamUser { email: email.into(), name: None, org_id: org.map(str::to_string) }
     }
 
     fn contact(id: &str, customer: &str, email: &str) -> Contact {
-        Contact {
-            id: id.into(),
-            name: id.into(),
-            email: Some(email.into()),
-            customer_id: Some(customer.into()),
-        }
+        Contact { id: id.into(), name: id.into(), email: Some(email.into()), customer_id: Some(customer.into()) }
     }
 
     #[test]
@@ -241,43 +211,16 @@ mod tests {
         ];
         let p = plan_users(&users, &org_customers, &contacts, &existing, true);
         assert_eq!(p.matched.len(), 1);
-        assert_eq!(
-            (
-                p.matched[0].user.email.as_str(),
-                p.matched[0].contact.id.as_str()
-            ),
-            ("ada@example.com", "1")
-        );
+        assert_eq!((p.matched[0].user.email.as_str(), p.matched[0].contact.id.as_str()), ("ada@example.com", "1"));
         assert_eq!(p.collisions.len(), 1);
         assert_eq!(p.collisions[0].contacts.len(), 2);
+        assert_eq!(p.to_create.iter().map(|c| c.user.email.as_str()).collect::<Vec<_>>(), ["new@example.com"]);
         assert_eq!(
-            p.to_create
-                .iter()
-                .map(|c| c.user.email.as_str())
-                .collect::<Vec<_>>(),
-            ["new@example.com"]
-        );
-        assert_eq!(
-            p.no_customer
-                .iter()
-                .map(|u| u.email.as_str())
-                .collect::<Vec<_>>(),
+            p.no_customer.iter().map(|u| u.email.as_str()).collect::<Vec<_>>(),
             ["lost@example.com", "nobody@example.com"]
         );
-        assert_eq!(
-            p.excluded
-                .iter()
-                .map(|u| u.email.as_str())
-                .collect::<Vec<_>>(),
-            ["gone@example.com"]
-        );
-        assert_eq!(
-            p.already_mapped
-                .iter()
-                .map(|u| u.email.as_str())
-                .collect::<Vec<_>>(),
-            ["done@example.com"]
-        );
+        assert_eq!(p.excluded.iter().map(|u| u.email.as_str()).collect::<Vec<_>>(), ["gone@example.com"]);
+        assert_eq!(p.already_mapped.iter().map(|u| u.email.as_str()).collect::<Vec<_>>(), ["done@example.com"]);
         let off = plan_users(&users, &org_customers, &contacts, &existing, false);
         assert_eq!((off.counts.to_create, off.counts.unmatched), (0, 1));
     }

@@ -86,10 +86,8 @@ impl Secrets for FileSecrets {
 /// Reads and parses the file; `None` if it does not exist. Refuses files others may access.
 fn read_file(path: &Path) -> Result<Option<Map<String, Value>>, SecretsError> {
     let shown = path.display().to_string();
-    let io_err = |e: io::Error| SecretsError::Backend {
-        name: shown.clone(),
-        reason: format!("cannot read {shown}: {e}"),
-    };
+    let io_err =
+        |e: io::Error| SecretsError::Backend { name: shown.clone(), reason: format!("cannot read {shown}: {e}") };
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -102,9 +100,8 @@ fn read_file(path: &Path) -> Result<Option<Map<String, Value>>, SecretsError> {
         return Ok(Some(Map::new()));
     }
     // Only the position of a syntax error is reported: serde's messages can quote the input.
-    let value: Value = serde_json::from_str(&text).map_err(|e| {
-        malformed(format!("invalid JSON in secrets file at line {} column {}", e.line(), e.column()))
-    })?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| malformed(format!("invalid JSON in secrets file at line {} column {}", e.line(), e.column())))?;
     match value {
         Value::Object(map) => Ok(Some(map)),
         _ => Err(malformed("secrets file must be a JSON object of secret name -> fields".into())),

@@ -70,8 +70,8 @@ impl Secret {
     /// Parses a secret string (JSON object of strings; numbers and booleans are kept as text).
     pub fn from_json(name: &str, text: &str) -> Result<Self, SecretsError> {
         let malformed = |reason: String| SecretsError::Malformed { name: name.to_string(), reason };
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| malformed(format!("invalid JSON at line {} column {}", e.line(), e.column())))?;
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| malformed(format!("invalid JSON at line {} column {}", e.line(), e.column())))?;
         let obj = value.as_object().ok_or_else(|| malformed("not a JSON object".into()))?;
         let mut out = BTreeMap::new();
         for (k, v) in obj {

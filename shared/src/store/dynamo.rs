@@ -93,7 +93,12 @@ impl DynamoStore {
     }
 
     /// Every item of partition `pk` whose sort key starts with `prefix` (all pages, consistent).
-    async fn query_prefix<T: serde::de::DeserializeOwned>(&self, pk: String, prefix: &str, what: &str) -> Result<Vec<T>, StoreError> {
+    async fn query_prefix<T: serde::de::DeserializeOwned>(
+        &self,
+        pk: String,
+        prefix: &str,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
         let mut out = Vec::new();
         let mut start = None;
         loop {

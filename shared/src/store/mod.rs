@@ -7,9 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use thiserror::Error;
 
-use crate::domain::{
-    ContactEntry, Lease, OrgMapping, Task, TaskEvent, TaskId, TaskState, TicketGroup, UserMapping,
-};
+use crate::domain::{ContactEntry, Lease, OrgMapping, Task, TaskEvent, TaskId, TaskState, TicketGroup, UserMapping};
 
 #[cfg(feature = "dynamo")]
 pub mod dynamo;
@@ -91,12 +89,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<Task>, StoreError>;
 
     /// Tasks in `state`, newest update first (operators; `failed` is the dead-letter list).
-    async fn list_tasks(
-        &self,
-        state: TaskState,
-        limit: usize,
-        cursor: Option<&str>,
-    ) -> Result<Page<Task>, StoreError>;
+    async fn list_tasks(&self, state: TaskState, limit: usize, cursor: Option<&str>) -> Result<Page<Task>, StoreError>;
 
     async fn get_group(&self, connection: &str, key: &str) -> Result<Option<TicketGroup>, StoreError>;
 
@@ -194,9 +187,8 @@ pub(crate) fn encode_cursor(raw: &str) -> String {
 /// Decodes a cursor made by [`encode_cursor`].
 pub(crate) fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
     use base64::Engine;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .map_err(|_| StoreError::InvalidCursor)?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
     String::from_utf8(bytes).map_err(|_| StoreError::InvalidCursor)
 }
 

@@ -68,7 +68,13 @@ pub struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Self { rate_limit_per_hour: 10_000_000, rate_burst: 10_000, max_rate_wait_ms: 10_000, timeout_ms: 1_000, max_retries: 3 }
+        Self {
+            rate_limit_per_hour: 10_000_000,
+            rate_burst: 10_000,
+            max_rate_wait_ms: 10_000,
+            timeout_ms: 1_000,
+            max_retries: 3,
+        }
     }
 }
 

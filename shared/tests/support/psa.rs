@@ -20,9 +20,18 @@ pub const OTRS_SECRET: &str = "tb/otrs";
 
 /// A connection config with ticket defaults (TOML of a `TicketDefaults` table) and an optional
 /// catch-all customer.
-pub fn config(kind: &str, base_url: &str, secret: &str, opts: &Opts, options: &str, defaults: &str, catch_all: Option<&str>) -> ConnectionConfig {
+pub fn config(
+    kind: &str,
+    base_url: &str,
+    secret: &str,
+    opts: &Opts,
+    options: &str,
+    defaults: &str,
+    catch_all: Option<&str>,
+) -> ConnectionConfig {
     let mut cfg = conn_config(kind, base_url, secret, opts, options);
-    cfg.defaults = toml::from_str::<TicketDefaults>(defaults).unwrap_or_else(|e| panic!("bad defaults: {e}\n{defaults}"));
+    cfg.defaults =
+        toml::from_str::<TicketDefaults>(defaults).unwrap_or_else(|e| panic!("bad defaults: {e}\n{defaults}"));
     cfg.catch_all = catch_all.map(|c| CatchAll { customer_id: c.to_string(), contact_id: None });
     cfg
 }
@@ -37,7 +46,8 @@ pub async fn bms_sim(config: BmsConfig) -> (Bms, std::sync::Arc<MemSecrets>) {
     sim.add_customer("200", "Globex");
     sim.add_contact("501", Some("100"), "alice@acme.io", "Alice");
     let c = sim.config().clone();
-    let secrets = MemSecrets::with(BMS_SECRET, &[("username", &c.username), ("password", &c.password), ("tenant", &c.tenant)]);
+    let secrets =
+        MemSecrets::with(BMS_SECRET, &[("username", &c.username), ("password", &c.password), ("tenant", &c.tenant)]);
     (sim, secrets)
 }
 
@@ -68,13 +78,15 @@ pub async fn vsa_sim(config: VsaConfig) -> (Vsa, std::sync::Arc<MemSecrets>) {
     sim.add_customer("org-1", "Acme Corp");
     let c = sim.config().clone();
     let expires = (chrono::Utc::now() + chrono::Duration::days(90)).format("%Y-%m-%d").to_string();
-    let secrets = MemSecrets::with(VSA_SECRET, &[("username", &c.username), ("pat", &c.pat), ("pat_expires_at", &expires)]);
+    let secrets =
+        MemSecrets::with(VSA_SECRET, &[("username", &c.username), ("pat", &c.pat), ("pat_expires_at", &expires)]);
     (sim, secrets)
 }
 
 pub async fn vsa_harness(opts: Opts) -> Harness {
     let (sim, secrets) = vsa_sim(VsaConfig::default()).await;
-    let cfg = config("vsa", sim.base_url(), VSA_SECRET, &opts, "service_desk_id = \"1001\"", "priority = \"Medium\"", None);
+    let cfg =
+        config("vsa", sim.base_url(), VSA_SECRET, &opts, "service_desk_id = \"1001\"", "priority = \"Medium\"", None);
     Harness {
         connector: bridge::connectors::build("vsa-test", &cfg, secrets.clone()).unwrap(),
         sim: sim.sim().clone(),
@@ -100,7 +112,10 @@ pub async fn ninja_sim(config: NinjaConfig) -> (NinjaOne, std::sync::Arc<MemSecr
     sim.add_customer("8", "Globex");
     let c = sim.config().clone();
     let refresh = sim.grant_refresh_token();
-    let secrets = MemSecrets::with(NINJA_SECRET, &[("client_id", &c.client_id), ("client_secret", &c.client_secret), ("refresh_token", &refresh)]);
+    let secrets = MemSecrets::with(
+        NINJA_SECRET,
+        &[("client_id", &c.client_id), ("client_secret", &c.client_secret), ("refresh_token", &refresh)],
+    );
     (sim, secrets)
 }
 
@@ -138,7 +153,8 @@ pub async fn otrs_harness(opts: Opts) -> Harness {
     let (sim, secrets) = otrs_sim(OtrsConfig::default()).await;
     let cfg = config("otrs", sim.base_url(), OTRS_SECRET, &opts, "", "queue = \"Service Desk\"", None);
     let create: &'static str = "POST /otrs/nph-genericinterface.pl/Webservice/GenericTicketConnectorREST/Ticket";
-    let status: &'static str = "GET /otrs/nph-genericinterface.pl/Webservice/GenericTicketConnectorREST/Ticket/{TicketID}";
+    let status: &'static str =
+        "GET /otrs/nph-genericinterface.pl/Webservice/GenericTicketConnectorREST/Ticket/{TicketID}";
     Harness {
         connector: bridge::connectors::build("otrs-test", &cfg, secrets.clone()).unwrap(),
         sim: sim.sim().clone(),

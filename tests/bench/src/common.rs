@@ -24,7 +24,8 @@ impl EventSink for NoEvents {
 /// The connection to `t` as a user would configure it, with the rate limiter opened wide (the
 /// benchmarks measure requests and latency, not the deliberate pacing).
 pub fn connection_for(t: &SpawnedTarget, secret: &str) -> Result<ConnectionConfig> {
-    let catch_all = t.catch_all.as_ref().map(|c| format!("catch_all = {{ customer_id = \"{c}\" }}\n")).unwrap_or_default();
+    let catch_all =
+        t.catch_all.as_ref().map(|c| format!("catch_all = {{ customer_id = \"{c}\" }}\n")).unwrap_or_default();
     let status_map = if t.has_rejected_category {
         format!("fulfilled = [\"{}\"]\npending = [\"Waiting\"]", t.done_status)
     } else {
@@ -38,7 +39,9 @@ pub fn connection_for(t: &SpawnedTarget, secret: &str) -> Result<ConnectionConfi
     let mut cfg: ConnectionConfig = toml::from_str(&toml).with_context(|| format!("bad connection config:\n{toml}"))?;
     cfg.defaults = toml::from_str(&t.defaults).context("bad defaults")?;
     cfg.options = toml::from_str(&t.options).context("bad options")?;
-    let http: toml::Table = toml::from_str("max_retries = 1\nbackoff_base_ms = 5\nbackoff_max_ms = 20\ntimeout_ms = 30000\nrate_burst = 1000")?;
+    let http: toml::Table = toml::from_str(
+        "max_retries = 1\nbackoff_base_ms = 5\nbackoff_max_ms = 20\ntimeout_ms = 30000\nrate_burst = 1000",
+    )?;
     cfg.options.insert("http".into(), toml::Value::Table(http));
     Ok(cfg)
 }
@@ -61,7 +64,10 @@ pub fn engine(t: &SpawnedTarget, secret: &str, store: Arc<dyn Store>, secrets: A
     config.validate().map_err(|e| anyhow::anyhow!("config: {e}"))?;
     let mut connectors = BTreeMap::new();
     for (name, cfg) in &config.connections {
-        connectors.insert(name.clone(), bridge::connectors::build(name, cfg, secrets.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
+        connectors.insert(
+            name.clone(),
+            bridge::connectors::build(name, cfg, secrets.clone()).map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
     }
     Ok(Engine::new(Arc::new(config), store, secrets, connectors, Arc::new(NoEvents)))
 }

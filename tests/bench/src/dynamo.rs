@@ -23,7 +23,15 @@ use crate::common::{self, CONN};
 
 /// Operations that accept `ReturnConsumedCapacity`.
 const CAPACITY_OPS: [&str; 10] = [
-    "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "TransactWriteItems", "TransactGetItems", "BatchGetItem",
+    "GetItem",
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "Query",
+    "Scan",
+    "TransactWriteItems",
+    "TransactGetItems",
+    "BatchGetItem",
     "BatchWriteItem",
 ];
 
@@ -106,7 +114,8 @@ fn units_of(c: &serde_json::Value) -> f64 {
 }
 
 pub async fn run() -> Result<(Vec<Row>, String)> {
-    let endpoint = std::env::var(bridge::aws::ENDPOINT_ENV).context("TB_AWS_ENDPOINT is not set: run `cargo xtask bench` (it starts moto)")?;
+    let endpoint = std::env::var(bridge::aws::ENDPOINT_ENV)
+        .context("TB_AWS_ENDPOINT is not set: run `cargo xtask bench` (it starts moto)")?;
     let sdk = bridge::aws::sdk_config(Some(&endpoint)).await;
     let counter = OpCounter::new();
     let capacity = Arc::new(Capacity::default());
@@ -119,8 +128,10 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
     bridge::store::dynamo::create_table(&client, &table).await.map_err(|e| anyhow::anyhow!("create table: {e}"))?;
     let store: Arc<dyn Store> = Arc::new(DynamoStore::new(client, table));
     let dir = tempfile::tempdir()?;
-    let secrets: Arc<dyn bridge::secrets::Secrets> =
-        Arc::new(bridge::secrets::file::FileSecrets::open(dir.path().join("secrets.json")).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let secrets: Arc<dyn bridge::secrets::Secrets> = Arc::new(
+        bridge::secrets::file::FileSecrets::open(dir.path().join("secrets.json"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     let t = sandbox::targets::spawn(Target::Sandbox).await?;
     common::put_secret(secrets.as_ref(), "tb/desk", &t).await?;
     let engine = common::engine(&t, "tb/desk", store, secrets)?;
@@ -131,8 +142,11 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
     let mut last = BTreeMap::new();
     let mut phase = |name: &str, counter: &OpCounter| {
         let now = counter.snapshot();
-        let delta: BTreeMap<String, u64> =
-            now.iter().map(|(k, v)| (k.clone(), v - last.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect();
+        let delta: BTreeMap<String, u64> = now
+            .iter()
+            .map(|(k, v)| (k.clone(), v - last.get(k).copied().unwrap_or(0)))
+            .filter(|(_, v)| *v > 0)
+            .collect();
         phases.push((name.to_string(), delta));
         last = now;
     };
@@ -147,7 +161,14 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
         let body = common::access_task(&format!("BENCH-LIFE-{life}")).to_string().into_bytes();
         let mut headers = http::HeaderMap::new();
         headers.insert("content-type", http::HeaderValue::from_static("application/json"));
-        let req = bridge::engine::api::ApiRequest { method: "POST", path: "/v1/tasks", query: None, headers: &headers, body: &body, peer_loopback: true };
+        let req = bridge::engine::api::ApiRequest {
+            method: "POST",
+            path: "/v1/tasks",
+            query: None,
+            headers: &headers,
+            body: &body,
+            peer_loopback: true,
+        };
         let res = bridge::engine::api::handle(&engine, req, t0).await;
         if res.status != 201 && res.status != 202 && res.status != 200 {
             bail!("intake answered {}: {}", res.status, res.body);
@@ -177,9 +198,15 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
             bail!("task ended in {:?}, not completed", done.state);
         }
         let after = counter.snapshot();
-        let delta: BTreeMap<String, u64> =
-            after.iter().map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0))).filter(|(_, v)| *v > 0).collect();
-        let w: u64 = ["PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"].iter().map(|o| delta.get(*o).copied().unwrap_or(0)).sum();
+        let delta: BTreeMap<String, u64> = after
+            .iter()
+            .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+            .filter(|(_, v)| *v > 0)
+            .collect();
+        let w: u64 = ["PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem"]
+            .iter()
+            .map(|o| delta.get(*o).copied().unwrap_or(0))
+            .sum();
         per_life.push((w, delta.get("Scan").copied().unwrap_or(0), delta));
     }
     let total = counter.snapshot();
@@ -197,7 +224,9 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
     let without: u32 = cap.values().map(|c| c.2).sum();
     let cap_total: f64 = cap.values().map(|c| c.0).sum();
     let cap_text = if with == 0 {
-        format!("moto returned no ConsumedCapacity for any of {without} data requests (asked with ReturnConsumedCapacity=TOTAL)")
+        format!(
+            "moto returned no ConsumedCapacity for any of {without} data requests (asked with ReturnConsumedCapacity=TOTAL)"
+        )
     } else {
         format!(
             "{cap_total:.1} capacity units ({}){}",
@@ -235,8 +264,20 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
             "same run, second task (contact lookup cached)",
         ),
         Row::new("DynamoDB Scans per task", scans.to_string(), "0", Some(scans == 0), "same run, both tasks"),
-        Row::new("DynamoDB requests per task (all ops)", format!("task 1: {}; task 2: {}", fmt(&ops1), fmt(&ops2)), "-", None, "same run"),
-        Row::new("DynamoDB consumed capacity, both tasks", cap_text, "-", None, "ReturnConsumedCapacity=TOTAL on every data request"),
+        Row::new(
+            "DynamoDB requests per task (all ops)",
+            format!("task 1: {}; task 2: {}", fmt(&ops1), fmt(&ops2)),
+            "-",
+            None,
+            "same run",
+        ),
+        Row::new(
+            "DynamoDB consumed capacity, both tasks",
+            cap_text,
+            "-",
+            None,
+            "ReturnConsumedCapacity=TOTAL on every data request",
+        ),
     ];
     Ok((rows, notes))
 }

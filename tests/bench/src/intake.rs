@@ -60,7 +60,8 @@ fn ms(s: &str) -> Option<f64> {
 }
 
 fn parse(out: &str) -> Result<WrkResult> {
-    let mut r = WrkResult { rps: 0.0, p50_ms: f64::NAN, p99_ms: f64::NAN, requests: 0, non_2xx: 0, errors: String::new() };
+    let mut r =
+        WrkResult { rps: 0.0, p50_ms: f64::NAN, p99_ms: f64::NAN, requests: 0, non_2xx: 0, errors: String::new() };
     for line in out.lines() {
         let l = line.trim();
         if let Some(v) = l.strip_prefix("Requests/sec:") {
@@ -98,7 +99,8 @@ pub fn run() -> Result<(Vec<Row>, String)> {
     if Command::new("wrk").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
         bail!("wrk is not installed (apt-get install wrk); intake throughput skipped");
     }
-    let release = std::env::var_os("BENCH_RELEASE_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/release"));
+    let release =
+        std::env::var_os("BENCH_RELEASE_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/release"));
     let bin = release.join("ticket-bridge");
     if !bin.is_file() {
         bail!("{} is missing (cargo build --release -p ticket-bridge)", bin.display());

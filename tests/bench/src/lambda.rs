@@ -98,10 +98,19 @@ fn serve_conn(stream: TcpStream, mut give_event: bool, event: &str, tx: &mpsc::S
                 event.len()
             )?;
         } else if method == "POST" && (path.ends_with("/response") || path.ends_with("/error")) {
-            let _ = tx.send((at, Seen::Response { ok: path.ends_with("/response"), body: String::from_utf8_lossy(&body).into_owned() }));
-            write!(out, "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 16\r\n\r\n{{\"status\":\"OK\"}}")?;
+            let _ = tx.send((
+                at,
+                Seen::Response { ok: path.ends_with("/response"), body: String::from_utf8_lossy(&body).into_owned() },
+            ));
+            write!(
+                out,
+                "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 16\r\n\r\n{{\"status\":\"OK\"}}"
+            )?;
         } else {
-            let _ = tx.send((at, Seen::Response { ok: false, body: format!("{method} {path}: {}", String::from_utf8_lossy(&body)) }));
+            let _ = tx.send((
+                at,
+                Seen::Response { ok: false, body: format!("{method} {path}: {}", String::from_utf8_lossy(&body)) },
+            ));
             write!(out, "HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{{}}")?;
         }
         out.flush()?;
@@ -204,14 +213,19 @@ fn schedule_event() -> Value {
 }
 
 pub async fn run() -> Result<(Vec<Row>, String)> {
-    let endpoint = std::env::var(bridge::aws::ENDPOINT_ENV).context("TB_AWS_ENDPOINT is not set: run `cargo xtask bench` (it starts moto)")?;
-    let release = std::env::var_os("BENCH_RELEASE_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/release"));
+    let endpoint = std::env::var(bridge::aws::ENDPOINT_ENV)
+        .context("TB_AWS_ENDPOINT is not set: run `cargo xtask bench` (it starts moto)")?;
+    let release =
+        std::env::var_os("BENCH_RELEASE_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/release"));
     let sdk = bridge::aws::sdk_config(Some(&endpoint)).await;
     let table = format!("bench-fn-{}", ulid::Ulid::new().to_string().to_lowercase());
-    bridge::store::dynamo::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await.map_err(|e| anyhow::anyhow!("create table: {e}"))?;
+    bridge::store::dynamo::create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table)
+        .await
+        .map_err(|e| anyhow::anyhow!("create table: {e}"))?;
     let desk = sandbox::targets::spawn(Target::Sandbox).await?;
     let secret = format!("tb/bench-{}", ulid::Ulid::new().to_string().to_lowercase());
-    let secrets = bridge::secrets::aws::AwsSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk), Duration::from_secs(60));
+    let secrets =
+        bridge::secrets::aws::AwsSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk), Duration::from_secs(60));
     common::put_secret(&secrets as &dyn Secrets, &secret, &desk).await?;
     let config = format!(
         "[settings]\nstore = \"dynamodb\"\nsecrets = \"aws\"\ntable_name = \"{table}\"\nallow_private_callbacks = true\n\
@@ -245,7 +259,13 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
     ] {
         let bin = release.join(name);
         if !bin.is_file() {
-            rows.push(Row::new(format!("{name}: start-up"), "not measured", "≤ 20 ms", Some(false), format!("{} missing", bin.display())));
+            rows.push(Row::new(
+                format!("{name}: start-up"),
+                "not measured",
+                "≤ 20 ms",
+                Some(false),
+                format!("{} missing", bin.display()),
+            ));
             continue;
         }
         let event = if name == "create-ticket" {
@@ -259,7 +279,11 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
         let m = run_function(&bin, event.clone(), &env)?;
         if name == "intake" {
             let body: Value = serde_json::from_str(&m.body).unwrap_or(Value::Null);
-            let inner: Value = body.get("body").and_then(Value::as_str).and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+            let inner: Value = body
+                .get("body")
+                .and_then(Value::as_str)
+                .and_then(|b| serde_json::from_str(b).ok())
+                .unwrap_or(Value::Null);
             task_id = inner.get("id").and_then(Value::as_str).map(str::to_string);
         }
         let result: String = m.body.chars().take(90).collect();
@@ -280,7 +304,13 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
         ));
         rows.push(Row::new(
             format!("{name}: exec → first response"),
-            format!("{:.1} ms (init {:.1} ms + handler {:.1} ms){}", m.response.as_secs_f64() * 1e3, m.init.as_secs_f64() * 1e3, handler.as_secs_f64() * 1e3, if m.ok { "" } else { ", handler returned an error" }),
+            format!(
+                "{:.1} ms (init {:.1} ms + handler {:.1} ms){}",
+                m.response.as_secs_f64() * 1e3,
+                m.init.as_secs_f64() * 1e3,
+                handler.as_secs_f64() * 1e3,
+                if m.ok { "" } else { ", handler returned an error" }
+            ),
             "≤ 20 ms",
             Some(m.ok && m.response <= START_TARGET),
             "local Runtime API emulator, x86_64 release binary, AWS = moto on loopback",

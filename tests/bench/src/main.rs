@@ -27,14 +27,24 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(figure: impl Into<String>, value: impl Into<String>, target: impl Into<String>, met: Option<bool>, how: impl Into<String>) -> Self {
+    pub fn new(
+        figure: impl Into<String>,
+        value: impl Into<String>,
+        target: impl Into<String>,
+        met: Option<bool>,
+        how: impl Into<String>,
+    ) -> Self {
         Self { figure: figure.into(), value: value.into(), target: target.into(), met, how: how.into() }
     }
 }
 
 /// The repository root (two levels above this crate).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 const ALL: [&str; 5] = ["poll", "dynamo", "lambda", "intake", "package"];
@@ -71,7 +81,10 @@ fn main() -> Result<()> {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("bench: {name} failed: {e:#}");
-                (vec![Row::new(format!("{name}: not measured"), "error", "-", Some(false), format!("{e:#}"))], String::new())
+                (
+                    vec![Row::new(format!("{name}: not measured"), "error", "-", Some(false), format!("{e:#}"))],
+                    String::new(),
+                )
             }
         };
         for r in &rows {
@@ -117,7 +130,11 @@ fn header(total_secs: f64, only: &[String]) -> String {
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
     let host = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     format!(
@@ -135,14 +152,21 @@ fn header(total_secs: f64, only: &[String]) -> String {
 fn render_section(name: &str, rows: &[Row], notes: &str) -> String {
     let title = title_of(name);
     let date = chrono::Utc::now().format("%Y-%m-%d %H:%M");
-    let mut s = format!("\n## {title}\n\n| figure | value | target | met | how measured | date |\n|---|---|---|---|---|---|\n");
+    let mut s =
+        format!("\n## {title}\n\n| figure | value | target | met | how measured | date |\n|---|---|---|---|---|---|\n");
     for r in rows {
         let met = match r.met {
             Some(true) => "yes",
             Some(false) => "**no**",
             None => "-",
         };
-        s.push_str(&format!("| {} | {} | {} | {met} | {} | {date} |\n", cell(&r.figure), cell(&r.value), cell(&r.target), cell(&r.how)));
+        s.push_str(&format!(
+            "| {} | {} | {} | {met} | {} | {date} |\n",
+            cell(&r.figure),
+            cell(&r.value),
+            cell(&r.target),
+            cell(&r.how)
+        ));
     }
     if !notes.trim().is_empty() {
         s.push('\n');

@@ -25,7 +25,11 @@ fn dominant(elf: &Path) -> String {
                 })
                 .collect();
             secs.sort_by_key(|s| std::cmp::Reverse(s.1));
-            secs.iter().take(4).map(|(n, s)| format!("{n} {:.2} MB", *s as f64 / 1048576.0)).collect::<Vec<_>>().join(", ")
+            secs.iter()
+                .take(4)
+                .map(|(n, s)| format!("{n} {:.2} MB", *s as f64 / 1048576.0))
+                .collect::<Vec<_>>()
+                .join(", ")
         }
         _ => "size -A unavailable".into(),
     }
@@ -56,13 +60,20 @@ pub fn run() -> Result<(Vec<Row>, String)> {
     for f in FUNCTIONS {
         let zip = root.join("target/lambda").join(f).join("bootstrap.zip");
         let meta = std::fs::metadata(&zip).with_context(|| format!("{} missing", zip.display()))?;
-        let elf = [root.join("target/lambda").join(f).join("bootstrap"), root.join("target/aarch64-unknown-linux-gnu/release").join(f)]
-            .into_iter()
-            .find(|p| p.is_file())
-            .unwrap_or_default();
+        let elf = [
+            root.join("target/lambda").join(f).join("bootstrap"),
+            root.join("target/aarch64-unknown-linux-gnu/release").join(f),
+        ]
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_default();
         let raw = std::fs::metadata(&elf).map(|m| m.len()).unwrap_or(0);
         let dom = dominant(&elf);
-        notes.push_str(&format!("| {f} | {:.2} MB | {:.2} MB | {dom} |\n", meta.len() as f64 / 1048576.0, raw as f64 / 1048576.0));
+        notes.push_str(&format!(
+            "| {f} | {:.2} MB | {:.2} MB | {dom} |\n",
+            meta.len() as f64 / 1048576.0,
+            raw as f64 / 1048576.0
+        ));
         rows.push(Row::new(
             format!("{f}: arm64 zip size"),
             format!("{:.2} MB ({} bytes)", meta.len() as f64 / 1048576.0, meta.len()),

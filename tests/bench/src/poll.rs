@@ -73,7 +73,13 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
             Ok(()) => {}
             Err(e) => {
                 eprintln!("bench: poll {} failed: {e:#}", target_name(target));
-                rows.push(Row::new(format!("poll {}: not measured", target_name(target)), "error", "-", Some(false), format!("{e:#}")));
+                rows.push(Row::new(
+                    format!("poll {}: not measured", target_name(target)),
+                    "error",
+                    "-",
+                    Some(false),
+                    format!("{e:#}"),
+                ));
             }
         }
     }
@@ -84,11 +90,18 @@ async fn run_target(target: Target, rows: &mut Vec<Row>, notes: &mut String) -> 
     let name = target_name(target);
     // SQLite on tmpfs where there is one: seeding 10,000 tasks one transaction each is then
     // seconds, not minutes of fsync; the measured cycle writes only the changed tasks anyway.
-    let dir = if std::path::Path::new("/dev/shm").is_dir() { tempfile::tempdir_in("/dev/shm")? } else { tempfile::tempdir()? };
+    let dir = if std::path::Path::new("/dev/shm").is_dir() {
+        tempfile::tempdir_in("/dev/shm")?
+    } else {
+        tempfile::tempdir()?
+    };
     let t = sandbox::targets::spawn(target).await.context("spawn simulator")?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("tb.db")).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let secrets: Arc<dyn bridge::secrets::Secrets> =
-        Arc::new(bridge::secrets::file::FileSecrets::open(dir.path().join("secrets.json")).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(dir.path().join("tb.db")).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let secrets: Arc<dyn bridge::secrets::Secrets> = Arc::new(
+        bridge::secrets::file::FileSecrets::open(dir.path().join("secrets.json"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     common::put_secret(secrets.as_ref(), "tb/desk", &t).await?;
     let engine = common::engine(&t, "tb/desk", store.clone(), secrets.clone())?;
     // The naive poller: a connector of its own over the same connection settings.
@@ -118,8 +131,14 @@ async fn run_target(target: Target, rows: &mut Vec<Row>, notes: &mut String) -> 
             });
             let new: NewTask = serde_json::from_value(common::access_task(&format!("B-{seeded}")))?;
             let mut task = Task::new(new, CONN.into(), now);
-            let tref = TicketRef { id: st.id.to_string(), number: Some(st.number.clone()), url: None, remote_status: initial_status.clone() };
-            task.apply(TaskEvent::TicketCreated { ticket: tref.clone(), next_poll_at: now }, now).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            let tref = TicketRef {
+                id: st.id.to_string(),
+                number: Some(st.number.clone()),
+                url: None,
+                remote_status: initial_status.clone(),
+            };
+            task.apply(TaskEvent::TicketCreated { ticket: tref.clone(), next_poll_at: now }, now)
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
             store.create_task(&task).await.map_err(|e| anyhow::anyhow!("{e}"))?;
             open.push(tref);
         }
@@ -128,7 +147,12 @@ async fn run_target(target: Target, rows: &mut Vec<Row>, notes: &mut String) -> 
             t.sim.set_latency(Duration::ZERO);
             let warm = engine.poll_connection(CONN, Utc::now(), false).await;
             if warm.tickets as usize != n || warm.failed_batches > 0 || warm.changed as usize != n {
-                bail!("warm-up poll saw {} tickets, {} changed, {} failed batches (expected {n}, {n}, 0)", warm.tickets, warm.changed, warm.failed_batches);
+                bail!(
+                    "warm-up poll saw {} tickets, {} changed, {} failed batches (expected {n}, {n}, 0)",
+                    warm.tickets,
+                    warm.changed,
+                    warm.failed_batches
+                );
             }
             let first = open.first().context("no ticket seeded")?;
             let due = store.due_for_polling(CONN, Utc::now(), 1000, None).await.map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -161,7 +185,8 @@ async fn run_target(target: Target, rows: &mut Vec<Row>, notes: &mut String) -> 
         // Naive baseline.
         let full_naive = n <= NAIVE_SAMPLE || (target == Target::Sandbox && n == 1_000);
         let (naive_req, naive_wall, est) = if full_naive || naive_per_ticket.is_none() {
-            let sample: Vec<String> = open.iter().take(if full_naive { n } else { NAIVE_SAMPLE }).map(|r| r.id.clone()).collect();
+            let sample: Vec<String> =
+                open.iter().take(if full_naive { n } else { NAIVE_SAMPLE }).map(|r| r.id.clone()).collect();
             // Closed tickets were removed from `open`; pad with them so the sample has n ids.
             let (r, w) = naive_cycle(&t, naive.as_ref(), &sample).await?;
             let per = (r as f64 / sample.len() as f64, w / sample.len() as u32);
@@ -187,7 +212,11 @@ async fn run_target(target: Target, rows: &mut Vec<Row>, notes: &mut String) -> 
         rows.push(Row::new(
             format!("poll {name}, N={n}: requests"),
             format!("{requests} (naive {naive_req}{e}; {req_ratio:.0}× fewer)"),
-            if batching { format!("≤ {bound} = ceil({n}/{page}) + {changed} changed") } else { "target API has no batch read".into() },
+            if batching {
+                format!("≤ {bound} = ceil({n}/{page}) + {changed} changed")
+            } else {
+                "target API has no batch read".into()
+            },
             if batching { Some(requests <= bound) } else { None },
             "simulator request count for one `poll_connection` cycle, 50 ms latency per request",
         ));

@@ -5,10 +5,10 @@ mod support;
 
 use bridge::config::{ApiKey, KeyScope};
 use bridge::domain::Grouping;
-use bridge::engine::api::{handle, hash_key, ApiRequest};
+use bridge::engine::api::{ApiRequest, handle, hash_key};
 use bridge::secrets::Secret;
 use chrono::{Duration, Utc};
-use support::{access_task, Backend, Harness};
+use support::{Backend, Harness, access_task};
 
 const TASK_KEY: &str = "tb_live_task_key_0123456789";
 const ADMIN_KEY: &str = "tb_live_admin_key_9876543210";
@@ -29,7 +29,14 @@ async fn harness() -> Harness {
     h
 }
 
-async fn send(h: &Harness, method: &str, path: &str, headers: &[(&str, String)], body: &[u8], loopback: bool) -> (u16, serde_json::Value) {
+async fn send(
+    h: &Harness,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+    loopback: bool,
+) -> (u16, serde_json::Value) {
     let mut map = http::HeaderMap::new();
     map.insert("content-type", "application/json".parse().unwrap());
     for (k, v) in headers {
@@ -47,18 +54,25 @@ async fn bearer_keys_are_checked_and_scoped() {
     let body = access_task("K-1").to_string();
     let (s, e) = send(&h, "POST", "/v1/tasks", &[], body.as_bytes(), true).await;
     assert_eq!(s, 401, "keys configured: loopback alone is not enough ({e})");
-    let (s, _) = send(&h, "POST", "/v1/tasks", &[("authorization", "Bearer wrong".into())], body.as_bytes(), false).await;
+    let (s, _) =
+        send(&h, "POST", "/v1/tasks", &[("authorization", "Bearer wrong".into())], body.as_bytes(), false).await;
     assert_eq!(s, 401);
-    let (s, _) = send(&h, "POST", "/v1/tasks", &[("authorization", format!("Basic {TASK_KEY}"))], body.as_bytes(), false).await;
+    let (s, _) =
+        send(&h, "POST", "/v1/tasks", &[("authorization", format!("Basic {TASK_KEY}"))], body.as_bytes(), false).await;
     assert_eq!(s, 401);
-    let (s, t) = send(&h, "POST", "/v1/tasks", &[("authorization", format!("Bearer {TASK_KEY}"))], body.as_bytes(), false).await;
+    let (s, t) =
+        send(&h, "POST", "/v1/tasks", &[("authorization", format!("Bearer {TASK_KEY}"))], body.as_bytes(), false).await;
     assert_eq!(s, 201, "{t}");
     // Listing dead letters needs an admin key.
-    let (s, _) = send(&h, "GET", "/v1/tasks?state=failed", &[("authorization", format!("Bearer {TASK_KEY}"))], b"", false).await;
+    let (s, _) =
+        send(&h, "GET", "/v1/tasks?state=failed", &[("authorization", format!("Bearer {TASK_KEY}"))], b"", false).await;
     assert_eq!(s, 403);
-    let (s, _) = send(&h, "GET", "/v1/tasks?state=failed", &[("authorization", format!("Bearer {ADMIN_KEY}"))], b"", false).await;
+    let (s, _) =
+        send(&h, "GET", "/v1/tasks?state=failed", &[("authorization", format!("Bearer {ADMIN_KEY}"))], b"", false)
+            .await;
     assert_eq!(s, 200);
-    let (s, e) = send(&h, "GET", "/v1/tasks?state=lost", &[("authorization", format!("Bearer {ADMIN_KEY}"))], b"", false).await;
+    let (s, e) =
+        send(&h, "GET", "/v1/tasks?state=lost", &[("authorization", format!("Bearer {ADMIN_KEY}"))], b"", false).await;
     assert_eq!((s, e["error"]["field"].as_str()), (422, Some("state")));
     // The key never appears in what is stored or answered.
     assert!(!t.to_string().contains(TASK_KEY));
@@ -80,12 +94,28 @@ async fn hmac_signatures_are_verified_and_replays_rejected() {
     // Old timestamp (replay outside the window), even with a valid signature for it.
     let old = (Utc::now() - Duration::minutes(6)).timestamp();
     let old_sig = bridge::engine::notify::sign(HMAC_KEY.as_bytes(), old, body.as_bytes());
-    let (s, e) = send(&h, "POST", "/v1/tasks", &[("x-bridge-timestamp", old.to_string()), ("x-bridge-signature", old_sig)], body.as_bytes(), false).await;
+    let (s, e) = send(
+        &h,
+        "POST",
+        "/v1/tasks",
+        &[("x-bridge-timestamp", old.to_string()), ("x-bridge-signature", old_sig)],
+        body.as_bytes(),
+        false,
+    )
+    .await;
     assert_eq!(s, 401);
     assert!(e["error"]["message"].as_str().unwrap().contains("window"));
     // Wrong key.
     let bad = bridge::engine::notify::sign(b"other", now, body.as_bytes());
-    let (s, _) = send(&h, "POST", "/v1/tasks", &[("x-bridge-timestamp", now.to_string()), ("x-bridge-signature", bad)], body.as_bytes(), false).await;
+    let (s, _) = send(
+        &h,
+        "POST",
+        "/v1/tasks",
+        &[("x-bridge-timestamp", now.to_string()), ("x-bridge-signature", bad)],
+        body.as_bytes(),
+        false,
+    )
+    .await;
     assert_eq!(s, 401);
 }
 
@@ -109,7 +139,14 @@ async fn body_limits_and_media_type_are_enforced_and_nothing_is_stored() {
     let mut map = http::HeaderMap::new();
     map.insert("content-type", "text/plain".parse().unwrap());
     let body = access_task("B-1").to_string();
-    let req = ApiRequest { method: "POST", path: "/v1/tasks", query: None, headers: &map, body: body.as_bytes(), peer_loopback: true };
+    let req = ApiRequest {
+        method: "POST",
+        path: "/v1/tasks",
+        query: None,
+        headers: &map,
+        body: body.as_bytes(),
+        peer_loopback: true,
+    };
     let r = handle(&h.engine, req, Utc::now()).await;
     assert_eq!(r.status, 415);
     let (s, _) = send(&h, "POST", "/v1/tasks", &[], &[0xff, 0xfe, 0x00], true).await;
@@ -130,7 +167,13 @@ async fn unknown_connection_and_private_callbacks_are_rejected() {
     body["connection"] = serde_json::json!("nope");
     let (s, e) = send(&h, "POST", "/v1/tasks", &[], body.to_string().as_bytes(), true).await;
     assert_eq!((s, e["error"]["field"].as_str()), (422, Some("connection")));
-    for url in ["https://169.254.169.254/latest/meta-data", "https://127.0.0.1/x", "https://[::1]/x", "https://10.1.2.3/x", "http://iga.example.com/x"] {
+    for url in [
+        "https://169.254.169.254/latest/meta-data",
+        "https://127.0.0.1/x",
+        "https://[::1]/x",
+        "https://10.1.2.3/x",
+        "http://iga.example.com/x",
+    ] {
         let mut body = access_task("C-2");
         body["callback_url"] = serde_json::json!(url);
         let (s, e) = send(&h, "POST", "/v1/tasks", &[], body.to_string().as_bytes(), true).await;

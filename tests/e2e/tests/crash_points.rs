@@ -11,7 +11,7 @@ use bridge::domain::{Grouping, TaskState};
 use chrono::{Duration, Utc};
 use sandbox::targets::Target;
 use std::collections::BTreeMap;
-use support::{access_task, alert, Backend, Harness, CONN};
+use support::{Backend, CONN, Harness, access_task, alert};
 
 fn write_counts(class: &str, target: &str, tasks: usize, duplicates: usize) {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
@@ -21,7 +21,10 @@ fn write_counts(class: &str, target: &str, tasks: usize, duplicates: usize) {
     std::fs::create_dir_all(&dir).unwrap();
     let v = serde_json::json!({"suite": "crash_points", "class": class, "target": target, "route": "-", "runs": 1,
         "tasks": tasks, "completed": tasks, "lost": 0, "duplicates": duplicates, "errors": 0});
-    let file: String = format!("crash-{class}-{target}").chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    let file: String = format!("crash-{class}-{target}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
     std::fs::write(dir.join(format!("{file}.json")), v.to_string()).unwrap();
 }
 
@@ -32,7 +35,8 @@ async fn crash_after_create_before_record(target: Target, backend: Backend) {
     let (_, t) = h.submit(access_task("CRASH-1")).await;
     let id = t["id"].as_str().unwrap();
     let task = h.task(id).await;
-    let claimed = bridge::store::claim(h.store.as_ref(), task, Utc::now(), Duration::seconds(300)).await.unwrap().unwrap();
+    let claimed =
+        bridge::store::claim(h.store.as_ref(), task, Utc::now(), Duration::seconds(300)).await.unwrap().unwrap();
     let connector = h.engine.connectors[CONN].clone();
     let req = TicketRequest {
         correlation_key: claimed.id.to_string(),
@@ -67,8 +71,12 @@ async fn crash_after_note_before_record(backend: Backend) {
     let group_ticket = h.task(a["id"].as_str().unwrap()).await.ticket.unwrap();
     let (_, b) = h.submit(alert("G-2", user, "Too Many Uploads")).await;
     let bid = b["id"].as_str().unwrap();
-    let claimed = bridge::store::claim(h.store.as_ref(), h.task(bid).await, Utc::now(), Duration::seconds(300)).await.unwrap().unwrap();
-    let note = NoteRequest { correlation_key: claimed.id.to_string(), title: "Alert".into(), body: "second alert".into() };
+    let claimed = bridge::store::claim(h.store.as_ref(), h.task(bid).await, Utc::now(), Duration::seconds(300))
+        .await
+        .unwrap()
+        .unwrap();
+    let note =
+        NoteRequest { correlation_key: claimed.id.to_string(), title: "Alert".into(), body: "second alert".into() };
     h.engine.connectors[CONN].add_note(&group_ticket, &note).await.unwrap();
     // Dead worker; the claim holds, then lapses.
     assert_eq!(h.engine.create_due(Utc::now(), 10).await.noted, 0);
@@ -92,8 +100,15 @@ async fn crash_after_note_before_record(backend: Backend) {
 fn twin(h: &Harness) -> bridge::engine::Engine {
     let cfg = h.engine.config.clone();
     let mut connectors = BTreeMap::new();
-    connectors.insert(CONN.to_string(), bridge::connectors::build(CONN, &cfg.connections[CONN], h.secrets.clone()).unwrap());
-    bridge::engine::Engine::new(cfg, h.store.clone(), h.secrets.clone(), connectors, std::sync::Arc::new(bridge::engine::LogEvents))
+    connectors
+        .insert(CONN.to_string(), bridge::connectors::build(CONN, &cfg.connections[CONN], h.secrets.clone()).unwrap());
+    bridge::engine::Engine::new(
+        cfg,
+        h.store.clone(),
+        h.secrets.clone(),
+        connectors,
+        std::sync::Arc::new(bridge::engine::LogEvents),
+    )
 }
 
 /// A cold instance's first work (token refresh with a rotating refresh token, then the create)
@@ -120,7 +135,12 @@ async fn refresh_dropped_mid_flight(backend: Backend) {
         let after = twin(&h);
         after.create_due(now, 10).await;
         let task = h.task(id.as_str()).await;
-        assert_eq!(task.state, TaskState::TicketOpen, "cut at {cut_ms} ms: the connection broke: {:?}", task.last_error);
+        assert_eq!(
+            task.state,
+            TaskState::TicketOpen,
+            "cut at {cut_ms} ms: the connection broke: {:?}",
+            task.last_error
+        );
         assert_eq!(ninja.refresh_replays(), 0, "cut at {cut_ms} ms: a rotated refresh token was replayed");
         let n = h.sim().tickets().iter().filter(|x| x.correlation_key.as_deref() == Some(id.as_str())).count();
         assert_eq!(n, 1, "cut at {cut_ms} ms: {n} tickets for one task");

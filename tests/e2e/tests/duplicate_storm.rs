@@ -10,10 +10,10 @@ use bridge::config::{ApiKey, KeyScope};
 use bridge::domain::{Grouping, TaskState};
 use bridge::engine::api::hash_key;
 use lambda_runtime::{Context, LambdaEvent};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use support::{access_task, Backend, Harness};
+use support::{Backend, Harness, access_task};
 
 const KEY: &str = "tb_storm_key";
 
@@ -93,7 +93,9 @@ async fn intake_lambda_duplicate_storm_on_dynamodb() {
     for chunk in delivered.chunks(10) {
         let h = h.clone();
         let event = stream_event(chunk);
-        set.spawn(async move { create_ticket::handle(&h.engine, LambdaEvent::new(event, Context::default())).await.unwrap() });
+        set.spawn(async move {
+            create_ticket::handle(&h.engine, LambdaEvent::new(event, Context::default())).await.unwrap()
+        });
     }
     while let Some(r) = set.join_next().await {
         assert_eq!(r.unwrap()["batchItemFailures"], json!([]));

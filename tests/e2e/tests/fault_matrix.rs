@@ -12,7 +12,7 @@ use chrono::{Duration, Utc};
 use sandbox::faults::Fault;
 use sandbox::targets::Target;
 use std::collections::BTreeMap;
-use support::{access_task, Backend, Harness, CONN};
+use support::{Backend, CONN, Harness, access_task};
 
 /// Tasks per scenario (× `TB_SOAK_SCALE` under `cargo xtask soak`).
 const BATCH: usize = 5;
@@ -146,7 +146,11 @@ async fn scenario(target: Target, class: Class, on: On) {
             1
         }
         Class::RateLimit => {
-            sim.set_rate_limit(Some(sandbox::RateRule { limit: 3, window: std::time::Duration::from_secs(1), per_route: false }));
+            sim.set_rate_limit(Some(sandbox::RateRule {
+                limit: 3,
+                window: std::time::Duration::from_secs(1),
+                per_route: false,
+            }));
             0
         }
         Class::Hang => {
@@ -200,11 +204,19 @@ async fn scenario(target: Target, class: Class, on: On) {
             }
             if class == Class::RetryAfterBeyondCap && on == On::Create {
                 // The 429'd task is deferred at least Retry-After (30 s), beyond the engine's own backoff.
-                let deferred: Vec<_> = futures_join(&h, &ids).await.into_iter().filter(|t| t.state == TaskState::Received).collect();
+                let deferred: Vec<_> =
+                    futures_join(&h, &ids).await.into_iter().filter(|t| t.state == TaskState::Received).collect();
                 assert_eq!(deferred.len(), 1, "{target:?}: exactly the 429'd task is deferred");
                 let at = deferred[0].next_attempt_at.unwrap();
-                assert!(at >= now + Duration::seconds(30), "{target:?}: retry at {at} ignores Retry-After 30 s from {now}");
-                assert_eq!(h.engine.create_due(now + Duration::seconds(29), 100).await.created, 0, "retried before Retry-After");
+                assert!(
+                    at >= now + Duration::seconds(30),
+                    "{target:?}: retry at {at} ignores Retry-After 30 s from {now}"
+                );
+                assert_eq!(
+                    h.engine.create_due(now + Duration::seconds(29), 100).await.created,
+                    0,
+                    "retried before Retry-After"
+                );
             }
         } else if let Some(other) = &twin {
             // Two instances: a refresh run and a sweep of the other instance interleave.
@@ -252,21 +264,31 @@ async fn scenario(target: Target, class: Class, on: On) {
             TaskState::Completed => {
                 counts.completed += 1;
                 assert_eq!(count, 1, "{target:?}/{class:?}/{on:?}: completed task {id} has {count} tickets");
-                assert_eq!(t.ticket.as_ref().unwrap().id, tickets.iter().find(|x| x.correlation_key.as_deref() == Some(id)).unwrap().id.to_string());
+                assert_eq!(
+                    t.ticket.as_ref().unwrap().id,
+                    tickets.iter().find(|x| x.correlation_key.as_deref() == Some(id)).unwrap().id.to_string()
+                );
             }
             TaskState::Failed => {
                 counts.dead_lettered += 1;
-                assert!(t.last_error.as_deref().is_some_and(|e| !e.is_empty()), "{target:?}: dead letter {id} without a reason");
+                assert!(
+                    t.last_error.as_deref().is_some_and(|e| !e.is_empty()),
+                    "{target:?}: dead letter {id} without a reason"
+                );
                 assert!(count <= 1, "{target:?}/{class:?}: dead-lettered task {id} has {count} tickets");
             }
             other => {
                 counts.lost += 1;
                 write_counts(class, target, on, &counts);
-                panic!("{target:?}/{class:?}/{on:?}: task {id} stuck in {other:?} after {MAX_ROUNDS} rounds: {:?}", t.last_error);
+                panic!(
+                    "{target:?}/{class:?}/{on:?}: task {id} stuck in {other:?} after {MAX_ROUNDS} rounds: {:?}",
+                    t.last_error
+                );
             }
         }
     }
-    counts.orphans = tickets.iter().filter(|t| !ids.iter().any(|i| t.correlation_key.as_deref() == Some(i.as_str()))).count();
+    counts.orphans =
+        tickets.iter().filter(|t| !ids.iter().any(|i| t.correlation_key.as_deref() == Some(i.as_str()))).count();
     assert_eq!(counts.duplicates, 0, "{target:?}/{class:?}/{on:?}: duplicate tickets {per_key:?}");
     assert_eq!(counts.orphans, 0, "{target:?}/{class:?}/{on:?}: tickets without a task");
     counts.faults_fired = fired_before_clear.unwrap_or(armed - sim.faults().pending());
@@ -285,7 +307,10 @@ async fn scenario(target: Target, class: Class, on: On) {
         let log: Vec<_> = sim.request_log().into_iter().filter(|r| r.route == route).collect();
         assert!(log.len() >= 2, "{target:?}: no request after the 429");
         let gap = log[1].at.duration_since(log[0].at);
-        assert!(gap >= std::time::Duration::from_millis(990), "{target:?}/{on:?}: retried after {gap:?} despite Retry-After: 1");
+        assert!(
+            gap >= std::time::Duration::from_millis(990),
+            "{target:?}/{on:?}: retried after {gap:?} despite Retry-After: 1"
+        );
     }
     if target == Target::Ninjaone {
         let ninja = h.target.guard.downcast_ref::<sandbox::ninjaone::NinjaOne>().unwrap();
@@ -306,8 +331,15 @@ async fn futures_join(h: &Harness, ids: &[String]) -> Vec<bridge::domain::Task> 
 fn twin(h: &Harness) -> bridge::engine::Engine {
     let cfg = h.engine.config.clone();
     let mut connectors = BTreeMap::new();
-    connectors.insert(CONN.to_string(), bridge::connectors::build(CONN, &cfg.connections[CONN], h.secrets.clone()).unwrap());
-    bridge::engine::Engine::new(cfg, h.store.clone(), h.secrets.clone(), connectors, std::sync::Arc::new(bridge::engine::LogEvents))
+    connectors
+        .insert(CONN.to_string(), bridge::connectors::build(CONN, &cfg.connections[CONN], h.secrets.clone()).unwrap());
+    bridge::engine::Engine::new(
+        cfg,
+        h.store.clone(),
+        h.secrets.clone(),
+        connectors,
+        std::sync::Arc::new(bridge::engine::LogEvents),
+    )
 }
 
 macro_rules! matrix {

@@ -8,7 +8,7 @@ use bridge::domain::{Grouping, Outcome, TaskState};
 use chrono::{Duration, Utc};
 use sandbox::faults::Fault;
 use serde_json::json;
-use support::{access_task, alert, Backend, Harness, CALLBACK_KEY, REQUESTS_PER_ATTEMPT};
+use support::{Backend, CALLBACK_KEY, Harness, REQUESTS_PER_ATTEMPT, access_task, alert};
 
 const CREATE_ROUTE: &str = "POST /api/v1/tickets";
 
@@ -53,7 +53,8 @@ async fn access_task_completes_with_signed_callback(backend: Backend) {
     assert_eq!(view["status"], "Closed");
     assert_eq!(view["outcome"], "fulfilled");
     assert!(view["completed_at"].is_string());
-    let events: Vec<_> = view["history"].as_array().unwrap().iter().map(|h| h["event"].as_str().unwrap().to_string()).collect();
+    let events: Vec<_> =
+        view["history"].as_array().unwrap().iter().map(|h| h["event"].as_str().unwrap().to_string()).collect();
     assert_eq!(events, ["received", "ticket_created", "polled", "completed"]);
 
     // Signed callback delivered once, verifiable by the receiver.
@@ -197,9 +198,14 @@ async fn crash_after_create_before_record_is_recovered(backend: Backend) {
     let id = t["id"].as_str().unwrap();
     // A worker claims the task, opens the ticket, and dies before recording it.
     let task = h.task(id).await;
-    let claimed = bridge::store::claim(h.store.as_ref(), task, Utc::now(), Duration::seconds(300)).await.unwrap().unwrap();
+    let claimed =
+        bridge::store::claim(h.store.as_ref(), task, Utc::now(), Duration::seconds(300)).await.unwrap().unwrap();
     let connector = h.engine.connectors[support::CONN].clone();
-    let req = bridge::connectors::TicketRequest { correlation_key: claimed.id.to_string(), title: "x".into(), ..Default::default() };
+    let req = bridge::connectors::TicketRequest {
+        correlation_key: claimed.id.to_string(),
+        title: "x".into(),
+        ..Default::default()
+    };
     connector.create_ticket(&req).await.unwrap();
     // While the claim holds, nobody else touches it.
     assert_eq!(h.engine.create_due(Utc::now(), 10).await.created, 0);

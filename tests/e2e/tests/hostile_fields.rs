@@ -33,7 +33,10 @@ async fn hostile_fields_stay_data(target: Target) {
         let t = h.task(&id).await;
         assert_eq!(t.state, TaskState::TicketOpen, "{target:?} {s}: {:?}", t.last_error);
         let ticket = h.sim().tickets().into_iter().find(|x| x.correlation_key.as_deref() == Some(id.as_str())).unwrap();
-        assert!(ticket.title.contains(s) || ticket.body.contains(s), "{target:?}: '{s}' not carried verbatim: {ticket:?}");
+        assert!(
+            ticket.title.contains(s) || ticket.body.contains(s),
+            "{target:?}: '{s}' not carried verbatim: {ticket:?}"
+        );
         assert!(!ticket.title.contains("49") || s.contains("49"), "{target:?}: template in a field was evaluated");
         if target == Target::Generic {
             let req = &ticket.request;

@@ -7,9 +7,9 @@ use bridge::config::{ApiKey, KeyScope};
 use bridge::domain::{Grouping, TaskState};
 use bridge::engine::api::hash_key;
 use lambda_runtime::{Context, LambdaEvent};
-use serde_json::{json, Value};
 use sandbox::targets::Target;
-use support::{access_task, Backend, Harness};
+use serde_json::{Value, json};
+use support::{Backend, Harness, access_task};
 
 const KEY: &str = "tb_lambda_test_key";
 
@@ -85,9 +85,12 @@ async fn handlers_take_a_task_from_api_gateway_to_completion(target: Target) {
     body["callback_url"] = json!(url);
 
     // intake: unauthenticated callers are refused (no loopback exemption in Lambda).
-    let (s, _) = body_json(intake::handle(&h.engine, apigw_event("POST", "/v1/tasks", Some(&body), "nope")).await.unwrap()).await;
+    let (s, _) =
+        body_json(intake::handle(&h.engine, apigw_event("POST", "/v1/tasks", Some(&body), "nope")).await.unwrap())
+            .await;
     assert_eq!(s, 401);
-    let (s, task) = body_json(intake::handle(&h.engine, apigw_event("POST", "/v1/tasks", Some(&body), KEY)).await.unwrap()).await;
+    let (s, task) =
+        body_json(intake::handle(&h.engine, apigw_event("POST", "/v1/tasks", Some(&body), KEY)).await.unwrap()).await;
     assert_eq!(s, 201, "{task}");
     let id = task["id"].as_str().unwrap().to_string();
 
@@ -110,7 +113,9 @@ async fn handlers_take_a_task_from_api_gateway_to_completion(target: Target) {
     let out = poll_status::handle(&h.engine, lambda(schedule_event())).await.unwrap();
     assert_eq!(out[support::CONN]["skipped"], true);
     h.engine.poll_connection(support::CONN, chrono::Utc::now(), false).await;
-    let (s, done) = body_json(intake::handle(&h.engine, apigw_event("GET", &format!("/v1/tasks/{id}"), None, KEY)).await.unwrap()).await;
+    let (s, done) =
+        body_json(intake::handle(&h.engine, apigw_event("GET", &format!("/v1/tasks/{id}"), None, KEY)).await.unwrap())
+            .await;
     assert_eq!((s, done["state"].as_str(), done["outcome"].as_str()), (200, Some("completed"), Some("fulfilled")));
     let got = received.lock().unwrap().clone();
     assert_eq!(got.len(), 1);

@@ -10,7 +10,7 @@ use bridge::engine::api::hash_key;
 use serde_json::json;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use support::{access_task, Backend, Harness};
+use support::{Backend, Harness, access_task};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -66,7 +66,14 @@ async fn no_secret_value_appears_in_any_log_line() {
     // A caller with a wrong key, and one with the right key.
     let mut headers = http::HeaderMap::new();
     headers.insert("authorization", format!("Bearer {API_KEY}x").parse().unwrap());
-    let req = bridge::engine::api::ApiRequest { method: "GET", path: &format!("/v1/tasks/{id}"), query: None, headers: &headers, body: b"", peer_loopback: false };
+    let req = bridge::engine::api::ApiRequest {
+        method: "GET",
+        path: &format!("/v1/tasks/{id}"),
+        query: None,
+        headers: &headers,
+        body: b"",
+        peer_loopback: false,
+    };
     assert_eq!(bridge::engine::api::handle(&h.engine, req, chrono::Utc::now()).await.status, 401);
     // Token upkeep with the (fresh) token.
     h.engine.refresh_tokens(chrono::Utc::now()).await;

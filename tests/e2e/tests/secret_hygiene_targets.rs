@@ -12,7 +12,7 @@ use sandbox::targets::Target;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use support::{access_task, Backend, Harness};
+use support::{Backend, Harness, access_task};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -50,7 +50,11 @@ async fn secret_values(h: &Harness, into: &mut BTreeSet<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_of_any_target_appears_in_the_logs_under_faults() {
     let capture = Capture::default();
-    tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(capture.clone()).with_ansi(false).init();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .init();
     let mut needles = BTreeSet::new();
     for target in Target::ALL {
         let h = Harness::for_target(target, Backend::Sqlite, Grouping::None, |_| {}).await;

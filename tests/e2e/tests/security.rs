@@ -7,7 +7,7 @@ use bridge::config::{ApiKey, KeyScope};
 use bridge::domain::Grouping;
 use bridge::engine::notify::Notifier;
 use chrono::Utc;
-use support::{access_task, Backend, Harness};
+use support::{Backend, Harness, access_task};
 
 /// Literal private, loopback, link-local and metadata addresses, and non-https schemes.
 const BLOCKED_LITERALS: &[&str] = &[

@@ -9,7 +9,7 @@ use bridge::domain::{Grouping, OrgMapping, Outcome, TaskState};
 use chrono::Utc;
 use sandbox::targets::Target;
 use serde_json::json;
-use support::{Backend, Harness, CALLBACK_KEY};
+use support::{Backend, CALLBACK_KEY, Harness};
 
 /// Customer each target's simulator knows as "Acme Corp", and its contact for alice@acme.io.
 fn acme(target: Target) -> (Option<&'static str>, Option<&'static str>) {

@@ -9,13 +9,14 @@ use chrono::Utc;
 use sandbox::targets::Target;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use support::{access_task, Backend, Harness, CONN};
+use support::{Backend, CONN, Harness, access_task};
 
 /// A second engine over the same store and secrets, as a second Lambda instance would be.
 fn twin(h: &Harness) -> Engine {
     let cfg = h.engine.config.clone();
     let mut connectors = BTreeMap::new();
-    connectors.insert(CONN.to_string(), bridge::connectors::build(CONN, &cfg.connections[CONN], h.secrets.clone()).unwrap());
+    connectors
+        .insert(CONN.to_string(), bridge::connectors::build(CONN, &cfg.connections[CONN], h.secrets.clone()).unwrap());
     Engine::new(cfg, h.store.clone(), h.secrets.clone(), connectors, Arc::new(bridge::engine::LogEvents))
 }
 

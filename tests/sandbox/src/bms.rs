@@ -40,8 +40,8 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::psa::{contains_ci, marker_key, multipart_fields};
@@ -56,11 +56,13 @@ pub const STATUSES: [(i64, &str); 6] =
 /// Statuses that set `CompletedDate`.
 pub const COMPLETED: [&str; 3] = ["Completed", "Closed", "Cancelled"];
 /// Priorities `(Id, Name, IsDefault)`.
-pub const PRIORITIES: [(i64, &str, bool); 4] = [(1, "Low", false), (2, "Medium", true), (3, "High", false), (4, "Critical", false)];
+pub const PRIORITIES: [(i64, &str, bool); 4] =
+    [(1, "Low", false), (2, "Medium", true), (3, "High", false), (4, "Critical", false)];
 pub const QUEUES: [(i64, &str); 2] = [(1, "Service Desk"), (2, "Security")];
 pub const ISSUE_TYPES: [(i64, &str); 2] = [(10, "SaaS Alerts"), (11, "Access Request")];
 /// Sub-issue types `(IssueTypeId, Id, Name)`.
-pub const SUB_ISSUE_TYPES: [(i64, i64, &str); 3] = [(10, 100, "Data Leakage"), (10, 101, "Suspicious Login"), (11, 110, "New Account")];
+pub const SUB_ISSUE_TYPES: [(i64, i64, &str); 3] =
+    [(10, 100, "Data Leakage"), (10, 101, "Suspicious Login"), (11, 110, "New Account")];
 /// Ticket types `(Id, Name)` (only ids are accepted on create).
 pub const TYPES: [(i64, &str); 2] = [(1, "Incident"), (2, "Service Request")];
 
@@ -99,7 +101,10 @@ pub fn profile() -> SimProfile {
         closed_status: "Completed".into(),
         statuses: STATUSES.iter().map(|(_, n)| n.to_string()).collect(),
         closed_statuses: COMPLETED.iter().map(|s| s.to_string()).collect(),
-        error_body: (200, json!({"Success": false, "Error": {"Code": 500, "Message": "An unexpected error occurred", "SubErrors": []}, "Result": null})),
+        error_body: (
+            200,
+            json!({"Success": false, "Error": {"Code": 500, "Message": "An unexpected error occurred", "SubErrors": []}, "Result": null}),
+        ),
         server_error_body: json!({"Success": false, "Error": {"Code": 500, "Message": "Internal server error"}, "Result": null}),
         first_id: 5001,
         number_prefix: "T".into(),
@@ -180,7 +185,13 @@ impl Bms {
 
     /// Adds a contract to an account.
     pub fn add_contract(&self, id: i64, account_id: i64, name: &str, is_default: bool) {
-        lock(&self.st.finance).contracts.push(SimContract { id, account_id, name: name.into(), is_default, is_active: true });
+        lock(&self.st.finance).contracts.push(SimContract {
+            id,
+            account_id,
+            name: name.into(),
+            is_default,
+            is_active: true,
+        });
     }
 
     /// Adds a service to the catalog.
@@ -226,8 +237,14 @@ fn routes(st: Arc<St>) -> Router {
         .route("/v2/crm/contacts/summary", post(create_contact))
         .route("/v2/finance/contracts/lookup", get(contracts))
         .route("/v2/admin/finance/services/lookup", get(services))
-        .route("/v2/finance/contracts/recurringservices/{contractId}/services", get(service_lines).post(add_service_lines))
-        .route("/v2/finance/contracts/recurringservices/{contractId}/services/{serviceLineId}", put(update_service_line))
+        .route(
+            "/v2/finance/contracts/recurringservices/{contractId}/services",
+            get(service_lines).post(add_service_lines),
+        )
+        .route(
+            "/v2/finance/contracts/recurringservices/{contractId}/services/{serviceLineId}",
+            put(update_service_line),
+        )
         .route("/v2/system/statuses/lookup", get(|s: State<Arc<St>>, h: HeaderMap| lookup(s, h, "statuses")))
         .route("/v2/system/priorities/lookup", get(|s: State<Arc<St>>, h: HeaderMap| lookup(s, h, "priorities")))
         .route("/v2/system/queues/lookup", get(|s: State<Arc<St>>, h: HeaderMap| lookup(s, h, "queues")))
@@ -250,7 +267,9 @@ fn fail(status: StatusCode, code: i64, message: impl ToString) -> Response {
 }
 
 fn authorize(st: &St, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(token) = util::bearer(headers) else { return Err(fail(StatusCode::UNAUTHORIZED, 401, "Authorization has been denied")) };
+    let Some(token) = util::bearer(headers) else {
+        return Err(fail(StatusCode::UNAUTHORIZED, 401, "Authorization has been denied"));
+    };
     match st.sim.tokens().check(token, TokenKind::Access) {
         TokenCheck::Valid(_) => Ok(()),
         TokenCheck::Expired => Err(fail(StatusCode::UNAUTHORIZED, 401, "Access token expired")),
@@ -261,7 +280,8 @@ fn authorize(st: &St, headers: &HeaderMap) -> Result<(), Response> {
 fn issue(st: &St, subject: &str) -> Response {
     let tokens = st.sim.tokens();
     let (access, access_exp) = tokens.issue(TokenKind::Access, subject, &[], Some(st.config.access_ttl));
-    let (refresh, refresh_exp) = tokens.issue(TokenKind::Refresh, subject, std::slice::from_ref(&access), Some(st.config.refresh_ttl));
+    let (refresh, refresh_exp) =
+        tokens.issue(TokenKind::Refresh, subject, std::slice::from_ref(&access), Some(st.config.refresh_ttl));
     let fmt = |t: Option<DateTime<Utc>>| t.map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
     ok(json!({
         "AccessToken": access,
@@ -272,7 +292,9 @@ fn issue(st: &St, subject: &str) -> Response {
 }
 
 async fn authenticate(State(st): State<Arc<St>>, form: Multipart) -> Response {
-    let Some(f) = multipart_fields(form).await else { return fail(StatusCode::BAD_REQUEST, 400, "Expected multipart/form-data") };
+    let Some(f) = multipart_fields(form).await else {
+        return fail(StatusCode::BAD_REQUEST, 400, "Expected multipart/form-data");
+    };
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or_default();
     if !get("GrantType").eq_ignore_ascii_case("password") {
         return fail(StatusCode::BAD_REQUEST, 400, "Unsupported GrantType");
@@ -287,7 +309,9 @@ async fn authenticate(State(st): State<Arc<St>>, form: Multipart) -> Response {
 }
 
 async fn refresh(State(st): State<Arc<St>>, form: Multipart) -> Response {
-    let Some(f) = multipart_fields(form).await else { return fail(StatusCode::BAD_REQUEST, 400, "Expected multipart/form-data") };
+    let Some(f) = multipart_fields(form).await else {
+        return fail(StatusCode::BAD_REQUEST, 400, "Expected multipart/form-data");
+    };
     let access = f.get("AccessToken").cloned().unwrap_or_default();
     let refresh = f.get("RefreshToken").cloned().unwrap_or_default();
     if access.is_empty() {
@@ -303,7 +327,9 @@ async fn refresh(State(st): State<Arc<St>>, form: Multipart) -> Response {
             st.spent.lock().unwrap_or_else(|p| p.into_inner()).insert(refresh);
             issue(&st, &info.subject)
         }
-        TokenCheck::Valid(_) => fail(StatusCode::UNAUTHORIZED, 401, "Refresh token does not belong to this access token"),
+        TokenCheck::Valid(_) => {
+            fail(StatusCode::UNAUTHORIZED, 401, "Refresh token does not belong to this access token")
+        }
         TokenCheck::Revoked => {
             if st.spent.lock().unwrap_or_else(|p| p.into_inner()).contains(&refresh) {
                 st.replays.fetch_add(1, Ordering::SeqCst);
@@ -360,7 +386,9 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else { return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON") };
+    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
+        return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON");
+    };
     let int = |k: &str| req.get(k).and_then(Value::as_i64);
     let text = |k: &str| req.get(k).and_then(Value::as_str).map(str::to_string).filter(|s| !s.trim().is_empty());
     for k in ["Title", "Details", "OpenDate"] {
@@ -418,7 +446,20 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
         return fail(StatusCode::BAD_REQUEST, 400, format!("Contract {c} does not belong to account {account}"));
     }
     let mut fields = BTreeMap::new();
-    for k in ["AccountId", "LocationId", "ContactId", "PriorityId", "TypeId", "SourceId", "QueueId", "IssueTypeId", "SubIssueTypeId", "ContractId", "OpenDate", "UseDefaultContract"] {
+    for k in [
+        "AccountId",
+        "LocationId",
+        "ContactId",
+        "PriorityId",
+        "TypeId",
+        "SourceId",
+        "QueueId",
+        "IssueTypeId",
+        "SubIssueTypeId",
+        "ContractId",
+        "OpenDate",
+        "UseDefaultContract",
+    ] {
         if let Some(v) = req.get(k).filter(|v| !v.is_null()) {
             fields.insert(k.to_string(), v.clone());
         }
@@ -494,7 +535,9 @@ async fn search(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else { return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON") };
+    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
+        return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON");
+    };
     let filter = req.get("Filter").cloned().unwrap_or(Value::Null);
     let s = |k: &str| filter.get(k).and_then(Value::as_str).map(str::to_string).filter(|x| !x.is_empty());
     let c = Criteria {
@@ -521,7 +564,9 @@ async fn list(State(st): State<Arc<St>>, headers: HeaderMap, Query(q): Query<Has
         exclude_completed: s("Filter.ExcludeCompleted").as_deref() == Some("1"),
         activity_from: s("Filter.LastActivityUpdateFrom").as_deref().and_then(parse_time),
         number: s("Filter.TicketNumber"),
-        statuses: s("Filter.StatusNames").map(|x| x.split(',').map(|p| p.trim().to_string()).collect()).unwrap_or_default(),
+        statuses: s("Filter.StatusNames")
+            .map(|x| x.split(',').map(|p| p.trim().to_string()).collect())
+            .unwrap_or_default(),
     };
     run_search(&st, &c)
 }
@@ -530,7 +575,9 @@ async fn add_note(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else { return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON") };
+    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
+        return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON");
+    };
     let details = req.get("Details").and_then(Value::as_str).filter(|d| !d.trim().is_empty());
     let internal = req.get("IsInternal").and_then(Value::as_bool);
     let (Some(details), Some(internal)) = (details, internal) else {
@@ -543,7 +590,9 @@ async fn add_note(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<
         return fail(StatusCode::NOT_FOUND, 404, format!("Ticket {id} was not found"));
     };
     match st.sim.add_note(tid, None, details.to_string(), internal, "api") {
-        Some(n) => ok(json!({"Id": n.id, "Details": n.body, "IsInternal": n.internal, "NoteDate": fmt_time(n.created_at)})),
+        Some(n) => {
+            ok(json!({"Id": n.id, "Details": n.body, "IsInternal": n.internal, "NoteDate": fmt_time(n.created_at)}))
+        }
         None => fail(StatusCode::NOT_FOUND, 404, format!("Ticket {id} was not found")),
     }
 }
@@ -622,8 +671,11 @@ async fn sub_issue_types(State(st): State<Arc<St>>, headers: HeaderMap, Path(iss
         return r;
     }
     let issue: i64 = issue.parse().unwrap_or(-1);
-    let rows: Vec<Value> =
-        SUB_ISSUE_TYPES.iter().filter(|(p, _, _)| *p == issue).map(|(_, i, n)| json!({"Id": i, "Name": n, "IsActive": true})).collect();
+    let rows: Vec<Value> = SUB_ISSUE_TYPES
+        .iter()
+        .filter(|(p, _, _)| *p == issue)
+        .map(|(_, i, n)| json!({"Id": i, "Name": n, "IsActive": true}))
+        .collect();
     ok(Value::Array(rows))
 }
 
@@ -631,7 +683,9 @@ async fn create_account(State(st): State<Arc<St>>, headers: HeaderMap, bytes: By
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else { return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON") };
+    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
+        return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON");
+    };
     let name = req.get("AccountName").and_then(Value::as_str).map(str::trim).unwrap_or_default();
     if name.is_empty() {
         return fail(StatusCode::BAD_REQUEST, 400, "AccountName is required");
@@ -675,7 +729,9 @@ async fn account_contacts(
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
-    let Some(a) = account_id(&st, &account) else { return fail(StatusCode::NOT_FOUND, 404, format!("Account {account} was not found")) };
+    let Some(a) = account_id(&st, &account) else {
+        return fail(StatusCode::NOT_FOUND, 404, format!("Account {account} was not found"));
+    };
     let page = q.get("PageNumber").and_then(|p| p.parse().ok()).unwrap_or(1usize).max(1);
     let size = q.get("PageSize").and_then(|p| p.parse().ok()).unwrap_or(50usize).clamp(1, st.config.max_page_size);
     let all: Vec<Value> = st
@@ -696,7 +752,9 @@ async fn create_contact(State(st): State<Arc<St>>, headers: HeaderMap, bytes: By
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else { return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON") };
+    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
+        return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON");
+    };
     let text = |k: &str| req.get(k).and_then(Value::as_str).map(str::trim).unwrap_or_default().to_string();
     let (first, last) = (text("FirstName"), text("LastName"));
     if first.is_empty() && last.is_empty() {
@@ -730,7 +788,11 @@ async fn create_contact(State(st): State<Arc<St>>, headers: HeaderMap, bytes: By
     }))
 }
 
-async fn contracts(State(st): State<Arc<St>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn contracts(
+    State(st): State<Arc<St>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
@@ -775,11 +837,18 @@ async fn service_lines(State(st): State<Arc<St>>, headers: HeaderMap, Path(contr
         return r;
     }
     let f = lock(&st.finance);
-    let Some(cid) = contract_of(&f, &contract) else { return fail(StatusCode::NOT_FOUND, 404, format!("Contract {contract} was not found")) };
+    let Some(cid) = contract_of(&f, &contract) else {
+        return fail(StatusCode::NOT_FOUND, 404, format!("Contract {contract} was not found"));
+    };
     ok(Value::Array(f.lines.iter().filter(|l| l.contract_id == cid).map(|l| line_json(l, &f)).collect()))
 }
 
-async fn add_service_lines(State(st): State<Arc<St>>, headers: HeaderMap, Path(contract): Path<String>, bytes: Bytes) -> Response {
+async fn add_service_lines(
+    State(st): State<Arc<St>>,
+    headers: HeaderMap,
+    Path(contract): Path<String>,
+    bytes: Bytes,
+) -> Response {
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
@@ -787,16 +856,22 @@ async fn add_service_lines(State(st): State<Arc<St>>, headers: HeaderMap, Path(c
         return fail(StatusCode::BAD_REQUEST, 400, "Expected a JSON array of services");
     };
     let mut f = lock(&st.finance);
-    let Some(cid) = contract_of(&f, &contract) else { return fail(StatusCode::NOT_FOUND, 404, format!("Contract {contract} was not found")) };
+    let Some(cid) = contract_of(&f, &contract) else {
+        return fail(StatusCode::NOT_FOUND, 404, format!("Contract {contract} was not found"));
+    };
     if items.is_empty() {
         return fail(StatusCode::BAD_REQUEST, 400, "At least one service is required");
     }
     let mut added = Vec::new();
     for item in &items {
-        let Some(service) = item.get("ServiceId").and_then(Value::as_i64).filter(|s| f.services.iter().any(|(i, _)| i == s)) else {
+        let Some(service) =
+            item.get("ServiceId").and_then(Value::as_i64).filter(|s| f.services.iter().any(|(i, _)| i == s))
+        else {
             return fail(StatusCode::BAD_REQUEST, 400, "ServiceId is invalid");
         };
-        let Some(units) = item.get("Units").and_then(Value::as_u64) else { return fail(StatusCode::BAD_REQUEST, 400, "Units is required") };
+        let Some(units) = item.get("Units").and_then(Value::as_u64) else {
+            return fail(StatusCode::BAD_REQUEST, 400, "Units is required");
+        };
         let id = f.lines.iter().map(|l| l.id).max().unwrap_or(9000) + 1;
         let line = SimServiceLine { id, contract_id: cid, service_id: service, units };
         f.lines.push(line.clone());
@@ -815,10 +890,16 @@ async fn update_service_line(
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else { return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON") };
-    let Some(units) = req.get("Units").and_then(Value::as_u64) else { return fail(StatusCode::BAD_REQUEST, 400, "Units is required") };
+    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
+        return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON");
+    };
+    let Some(units) = req.get("Units").and_then(Value::as_u64) else {
+        return fail(StatusCode::BAD_REQUEST, 400, "Units is required");
+    };
     let mut f = lock(&st.finance);
-    let Some(cid) = contract_of(&f, &contract) else { return fail(StatusCode::NOT_FOUND, 404, format!("Contract {contract} was not found")) };
+    let Some(cid) = contract_of(&f, &contract) else {
+        return fail(StatusCode::NOT_FOUND, 404, format!("Contract {contract} was not found"));
+    };
     let lid = line.parse::<i64>().unwrap_or(-1);
     let Some(l) = f.lines.iter_mut().find(|l| l.id == lid && l.contract_id == cid) else {
         return fail(StatusCode::NOT_FOUND, 404, format!("Service line {line} was not found"));

@@ -199,7 +199,9 @@ fn authorize(st: &DeskState, headers: &HeaderMap, scope: &str) -> Result<TokenIn
     if !info.scopes.iter().any(|s| s == scope) {
         return Err((
             StatusCode::FORBIDDEN,
-            Json(json!({"error": "insufficient_scope", "message": format!("requires scope {scope}"), "required": scope})),
+            Json(
+                json!({"error": "insufficient_scope", "message": format!("requires scope {scope}"), "required": scope}),
+            ),
         )
             .into_response());
     }
@@ -256,7 +258,8 @@ async fn token(State(st): State<Arc<DeskState>>, bytes: Bytes) -> Response {
 
 async fn me(State(st): State<Arc<DeskState>>, headers: HeaderMap) -> Response {
     match authorize(&st, &headers, SCOPE_READ) {
-        Ok(info) => Json(json!({"key_id": info.subject, "scopes": info.scopes, "token_expires_at": info.expires_at})).into_response(),
+        Ok(info) => Json(json!({"key_id": info.subject, "scopes": info.scopes, "token_expires_at": info.expires_at}))
+            .into_response(),
         Err(r) => r,
     }
 }
@@ -347,7 +350,11 @@ fn paged(items: Vec<Value>, page: usize, per_page: usize) -> Response {
         .into_response()
 }
 
-async fn list(State(st): State<Arc<DeskState>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn list(
+    State(st): State<Arc<DeskState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = authorize(&st, &headers, SCOPE_READ) {
         return r;
     }
@@ -359,7 +366,9 @@ async fn list(State(st): State<Arc<DeskState>>, headers: HeaderMap, Query(q): Qu
         None => None,
         Some(raw) => match raw.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse::<u64>()).collect() {
             Ok(v) => Some(v),
-            Err(_) => return error(StatusCode::BAD_REQUEST, "invalid_request", "'ids' must be comma-separated ticket ids"),
+            Err(_) => {
+                return error(StatusCode::BAD_REQUEST, "invalid_request", "'ids' must be comma-separated ticket ids");
+            }
         },
     };
     let items: Vec<Value> = st
@@ -387,7 +396,12 @@ fn yes() -> bool {
     true
 }
 
-async fn add_note(State(st): State<Arc<DeskState>>, headers: HeaderMap, Path(id): Path<String>, bytes: Bytes) -> Response {
+async fn add_note(
+    State(st): State<Arc<DeskState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Response {
     let info = match authorize(&st, &headers, SCOPE_WRITE) {
         Ok(i) => i,
         Err(r) => return r,
@@ -399,15 +413,24 @@ async fn add_note(State(st): State<Arc<DeskState>>, headers: HeaderMap, Path(id)
     if req.body.trim().is_empty() {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "note body must not be empty");
     }
-    let Some(tid) = id.parse::<u64>().ok() else { return error(StatusCode::NOT_FOUND, "not_found", format!("no ticket {id}")) };
+    let Some(tid) = id.parse::<u64>().ok() else {
+        return error(StatusCode::NOT_FOUND, "not_found", format!("no ticket {id}"));
+    };
     match st.sim.add_note(tid, req.title, req.body, req.internal, &info.subject) {
-        Some(n) => (StatusCode::CREATED, Json(json!({"id": n.id, "ticket_id": tid, "internal": n.internal, "created_at": n.created_at})))
+        Some(n) => (
+            StatusCode::CREATED,
+            Json(json!({"id": n.id, "ticket_id": tid, "internal": n.internal, "created_at": n.created_at})),
+        )
             .into_response(),
         None => error(StatusCode::NOT_FOUND, "not_found", format!("no ticket {id}")),
     }
 }
 
-async fn customers(State(st): State<Arc<DeskState>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn customers(
+    State(st): State<Arc<DeskState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = authorize(&st, &headers, SCOPE_READ) {
         return r;
     }
@@ -419,7 +442,11 @@ async fn customers(State(st): State<Arc<DeskState>>, headers: HeaderMap, Query(q
     paged(items, page, per_page)
 }
 
-async fn contacts(State(st): State<Arc<DeskState>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn contacts(
+    State(st): State<Arc<DeskState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = authorize(&st, &headers, SCOPE_READ) {
         return r;
     }
@@ -476,9 +503,14 @@ async fn create_contact(State(st): State<Arc<DeskState>>, headers: HeaderMap, by
         return error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_name", "name must not be empty");
     }
     if !st.sim.customers().iter().any(|c| c.id == req.customer_id) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "unknown_customer", format!("no customer '{}'", req.customer_id));
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_customer",
+            format!("no customer '{}'", req.customer_id),
+        );
     }
     let email = req.email.as_deref().map(str::trim).unwrap_or_default();
     let c = st.sim.create_contact(Some(&req.customer_id), email, req.name.trim());
-    (StatusCode::CREATED, Json(json!({"id": c.id, "customer_id": c.customer_id, "email": c.email, "name": c.name}))).into_response()
+    (StatusCode::CREATED, Json(json!({"id": c.id, "customer_id": c.customer_id, "email": c.email, "name": c.name})))
+        .into_response()
 }

@@ -38,10 +38,20 @@ pub const STATUSES: [&str; 4] = ["Open", "In Progress", "Done", "Won't Do"];
 pub enum GenericAuth {
     None,
     /// `POST /oauth/token` client-credentials grant, then `Authorization: Bearer`.
-    OAuth { client_id: String, client_secret: String, scope: Option<String> },
+    OAuth {
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+    },
     /// A static key in a header (e.g. `X-Api-Key`).
-    ApiKey { header: String, key: String },
-    Basic { user: String, password: String },
+    ApiKey {
+        header: String,
+        key: String,
+    },
+    Basic {
+        user: String,
+        password: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -53,7 +63,11 @@ pub struct GenericConfig {
 impl Default for GenericConfig {
     fn default() -> Self {
         Self {
-            auth: GenericAuth::OAuth { client_id: "tb-client".into(), client_secret: "tb-client-secret".into(), scope: Some("issues".into()) },
+            auth: GenericAuth::OAuth {
+                client_id: "tb-client".into(),
+                client_secret: "tb-client-secret".into(),
+                scope: Some("issues".into()),
+            },
             token_ttl: Duration::from_secs(3600),
         }
     }
@@ -132,7 +146,9 @@ async fn token(State(st): State<Arc<GState>>, headers: HeaderMap, bytes: Bytes) 
     }
     let (id, secret) = match util::basic(&headers) {
         Some(pair) => pair,
-        None => (form.get("client_id").cloned().unwrap_or_default(), form.get("client_secret").cloned().unwrap_or_default()),
+        None => {
+            (form.get("client_id").cloned().unwrap_or_default(), form.get("client_secret").cloned().unwrap_or_default())
+        }
     };
     if id != *client_id || secret != *client_secret {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
@@ -194,7 +210,9 @@ fn authorize(st: &GState, headers: &HeaderMap) -> Result<(), Response> {
         GenericAuth::ApiKey { header, key } => {
             headers.get(header.as_str()).and_then(|v| v.to_str().ok()) == Some(key.as_str())
         }
-        GenericAuth::Basic { user, password } => util::basic(headers).is_some_and(|(u, p)| u == *user && p == *password),
+        GenericAuth::Basic { user, password } => {
+            util::basic(headers).is_some_and(|(u, p)| u == *user && p == *password)
+        }
     };
     if ok { Ok(()) } else { Err(errors(StatusCode::UNAUTHORIZED, "Unauthorized")) }
 }
@@ -264,7 +282,10 @@ async fn create(State(st): State<Arc<GState>>, headers: HeaderMap, bytes: Bytes)
         ..NewTicket::default()
     });
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    (StatusCode::CREATED, Json(json!({"issue": {"id": t.id, "key": t.number, "self": format!("http://{host}/api/v2/issues/{}", t.id)}})))
+    (
+        StatusCode::CREATED,
+        Json(json!({"issue": {"id": t.id, "key": t.number, "self": format!("http://{host}/api/v2/issues/{}", t.id)}})),
+    )
         .into_response()
 }
 
@@ -278,7 +299,11 @@ async fn issue(State(st): State<Arc<GState>>, headers: HeaderMap, Path(id): Path
     }
 }
 
-async fn search(State(st): State<Arc<GState>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn search(
+    State(st): State<Arc<GState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
@@ -316,7 +341,9 @@ async fn comment(State(st): State<Arc<GState>>, headers: HeaderMap, Path(id): Pa
         return errors(StatusCode::BAD_REQUEST, "'body' must be a non-empty string");
     };
     let internal = body.get("internal").and_then(Value::as_bool).unwrap_or(false);
-    let Some(t) = st.sim.find_ticket(&id) else { return errors(StatusCode::NOT_FOUND, format!("issue {id} does not exist")) };
+    let Some(t) = st.sim.find_ticket(&id) else {
+        return errors(StatusCode::NOT_FOUND, format!("issue {id} does not exist"));
+    };
     match st.sim.add_note(t.id, None, text.to_string(), internal, "api") {
         Some(n) => (StatusCode::CREATED, Json(json!({"comment": {"id": n.id}}))).into_response(),
         None => errors(StatusCode::NOT_FOUND, "gone"),

@@ -30,5 +30,7 @@ pub mod vsa;
 
 pub use faults::{Fault, FaultRule, Faults};
 pub use server::SimServer;
-pub use sim::{NewTicket, RateRule, RequestRecord, Sim, SimContact, SimCustomer, SimError, SimNote, SimProfile, SimTicket};
+pub use sim::{
+    NewTicket, RateRule, RequestRecord, Sim, SimContact, SimCustomer, SimError, SimNote, SimProfile, SimTicket,
+};
 pub use tokens::{TokenCheck, TokenInfo, TokenKind, Tokens};

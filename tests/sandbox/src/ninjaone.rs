@@ -146,7 +146,8 @@ fn routes(st: Arc<St>) -> Router {
 }
 
 fn api_error(status: StatusCode, code: &str, message: impl ToString) -> Response {
-    (status, Json(json!({"resultCode": code, "errorMessage": message.to_string(), "incidentId": "sim"}))).into_response()
+    (status, Json(json!({"resultCode": code, "errorMessage": message.to_string(), "incidentId": "sim"})))
+        .into_response()
 }
 
 fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
@@ -154,11 +155,15 @@ fn oauth_error(status: StatusCode, code: &str, description: &str) -> Response {
 }
 
 fn authorize(st: &St, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(token) = util::bearer(headers) else { return Err(api_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing token")) };
+    let Some(token) = util::bearer(headers) else {
+        return Err(api_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "missing token"));
+    };
     match st.sim.tokens().check(token, TokenKind::Access) {
         TokenCheck::Valid(_) => Ok(()),
         TokenCheck::Expired => Err(api_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "token expired")),
-        TokenCheck::Revoked | TokenCheck::Unknown => Err(api_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "invalid token")),
+        TokenCheck::Revoked | TokenCheck::Unknown => {
+            Err(api_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", "invalid token"))
+        }
     }
 }
 
@@ -196,7 +201,11 @@ async fn token(State(st): State<Arc<St>>, Form(f): Form<HashMap<String, String>>
         }
         "client_credentials" => {
             if get("scope").contains("offline_access") {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_scope", "offline_access is not allowed for client_credentials");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_scope",
+                    "offline_access is not allowed for client_credentials",
+                );
             }
             let (access, _) = tokens.issue(TokenKind::Access, &st.config.client_id, &[], Some(ttl));
             Json(json!({"access_token": access, "token_type": "Bearer", "expires_in": ttl.as_secs(), "scope": get("scope")})).into_response()
@@ -207,7 +216,9 @@ async fn token(State(st): State<Arc<St>>, Form(f): Form<HashMap<String, String>>
 
 fn status_json(display: &str) -> Value {
     match STATUSES.iter().find(|s| s.2.eq_ignore_ascii_case(display)) {
-        Some((id, name, disp, parent)) => json!({"statusId": id, "name": name, "displayName": disp, "parentId": parent}),
+        Some((id, name, disp, parent)) => {
+            json!({"statusId": id, "name": name, "displayName": disp, "parentId": parent})
+        }
         None => json!({"name": display, "displayName": display}),
     }
 }
@@ -232,7 +243,9 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else { return api_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "invalid JSON") };
+    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
+        return api_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "invalid JSON");
+    };
     let Some(client) = req.get("clientId").and_then(Value::as_i64) else {
         return api_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "clientId is required");
     };
@@ -242,7 +255,9 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
     let Some(form) = req.get("ticketFormId").and_then(Value::as_i64) else {
         return api_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "ticketFormId is required");
     };
-    let Some(subject) = req.get("subject").and_then(Value::as_str).filter(|s| !s.trim().is_empty() && s.chars().count() <= 200) else {
+    let Some(subject) =
+        req.get("subject").and_then(Value::as_str).filter(|s| !s.trim().is_empty() && s.chars().count() <= 200)
+    else {
         return api_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "subject is required (at most 200 characters)");
     };
     let desc = req.get("description").cloned().unwrap_or(Value::Null);
@@ -301,7 +316,8 @@ async fn comment(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<S
     let Some(c) = fields.get("comment").and_then(|c| serde_json::from_str::<Value>(c).ok()) else {
         return api_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "part 'comment' must be JSON");
     };
-    let (Some(body), Some(public)) = (c.get("body").and_then(Value::as_str), c.get("public").and_then(Value::as_bool)) else {
+    let (Some(body), Some(public)) = (c.get("body").and_then(Value::as_str), c.get("public").and_then(Value::as_bool))
+    else {
         return api_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", "comment.body and comment.public are required");
     };
     let Some(tid) = id.parse::<u64>().ok().filter(|i| st.sim.ticket(*i).is_some()) else {
@@ -313,14 +329,21 @@ async fn comment(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<S
     }
 }
 
-async fn log_entries(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn log_entries(
+    State(st): State<Arc<St>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
     let Some(t) = id.parse::<u64>().ok().and_then(|i| st.sim.ticket(i)) else {
         return api_error(StatusCode::NOT_FOUND, "TICKET_NOT_FOUND", format!("ticket {id} not found"));
     };
-    let mut entries = vec![json!({"id": t.id * 100, "type": "DESCRIPTION", "body": t.body, "publicEntry": false, "createTime": t.created_at.timestamp() as f64})];
+    let mut entries = vec![
+        json!({"id": t.id * 100, "type": "DESCRIPTION", "body": t.body, "publicEntry": false, "createTime": t.created_at.timestamp() as f64}),
+    ];
     for n in &t.notes {
         entries.push(json!({"id": t.id * 100 + n.id, "type": "COMMENT", "body": n.body, "publicEntry": !n.internal, "createTime": n.created_at.timestamp() as f64}));
     }
@@ -375,10 +398,16 @@ async fn run_board(State(st): State<Arc<St>>, headers: HeaderMap, Path(board): P
     if !BOARDS.iter().any(|b| b.0 == board_id) {
         return api_error(StatusCode::NOT_FOUND, "BOARD_NOT_FOUND", format!("board {board} not found"));
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else { return api_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "invalid JSON") };
+    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
+        return api_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "invalid JSON");
+    };
     let size = req.get("pageSize").and_then(Value::as_u64).unwrap_or(50) as usize;
     if size == 0 || size > st.config.max_page_size {
-        return api_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", format!("pageSize must be 1..={}", st.config.max_page_size));
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            format!("pageSize must be 1..={}", st.config.max_page_size),
+        );
     }
     let cursor = req.get("lastCursorId").and_then(Value::as_u64).unwrap_or(0);
     let search = req.get("searchCriteria").and_then(Value::as_str).map(str::to_string);
@@ -420,17 +449,27 @@ async fn run_board(State(st): State<Arc<St>>, headers: HeaderMap, Path(board): P
             })
         })
         .collect();
-    Json(json!({"data": data, "metadata": {"lastCursorId": last, "columns": ["id", "summary", "status"]}})).into_response()
+    Json(json!({"data": data, "metadata": {"lastCursorId": last, "columns": ["id", "summary", "status"]}}))
+        .into_response()
 }
 
-async fn organizations(State(st): State<Arc<St>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn organizations(
+    State(st): State<Arc<St>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
     let size = q.get("pageSize").and_then(|p| p.parse::<usize>().ok()).unwrap_or(100).clamp(1, st.config.max_page_size);
     let after = q.get("after").and_then(|a| a.parse::<i64>().ok()).unwrap_or(i64::MIN);
-    let mut orgs: Vec<(i64, String)> =
-        st.sim.customers().into_iter().filter_map(|c| c.id.parse::<i64>().ok().map(|id| (id, c.name))).filter(|(id, _)| *id > after).collect();
+    let mut orgs: Vec<(i64, String)> = st
+        .sim
+        .customers()
+        .into_iter()
+        .filter_map(|c| c.id.parse::<i64>().ok().map(|id| (id, c.name)))
+        .filter(|(id, _)| *id > after)
+        .collect();
     orgs.sort();
     let rows: Vec<Value> = orgs.into_iter().take(size).map(|(id, name)| json!({"id": id, "name": name})).collect();
     Json(rows).into_response()

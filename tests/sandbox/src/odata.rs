@@ -144,12 +144,16 @@ impl Parser {
                 self.expect(Tok::LParen)?;
                 let Some(Tok::Str(needle)) = self.next() else { return Err("substringof needs a string first".into()) };
                 self.expect(Tok::Comma)?;
-                let Some(Tok::Ident(field)) = self.next() else { return Err("substringof needs a field second".into()) };
+                let Some(Tok::Ident(field)) = self.next() else {
+                    return Err("substringof needs a field second".into());
+                };
                 self.expect(Tok::RParen)?;
                 Ok(Expr::Substring { needle, field })
             }
             Some(Tok::Ident(field)) => {
-                let Some(Tok::Ident(op)) = self.next() else { return Err(format!("expected an operator after {field}")) };
+                let Some(Tok::Ident(op)) = self.next() else {
+                    return Err(format!("expected an operator after {field}"));
+                };
                 let op = op.to_ascii_lowercase();
                 if !["eq", "ne", "gt", "ge", "lt", "le"].contains(&op.as_str()) {
                     return Err(format!("unsupported operator '{op}'"));
@@ -251,7 +255,8 @@ mod tests {
         ] {
             assert_eq!(parse(f).unwrap().matches(&row), want, "{f}");
         }
-        for bad in ["Status", "Status like 'x'", "substringof(Description,'x')", "(Status eq 'x'", "Status eq 'x' junk"] {
+        for bad in ["Status", "Status like 'x'", "substringof(Description,'x')", "(Status eq 'x'", "Status eq 'x' junk"]
+        {
             assert!(parse(bad).is_err(), "{bad}");
         }
     }

@@ -80,8 +80,16 @@ pub fn profile() -> SimProfile {
         initial_status: "new".into(),
         closed_status: "closed successful".into(),
         statuses: STATES.iter().map(|s| s.0.to_string()).collect(),
-        closed_statuses: vec!["closed successful".into(), "closed unsuccessful".into(), "removed".into(), "merged".into()],
-        error_body: (200, json!({"Error": {"ErrorCode": "TicketGet.DatabaseError", "ErrorMessage": "Could not query the database"}})),
+        closed_statuses: vec![
+            "closed successful".into(),
+            "closed unsuccessful".into(),
+            "removed".into(),
+            "merged".into(),
+        ],
+        error_body: (
+            200,
+            json!({"Error": {"ErrorCode": "TicketGet.DatabaseError", "ErrorMessage": "Could not query the database"}}),
+        ),
         server_error_body: json!({"Error": {"ErrorCode": "Provider.InternalError", "ErrorMessage": "Internal Server Error"}}),
         first_id: 1,
         number_prefix: String::new(),
@@ -102,7 +110,9 @@ pub struct Otrs {
 impl Otrs {
     pub async fn spawn(config: OtrsConfig) -> std::io::Result<Self> {
         let sim = Sim::new(profile());
-        let server = SimServer::spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), sim.clone(), router(sim, config.clone())).await?;
+        let server =
+            SimServer::spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), sim.clone(), router(sim, config.clone()))
+                .await?;
         Ok(Self { server, config })
     }
 
@@ -193,7 +203,10 @@ fn article_text(a: &Value) -> Result<(String, String, bool), Response> {
         return Err(op_error("TicketCreate.MissingParameter", "Article->Subject and Article->Body are required!"));
     }
     if a.get("ContentType").is_none() && a.get("MimeType").is_none() {
-        return Err(op_error("TicketCreate.MissingParameter", "Article->ContentType or Article->MimeType is required!"));
+        return Err(op_error(
+            "TicketCreate.MissingParameter",
+            "Article->ContentType or Article->MimeType is required!",
+        ));
     }
     let internal = a.get("IsVisibleForCustomer").and_then(Value::as_i64) == Some(0)
         || a.get("CommunicationChannel").and_then(Value::as_str) == Some("Internal");
@@ -210,7 +223,8 @@ async fn create(State(st): State<Arc<St>>, bytes: Bytes) -> Response {
     }
     let t = req.get("Ticket").cloned().unwrap_or(Value::Null);
     let text = |k: &str| t.get(k).and_then(Value::as_str).map(str::to_string).filter(|s| !s.is_empty());
-    let missing = |k: &str| op_error("TicketCreate.MissingParameter", format!("TicketCreate: Ticket->{k} parameter is missing!"));
+    let missing =
+        |k: &str| op_error("TicketCreate.MissingParameter", format!("TicketCreate: Ticket->{k} parameter is missing!"));
     let Some(title) = text("Title") else { return missing("Title") };
     let Some(queue) = text("Queue") else { return missing("Queue") };
     let Some(state) = text("State") else { return missing("State") };
@@ -248,7 +262,8 @@ async fn create(State(st): State<Arc<St>>, bytes: Bytes) -> Response {
         request: req.clone(),
         ..Default::default()
     });
-    Json(json!({"TicketID": t.id.to_string(), "TicketNumber": t.number, "ArticleID": (t.id * 10).to_string()})).into_response()
+    Json(json!({"TicketID": t.id.to_string(), "TicketNumber": t.number, "ArticleID": (t.id * 10).to_string()}))
+        .into_response()
 }
 
 async fn search(State(st): State<Arc<St>>, Query(q): Query<Vec<(String, String)>>) -> Response {
@@ -264,7 +279,9 @@ async fn search_post(State(st): State<Arc<St>>, bytes: Bytes) -> Response {
     let mut q = Vec::new();
     for (k, v) in req.as_object().into_iter().flatten() {
         match v {
-            Value::Array(items) => q.extend(items.iter().map(|i| (k.clone(), i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string())))),
+            Value::Array(items) => q.extend(
+                items.iter().map(|i| (k.clone(), i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()))),
+            ),
             Value::String(s) => q.push((k.clone(), s.clone())),
             other => q.push((k.clone(), other.to_string())),
         }
@@ -287,7 +304,9 @@ fn run_search(st: &St, q: &[(String, String)]) -> Response {
         .tickets()
         .into_iter()
         .filter(|t| ids_wanted.is_empty() || ids_wanted.contains(&t.id.to_string()))
-        .filter(|t| body.as_deref().is_none_or(|b| contains_ci(&t.body, b) || t.notes.iter().any(|n| contains_ci(&n.body, b))))
+        .filter(|t| {
+            body.as_deref().is_none_or(|b| contains_ci(&t.body, b) || t.notes.iter().any(|n| contains_ci(&n.body, b)))
+        })
         .filter(|t| get("Title").is_none_or(|b| contains_ci(&t.title, &b)))
         .filter(|t| states.is_empty() || states.contains(&t.status.to_lowercase()))
         .filter(|t| get("StateType").is_none_or(|ty| state_type(&t.status).eq_ignore_ascii_case(&ty)))
@@ -299,14 +318,19 @@ fn run_search(st: &St, q: &[(String, String)]) -> Response {
 
 /// The ticket's articles: the create article first, then notes.
 fn articles(t: &SimTicket, limit: Option<usize>) -> Vec<Value> {
-    let first = json!({"ArticleID": (t.id * 10).to_string(), "Subject": t.title, "Body": t.body, "IsVisibleForCustomer": 0});
+    let first =
+        json!({"ArticleID": (t.id * 10).to_string(), "Subject": t.title, "Body": t.body, "IsVisibleForCustomer": 0});
     let notes = t.notes.iter().map(|n| {
         json!({"ArticleID": (t.id * 10 + n.id).to_string(), "Subject": n.subject, "Body": n.body, "IsVisibleForCustomer": if n.internal { 0 } else { 1 }})
     });
     std::iter::once(first).chain(notes).take(limit.unwrap_or(usize::MAX)).collect()
 }
 
-async fn get_tickets(State(st): State<Arc<St>>, Path(ids): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn get_tickets(
+    State(st): State<Arc<St>>,
+    Path(ids): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = session_ok(&st, "TicketGet", q.get("SessionID").map(String::as_str)) {
         return r;
     }
@@ -343,7 +367,12 @@ async fn update(State(st): State<Arc<St>>, Path(id): Path<String>, bytes: Bytes)
     if let Some(a) = req.get("Article") {
         let (subject, body, internal) = match article_text(a) {
             Ok(x) => x,
-            Err(_) => return op_error("TicketUpdate.MissingParameter", "TicketUpdate: Article->Subject and Body are required!"),
+            Err(_) => {
+                return op_error(
+                    "TicketUpdate.MissingParameter",
+                    "TicketUpdate: Article->Subject and Body are required!",
+                );
+            }
         };
         article_id = st.sim.add_note(t.id, Some(subject), body, internal, "agent").map(|n| n.id.to_string());
     }

@@ -165,7 +165,9 @@ fn ticket_json(t: &SimTicket, base: &str) -> Value {
     let cfs: Vec<Value> = t
         .fields
         .iter()
-        .filter_map(|(k, v)| k.strip_prefix("CF.").map(|name| json!({"name": name, "type": "customfield", "values": [v]})))
+        .filter_map(|(k, v)| {
+            k.strip_prefix("CF.").map(|name| json!({"name": name, "type": "customfield", "values": [v]}))
+        })
         .collect();
     json!({
         "id": t.id,
@@ -189,14 +191,22 @@ fn ticket_json(t: &SimTicket, base: &str) -> Value {
     })
 }
 
-async fn version(State(st): State<Arc<RtState>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn version(
+    State(st): State<Arc<RtState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     match auth(&st, &headers, &q) {
         Ok(_) => Json(json!({"Version": "5.0.7", "Plugins": []})).into_response(),
         Err(r) => r,
     }
 }
 
-async fn queues(State(st): State<Arc<RtState>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn queues(
+    State(st): State<Arc<RtState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = auth(&st, &headers, &q) {
         return r;
     }
@@ -212,13 +222,21 @@ async fn queues(State(st): State<Arc<RtState>>, headers: HeaderMap, Query(q): Qu
     Json(json!({"count": n, "page": 1, "pages": 1, "per_page": 20, "total": n, "items": items})).into_response()
 }
 
-async fn queue(State(st): State<Arc<RtState>>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn queue(
+    State(st): State<Arc<RtState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = auth(&st, &headers, &q) {
         return r;
     }
-    let found = st.config.queues.iter().enumerate().find(|(i, n)| n.eq_ignore_ascii_case(&id) || (i + 1).to_string() == id);
+    let found =
+        st.config.queues.iter().enumerate().find(|(i, n)| n.eq_ignore_ascii_case(&id) || (i + 1).to_string() == id);
     match found {
-        Some((i, name)) => Json(json!({"id": i + 1, "Name": name, "Lifecycle": "default", "Disabled": "0"})).into_response(),
+        Some((i, name)) => {
+            Json(json!({"id": i + 1, "Name": name, "Lifecycle": "default", "Disabled": "0"})).into_response()
+        }
         None => msg(StatusCode::NOT_FOUND, "Resource does not exist"),
     }
 }
@@ -232,7 +250,12 @@ fn text_of(v: Option<&Value>) -> Option<String> {
     }
 }
 
-async fn create(State(st): State<Arc<RtState>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>, bytes: Bytes) -> Response {
+async fn create(
+    State(st): State<Arc<RtState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+    bytes: Bytes,
+) -> Response {
     let rights = match auth(&st, &headers, &q) {
         Ok(r) => r,
         Err(r) => return r,
@@ -243,7 +266,9 @@ async fn create(State(st): State<Arc<RtState>>, headers: HeaderMap, Query(q): Qu
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&bytes) else {
         return msg(StatusCode::BAD_REQUEST, "JSON object required");
     };
-    let Some(queue) = text_of(body.get("Queue")) else { return msg(StatusCode::BAD_REQUEST, "Could not create ticket. Queue not set") };
+    let Some(queue) = text_of(body.get("Queue")) else {
+        return msg(StatusCode::BAD_REQUEST, "Could not create ticket. Queue not set");
+    };
     let Some(queue) = st.config.queues.iter().find(|x| x.eq_ignore_ascii_case(&queue)).cloned() else {
         return msg(StatusCode::BAD_REQUEST, format!("Could not create ticket. Invalid queue: {queue}"));
     };
@@ -251,7 +276,12 @@ async fn create(State(st): State<Arc<RtState>>, headers: HeaderMap, Query(q): Qu
         None => None,
         Some(s) => match st.sim.canonical_status(&s) {
             Some(s) => Some(s),
-            None => return msg(StatusCode::BAD_REQUEST, format!("Could not create ticket. Status '{s}' isn't a valid status")),
+            None => {
+                return msg(
+                    StatusCode::BAD_REQUEST,
+                    format!("Could not create ticket. Status '{s}' isn't a valid status"),
+                );
+            }
         },
     };
     let mut fields = std::collections::BTreeMap::new();
@@ -285,7 +315,8 @@ async fn create(State(st): State<Arc<RtState>>, headers: HeaderMap, Query(q): Qu
         ..NewTicket::default()
     });
     let url = format!("{}/ticket/{}", base(&headers), t.id);
-    let mut resp = (StatusCode::CREATED, Json(json!({"id": t.id.to_string(), "type": "ticket", "_url": url}))).into_response();
+    let mut resp =
+        (StatusCode::CREATED, Json(json!({"id": t.id.to_string(), "type": "ticket", "_url": url}))).into_response();
     if let Ok(v) = url.parse() {
         resp.headers_mut().insert(header::LOCATION, v);
     }
@@ -300,10 +331,18 @@ fn subject_marker(subject: &str) -> Option<String> {
 }
 
 fn find(st: &RtState, id: &str) -> Result<SimTicket, Response> {
-    id.parse::<u64>().ok().and_then(|id| st.sim.ticket(id)).ok_or_else(|| msg(StatusCode::NOT_FOUND, "Resource does not exist"))
+    id.parse::<u64>()
+        .ok()
+        .and_then(|id| st.sim.ticket(id))
+        .ok_or_else(|| msg(StatusCode::NOT_FOUND, "Resource does not exist"))
 }
 
-async fn ticket(State(st): State<Arc<RtState>>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn ticket(
+    State(st): State<Arc<RtState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = auth(&st, &headers, &q) {
         return r;
     }
@@ -313,7 +352,13 @@ async fn ticket(State(st): State<Arc<RtState>>, headers: HeaderMap, Path(id): Pa
     }
 }
 
-async fn update(State(st): State<Arc<RtState>>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>, bytes: Bytes) -> Response {
+async fn update(
+    State(st): State<Arc<RtState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    bytes: Bytes,
+) -> Response {
     let rights = match auth(&st, &headers, &q) {
         Ok(r) => r,
         Err(r) => return r,
@@ -338,7 +383,14 @@ async fn update(State(st): State<Arc<RtState>>, headers: HeaderMap, Path(id): Pa
     Json(messages).into_response()
 }
 
-async fn add_article(st: &RtState, headers: &HeaderMap, q: &HashMap<String, String>, id: &str, bytes: &Bytes, internal: bool) -> Response {
+async fn add_article(
+    st: &RtState,
+    headers: &HeaderMap,
+    q: &HashMap<String, String>,
+    id: &str,
+    bytes: &Bytes,
+    internal: bool,
+) -> Response {
     let rights = match auth(st, headers, q) {
         Ok(r) => r,
         Err(r) => return r,
@@ -358,7 +410,10 @@ async fn add_article(st: &RtState, headers: &HeaderMap, q: &HashMap<String, Stri
         let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
             return msg(StatusCode::BAD_REQUEST, "JSON object required");
         };
-        (body.get("Subject").and_then(Value::as_str).map(str::to_string), text_of(body.get("Content")).unwrap_or_default())
+        (
+            body.get("Subject").and_then(Value::as_str).map(str::to_string),
+            text_of(body.get("Content")).unwrap_or_default(),
+        )
     } else {
         (None, String::from_utf8_lossy(bytes).into_owned())
     };
@@ -370,15 +425,31 @@ async fn add_article(st: &RtState, headers: &HeaderMap, q: &HashMap<String, Stri
     (StatusCode::CREATED, Json(json!([what]))).into_response()
 }
 
-async fn comment(State(st): State<Arc<RtState>>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>, bytes: Bytes) -> Response {
+async fn comment(
+    State(st): State<Arc<RtState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    bytes: Bytes,
+) -> Response {
     add_article(&st, &headers, &q, &id, &bytes, true).await
 }
 
-async fn correspond(State(st): State<Arc<RtState>>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<HashMap<String, String>>, bytes: Bytes) -> Response {
+async fn correspond(
+    State(st): State<Arc<RtState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    bytes: Bytes,
+) -> Response {
     add_article(&st, &headers, &q, &id, &bytes, false).await
 }
 
-async fn search(State(st): State<Arc<RtState>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn search(
+    State(st): State<Arc<RtState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = auth(&st, &headers, &q) {
         return r;
     }
@@ -391,7 +462,10 @@ async fn search(State(st): State<Arc<RtState>>, headers: HeaderMap, Query(q): Qu
     let num = |k: &str, d: usize| q.get(k).and_then(|v| v.parse::<usize>().ok()).filter(|n| *n >= 1).unwrap_or(d);
     let page = num("page", 1);
     let per_page = num("per_page", 20).min(st.config.max_per_page);
-    let fields: Vec<String> = q.get("fields").map(|f| f.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
+    let fields: Vec<String> = q
+        .get("fields")
+        .map(|f| f.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
     let matched: Vec<SimTicket> = st.sim.tickets().into_iter().filter(|t| ticketsql::matches(&query, t)).collect();
     let total = matched.len();
     let (items, pages) = util::page(&matched, page, per_page);

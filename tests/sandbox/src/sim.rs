@@ -294,11 +294,19 @@ impl Sim {
     }
 
     /// Adds a note to ticket `id`.
-    pub fn add_note(&self, id: u64, subject: Option<String>, body: String, internal: bool, author: &str) -> Option<SimNote> {
+    pub fn add_note(
+        &self,
+        id: u64,
+        subject: Option<String>,
+        body: String,
+        internal: bool,
+        author: &str,
+    ) -> Option<SimNote> {
         self.mutate(|s| {
             let note_id = s.next_note_id;
             let t = s.tickets.get_mut(&id)?;
-            let note = SimNote { id: note_id, subject, body, internal, author: author.to_string(), created_at: Utc::now() };
+            let note =
+                SimNote { id: note_id, subject, body, internal, author: author.to_string(), created_at: Utc::now() };
             t.notes.push(note.clone());
             t.updated_at = note.created_at;
             s.next_note_id += 1;
@@ -369,7 +377,12 @@ impl Sim {
     pub fn create_contact(&self, customer_id: Option<&str>, email: &str, name: &str) -> SimContact {
         self.mutate(|s| {
             let id = next_numeric(s.contacts.iter().map(|c| c.id.as_str()));
-            let c = SimContact { id: id.to_string(), customer_id: customer_id.map(str::to_string), email: email.into(), name: name.into() };
+            let c = SimContact {
+                id: id.to_string(),
+                customer_id: customer_id.map(str::to_string),
+                email: email.into(),
+                name: name.into(),
+            };
             s.contacts.push(c.clone());
             c
         })

@@ -4,6 +4,7 @@
 
 use std::any::Any;
 
+use crate::Sim;
 use crate::bms::{Bms, BmsConfig};
 use crate::desk::{Desk, DeskConfig};
 use crate::generic::{GenericConfig, GenericSim};
@@ -11,7 +12,6 @@ use crate::ninjaone::{NinjaConfig, NinjaOne};
 use crate::otrs::{Otrs, OtrsConfig};
 use crate::rt::{RtConfig, RtSim};
 use crate::vsa::{Vsa, VsaConfig};
-use crate::Sim;
 
 /// The targets Ticket Bridge speaks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,8 @@ pub enum Target {
 }
 
 impl Target {
-    pub const ALL: [Target; 7] = [Self::Sandbox, Self::Rt, Self::Generic, Self::Bms, Self::Vsa, Self::Ninjaone, Self::Otrs];
+    pub const ALL: [Target; 7] =
+        [Self::Sandbox, Self::Rt, Self::Generic, Self::Bms, Self::Vsa, Self::Ninjaone, Self::Otrs];
 }
 
 /// A running simulator plus what a connection to it needs.
@@ -192,7 +193,11 @@ pub async fn spawn(target: Target) -> std::io::Result<SpawnedTarget> {
             SpawnedTarget {
                 kind: "ninjaone",
                 base_url: ninja.base_url().to_string(),
-                secret: s(&[("client_id", &c.client_id), ("client_secret", &c.client_secret), ("refresh_token", &refresh)]),
+                secret: s(&[
+                    ("client_id", &c.client_id),
+                    ("client_secret", &c.client_secret),
+                    ("refresh_token", &refresh),
+                ]),
                 options: String::new(),
                 defaults: String::new(),
                 catch_all: Some("7".into()),
@@ -237,7 +242,10 @@ impl SpawnedTarget {
             status_map.insert("rejected".into(), toml::Value::Array(vec![self.rejected_status.into()]));
         }
         let mut options = parse(&self.options);
-        options.insert("http".into(), toml::Value::Table(parse("max_retries = 1\nbackoff_base_ms = 5\nbackoff_max_ms = 20\ntimeout_ms = 5000")));
+        options.insert(
+            "http".into(),
+            toml::Value::Table(parse("max_retries = 1\nbackoff_base_ms = 5\nbackoff_max_ms = 20\ntimeout_ms = 5000")),
+        );
         let mut t = toml::Table::new();
         t.insert("kind".into(), self.kind.into());
         t.insert("base_url".into(), self.base_url.clone().into());

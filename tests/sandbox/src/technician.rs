@@ -147,7 +147,11 @@ async fn revoke(State(sim): State<Sim>, bytes: Bytes) -> Response {
         Ok(r) => r,
         Err(r) => return r,
     };
-    if req.all { sim.revoke_all_credentials() } else { sim.revoke_tokens() }
+    if req.all {
+        sim.revoke_all_credentials()
+    } else {
+        sim.revoke_tokens()
+    }
     StatusCode::NO_CONTENT.into_response()
 }
 
@@ -171,7 +175,11 @@ struct RateReq {
 }
 
 async fn rate_limit(State(sim): State<Sim>, Json(r): Json<RateReq>) -> Response {
-    sim.set_rate_limit(Some(RateRule { limit: r.limit, window: Duration::from_secs(r.window_secs), per_route: r.per_route }));
+    sim.set_rate_limit(Some(RateRule {
+        limit: r.limit,
+        window: Duration::from_secs(r.window_secs),
+        per_route: r.per_route,
+    }));
     StatusCode::NO_CONTENT.into_response()
 }
 

@@ -265,7 +265,8 @@ mod tests {
     fn parses_the_subset() {
         let q = parse("id = 1 OR id = 2 OR id = 30", &cf).unwrap();
         assert!(matches!(q, Query::Or(ref v) if v.len() == 3));
-        let q = parse("Queue = 'General' AND (Status = '__Active__' OR 'CF.{TicketBridgeKey}' = 'it\\'s')", &cf).unwrap();
+        let q =
+            parse("Queue = 'General' AND (Status = '__Active__' OR 'CF.{TicketBridgeKey}' = 'it\\'s')", &cf).unwrap();
         let Query::And(parts) = q else { panic!() };
         assert!(matches!(&parts[1], Query::Or(v) if matches!(&v[1], Query::Term { value, .. } if value == "it's")));
         assert!(parse("Subject NOT LIKE '[tb:x]'", &cf).is_ok());

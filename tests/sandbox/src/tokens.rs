@@ -54,7 +54,13 @@ pub fn random_token(prefix: &str) -> String {
 
 impl Tokens {
     /// Issues a new random token; returns it and its expiry.
-    pub fn issue(&self, kind: TokenKind, subject: &str, scopes: &[String], ttl: Option<Duration>) -> (String, Option<DateTime<Utc>>) {
+    pub fn issue(
+        &self,
+        kind: TokenKind,
+        subject: &str,
+        scopes: &[String],
+        ttl: Option<Duration>,
+    ) -> (String, Option<DateTime<Utc>>) {
         let prefix = match kind {
             TokenKind::Access => "at_",
             TokenKind::Refresh => "rt_",
@@ -62,7 +68,10 @@ impl Tokens {
         };
         let token = random_token(prefix);
         let expires_at = ttl.and_then(|t| chrono::Duration::from_std(t).ok()).map(|t| Utc::now() + t);
-        self.insert(&token, TokenInfo { kind, subject: subject.to_string(), scopes: scopes.to_vec(), expires_at, revoked: false });
+        self.insert(
+            &token,
+            TokenInfo { kind, subject: subject.to_string(), scopes: scopes.to_vec(), expires_at, revoked: false },
+        );
         *self.issued.lock().unwrap_or_else(|p| p.into_inner()).entry(kind).or_default() += 1;
         (token, expires_at)
     }

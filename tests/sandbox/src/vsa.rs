@@ -76,7 +76,10 @@ pub fn profile() -> SimProfile {
         closed_status: "Closed".into(),
         statuses: STATUSES.iter().map(|(_, n)| n.to_string()).collect(),
         closed_statuses: vec!["Closed".into(), "Cancelled".into()],
-        error_body: (200, json!({"Result": null, "ResponseCode": 500, "Status": "Error", "Error": "Object reference not set to an instance of an object."})),
+        error_body: (
+            200,
+            json!({"Result": null, "ResponseCode": 500, "Status": "Error", "Error": "Object reference not set to an instance of an object."}),
+        ),
         server_error_body: json!({"Result": null, "ResponseCode": 500, "Status": "Error", "Error": "An error has occurred."}),
         first_id: FIRST_ID,
         number_prefix: "STD".into(),
@@ -97,7 +100,9 @@ pub struct Vsa {
 impl Vsa {
     pub async fn spawn(config: VsaConfig) -> std::io::Result<Self> {
         let sim = Sim::new(profile());
-        let server = SimServer::spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), sim.clone(), router(sim, config.clone())).await?;
+        let server =
+            SimServer::spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), sim.clone(), router(sim, config.clone()))
+                .await?;
         Ok(Self { server, config })
     }
 
@@ -118,7 +123,10 @@ pub fn router(sim: Sim, config: VsaConfig) -> Router {
     let st = Arc::new(St { sim, config });
     Router::new()
         .route("/api/v1.0/auth", get(auth))
-        .route("/api/v1.0/automation/servicedesks/{deskId}/status", get(|s: State<Arc<St>>, h: HeaderMap, p: Path<String>| catalogue(s, h, p, "status")))
+        .route(
+            "/api/v1.0/automation/servicedesks/{deskId}/status",
+            get(|s: State<Arc<St>>, h: HeaderMap, p: Path<String>| catalogue(s, h, p, "status")),
+        )
         .route(
             "/api/v1.0/automation/servicedesks/{deskId}/priorities",
             get(|s: State<Arc<St>>, h: HeaderMap, p: Path<String>| catalogue(s, h, p, "priorities")),
@@ -144,16 +152,21 @@ fn ok(result: Value, total: Option<usize>) -> Response {
 }
 
 fn fail(status: StatusCode, message: impl ToString) -> Response {
-    let body = json!({"Result": null, "ResponseCode": status.as_u16(), "Status": "Error", "Error": message.to_string()});
+    let body =
+        json!({"Result": null, "ResponseCode": status.as_u16(), "Status": "Error", "Error": message.to_string()});
     (status, Json(body)).into_response()
 }
 
 fn authorize(st: &St, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(token) = util::bearer(headers) else { return Err(fail(StatusCode::UNAUTHORIZED, "Authorization has been denied for this request.")) };
+    let Some(token) = util::bearer(headers) else {
+        return Err(fail(StatusCode::UNAUTHORIZED, "Authorization has been denied for this request."));
+    };
     match st.sim.tokens().check(token, TokenKind::Access) {
         TokenCheck::Valid(_) => Ok(()),
         TokenCheck::Expired => Err(fail(StatusCode::UNAUTHORIZED, "Session has expired.")),
-        TokenCheck::Revoked | TokenCheck::Unknown => Err(fail(StatusCode::UNAUTHORIZED, "Authorization has been denied for this request.")),
+        TokenCheck::Revoked | TokenCheck::Unknown => {
+            Err(fail(StatusCode::UNAUTHORIZED, "Authorization has been denied for this request."))
+        }
     }
 }
 
@@ -166,7 +179,9 @@ fn desk_ok(st: &St, desk: &str) -> Result<(), Response> {
 }
 
 async fn auth(State(st): State<Arc<St>>, headers: HeaderMap) -> Response {
-    let Some((user, pat)) = util::basic(&headers) else { return fail(StatusCode::UNAUTHORIZED, "Basic authorization required.") };
+    let Some((user, pat)) = util::basic(&headers) else {
+        return fail(StatusCode::UNAUTHORIZED, "Basic authorization required.");
+    };
     if user != st.config.username || pat != st.config.pat {
         return fail(StatusCode::UNAUTHORIZED, "Invalid credentials.");
     }
@@ -186,7 +201,12 @@ async fn auth(State(st): State<Arc<St>>, headers: HeaderMap) -> Response {
     )
 }
 
-async fn catalogue(State(st): State<Arc<St>>, headers: HeaderMap, Path(desk): Path<String>, which: &'static str) -> Response {
+async fn catalogue(
+    State(st): State<Arc<St>>,
+    headers: HeaderMap,
+    Path(desk): Path<String>,
+    which: &'static str,
+) -> Response {
     if let Err(r) = authorize(&st, &headers).and_then(|()| desk_ok(&st, &desk)) {
         return r;
     }
@@ -233,7 +253,9 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, Path(desk): Path<
     if let Err(r) = authorize(&st, &headers).and_then(|()| desk_ok(&st, &desk)) {
         return r;
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else { return fail(StatusCode::BAD_REQUEST, "Invalid JSON.") };
+    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
+        return fail(StatusCode::BAD_REQUEST, "Invalid JSON.");
+    };
     let Some(summary) = req.get("Summary").and_then(Value::as_str).filter(|s| !s.trim().is_empty()) else {
         return fail(StatusCode::BAD_REQUEST, "Summary is required.");
     };
@@ -242,7 +264,9 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, Path(desk): Path<
         Ok(None) => return fail(StatusCode::BAD_REQUEST, "Priority is required."),
         Err(r) => return r,
     };
-    let Some(priority) = PRIORITIES.iter().find(|p| p.0 == priority) else { return fail(StatusCode::BAD_REQUEST, "Priority is invalid.") };
+    let Some(priority) = PRIORITIES.iter().find(|p| p.0 == priority) else {
+        return fail(StatusCode::BAD_REQUEST, "Priority is invalid.");
+    };
     let status = match numeric(&req, "Status") {
         Ok(None) => None,
         Ok(Some(s)) => match STATUSES.iter().find(|x| x.0 == s) {
@@ -299,11 +323,20 @@ fn paging(st: &St, q: &HashMap<String, String>) -> Result<(usize, usize), Respon
     if top == 0 || top > st.config.max_top {
         return Err(fail(StatusCode::BAD_REQUEST, format!("$top must be between 1 and {}.", st.config.max_top)));
     }
-    let skip = q.get("$skip").map(|s| s.parse::<usize>()).transpose().map_err(|_| fail(StatusCode::BAD_REQUEST, "$skip is invalid."))?;
+    let skip = q
+        .get("$skip")
+        .map(|s| s.parse::<usize>())
+        .transpose()
+        .map_err(|_| fail(StatusCode::BAD_REQUEST, "$skip is invalid."))?;
     Ok((top, skip.unwrap_or(0)))
 }
 
-async fn list(State(st): State<Arc<St>>, headers: HeaderMap, Path(desk): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn list(
+    State(st): State<Arc<St>>,
+    headers: HeaderMap,
+    Path(desk): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = authorize(&st, &headers).and_then(|()| desk_ok(&st, &desk)) {
         return r;
     }
@@ -326,7 +359,9 @@ async fn add_note(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
-    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else { return fail(StatusCode::BAD_REQUEST, "Invalid JSON.") };
+    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
+        return fail(StatusCode::BAD_REQUEST, "Invalid JSON.");
+    };
     let Some(text) = req.get("Text").and_then(Value::as_str).filter(|t| !t.trim().is_empty()) else {
         return fail(StatusCode::BAD_REQUEST, "Text is required.");
     };

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 async fn desk() -> Desk {
     let mut cfg = DeskConfig::default();
     cfg.api_keys.push(ApiKey { scopes: vec!["tickets:read".into()], ..ApiKey::new("ro", "read-only-key") });
-    cfg.api_keys.push(ApiKey { expires_at: Some(chrono::Utc::now() - chrono::Duration::days(1)), ..ApiKey::new("old", "expired-key") });
+    cfg.api_keys.push(ApiKey {
+        expires_at: Some(chrono::Utc::now() - chrono::Duration::days(1)),
+        ..ApiKey::new("old", "expired-key")
+    });
     Desk::spawn(cfg).await.unwrap()
 }
 
@@ -31,9 +34,13 @@ async fn tickets_notes_paging_and_technician_close() {
     let url = d.base_url().to_string();
     let mut ids = Vec::new();
     for i in 0..30 {
-        let r = c.post(format!("{url}/api/v1/tickets")).bearer_auth(&tok)
+        let r = c
+            .post(format!("{url}/api/v1/tickets"))
+            .bearer_auth(&tok)
             .json(&json!({"title": format!("t{i}"), "body": "b", "correlation_key": format!("k{i}")}))
-            .send().await.unwrap();
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
         let t: Value = r.json().await.unwrap();
         assert_eq!(t["status"], "New");
@@ -41,32 +48,68 @@ async fn tickets_notes_paging_and_technician_close() {
         ids.push(t["id"].as_u64().unwrap());
     }
     // Unknown fields are refused, like a strict real API.
-    let r = c.post(format!("{url}/api/v1/tickets")).bearer_auth(&tok).json(&json!({"title": "x", "subjct": "y"})).send().await.unwrap();
+    let r = c
+        .post(format!("{url}/api/v1/tickets"))
+        .bearer_auth(&tok)
+        .json(&json!({"title": "x", "subjct": "y"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     // Batch by ids spans two pages of 25.
     let list = ids.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
-    let p1: Value = c.get(format!("{url}/api/v1/tickets?ids={list}")).bearer_auth(&tok).send().await.unwrap().json().await.unwrap();
+    let p1: Value =
+        c.get(format!("{url}/api/v1/tickets?ids={list}")).bearer_auth(&tok).send().await.unwrap().json().await.unwrap();
     assert_eq!(p1["items"].as_array().unwrap().len(), 25);
     assert_eq!(p1["total"], 30);
     assert_eq!(p1["next_page"], 2);
-    let p2: Value = c.get(format!("{url}/api/v1/tickets?ids={list}&page=2")).bearer_auth(&tok).send().await.unwrap().json().await.unwrap();
+    let p2: Value = c
+        .get(format!("{url}/api/v1/tickets?ids={list}&page=2"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(p2["items"].as_array().unwrap().len(), 5);
     assert_eq!(p2["next_page"], Value::Null);
     // Correlation search.
-    let found: Value = c.get(format!("{url}/api/v1/tickets?correlation_key=k7")).bearer_auth(&tok).send().await.unwrap().json().await.unwrap();
+    let found: Value = c
+        .get(format!("{url}/api/v1/tickets?correlation_key=k7"))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(found["items"][0]["id"], ids[7]);
     // Note.
-    let r = c.post(format!("{url}/api/v1/tickets/{}/notes", ids[0])).bearer_auth(&tok).json(&json!({"title": "n", "body": "more"})).send().await.unwrap();
+    let r = c
+        .post(format!("{url}/api/v1/tickets/{}/notes", ids[0]))
+        .bearer_auth(&tok)
+        .json(&json!({"title": "n", "body": "more"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(d.ticket(ids[0]).unwrap().notes[0].body, "more");
     // Technician closes over HTTP, by number, with a status; bad status refused.
-    let r = c.post(format!("{url}/_sim/tickets/SBX-{}/close", ids[1])).json(&json!({"status": "Rejected"})).send().await.unwrap();
+    let r = c
+        .post(format!("{url}/_sim/tickets/SBX-{}/close", ids[1]))
+        .json(&json!({"status": "Rejected"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = c.post(format!("{url}/_sim/tickets/{}/close", ids[2])).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = c.post(format!("{url}/_sim/tickets/{}/status", ids[3])).json(&json!({"status": "Bogus"})).send().await.unwrap();
+    let r =
+        c.post(format!("{url}/_sim/tickets/{}/status", ids[3])).json(&json!({"status": "Bogus"})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let t: Value = c.get(format!("{url}/api/v1/tickets/{}", ids[1])).bearer_auth(&tok).send().await.unwrap().json().await.unwrap();
+    let t: Value =
+        c.get(format!("{url}/api/v1/tickets/{}", ids[1])).bearer_auth(&tok).send().await.unwrap().json().await.unwrap();
     assert_eq!((t["status"].as_str(), t["category"].as_str()), (Some("Rejected"), Some("rejected")));
     assert_eq!(d.ticket(ids[2]).unwrap().status, "Resolved");
     assert!(d.ticket(ids[2]).unwrap().closed_at.is_some());
@@ -132,11 +175,21 @@ async fn faults_fire_in_order_and_per_route() {
     assert_eq!(get().await.unwrap().status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(started.elapsed() >= Duration::from_millis(300));
     // Route-specific fault leaves other routes alone; armed over HTTP.
-    let r = c.post(format!("{}/_sim/faults", d.base_url()))
-        .json(&json!({"kind": "lose_response", "times": 1, "route": "POST /api/v1/tickets"})).send().await.unwrap();
+    let r = c
+        .post(format!("{}/_sim/faults", d.base_url()))
+        .json(&json!({"kind": "lose_response", "times": 1, "route": "POST /api/v1/tickets"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(get().await.unwrap().status(), StatusCode::OK);
-    let r = c.post(format!("{}/api/v1/tickets", d.base_url())).bearer_auth(&tok).json(&json!({"title": "lost"})).send().await.unwrap();
+    let r = c
+        .post(format!("{}/api/v1/tickets", d.base_url()))
+        .bearer_auth(&tok)
+        .json(&json!({"title": "lost"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     // ...but the ticket exists.
     assert_eq!(d.tickets().len(), 1);
@@ -173,7 +226,12 @@ async fn state_file_survives_a_restart() {
     let d = Desk::spawn(cfg.clone()).await.unwrap();
     let c = Client::new();
     let tok = bearer(&c, &d).await;
-    c.post(format!("{}/api/v1/tickets", d.base_url())).bearer_auth(&tok).json(&json!({"title": "keep me"})).send().await.unwrap();
+    c.post(format!("{}/api/v1/tickets", d.base_url()))
+        .bearer_auth(&tok)
+        .json(&json!({"title": "keep me"}))
+        .send()
+        .await
+        .unwrap();
     d.close("SBX-1001", Some("Closed")).unwrap();
     d.shutdown().await;
     let d2 = Desk::spawn(cfg).await.unwrap();

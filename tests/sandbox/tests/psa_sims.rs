@@ -21,26 +21,58 @@ async fn bms_login_envelopes_and_page_size_cap() {
             .text("Password", pw.to_string())
             .text("Tenant", tenant.to_string())
     };
-    let r = c.post(format!("{url}/v2/security/authenticate")).multipart(form("Nope", &cfg.password)).send().await.unwrap();
+    let r =
+        c.post(format!("{url}/v2/security/authenticate")).multipart(form("Nope", &cfg.password)).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["Success"], false);
     assert!(body["Error"]["Message"].as_str().unwrap().contains("Tenant"));
     let r = c.post(format!("{url}/v2/security/authenticate")).multipart(form(&cfg.tenant, "bad")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let r: Value = c.post(format!("{url}/v2/security/authenticate")).multipart(form(&cfg.tenant, &cfg.password)).send().await.unwrap().json().await.unwrap();
+    let r: Value = c
+        .post(format!("{url}/v2/security/authenticate"))
+        .multipart(form(&cfg.tenant, &cfg.password))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let token = r["Result"]["AccessToken"].as_str().unwrap().to_string();
     // Required fields are enforced.
-    let r = c.post(format!("{url}/v2/servicedesk/tickets")).bearer_auth(&token).json(&json!({"Title": "t"})).send().await.unwrap();
+    let r = c
+        .post(format!("{url}/v2/servicedesk/tickets"))
+        .bearer_auth(&token)
+        .json(&json!({"Title": "t"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     for i in 0..7 {
         let t = json!({"Title": format!("t{i}"), "Details": "d", "AccountId": 100, "LocationId": 1001, "StatusId": 1,
                        "PriorityId": 2, "TypeId": 1, "SourceId": 8, "OpenDate": "2025-01-01T00:00:00Z"});
-        let r: Value = c.post(format!("{url}/v2/servicedesk/tickets")).bearer_auth(&token).json(&t).send().await.unwrap().json().await.unwrap();
+        let r: Value = c
+            .post(format!("{url}/v2/servicedesk/tickets"))
+            .bearer_auth(&token)
+            .json(&t)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         assert_eq!(r["Success"], true, "{r}");
     }
-    let r: Value = c.post(format!("{url}/v2/servicedesk/tickets/search")).bearer_auth(&token)
-        .json(&json!({"PageNumber": 1, "PageSize": 100, "Filter": {}})).send().await.unwrap().json().await.unwrap();
+    let r: Value = c
+        .post(format!("{url}/v2/servicedesk/tickets/search"))
+        .bearer_auth(&token)
+        .json(&json!({"PageNumber": 1, "PageSize": 100, "Filter": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["Result"].as_array().unwrap().len(), 5, "page size capped");
     assert_eq!(r["TotalRecords"], 7);
     // No token: 401 envelope.
@@ -54,7 +86,15 @@ async fn vsa_refuses_top_above_100_and_names_for_ids() {
     let c = Client::new();
     let url = sim.base_url().to_string();
     let cfg = sim.config().clone();
-    let r: Value = c.get(format!("{url}/api/v1.0/auth")).basic_auth(&cfg.username, Some(&cfg.pat)).send().await.unwrap().json().await.unwrap();
+    let r: Value = c
+        .get(format!("{url}/api/v1.0/auth"))
+        .basic_auth(&cfg.username, Some(&cfg.pat))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let token = r["Result"]["Token"].as_str().unwrap().to_string();
     assert!(r["Result"]["SessionExpiration"].as_str().is_some());
     let list = format!("{url}/api/v1.0/automation/servicedesks/1001/tickets");
@@ -63,11 +103,21 @@ async fn vsa_refuses_top_above_100_and_names_for_ids() {
     let r = c.get(&list).bearer_auth(&token).query(&[("$filter", "Status like 'x'")]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let create = format!("{url}/api/v1.0/automation/servicedesktickets/1001/ticket");
-    let r = c.post(&create).bearer_auth(&token).json(&json!({"Summary": "s", "Priority": "High"})).send().await.unwrap();
+    let r =
+        c.post(&create).bearer_auth(&token).json(&json!({"Summary": "s", "Priority": "High"})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let body: Value = r.json().await.unwrap();
     assert!(body["Error"].as_str().unwrap().contains("correct format"));
-    let r: Value = c.post(&create).bearer_auth(&token).json(&json!({"Summary": "s", "Priority": 13})).send().await.unwrap().json().await.unwrap();
+    let r: Value = c
+        .post(&create)
+        .bearer_auth(&token)
+        .json(&json!({"Summary": "s", "Priority": 13}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["ResponseCode"], 0);
     let r = c.get(format!("{url}/api/v1.0/auth")).basic_auth(&cfg.username, Some("wrong")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -107,13 +157,45 @@ async fn otrs_answers_errors_with_http_200() {
     let r = c.get(format!("{base}/Ticket/1")).query(&[("SessionID", "nope")]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.json::<Value>().await.unwrap()["Error"]["ErrorCode"], "TicketGet.AuthFail");
-    let r: Value = c.post(format!("{base}/Session")).json(&json!({"UserLogin": "x", "Password": "y"})).send().await.unwrap().json().await.unwrap();
+    let r: Value = c
+        .post(format!("{base}/Session"))
+        .json(&json!({"UserLogin": "x", "Password": "y"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["Error"]["ErrorCode"], "SessionCreate.AuthFail");
     let cfg = sim.config().clone();
-    let r: Value = c.post(format!("{base}/Session")).json(&json!({"UserLogin": cfg.user, "Password": cfg.password})).send().await.unwrap().json().await.unwrap();
+    let r: Value = c
+        .post(format!("{base}/Session"))
+        .json(&json!({"UserLogin": cfg.user, "Password": cfg.password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let sid = r["SessionID"].as_str().unwrap().to_string();
-    let r: Value = c.post(format!("{base}/Ticket")).json(&json!({"SessionID": sid, "Ticket": {"Title": "t"}})).send().await.unwrap().json().await.unwrap();
+    let r: Value = c
+        .post(format!("{base}/Ticket"))
+        .json(&json!({"SessionID": sid, "Ticket": {"Title": "t"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["Error"]["ErrorCode"], "TicketCreate.MissingParameter");
-    let r: Value = c.get(format!("{base}/Ticket")).query(&[("SessionID", sid.as_str())]).send().await.unwrap().json().await.unwrap();
+    let r: Value = c
+        .get(format!("{base}/Ticket"))
+        .query(&[("SessionID", sid.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r, json!({}), "an empty search is an empty object");
 }

@@ -42,10 +42,7 @@ pub const STORE_METHOD_ACTIONS: &[(&str, &[(&str, &str)])] = &[
 ];
 
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 pub fn read(rel: &str) -> String {
@@ -104,12 +101,7 @@ pub fn to_json(v: serde_norway::Value) -> Value {
 
 /// Evaluates an environment value: `Ref`s from `refs` (resources, parameter overrides), else
 /// parameter defaults; `Fn::If` with the given conditions. `None` is `AWS::NoValue`.
-pub fn eval(
-    v: &Value,
-    t: &Value,
-    conditions: &BTreeMap<&str, bool>,
-    refs: &BTreeMap<&str, String>,
-) -> Option<String> {
+pub fn eval(v: &Value, t: &Value, conditions: &BTreeMap<&str, bool>, refs: &BTreeMap<&str, String>) -> Option<String> {
     if let Some(s) = v.as_str() {
         return Some(s.to_string());
     }
@@ -117,12 +109,7 @@ pub fn eval(
         return match r {
             "AWS::NoValue" => None,
             r if refs.contains_key(r) => Some(refs[r].clone()),
-            p => Some(
-                t["Parameters"][p]["Default"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("Ref {p}"))
-                    .to_string(),
-            ),
+            p => Some(t["Parameters"][p]["Default"].as_str().unwrap_or_else(|| panic!("Ref {p}")).to_string()),
         };
     }
     if let Some([c, yes, no]) = v["Fn::If"].as_array().map(Vec::as_slice) {

@@ -18,9 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::BmsConnector;
 use crate::connectors::psa_util::{self, format_datetime, parse_id, truncate};
-use crate::connectors::{
-    ConnectorError, Contact, Contract, Customer, LineChange, ServiceLine, is_ambiguous,
-};
+use crate::connectors::{ConnectorError, Contact, Contract, Customer, LineChange, ServiceLine, is_ambiguous};
 
 pub const ACCOUNTS_PATH: &str = "/v2/crm/accounts";
 pub const ACCOUNTS_LOOKUP_PATH: &str = "/v2/crm/accounts/lookup";
@@ -173,11 +171,7 @@ impl ServiceLineRow {
             id: self.id.to_string(),
             contract_id: contract.to_string(),
             service_id: self.service_id.to_string(),
-            quantity: if units.is_finite() && units > 0.0 {
-                units.round() as u64
-            } else {
-                0
-            },
+            quantity: if units.is_finite() && units > 0.0 { units.round() as u64 } else { 0 },
         }
     }
 }
@@ -186,20 +180,14 @@ impl ServiceLineRow {
 pub fn split_name(name: &str) -> (String, Option<String>) {
     let name = name.trim();
     match name.rsplit_once(char::is_whitespace) {
-        Some((first, last)) if !first.trim().is_empty() => {
-            (first.trim().to_string(), Some(last.to_string()))
-        }
+        Some((first, last)) if !first.trim().is_empty() => (first.trim().to_string(), Some(last.to_string())),
         _ => (name.to_string(), None),
     }
 }
 
 /// The line to update: `line_id` when the contract still has it, else the contract's line for
 /// `service_id`.
-pub fn pick_line(
-    lines: &[ServiceLineRow],
-    line_id: Option<i64>,
-    service_id: i64,
-) -> Option<&ServiceLineRow> {
+pub fn pick_line(lines: &[ServiceLineRow], line_id: Option<i64>, service_id: i64) -> Option<&ServiceLineRow> {
     line_id
         .and_then(|id| lines.iter().find(|l| l.id == id))
         .or_else(|| lines.iter().find(|l| l.service_id == service_id))
@@ -212,27 +200,16 @@ fn id_arg(what: &str, value: &str) -> Result<i64, ConnectorError> {
 impl BmsConnector {
     /// Accounts whose name is exactly `name` (case-insensitive), via `Filter.Name`.
     async fn accounts_named(&self, name: &str) -> Result<Vec<Customer>, ConnectorError> {
-        let query = [
-            ("Filter.Name", name.to_string()),
-            ("PageSize", self.opts.page_size.to_string()),
-        ];
-        let rows: Vec<super::wire::Account> = self
-            .call(Method::GET, ACCOUNTS_LOOKUP_PATH, &query, None, true)
-            .await?
-            .result;
-        Ok(rows
-            .into_iter()
-            .filter(|a| a.name.trim().eq_ignore_ascii_case(name.trim()))
-            .map(Customer::from)
-            .collect())
+        let query = [("Filter.Name", name.to_string()), ("PageSize", self.opts.page_size.to_string())];
+        let rows: Vec<super::wire::Account> =
+            self.call(Method::GET, ACCOUNTS_LOOKUP_PATH, &query, None, true).await?.result;
+        Ok(rows.into_iter().filter(|a| a.name.trim().eq_ignore_ascii_case(name.trim())).map(Customer::from).collect())
     }
 
     pub(super) async fn crm_create_account(&self, name: &str) -> Result<Customer, ConnectorError> {
         let need = |v: Option<i64>, key: &str| {
             v.ok_or_else(|| {
-                ConnectorError::Config(format!(
-                    "options.{key}: needed to create BMS accounts (a tenant lookup id)"
-                ))
+                ConnectorError::Config(format!("options.{key}: needed to create BMS accounts (a tenant lookup id)"))
             })
         };
         let input = AccountInput {
@@ -248,16 +225,11 @@ impl BmsConnector {
                 addresses: Vec::new(),
             }],
         };
-        let body =
-            serde_json::to_value(&input).map_err(|e| ConnectorError::Config(e.to_string()))?;
-        match self
-            .call::<AccountSummary>(Method::POST, ACCOUNTS_PATH, &[], Some(&body), false)
-            .await
-        {
-            Ok(p) => Ok(Customer {
-                id: p.result.id.to_string(),
-                name: p.result.account_name.unwrap_or(input.account_name),
-            }),
+        let body = serde_json::to_value(&input).map_err(|e| ConnectorError::Config(e.to_string()))?;
+        match self.call::<AccountSummary>(Method::POST, ACCOUNTS_PATH, &[], Some(&body), false).await {
+            Ok(p) => {
+                Ok(Customer { id: p.result.id.to_string(), name: p.result.account_name.unwrap_or(input.account_name) })
+            }
             Err(e) if is_ambiguous(&e) => {
                 // The account may exist even though the answer was lost: adopt it if it is unique.
                 let found = self.accounts_named(name).await.map_err(|_| e.clone())?;
@@ -273,28 +245,14 @@ impl BmsConnector {
         }
     }
 
-    pub(super) async fn crm_account_contacts(
-        &self,
-        customer_id: &str,
-    ) -> Result<Vec<Contact>, ConnectorError> {
+    pub(super) async fn crm_account_contacts(&self, customer_id: &str) -> Result<Vec<Contact>, ConnectorError> {
         let account = id_arg("customer id", customer_id)?;
         let size = self.opts.page_size;
         let mut out = Vec::new();
         for page in 1..=psa_util::MAX_PAGES {
-            let query = [
-                ("PageNumber", page.to_string()),
-                ("PageSize", size.to_string()),
-            ];
-            let rows: Vec<ContactRow> = self
-                .call(
-                    Method::GET,
-                    &account_contacts_path(account),
-                    &query,
-                    None,
-                    true,
-                )
-                .await?
-                .result;
+            let query = [("PageNumber", page.to_string()), ("PageSize", size.to_string())];
+            let rows: Vec<ContactRow> =
+                self.call(Method::GET, &account_contacts_path(account), &query, None, true).await?.result;
             let n = rows.len();
             out.extend(rows.iter().map(|c| Contact {
                 id: c.id.to_string(),
@@ -318,9 +276,7 @@ impl BmsConnector {
         let account = id_arg("customer id", customer_id)?;
         let (first, last) = split_name(name);
         if first.is_empty() {
-            return Err(ConnectorError::Rejected(
-                "a BMS contact needs a name".into(),
-            ));
+            return Err(ConnectorError::Rejected("a BMS contact needs a name".into()));
         }
         let email = email.map(str::trim).filter(|e| !e.is_empty());
         let input = ContactInput {
@@ -337,46 +293,26 @@ impl BmsConnector {
                 .into_iter()
                 .collect(),
         };
-        let body =
-            serde_json::to_value(&input).map_err(|e| ConnectorError::Config(e.to_string()))?;
-        match self
-            .call::<ContactRow>(Method::POST, CONTACTS_CREATE_PATH, &[], Some(&body), false)
-            .await
-        {
+        let body = serde_json::to_value(&input).map_err(|e| ConnectorError::Config(e.to_string()))?;
+        match self.call::<ContactRow>(Method::POST, CONTACTS_CREATE_PATH, &[], Some(&body), false).await {
             Ok(p) => Ok(p.result.id.to_string()),
             Err(e) if is_ambiguous(&e) && email.is_some() => {
-                let found = self
-                    .find_contact_in(account, email.unwrap_or_default())
-                    .await
-                    .map_err(|_| e.clone())?;
+                let found = self.find_contact_in(account, email.unwrap_or_default()).await.map_err(|_| e.clone())?;
                 found.ok_or(e)
             }
             Err(e) => Err(e),
         }
     }
 
-    async fn find_contact_in(
-        &self,
-        account: i64,
-        email: &str,
-    ) -> Result<Option<String>, ConnectorError> {
+    async fn find_contact_in(&self, account: i64, email: &str) -> Result<Option<String>, ConnectorError> {
         use crate::connectors::Connector;
         self.find_contact(Some(&account.to_string()), email).await
     }
 
-    pub(super) async fn finance_contracts(
-        &self,
-        customer_id: &str,
-    ) -> Result<Vec<Contract>, ConnectorError> {
+    pub(super) async fn finance_contracts(&self, customer_id: &str) -> Result<Vec<Contract>, ConnectorError> {
         let account = id_arg("customer id", customer_id)?;
-        let query = [
-            ("AccountId", account.to_string()),
-            ("ExcludeExpiredContracts", "true".to_string()),
-        ];
-        let rows: Vec<ContractRow> = self
-            .call(Method::GET, CONTRACTS_LOOKUP_PATH, &query, None, true)
-            .await?
-            .result;
+        let query = [("AccountId", account.to_string()), ("ExcludeExpiredContracts", "true".to_string())];
+        let rows: Vec<ContractRow> = self.call(Method::GET, CONTRACTS_LOOKUP_PATH, &query, None, true).await?.result;
         Ok(rows
             .into_iter()
             .map(|c| Contract {
@@ -393,24 +329,16 @@ impl BmsConnector {
         let service = service.trim();
         if service.is_empty() {
             return Err(ConnectorError::Config(
-                "mapping.default_contract_service: name the BMS service whose contract line carries the user count".into(),
+                "mapping.default_contract_service: name the BMS service whose contract line carries the user count"
+                    .into(),
             ));
         }
         if let Ok(id) = service.parse::<i64>() {
             return Ok(id);
         }
-        let query = [
-            ("Filter.Name", service.to_string()),
-            ("PageSize", self.opts.page_size.to_string()),
-        ];
-        let rows: Vec<ServiceRow> = self
-            .call(Method::GET, SERVICES_LOOKUP_PATH, &query, None, true)
-            .await?
-            .result;
-        let hits: Vec<&ServiceRow> = rows
-            .iter()
-            .filter(|r| r.name.trim().eq_ignore_ascii_case(service))
-            .collect();
+        let query = [("Filter.Name", service.to_string()), ("PageSize", self.opts.page_size.to_string())];
+        let rows: Vec<ServiceRow> = self.call(Method::GET, SERVICES_LOOKUP_PATH, &query, None, true).await?.result;
+        let hits: Vec<&ServiceRow> = rows.iter().filter(|r| r.name.trim().eq_ignore_ascii_case(service)).collect();
         match hits.as_slice() {
             [one] => Ok(one.id),
             [] => Err(ConnectorError::Config(format!(
@@ -434,19 +362,10 @@ impl BmsConnector {
     ) -> Result<(ServiceLine, LineChange), ConnectorError> {
         let contract = id_arg("contract id", contract_id)?;
         let line_id = line_id.and_then(|l| l.trim().parse::<i64>().ok());
-        let lines: Vec<ServiceLineRow> = self
-            .call(
-                Method::GET,
-                &contract_services_path(contract),
-                &[],
-                None,
-                true,
-            )
-            .await?
-            .result;
+        let lines: Vec<ServiceLineRow> =
+            self.call(Method::GET, &contract_services_path(contract), &[], None, true).await?.result;
         // The stored line needs no service lookup; otherwise find (or add) the service's line.
-        let (existing, service_id) = match line_id.and_then(|id| lines.iter().find(|l| l.id == id))
-        {
+        let (existing, service_id) = match line_id.and_then(|id| lines.iter().find(|l| l.id == id)) {
             Some(line) => (Some(line), line.service_id),
             None => {
                 let service_id = self.service_id(service).await?;
@@ -460,35 +379,14 @@ impl BmsConnector {
                 return Ok((current, LineChange::Unchanged));
             }
             let body = serde_json::json!({"Units": quantity, "EffectiveDate": effective_date});
-            let updated: ServiceLineRow = self
-                .call(
-                    Method::PUT,
-                    &contract_service_path(contract, line.id),
-                    &[],
-                    Some(&body),
-                    true,
-                )
-                .await?
-                .result;
+            let updated: ServiceLineRow =
+                self.call(Method::PUT, &contract_service_path(contract, line.id), &[], Some(&body), true).await?.result;
             return Ok((updated.to_line(contract), LineChange::Updated));
         }
-        let input = [ServiceLineInput {
-            service_id,
-            units: quantity,
-            effective_date,
-        }];
-        let body =
-            serde_json::to_value(input).map_err(|e| ConnectorError::Config(e.to_string()))?;
-        let added: ServiceLineRow = self
-            .call(
-                Method::POST,
-                &contract_services_path(contract),
-                &[],
-                Some(&body),
-                false,
-            )
-            .await?
-            .result;
+        let input = [ServiceLineInput { service_id, units: quantity, effective_date }];
+        let body = serde_json::to_value(input).map_err(|e| ConnectorError::Config(e.to_string()))?;
+        let added: ServiceLineRow =
+            self.call(Method::POST, &contract_services_path(contract), &[], Some(&body), false).await?.result;
         Ok((added.to_line(contract), LineChange::Added))
     }
 }
@@ -499,14 +397,8 @@ mod tests {
 
     #[test]
     fn names_split_into_first_and_last() {
-        assert_eq!(
-            split_name("Ticket Contact"),
-            ("Ticket".into(), Some("Contact".into()))
-        );
-        assert_eq!(
-            split_name(" Mary Ann  Smith "),
-            ("Mary Ann".into(), Some("Smith".into()))
-        );
+        assert_eq!(split_name("Ticket Contact"), ("Ticket".into(), Some("Contact".into())));
+        assert_eq!(split_name(" Mary Ann  Smith "), ("Mary Ann".into(), Some("Smith".into())));
         assert_eq!(split_name("Alerts"), ("Alerts".into(), None));
         assert_eq!(split_name(""), (String::new(), None));
     }
@@ -514,34 +406,17 @@ mod tests {
     #[test]
     fn the_stored_line_wins_then_the_service() {
         let lines = vec![
-            ServiceLineRow {
-                id: 1,
-                service_id: 7,
-                units: Some(3.0),
-            },
-            ServiceLineRow {
-                id: 2,
-                service_id: 9,
-                units: None,
-            },
+            ServiceLineRow { id: 1, service_id: 7, units: Some(3.0) },
+            ServiceLineRow { id: 2, service_id: 9, units: None },
         ];
         assert_eq!(pick_line(&lines, Some(2), 7).map(|l| l.id), Some(2));
-        assert_eq!(
-            pick_line(&lines, Some(99), 7).map(|l| l.id),
-            Some(1),
-            "a vanished line falls back to the service"
-        );
+        assert_eq!(pick_line(&lines, Some(99), 7).map(|l| l.id), Some(1), "a vanished line falls back to the service");
         assert_eq!(pick_line(&lines, None, 9).map(|l| l.id), Some(2));
         assert_eq!(pick_line(&lines, None, 8), None);
         assert_eq!(lines[1].to_line(5).quantity, 0);
         assert_eq!(
             lines[0].to_line(5),
-            ServiceLine {
-                id: "1".into(),
-                contract_id: "5".into(),
-                service_id: "7".into(),
-                quantity: 3
-            }
+            ServiceLine { id: "1".into(), contract_id: "5".into(), service_id: "7".into(), quantity: 3 }
         );
     }
 
@@ -552,11 +427,7 @@ mod tests {
             last_name: None,
             account_id: 3,
             location_id: 31,
-            emails: vec![EmailInput {
-                email_address: "a@b.io".into(),
-                email_type_id: None,
-                is_default: true,
-            }],
+            emails: vec![EmailInput { email_address: "a@b.io".into(), email_type_id: None, is_default: true }],
         })
         .unwrap();
         assert_eq!(
@@ -564,8 +435,7 @@ mod tests {
             serde_json::json!({"FirstName":"Ticket","AccountId":3,"LocationId":31,"Emails":[{"EmailAddress":"a@b.io","IsDefault":true}]})
         );
         let row: ContactRow =
-            serde_json::from_value(serde_json::json!({"Id": 4, "FirstName": "A", "LastName": "B"}))
-                .unwrap();
+            serde_json::from_value(serde_json::json!({"Id": 4, "FirstName": "A", "LastName": "B"})).unwrap();
         assert_eq!(row.display_name(), "A B");
     }
 }

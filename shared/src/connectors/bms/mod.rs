@@ -30,8 +30,8 @@ use crate::connectors::psa_util::{
     transport_diagnosis, truncate,
 };
 use crate::connectors::{
-    create_with_recovery, CheckReport, Connector, ConnectorError, Contact, Contract, Customer, LineChange, NoteRequest, RemoteStatus,
-    ServiceLine, TicketRequest, TokenKind, TokenState,
+    CheckReport, Connector, ConnectorError, Contact, Contract, Customer, LineChange, NoteRequest, RemoteStatus,
+    ServiceLine, TicketRequest, TokenKind, TokenState, create_with_recovery,
 };
 use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
 use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource, fields};
@@ -151,7 +151,11 @@ impl TokenSource for BmsAuth {
             ];
             match self.post_form(wire::REFRESH_PATH, &parts).await {
                 Ok(out) => return Ok(Self::grant(out)),
-                Err(e @ (ConnectorError::Unauthorized(_) | ConnectorError::Rejected(_) | ConnectorError::TokenExpired(_))) => {
+                Err(
+                    e @ (ConnectorError::Unauthorized(_)
+                    | ConnectorError::Rejected(_)
+                    | ConnectorError::TokenExpired(_)),
+                ) => {
                     tracing::info!(secret = %self.secret_name, error = %e, "BMS refresh token refused; logging in again");
                 }
                 Err(e) => return Err(e),
@@ -181,7 +185,9 @@ impl BmsConnector {
     pub fn new(name: &str, cfg: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Self, ConnectorError> {
         let opts: BmsOptions = psa_util::options(name, cfg)?;
         if opts.page_size == 0 || opts.batch_size == 0 {
-            return Err(ConnectorError::Config(format!("connections.{name}.options: page_size and batch_size must be > 0")));
+            return Err(ConnectorError::Config(format!(
+                "connections.{name}.options: page_size and batch_size must be > 0"
+            )));
         }
         let redactor = Redactor::new();
         let http = HttpClient::for_connection(name, cfg, redactor.clone())?;
@@ -259,9 +265,14 @@ impl BmsConnector {
         if let Some(id) = self.locations.lock().await.get(&account) {
             return Ok(*id);
         }
-        let found = match self.call::<Vec<wire::Location>>(Method::GET, &wire::locations_path(account), &[], None, true).await {
+        let found = match self
+            .call::<Vec<wire::Location>>(Method::GET, &wire::locations_path(account), &[], None, true)
+            .await
+        {
             Ok(p) => wire::main_location(&p.result),
-            Err(e @ (ConnectorError::NotFound(_) | ConnectorError::Forbidden(_))) if self.opts.location_id.is_some() => {
+            Err(e @ (ConnectorError::NotFound(_) | ConnectorError::Forbidden(_)))
+                if self.opts.location_id.is_some() =>
+            {
                 tracing::warn!(account, error = %e, "cannot read account locations; using options.location_id");
                 None
             }
@@ -276,12 +287,13 @@ impl BmsConnector {
 
     async fn ticket_input(&self, req: &TicketRequest) -> Result<wire::TicketInput, ConnectorError> {
         let d = &self.defaults;
-        let pick = |r: &Option<String>, dflt: &Option<String>| r.clone().or_else(|| dflt.clone()).filter(|s| !s.trim().is_empty());
-        let account = req
-            .customer_id
-            .as_deref()
-            .or(self.catch_all.as_ref().map(|c| c.customer_id.as_str()))
-            .ok_or_else(|| ConnectorError::Config("no BMS account for this task: map its organization or set catch_all".into()))?;
+        let pick = |r: &Option<String>, dflt: &Option<String>| {
+            r.clone().or_else(|| dflt.clone()).filter(|s| !s.trim().is_empty())
+        };
+        let account =
+            req.customer_id.as_deref().or(self.catch_all.as_ref().map(|c| c.customer_id.as_str())).ok_or_else(
+                || ConnectorError::Config("no BMS account for this task: map its organization or set catch_all".into()),
+            )?;
         let account_id = parse_id("AccountId (customer id)", account).map_err(ConnectorError::Config)?;
         let status_id = match pick(&req.status, &d.status) {
             Some(s) => self.resolve(Lookup::Statuses, &s).await?,
@@ -295,8 +307,9 @@ impl BmsConnector {
             .ok_or_else(|| ConnectorError::Config("defaults.ticket_type: set the BMS ticket TypeId".into()))
             .and_then(|t| parse_id("defaults.ticket_type (BMS TypeId)", &t).map_err(ConnectorError::Config))?;
         let source_id = match pick(&req.source, &d.source) {
-            Some(s) => wire::source_id(&s)
-                .ok_or_else(|| ConnectorError::Config(format!("defaults.source: unknown BMS source '{}'", truncate(&s, 40))))?,
+            Some(s) => wire::source_id(&s).ok_or_else(|| {
+                ConnectorError::Config(format!("defaults.source: unknown BMS source '{}'", truncate(&s, 40)))
+            })?,
             None => 8,
         };
         let queue_id = match pick(&req.queue, &d.queue) {
@@ -314,7 +327,11 @@ impl BmsConnector {
             }
             _ => None,
         };
-        let catch_all_contact = if req.customer_id.is_none() { self.catch_all.as_ref().and_then(|c| c.contact_id.as_deref()) } else { None };
+        let catch_all_contact = if req.customer_id.is_none() {
+            self.catch_all.as_ref().and_then(|c| c.contact_id.as_deref())
+        } else {
+            None
+        };
         let contact_id = match req.contact_id.as_deref().or(catch_all_contact).filter(|c| !c.trim().is_empty()) {
             Some(c) => Some(parse_id("ContactId", c).map_err(ConnectorError::Config)?),
             None => None,
@@ -368,7 +385,12 @@ impl BmsConnector {
         }
     }
 
-    async fn search(&self, filter: wire::TicketFilter, page: u32, size: u32) -> Result<Payload<Vec<wire::Ticket>>, ConnectorError> {
+    async fn search(
+        &self,
+        filter: wire::TicketFilter,
+        page: u32,
+        size: u32,
+    ) -> Result<Payload<Vec<wire::Ticket>>, ConnectorError> {
         let input = wire::SearchInput { page_number: page, page_size: size, sort: Some("Id".into()), filter };
         let body = serde_json::to_value(&input).map_err(|e| ConnectorError::Config(e.to_string()))?;
         self.call(Method::POST, wire::SEARCH_PATH, &[], Some(&body), true).await
@@ -424,9 +446,15 @@ impl Connector for BmsConnector {
         match self.call::<Vec<LookupItem>>(Method::GET, &Lookup::Statuses.path(), &[], None, true).await {
             Ok(p) => check.pass(format!("read {} ticket statuses", p.result.len())),
             Err(ConnectorError::Forbidden(m)) => {
-                return Ok(check.fail(format!("missing permission: the API user's role needs Service Desk access ({m})")));
+                return Ok(
+                    check.fail(format!("missing permission: the API user's role needs Service Desk access ({m})"))
+                );
             }
-            Err(e) => return Ok(check.fail(transport_diagnosis(&e).unwrap_or_else(|| format!("reading statuses failed: {e}")))),
+            Err(e) => {
+                return Ok(
+                    check.fail(transport_diagnosis(&e).unwrap_or_else(|| format!("reading statuses failed: {e}")))
+                );
+            }
         }
         for (table, value) in [
             (Lookup::Statuses, &self.defaults.status),
@@ -448,7 +476,8 @@ impl Connector for BmsConnector {
         let input = self.ticket_input(req).await?;
         let body = serde_json::to_value(&input).map_err(|e| ConnectorError::Config(e.to_string()))?;
         let create = || async {
-            let created: wire::Ticket = self.call(Method::POST, wire::TICKETS_PATH, &[], Some(&body), false).await?.result;
+            let created: wire::Ticket =
+                self.call(Method::POST, wire::TICKETS_PATH, &[], Some(&body), false).await?.result;
             Ok(self.ticket_ref(&created))
         };
         create_with_recovery(&self.http, create, || self.find_by_correlation(&req.correlation_key)).await
@@ -529,7 +558,8 @@ impl Connector for BmsConnector {
         if let Some(a) = account {
             query.push(("Filter.AccountIds", a.to_string()));
         }
-        let found: Vec<wire::Contact> = self.call(Method::GET, wire::CONTACTS_SEARCH_PATH, &query, None, true).await?.result;
+        let found: Vec<wire::Contact> =
+            self.call(Method::GET, wire::CONTACTS_SEARCH_PATH, &query, None, true).await?.result;
         Ok(wire::pick_contact(&found, account, email).map(|id| id.to_string()))
     }
 
@@ -538,7 +568,8 @@ impl Connector for BmsConnector {
         let mut out = Vec::new();
         for page in 1..=psa_util::MAX_PAGES {
             let query = [("PageNumber", page.to_string()), ("PageSize", size.to_string())];
-            let rows: Vec<wire::Account> = self.call(Method::GET, wire::ACCOUNTS_LOOKUP_PATH, &query, None, true).await?.result;
+            let rows: Vec<wire::Account> =
+                self.call(Method::GET, wire::ACCOUNTS_LOOKUP_PATH, &query, None, true).await?.result;
             let n = rows.len();
             out.extend(rows.into_iter().filter(|a| a.is_active != Some(false)).map(Customer::from));
             if (n as u32) < size {
@@ -556,7 +587,12 @@ impl Connector for BmsConnector {
         self.crm_account_contacts(customer_id).await
     }
 
-    async fn create_contact(&self, customer_id: &str, name: &str, email: Option<&str>) -> Result<String, ConnectorError> {
+    async fn create_contact(
+        &self,
+        customer_id: &str,
+        name: &str,
+        email: Option<&str>,
+    ) -> Result<String, ConnectorError> {
         self.crm_create_contact(customer_id, name, email).await
     }
 

@@ -121,8 +121,8 @@ pub struct Payload<T> {
 pub fn parse_envelope<T: DeserializeOwned>(body: &[u8]) -> Result<Payload<T>, ConnectorError> {
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| ConnectorError::Malformed(format!("BMS response is not JSON: {e}")))?;
-    let env: Envelope<serde_json::Value> = serde_json::from_value(value)
-        .map_err(|e| ConnectorError::Malformed(format!("BMS envelope: {e}")))?;
+    let env: Envelope<serde_json::Value> =
+        serde_json::from_value(value).map_err(|e| ConnectorError::Malformed(format!("BMS envelope: {e}")))?;
     if env.success == Some(false) || (env.success != Some(true) && env.error.is_some()) {
         return Err(env.error.unwrap_or_default().to_error());
     }
@@ -384,7 +384,12 @@ mod tests {
 
     #[test]
     fn malformed_envelopes_are_malformed() {
-        for body in [&b"<html>oops"[..], br#"{"Success":true}"#, br#"{"Result":{}}"#, br#"{"Success":true,"Result":{"Id":"x"}}"#] {
+        for body in [
+            &b"<html>oops"[..],
+            br#"{"Success":true}"#,
+            br#"{"Result":{}}"#,
+            br#"{"Success":true,"Result":{"Id":"x"}}"#,
+        ] {
             let e = parse_envelope::<Ticket>(body).unwrap_err();
             assert!(matches!(e, ConnectorError::Malformed(_)), "{body:?} -> {e:?}");
         }
@@ -458,7 +463,10 @@ mod tests {
         assert_eq!(pick_contact(&cs, Some(11), "a@x.io"), Some(3));
         assert_eq!(pick_contact(&cs, Some(12), "a@x.io"), None);
         assert_eq!(pick_contact(&cs, None, "b@x.io"), None);
-        let ls = vec![Location { id: 1, name: None, is_main: Some(false) }, Location { id: 2, name: None, is_main: Some(true) }];
+        let ls = vec![
+            Location { id: 1, name: None, is_main: Some(false) },
+            Location { id: 2, name: None, is_main: Some(true) },
+        ];
         assert_eq!(main_location(&ls), Some(2));
         assert_eq!(main_location(&ls[..1]), Some(1));
         assert_eq!(main_location(&[]), None);

@@ -56,7 +56,9 @@ use super::{
 };
 use crate::config::ConnectionConfig;
 use crate::domain::{ConnectorKind, TicketRef};
-use crate::http::{HttpClient, HttpResponse, Redactor, SecretCache, TokenCache, TokenGrant, TokenSource, pointer_str, require_str};
+use crate::http::{
+    HttpClient, HttpResponse, Redactor, SecretCache, TokenCache, TokenGrant, TokenSource, pointer_str, require_str,
+};
 use crate::secrets::{Secret, Secrets};
 use spec::{AuthSpec, RequestSpec, Spec, Templates};
 
@@ -117,7 +119,9 @@ struct OAuthError {
 #[async_trait]
 impl TokenSource for ClientCredentials {
     async fn fetch(&self, secret: &Secret) -> Result<TokenGrant, ConnectorError> {
-        let field = |f: &str| secret.require(&self.secret_name, f).map(str::to_string).map_err(|e| ConnectorError::Config(e.to_string()));
+        let field = |f: &str| {
+            secret.require(&self.secret_name, f).map(str::to_string).map_err(|e| ConnectorError::Config(e.to_string()))
+        };
         let (id, sec) = (field(&self.id_field)?, field(&self.secret_field)?);
         let mut form: Vec<(&str, &str)> = vec![("grant_type", "client_credentials")];
         if let Some(s) = &self.scope {
@@ -139,10 +143,14 @@ impl TokenSource for ClientCredentials {
             .await?;
         if !resp.status.is_success() {
             let code = resp.json::<OAuthError>().map(|e| e.error).unwrap_or_default();
-            let msg = format!("token endpoint refused the client credentials ({code}) in secret '{}'", self.secret_name);
+            let msg =
+                format!("token endpoint refused the client credentials ({code}) in secret '{}'", self.secret_name);
             return Err(match code.as_str() {
                 "invalid_client" | "unauthorized_client" | "invalid_grant" => ConnectorError::Unauthorized(msg),
-                "invalid_scope" => ConnectorError::Forbidden(format!("token endpoint refused scope {:?} (options.auth.scope)", self.scope)),
+                "invalid_scope" => ConnectorError::Forbidden(format!(
+                    "token endpoint refused scope {:?} (options.auth.scope)",
+                    self.scope
+                )),
                 _ => resp.error(),
             });
         }
@@ -168,7 +176,13 @@ impl GenericConnector {
         let base = config.base_url.trim_end_matches('/').to_string();
         let auth = match &spec.auth {
             AuthSpec::None => Auth::None,
-            AuthSpec::Oauth2ClientCredentials { token_url, scope, client_id_field, client_secret_field, basic_auth } => {
+            AuthSpec::Oauth2ClientCredentials {
+                token_url,
+                scope,
+                client_id_field,
+                client_secret_field,
+                basic_auth,
+            } => {
                 let source = ClientCredentials {
                     http: http.clone(),
                     token_url: join(&base, token_url),
@@ -181,22 +195,30 @@ impl GenericConnector {
                 Auth::Oauth(TokenCache::new(secrets, &config.secret, Arc::new(source), redactor, TokenKind::Renewable))
             }
             AuthSpec::Header { name: h, .. } => {
-                HeaderName::from_bytes(h.as_bytes())
-                    .map_err(|_| ConnectorError::Config(format!("connections.{name}.options.auth.name: not a header name")))?;
+                HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                    ConnectorError::Config(format!("connections.{name}.options.auth.name: not a header name"))
+                })?;
                 Auth::Static(SecretCache::new(secrets, &config.secret, redactor))
             }
-            AuthSpec::Bearer { .. } | AuthSpec::Basic { .. } => Auth::Static(SecretCache::new(secrets, &config.secret, redactor)),
+            AuthSpec::Bearer { .. } | AuthSpec::Basic { .. } => {
+                Auth::Static(SecretCache::new(secrets, &config.secret, redactor))
+            }
         };
         Ok(Self { name: name.to_string(), base, spec, templates, http, auth })
     }
 
     fn static_cred(&self, cache: &SecretCache, secret: &Secret) -> Result<Cred, ConnectorError> {
         Ok(match &self.spec.auth {
-            AuthSpec::Header { name, field, prefix } => Cred::Header(name.clone(), format!("{prefix}{}", cache.field(secret, field)?)),
-            AuthSpec::Bearer { field } => Cred::Header("authorization".into(), format!("Bearer {}", cache.field(secret, field)?)),
-            AuthSpec::Basic { username_field, password_field } => {
-                Cred::Basic(cache.field(secret, username_field)?.to_string(), cache.field(secret, password_field)?.to_string())
+            AuthSpec::Header { name, field, prefix } => {
+                Cred::Header(name.clone(), format!("{prefix}{}", cache.field(secret, field)?))
             }
+            AuthSpec::Bearer { field } => {
+                Cred::Header("authorization".into(), format!("Bearer {}", cache.field(secret, field)?))
+            }
+            AuthSpec::Basic { username_field, password_field } => Cred::Basic(
+                cache.field(secret, username_field)?.to_string(),
+                cache.field(secret, password_field)?.to_string(),
+            ),
             AuthSpec::None | AuthSpec::Oauth2ClientCredentials { .. } => Cred::None,
         })
     }
@@ -210,7 +232,9 @@ impl GenericConnector {
     {
         match &self.auth {
             Auth::None => op(Cred::None).await,
-            Auth::Oauth(tokens) => tokens.with_token(|t| op(Cred::Header("authorization".into(), format!("Bearer {t}")))).await,
+            Auth::Oauth(tokens) => {
+                tokens.with_token(|t| op(Cred::Header("authorization".into(), format!("Bearer {t}")))).await
+            }
             Auth::Static(cache) => {
                 let op = &op;
                 cache
@@ -245,10 +269,13 @@ impl GenericConnector {
         for h in &req.headers {
             let v = self.render(&format!("text:{s}:{h}"), &format!("{s}.headers.{h}"), ctx)?;
             if v.contains(['\r', '\n']) {
-                return Err(ConnectorError::Rejected(format!("header '{h}' of options.{s} would contain a line break")));
+                return Err(ConnectorError::Rejected(format!(
+                    "header '{h}' of options.{s} would contain a line break"
+                )));
             }
-            let value = HeaderValue::from_str(&v)
-                .map_err(|_| ConnectorError::Rejected(format!("header '{h}' of options.{s} is not a valid header value")))?;
+            let value = HeaderValue::from_str(&v).map_err(|_| {
+                ConnectorError::Rejected(format!("header '{h}' of options.{s} is not a valid header value"))
+            })?;
             headers.push((h.clone(), value));
         }
         let body = match req.has_body {
@@ -256,7 +283,10 @@ impl GenericConnector {
             true => {
                 let b = self.render(&format!("json:{s}"), &format!("{s}.body"), ctx)?;
                 serde_json::from_str::<Value>(&b).map_err(|e| {
-                    ConnectorError::Rejected(format!("options.{s}.body rendered invalid JSON ({})", crate::http::describe_json_error(&e)))
+                    ConnectorError::Rejected(format!(
+                        "options.{s}.body rendered invalid JSON ({})",
+                        crate::http::describe_json_error(&e)
+                    ))
                 })?;
                 Some(b)
             }
@@ -292,7 +322,11 @@ impl GenericConnector {
                 Some(_) => true,
             };
             if failed {
-                return Err(ConnectorError::Server(format!("{}: target reported an error: {}", resp.request, resp.snippet())));
+                return Err(ConnectorError::Server(format!(
+                    "{}: target reported an error: {}",
+                    resp.request,
+                    resp.snippet()
+                )));
             }
         }
         Ok(v)
@@ -354,7 +388,8 @@ impl Connector for GenericConnector {
         if self.spec.find.is_none() {
             return self.create_once(&ctx).await;
         }
-        create_with_recovery(&self.http, || self.create_once(&ctx), || self.find_by_correlation(&req.correlation_key)).await
+        create_with_recovery(&self.http, || self.create_once(&ctx), || self.find_by_correlation(&req.correlation_key))
+            .await
     }
 
     async fn find_by_correlation(&self, key: &str) -> Result<Option<TicketRef>, ConnectorError> {
@@ -409,7 +444,10 @@ impl Connector for GenericConnector {
             let v = self.body(&resp)?;
             for item in self.items(&v, "status response")? {
                 let Some(id) = pointer_str(item, &self.spec.item_id_pointer) else {
-                    return Err(ConnectorError::Malformed(format!("status item without id at '{}'", self.spec.item_id_pointer)));
+                    return Err(ConnectorError::Malformed(format!(
+                        "status item without id at '{}'",
+                        self.spec.item_id_pointer
+                    )));
                 };
                 if !chunk.contains(&id) {
                     continue;

@@ -208,7 +208,9 @@ const SECTIONS: [&str; 5] = ["create", "status", "note", "find", "check"];
 
 /// Parses and validates the options of connection `name`.
 pub(super) fn parse(name: &str, options: &toml::Table) -> Result<(Spec, Templates), ConnectorError> {
-    let key = |k: &str| if k.is_empty() { format!("connections.{name}.options") } else { format!("connections.{name}.options.{k}") };
+    let key = |k: &str| {
+        if k.is_empty() { format!("connections.{name}.options") } else { format!("connections.{name}.options.{k}") }
+    };
     let err = |k: &str, m: String| ConnectorError::Config(format!("{}: {m}", key(k)));
     let mut templates = Templates::new();
     let mut top = options.clone();
@@ -235,24 +237,37 @@ pub(super) fn parse(name: &str, options: &toml::Table) -> Result<(Spec, Template
     ];
     for (k, p) in pointers {
         if let Some(p) = p.filter(|p| !valid_pointer(p)) {
-            return Err(err(k, format!("'{p}' is not a JSON pointer (RFC 6901: \"\" or \"/a/0/b\", ~0 for ~, ~1 for /)")));
+            return Err(err(
+                k,
+                format!("'{p}' is not a JSON pointer (RFC 6901: \"\" or \"/a/0/b\", ~0 for ~, ~1 for /)"),
+            ));
         }
     }
-    let create = requests.remove("create").ok_or_else(|| err("create", "required: the request that opens a ticket".into()))?;
-    let status = requests.remove("status").ok_or_else(|| err("status", "required: the request that reads statuses".into()))?;
+    let create =
+        requests.remove("create").ok_or_else(|| err("create", "required: the request that opens a ticket".into()))?;
+    let status =
+        requests.remove("status").ok_or_else(|| err("status", "required: the request that reads statuses".into()))?;
     let batch_size = raw.batch_size.unwrap_or(1);
     if !(1..=1000).contains(&batch_size) {
         return Err(err("batch_size", "must be between 1 and 1000".into()));
     }
     let find = requests.remove("find");
     if (batch_size > 1 || find.is_some()) && raw.items_pointer.is_none() {
-        return Err(err("items_pointer", "required with batch_size > 1 or a find request: where the list of tickets is".into()));
+        return Err(err(
+            "items_pointer",
+            "required with batch_size > 1 or a find request: where the list of tickets is".into(),
+        ));
     }
     if batch_size > 1 {
         let sources: Vec<&str> = ["url:status", "json:status"].into_iter().filter(|n| templates.has(n)).collect();
-        let mentions = sources.iter().any(|n| templates.env.get_template(n).is_ok_and(|t| t.undeclared_variables(false).contains("ids")));
+        let mentions = sources
+            .iter()
+            .any(|n| templates.env.get_template(n).is_ok_and(|t| t.undeclared_variables(false).contains("ids")));
         if !mentions {
-            return Err(err("status", "batch_size > 1 needs the ticket ids in the request: use {{ ids }} in url or body".into()));
+            return Err(err(
+                "status",
+                "batch_size > 1 needs the ticket ids in the request: use {{ ids }} in url or body".into(),
+            ));
         }
     }
     if let Some(t) = &raw.ticket_url {
@@ -261,7 +276,10 @@ pub(super) fn parse(name: &str, options: &toml::Table) -> Result<(Spec, Template
         url::Url::parse(&sample).map_err(|e| err("ticket_url", format!("does not render an absolute URL: {e}")))?;
     }
     if find.is_none() {
-        tracing::warn!(connection = name, "no options.find: a lost create response cannot be recovered and may duplicate a ticket");
+        tracing::warn!(
+            connection = name,
+            "no options.find: a lost create response cannot be recovered and may duplicate a ticket"
+        );
     }
     let spec = Spec {
         create,
@@ -311,7 +329,8 @@ fn compile_request(
     url::Url::parse(&check).map_err(|e| err("url", format!("does not render a valid URL: {e}")))?;
     let mut headers = Vec::new();
     for (h, v) in raw.headers {
-        reqwest::header::HeaderName::from_bytes(h.as_bytes()).map_err(|_| err("headers", format!("'{h}' is not a valid header name")))?;
+        reqwest::header::HeaderName::from_bytes(h.as_bytes())
+            .map_err(|_| err("headers", format!("'{h}' is not a valid header name")))?;
         templates.add(format!("text:{section}:{h}"), v).map_err(|e| err(&format!("headers.{h}"), e))?;
         headers.push(h);
     }
@@ -371,10 +390,13 @@ url = "/api/v2/issues?ids={{ ids | join(',') }}"
 
     #[test]
     fn valid_options_parse() {
-        let (spec, tpl) = parse("g", &opts("[auth]\ntype = \"oauth2_client_credentials\"\ntoken_url = \"/oauth/token\"\n")).unwrap();
+        let (spec, tpl) =
+            parse("g", &opts("[auth]\ntype = \"oauth2_client_credentials\"\ntoken_url = \"/oauth/token\"\n")).unwrap();
         assert_eq!(spec.batch_size, 10);
         assert_eq!(spec.create.method, Method::POST);
-        assert!(matches!(spec.auth, AuthSpec::Oauth2ClientCredentials { ref client_id_field, .. } if client_id_field == "client_id"));
+        assert!(
+            matches!(spec.auth, AuthSpec::Oauth2ClientCredentials { ref client_id_field, .. } if client_id_field == "client_id")
+        );
         let ctx = json!({"ids": ["1", "2&x=y"]});
         assert_eq!(tpl.render("url:status", &ctx).unwrap(), "/api/v2/issues?ids=1%2C2%26x%3Dy");
     }
@@ -382,21 +404,91 @@ url = "/api/v2/issues?ids={{ ids | join(',') }}"
     #[test]
     fn errors_name_the_option() {
         let cases: Vec<(String, &str)> = vec![
-            (err("", |t| { t.remove("create"); }), "options.create: required"),
-            (err("", |t| { set(t, "create", "body", "{\"s\": \"{{ title }}\"}".into()); }), "options.create.body: does not render valid JSON"),
-            (err("", |t| { set(t, "create", "body", "{{ title ".into()); }), "options.create.body:"),
-            (err("", |t| { set(t, "create", "method", "FETCH".into()); }), "options.create.method"),
-            (err("", |t| { set(t, "create", "url", "api/v2".into()); }), "options.create.url: must start with '/'"),
-            (err("", |t| { set(t, "create", "colour", "x".into()); }), "options.create: unknown field `colour`"),
-            (err("", |t| { set(t, "status", "url", "/api/v2/issues/{{ id }}".into()); }), "options.status: batch_size > 1"),
-            (err("", |t| { set(t, "status", "body", "{}".into()); }), "options.status.body: GET requests have no body"),
-            (err("", |t| { t.insert("status_pointer".into(), "fields/status".into()); }), "options.status_pointer"),
-            (err("", |t| { t.remove("items_pointer"); }), "options.items_pointer"),
-            (err("", |t| { t.insert("batch_size".into(), 0.into()); }), "options.batch_size"),
-            (err("", |t| { t.insert("ticket_id_pointr".into(), "/x".into()); }), "unknown field `ticket_id_pointr`"),
+            (
+                err("", |t| {
+                    t.remove("create");
+                }),
+                "options.create: required",
+            ),
+            (
+                err("", |t| {
+                    set(t, "create", "body", "{\"s\": \"{{ title }}\"}".into());
+                }),
+                "options.create.body: does not render valid JSON",
+            ),
+            (
+                err("", |t| {
+                    set(t, "create", "body", "{{ title ".into());
+                }),
+                "options.create.body:",
+            ),
+            (
+                err("", |t| {
+                    set(t, "create", "method", "FETCH".into());
+                }),
+                "options.create.method",
+            ),
+            (
+                err("", |t| {
+                    set(t, "create", "url", "api/v2".into());
+                }),
+                "options.create.url: must start with '/'",
+            ),
+            (
+                err("", |t| {
+                    set(t, "create", "colour", "x".into());
+                }),
+                "options.create: unknown field `colour`",
+            ),
+            (
+                err("", |t| {
+                    set(t, "status", "url", "/api/v2/issues/{{ id }}".into());
+                }),
+                "options.status: batch_size > 1",
+            ),
+            (
+                err("", |t| {
+                    set(t, "status", "body", "{}".into());
+                }),
+                "options.status.body: GET requests have no body",
+            ),
+            (
+                err("", |t| {
+                    t.insert("status_pointer".into(), "fields/status".into());
+                }),
+                "options.status_pointer",
+            ),
+            (
+                err("", |t| {
+                    t.remove("items_pointer");
+                }),
+                "options.items_pointer",
+            ),
+            (
+                err("", |t| {
+                    t.insert("batch_size".into(), 0.into());
+                }),
+                "options.batch_size",
+            ),
+            (
+                err("", |t| {
+                    t.insert("ticket_id_pointr".into(), "/x".into());
+                }),
+                "unknown field `ticket_id_pointr`",
+            ),
             (err("[auth]\ntype = \"kerberos\"\n", |_| {}), "options.auth"),
             (err("[auth]\ntype = \"header\"\n", |_| {}), "options.auth"),
-            (err("", |t| { set(t, "create", "headers", toml::Value::Table([("Bad Header".to_string(), "x".into())].into_iter().collect())); }), "options.create.headers"),
+            (
+                err("", |t| {
+                    set(
+                        t,
+                        "create",
+                        "headers",
+                        toml::Value::Table([("Bad Header".to_string(), "x".into())].into_iter().collect()),
+                    );
+                }),
+                "options.create.headers",
+            ),
         ];
         for (got, want) in cases {
             assert!(!got.contains("options.:"), "{got}");

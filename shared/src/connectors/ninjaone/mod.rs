@@ -29,7 +29,8 @@ use crate::connectors::psa_util::{
     self, Check, Part, body_with_marker, has_marker, marker_token, parse_id, transport_diagnosis, truncate,
 };
 use crate::connectors::{
-    create_with_recovery, CheckReport, Connector, ConnectorError, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
+    CheckReport, Connector, ConnectorError, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
+    create_with_recovery,
 };
 use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
 use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource, fields};
@@ -84,7 +85,8 @@ impl TokenSource for NinjaAuth {
         let req = |f: &str| {
             secret.require(&self.secret_name, f).map(str::to_string).map_err(|e| ConnectorError::Config(e.to_string()))
         };
-        let (client_id, client_secret, refresh) = (req("client_id")?, req("client_secret")?, req(fields::REFRESH_TOKEN)?);
+        let (client_id, client_secret, refresh) =
+            (req("client_id")?, req("client_secret")?, req(fields::REFRESH_TOKEN)?);
         let form = [
             ("grant_type", "refresh_token"),
             ("client_id", client_id.as_str()),
@@ -138,7 +140,9 @@ impl NinjaOneConnector {
     pub fn new(name: &str, cfg: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Self, ConnectorError> {
         let opts: NinjaOptions = psa_util::options(name, cfg)?;
         if opts.page_size == 0 || opts.batch_size == 0 {
-            return Err(ConnectorError::Config(format!("connections.{name}.options: page_size and batch_size must be > 0")));
+            return Err(ConnectorError::Config(format!(
+                "connections.{name}.options: page_size and batch_size must be > 0"
+            )));
         }
         let redactor = Redactor::new();
         let http = HttpClient::for_connection(name, cfg, redactor.clone())?;
@@ -219,7 +223,11 @@ impl NinjaOneConnector {
     }
 
     /// Pages of a board run until `done` says enough or the cursor ends.
-    async fn run_board(&self, mut run: wire::BoardRun, mut done: impl FnMut(&[wire::Ticket]) -> bool) -> Result<Vec<wire::Ticket>, ConnectorError> {
+    async fn run_board(
+        &self,
+        mut run: wire::BoardRun,
+        mut done: impl FnMut(&[wire::Ticket]) -> bool,
+    ) -> Result<Vec<wire::Ticket>, ConnectorError> {
         let path = wire::board_run_path(&self.board_id().await?);
         let mut out = Vec::new();
         for _ in 0..psa_util::MAX_PAGES {
@@ -248,10 +256,9 @@ impl NinjaOneConnector {
         if wanted.trim().bytes().all(|b| b.is_ascii_digit()) {
             return Ok(wanted.trim().to_string());
         }
-        self.catalogue()
-            .await?
-            .id_by_name(&wanted)
-            .ok_or_else(|| ConnectorError::Config(format!("defaults.status: NinjaOne has no status '{}'", truncate(&wanted, 60))))
+        self.catalogue().await?.id_by_name(&wanted).ok_or_else(|| {
+            ConnectorError::Config(format!("defaults.status: NinjaOne has no status '{}'", truncate(&wanted, 60)))
+        })
     }
 
     fn ticket_ref(&self, id: &str, status: Option<String>) -> TicketRef {
@@ -310,9 +317,15 @@ impl Connector for NinjaOneConnector {
         // One real authenticated read (never from cache), so a revoked grant shows up here.
         match self.call::<Vec<wire::Status>>(Method::GET, wire::STATUSES_PATH, &[], None, true).await {
             Ok(list) => check.pass(format!("read {} ticket statuses", list.len())),
-            Err(ConnectorError::Forbidden(m)) => return Ok(check.fail(format!("no ticketing access (scope/role): {m}"))),
+            Err(ConnectorError::Forbidden(m)) => {
+                return Ok(check.fail(format!("no ticketing access (scope/role): {m}")));
+            }
             Err(e @ ConnectorError::Unauthorized(_)) => return Ok(check.fail(auth_diagnosis(&e))),
-            Err(e) => return Ok(check.fail(transport_diagnosis(&e).unwrap_or_else(|| format!("reading statuses failed: {e}")))),
+            Err(e) => {
+                return Ok(
+                    check.fail(transport_diagnosis(&e).unwrap_or_else(|| format!("reading statuses failed: {e}")))
+                );
+            }
         }
         match self.board_id().await {
             Ok(b) => check.pass(format!("status board {b}")),
@@ -322,13 +335,17 @@ impl Connector for NinjaOneConnector {
     }
 
     async fn create_ticket(&self, req: &TicketRequest) -> Result<TicketRef, ConnectorError> {
-        let client = req
-            .customer_id
-            .as_deref()
-            .or(self.catch_all.as_ref().map(|c| c.customer_id.as_str()))
-            .ok_or_else(|| ConnectorError::Config("no NinjaOne organization for this task: map its organization or set catch_all".into()))?;
+        let client =
+            req.customer_id.as_deref().or(self.catch_all.as_ref().map(|c| c.customer_id.as_str())).ok_or_else(
+                || {
+                    ConnectorError::Config(
+                        "no NinjaOne organization for this task: map its organization or set catch_all".into(),
+                    )
+                },
+            )?;
         let client_id = parse_id("clientId (organization id)", client).map_err(ConnectorError::Config)?;
-        let pick = |r: &Option<String>, d: &Option<String>| r.clone().or_else(|| d.clone()).filter(|s| !s.trim().is_empty());
+        let pick =
+            |r: &Option<String>, d: &Option<String>| r.clone().or_else(|| d.clone()).filter(|s| !s.trim().is_empty());
         let ticket = wire::NewTicket {
             client_id,
             ticket_form_id: self.opts.ticket_form_id,
@@ -357,9 +374,13 @@ impl Connector for NinjaOneConnector {
         // The search is a substring search: confirm the exact marker in the description.
         for t in found {
             let q = [("type", "DESCRIPTION".to_string())];
-            let entries: Vec<wire::LogEntry> = self.call(Method::GET, &wire::log_entry_path(&t.id), &q, None, true).await?;
-            let described = entries.iter().filter(|e| e.entry_type.as_deref().is_none_or(|ty| ty.eq_ignore_ascii_case("DESCRIPTION")));
-            if described.into_iter().any(|e| [&e.body, &e.html_body].into_iter().flatten().any(|b| has_marker(b, key))) {
+            let entries: Vec<wire::LogEntry> =
+                self.call(Method::GET, &wire::log_entry_path(&t.id), &q, None, true).await?;
+            let described = entries
+                .iter()
+                .filter(|e| e.entry_type.as_deref().is_none_or(|ty| ty.eq_ignore_ascii_case("DESCRIPTION")));
+            if described.into_iter().any(|e| [&e.body, &e.html_body].into_iter().flatten().any(|b| has_marker(b, key)))
+            {
                 return Ok(Some(self.ticket_ref(&t.id, t.status.as_ref().and_then(|s| s.display_name.clone()))));
             }
         }
@@ -371,7 +392,8 @@ impl Connector for NinjaOneConnector {
         let text = body_with_marker(&format!("{}\n\n{}", note.title, note.body), &note.correlation_key);
         let comment = serde_json::to_string(&wire::Comment { body: text, public: false, time_tracked: 0 })
             .map_err(|e| ConnectorError::Config(e.to_string()))?;
-        let (content_type, body) = psa_util::multipart(&[Part { name: "comment", value: &comment, content_type: Some("application/json") }]);
+        let (content_type, body) =
+            psa_util::multipart(&[Part { name: "comment", value: &comment, content_type: Some("application/json") }]);
         let url = format!("{}{}", self.base, wire::comment_path(&ticket.id));
         self.tokens
             .with_token(|token| {
@@ -429,7 +451,8 @@ impl Connector for NinjaOneConnector {
             if let Some(a) = after {
                 q.push(("after", a.to_string()));
             }
-            let page: Vec<wire::Organization> = self.call(Method::GET, wire::ORGANIZATIONS_PATH, &q, None, true).await?;
+            let page: Vec<wire::Organization> =
+                self.call(Method::GET, wire::ORGANIZATIONS_PATH, &q, None, true).await?;
             let n = page.len();
             let last = page.iter().map(|o| o.id).max();
             out.extend(page.into_iter().map(Customer::from));

@@ -93,7 +93,9 @@ pub fn oauth_error(e: &OAuthError) -> ConnectorError {
     let code = e.error.clone().unwrap_or_default();
     let msg = truncate(&format!("NinjaOne OAuth {code}: {}", e.error_description.clone().unwrap_or_default()), 300);
     match code.as_str() {
-        "invalid_grant" | "invalid_client" | "unauthorized_client" | "invalid_token" => ConnectorError::Unauthorized(msg),
+        "invalid_grant" | "invalid_client" | "unauthorized_client" | "invalid_token" => {
+            ConnectorError::Unauthorized(msg)
+        }
         "invalid_scope" | "access_denied" => ConnectorError::Forbidden(msg),
         "invalid_request" | "unsupported_grant_type" => ConnectorError::Config(msg),
         _ => ConnectorError::Server(msg),
@@ -243,7 +245,13 @@ impl Ticket {
             .display_name
             .clone()
             .or_else(|| status.name.clone())
-            .or_else(|| status.status_id.as_ref().and_then(|id| catalogue.by_id.get(id)).and_then(|s| s.display_name.clone().or(s.name.clone())))
+            .or_else(|| {
+                status
+                    .status_id
+                    .as_ref()
+                    .and_then(|id| catalogue.by_id.get(id))
+                    .and_then(|s| s.display_name.clone().or(s.name.clone()))
+            })
             .unwrap_or_else(|| "unknown".into());
         RemoteStatus { ticket_id: self.id.clone(), name, category: catalogue.category(&status) }
     }
@@ -377,7 +385,8 @@ mod tests {
 
     #[test]
     fn token_response_and_oauth_errors() {
-        let t = parse_token(br#"{"access_token":"a","token_type":"Bearer","expires_in":3600,"refresh_token":"r2"}"#).unwrap();
+        let t = parse_token(br#"{"access_token":"a","token_type":"Bearer","expires_in":3600,"refresh_token":"r2"}"#)
+            .unwrap();
         assert_eq!((t.expires_in, t.refresh_token.as_deref()), (Some(3600), Some("r2")));
         let t = parse_token(br#"{"access_token":"a","expires_in":3600}"#).unwrap();
         assert_eq!(t.refresh_token, None);
@@ -390,11 +399,13 @@ mod tests {
 
     #[test]
     fn api_error_bodies_are_detected_on_success_status() {
-        let e = parse_body::<Ticket>(br#"{"resultCode":"FAILURE","errorMessage":"db down","incidentId":"x"}"#).unwrap_err();
+        let e =
+            parse_body::<Ticket>(br#"{"resultCode":"FAILURE","errorMessage":"db down","incidentId":"x"}"#).unwrap_err();
         assert!(matches!(e, ConnectorError::Server(_)));
         let e = parse_body::<Ticket>(br#"{"resultCode":"TICKET_NOT_FOUND","errorMessage":"no"}"#).unwrap_err();
         assert!(matches!(e, ConnectorError::NotFound(_)));
-        let t = parse_body::<Ticket>(br#"{"id":5,"status":{"statusId":1000,"name":"NEW","displayName":"New"}}"#).unwrap();
+        let t =
+            parse_body::<Ticket>(br#"{"id":5,"status":{"statusId":1000,"name":"NEW","displayName":"New"}}"#).unwrap();
         assert_eq!(t.id, "5");
         assert!(matches!(parse_body::<Ticket>(br#"{"id":null}"#).unwrap_err(), ConnectorError::Malformed(_)));
     }
@@ -402,24 +413,61 @@ mod tests {
     #[test]
     fn category_follows_parent_chain_to_system_status() {
         let cat = Catalogue::new(vec![
-            Status { status_id: Some("1000".into()), name: Some("NEW".into()), display_name: Some("New".into()), parent_id: None },
-            Status { status_id: Some("3000".into()), name: Some("WAITING".into()), display_name: Some("Waiting".into()), parent_id: None },
-            Status { status_id: Some("5000".into()), name: Some("RESOLVED".into()), display_name: Some("Resolved".into()), parent_id: None },
-            Status { status_id: Some("5001".into()), name: Some("Fixed by vendor".into()), display_name: None, parent_id: Some("5000".into()) },
-            Status { status_id: Some("5002".into()), name: Some("Fixed twice".into()), display_name: None, parent_id: Some("5001".into()) },
+            Status {
+                status_id: Some("1000".into()),
+                name: Some("NEW".into()),
+                display_name: Some("New".into()),
+                parent_id: None,
+            },
+            Status {
+                status_id: Some("3000".into()),
+                name: Some("WAITING".into()),
+                display_name: Some("Waiting".into()),
+                parent_id: None,
+            },
+            Status {
+                status_id: Some("5000".into()),
+                name: Some("RESOLVED".into()),
+                display_name: Some("Resolved".into()),
+                parent_id: None,
+            },
+            Status {
+                status_id: Some("5001".into()),
+                name: Some("Fixed by vendor".into()),
+                display_name: None,
+                parent_id: Some("5000".into()),
+            },
+            Status {
+                status_id: Some("5002".into()),
+                name: Some("Fixed twice".into()),
+                display_name: None,
+                parent_id: Some("5001".into()),
+            },
         ]);
         let row = |id: &str, parent: Option<&str>| Ticket {
             id: "1".into(),
-            status: Some(Status { status_id: Some(id.into()), name: None, display_name: Some("x".into()), parent_id: parent.map(Into::into) }),
+            status: Some(Status {
+                status_id: Some(id.into()),
+                name: None,
+                display_name: Some("x".into()),
+                parent_id: parent.map(Into::into),
+            }),
             ..Default::default()
         };
-        assert_eq!(row("5002", Some("5001")).remote_status(&cat).category, Some(MappedStatus::Closed(Outcome::Fulfilled)));
+        assert_eq!(
+            row("5002", Some("5001")).remote_status(&cat).category,
+            Some(MappedStatus::Closed(Outcome::Fulfilled))
+        );
         assert_eq!(row("3000", None).remote_status(&cat).category, Some(MappedStatus::Pending));
         assert_eq!(row("1000", None).remote_status(&cat).category, Some(MappedStatus::Open));
         assert_eq!(row("9999", Some("8888")).remote_status(&cat).category, None);
         assert_eq!(cat.id_by_name("resolved"), Some("5000".into()));
         // Without a catalogue an inline system name still counts.
-        let t = Ticket { id: "2".into(), status: Some(Status { name: Some("CLOSED".into()), ..Default::default() }), ..Default::default() };
+        let t = Ticket {
+            id: "2".into(),
+            status: Some(Status { name: Some("CLOSED".into()), ..Default::default() }),
+            ..Default::default()
+        };
         assert_eq!(t.remote_status(&Catalogue::default()).category, Some(MappedStatus::Closed(Outcome::Fulfilled)));
         assert_eq!(t.remote_status(&Catalogue::default()).name, "CLOSED");
     }

@@ -25,7 +25,10 @@ use serde::de::DeserializeOwned;
 
 use crate::config::{CatchAll, ConnectionConfig};
 use crate::connectors::psa_util::{self, Check, body_with_marker, has_marker, marker_token, transport_diagnosis};
-use crate::connectors::{create_with_recovery, CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState};
+use crate::connectors::{
+    CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
+    create_with_recovery,
+};
 use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
 use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource};
 use crate::secrets::{Secret, Secrets};
@@ -145,7 +148,17 @@ impl OtrsConnector {
             session_minutes: opts.session_minutes.max(1),
         });
         let tokens = TokenCache::new(secrets.clone(), &cfg.secret, auth.clone(), redactor, TokenKind::Renewable);
-        Ok(Self { service, http, auth, tokens, secrets, secret_name: cfg.secret.clone(), defaults: cfg.defaults.clone(), catch_all: cfg.catch_all.clone(), opts })
+        Ok(Self {
+            service,
+            http,
+            auth,
+            tokens,
+            secrets,
+            secret_name: cfg.secret.clone(),
+            defaults: cfg.defaults.clone(),
+            catch_all: cfg.catch_all.clone(),
+            opts,
+        })
     }
 
     /// How many sessions this connector opened (tests).
@@ -256,7 +269,10 @@ impl OtrsConnector {
 
     /// `TicketGet` that splits a failing batch in halves until unreadable ids are isolated and
     /// skipped (≈ 2·log2(n) extra calls per such id).
-    fn get_skipping_gone(&self, ids: Vec<String>) -> Pin<Box<dyn Future<Output = Result<Vec<wire::Ticket>, ConnectorError>> + Send + '_>> {
+    fn get_skipping_gone(
+        &self,
+        ids: Vec<String>,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<wire::Ticket>, ConnectorError>> + Send + '_>> {
         Box::pin(async move {
             match self.get(&ids).await {
                 Ok(t) => Ok(t),
@@ -311,7 +327,9 @@ impl Connector for OtrsConnector {
             Ok(_) => check.pass(format!("session created at {}", self.service)),
             Err(e) => {
                 let why = transport_diagnosis(&e).unwrap_or_else(|| match &e {
-                    ConnectorError::Unauthorized(m) => format!("bad credentials: agent login or password rejected ({m})"),
+                    ConnectorError::Unauthorized(m) => {
+                        format!("bad credentials: agent login or password rejected ({m})")
+                    }
                     ConnectorError::NotFound(m) | ConnectorError::Rejected(m) => format!(
                         "web service not found: check options.webservice '{}' and options.routes ({m})",
                         self.opts.webservice
@@ -324,7 +342,10 @@ impl Connector for OtrsConnector {
         match self.search(&[("Limit", "1".to_string())]).await {
             Ok(_) => check.pass("TicketSearch works"),
             Err(e) => {
-                return Ok(check.fail(transport_diagnosis(&e).unwrap_or_else(|| format!("TicketSearch failed (route or permissions): {e}"))));
+                return Ok(check.fail(
+                    transport_diagnosis(&e)
+                        .unwrap_or_else(|| format!("TicketSearch failed (route or permissions): {e}")),
+                ));
             }
         }
         Ok(check.done())
@@ -342,7 +363,11 @@ impl Connector for OtrsConnector {
             .or_else(|| self.catch_all.as_ref().and_then(|c| c.contact_id.clone()))
             .or_else(|| self.opts.customer_user.clone())
             .filter(|s| !s.trim().is_empty())
-            .ok_or_else(|| ConnectorError::Config("options.customer_user: OTRS needs a customer user for tickets without a contact".into()))?;
+            .ok_or_else(|| {
+                ConnectorError::Config(
+                    "options.customer_user: OTRS needs a customer user for tickets without a contact".into(),
+                )
+            })?;
         let ticket = wire::NewTicket {
             title: req.title.chars().take(250).collect(),
             queue: pick(&req.queue, &d.queue, &self.opts.queue),
@@ -365,14 +390,16 @@ impl Connector for OtrsConnector {
     async fn find_by_correlation(&self, key: &str) -> Result<Option<TicketRef>, ConnectorError> {
         // `Body` is the article field in OTRS 5, `MIMEBase_Body` in OTRS 6+ / Znuny; each ignores the other.
         let token = marker_token(key);
-        let mut ids = self.search(&[("Body", token.clone()), ("MIMEBase_Body", token), ("Limit", "20".to_string())]).await?;
+        let mut ids =
+            self.search(&[("Body", token.clone()), ("MIMEBase_Body", token), ("Limit", "20".to_string())]).await?;
         if ids.is_empty() {
             return Ok(None);
         }
         ids.sort_by_key(|i| i.parse::<u64>().unwrap_or(u64::MAX));
         // The search matches words anywhere (notes too): confirm the exact marker in the first article.
         let route = self.opts.routes.get(&ids)?;
-        let q = [("AllArticles", "1".to_string()), ("ArticleOrder", "ASC".to_string()), ("ArticleLimit", "1".to_string())];
+        let q =
+            [("AllArticles", "1".to_string()), ("ArticleOrder", "ASC".to_string()), ("ArticleLimit", "1".to_string())];
         let reply: wire::GetReply = self.op(Method::GET, &route, &q, None, true).await?;
         let mut tickets = reply.tickets;
         tickets.sort_by_key(|t| t.ticket_id.parse::<u64>().unwrap_or(u64::MAX));

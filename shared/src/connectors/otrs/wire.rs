@@ -98,9 +98,16 @@ impl OpError {
         } else if code.ends_with(".AccessDenied") {
             // TicketGet answers AccessDenied for ids that do not exist, too.
             ConnectorError::Forbidden(msg)
-        } else if code.ends_with(".NotValidTicketID") || code.ends_with(".NotTicketData") || code.ends_with(".NotFound") || lower.contains("no such") {
+        } else if code.ends_with(".NotValidTicketID")
+            || code.ends_with(".NotTicketData")
+            || code.ends_with(".NotFound")
+            || lower.contains("no such")
+        {
             ConnectorError::NotFound(msg)
-        } else if code.ends_with(".MissingParameter") || code.ends_with(".InvalidParameter") || code.ends_with(".WrongStructure") {
+        } else if code.ends_with(".MissingParameter")
+            || code.ends_with(".InvalidParameter")
+            || code.ends_with(".WrongStructure")
+        {
             ConnectorError::Rejected(msg)
         } else {
             ConnectorError::Server(msg)
@@ -324,28 +331,40 @@ mod tests {
 
     #[test]
     fn error_on_200_is_detected_and_classified() {
-        let r = parse_reply::<TicketReply>(br#"{"Error":{"ErrorCode":"TicketCreate.AuthFail","ErrorMessage":"TicketCreate: Authorization failing!"}}"#)
-            .unwrap();
+        let r = parse_reply::<TicketReply>(
+            br#"{"Error":{"ErrorCode":"TicketCreate.AuthFail","ErrorMessage":"TicketCreate: Authorization failing!"}}"#,
+        )
+        .unwrap();
         let Reply::Err(e) = r else { panic!("expected error") };
         assert!(e.is_auth_fail());
         assert!(matches!(e.to_error(), ConnectorError::Unauthorized(_)));
-        let Reply::Err(e) = parse_reply::<TicketReply>(br#"{"Error":{"ErrorCode":"TicketCreate.MissingParameter","ErrorMessage":"Ticket->Queue required"}}"#).unwrap()
-        else {
+        let Reply::Err(e) = parse_reply::<TicketReply>(
+            br#"{"Error":{"ErrorCode":"TicketCreate.MissingParameter","ErrorMessage":"Ticket->Queue required"}}"#,
+        )
+        .unwrap() else {
             panic!()
         };
         assert!(!e.is_auth_fail());
         assert!(matches!(e.to_error(), ConnectorError::Rejected(_)));
-        let Reply::Err(e) = parse_reply::<GetReply>(br#"{"Error":{"ErrorCode":"TicketGet.AccessDenied","ErrorMessage":"denied"}}"#).unwrap() else {
+        let Reply::Err(e) =
+            parse_reply::<GetReply>(br#"{"Error":{"ErrorCode":"TicketGet.AccessDenied","ErrorMessage":"denied"}}"#)
+                .unwrap()
+        else {
             panic!()
         };
         assert!(matches!(e.to_error(), ConnectorError::Forbidden(_)));
-        let Reply::Ok(t) = parse_reply::<TicketReply>(br#"{"TicketID":"12","TicketNumber":"2025010110000012","ArticleID":34}"#).unwrap()
+        let Reply::Ok(t) =
+            parse_reply::<TicketReply>(br#"{"TicketID":"12","TicketNumber":"2025010110000012","ArticleID":34}"#)
+                .unwrap()
         else {
             panic!()
         };
         assert_eq!((t.ticket_id.as_str(), t.article_id.as_deref()), ("12", Some("34")));
         assert!(matches!(parse_reply::<TicketReply>(b"<html>").unwrap_err(), ConnectorError::Malformed(_)));
-        assert!(matches!(parse_reply::<TicketReply>(br#"{"TicketNumber":"1"}"#).unwrap_err(), ConnectorError::Malformed(_)));
+        assert!(matches!(
+            parse_reply::<TicketReply>(br#"{"TicketNumber":"1"}"#).unwrap_err(),
+            ConnectorError::Malformed(_)
+        ));
     }
 
     #[test]
@@ -399,7 +418,8 @@ mod tests {
             service_base("https://h/znuny/nph-genericinterface.pl/Webservice/X/", DEFAULT_PREFIX, "Y"),
             "https://h/znuny/nph-genericinterface.pl/Webservice/X"
         );
-        let custom: Routes = toml::from_str("ticket_search = \"/TicketSearch\"\nticket_search_method = \"POST\"").unwrap();
+        let custom: Routes =
+            toml::from_str("ticket_search = \"/TicketSearch\"\nticket_search_method = \"POST\"").unwrap();
         assert_eq!((custom.ticket_search.as_str(), custom.session_create.as_str()), ("/TicketSearch", "/Session"));
     }
 
@@ -407,7 +427,14 @@ mod tests {
     fn create_body_shape() {
         let b = CreateBody {
             session_id: "s".into(),
-            ticket: NewTicket { title: "t".into(), queue: "Raw".into(), state: "new".into(), priority: "3 normal".into(), customer_user: "a@b.c".into(), ..Default::default() },
+            ticket: NewTicket {
+                title: "t".into(),
+                queue: "Raw".into(),
+                state: "new".into(),
+                priority: "3 normal".into(),
+                customer_user: "a@b.c".into(),
+                ..Default::default()
+            },
             article: Article::internal("t", "body"),
         };
         let v = serde_json::to_value(&b).unwrap();

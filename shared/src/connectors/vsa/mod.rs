@@ -23,9 +23,12 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
 use crate::config::ConnectionConfig;
-use crate::connectors::psa_util::{self, Check, body_with_marker, has_marker, marker_token, parse_datetime, transport_diagnosis, truncate};
+use crate::connectors::psa_util::{
+    self, Check, body_with_marker, has_marker, marker_token, parse_datetime, transport_diagnosis, truncate,
+};
 use crate::connectors::{
-    create_with_recovery, CheckReport, Connector, ConnectorError, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
+    CheckReport, Connector, ConnectorError, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
+    create_with_recovery,
 };
 use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
 use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource};
@@ -117,7 +120,11 @@ impl VsaConnector {
             .service_desk_id
             .clone()
             .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
-            .ok_or_else(|| ConnectorError::Config(format!("connections.{name}.options.service_desk_id: set the numeric service desk id")))?;
+            .ok_or_else(|| {
+                ConnectorError::Config(format!(
+                    "connections.{name}.options.service_desk_id: set the numeric service desk id"
+                ))
+            })?;
         if opts.page_size == 0 || opts.page_size > wire::MAX_TOP || opts.batch_size == 0 {
             return Err(ConnectorError::Config(format!(
                 "connections.{name}.options: page_size must be 1..=100 and batch_size > 0"
@@ -203,7 +210,9 @@ impl VsaConnector {
             .and_then(|r| r.get("PriorityId"))
             .and_then(wire::id_text)
             .and_then(|id| id.parse().ok())
-            .ok_or_else(|| ConnectorError::Config(format!("defaults.priority: service desk {} lists no priorities", self.desk)))
+            .ok_or_else(|| {
+                ConnectorError::Config(format!("defaults.priority: service desk {} lists no priorities", self.desk))
+            })
     }
 
     fn ticket_ref(&self, id: String, number: Option<String>, status: Option<String>) -> TicketRef {
@@ -260,9 +269,10 @@ impl Connector for VsaConnector {
         check.pass(format!("secret '{}' readable", self.secret_name));
         let pat_expiry = Self::pat_expiry(&secret);
         match pat_expiry {
-            Some(t) if t <= Utc::now() => {
-                check.pass(format!("note: {PAT_EXPIRES_FIELD} says the personal access token expired on {}", t.date_naive()))
-            }
+            Some(t) if t <= Utc::now() => check.pass(format!(
+                "note: {PAT_EXPIRES_FIELD} says the personal access token expired on {}",
+                t.date_naive()
+            )),
             Some(t) => check.pass(format!("personal access token valid until {} (recorded)", t.date_naive())),
             None => check.pass(format!("no {PAT_EXPIRES_FIELD} recorded: expiry warnings are off")),
         }
@@ -272,11 +282,14 @@ impl Connector for VsaConnector {
                 let text = e.to_string();
                 let why = transport_diagnosis(&e).unwrap_or_else(|| match &e {
                     ConnectorError::Unauthorized(_)
-                        if pat_expiry.is_some_and(|t| t <= Utc::now()) || text.to_ascii_lowercase().contains("expired") =>
+                        if pat_expiry.is_some_and(|t| t <= Utc::now())
+                            || text.to_ascii_lowercase().contains("expired") =>
                     {
                         format!("expired personal access token: create a new PAT in VSA and update the secret ({text})")
                     }
-                    ConnectorError::Unauthorized(_) => format!("bad credentials: user name or personal access token rejected ({text})"),
+                    ConnectorError::Unauthorized(_) => {
+                        format!("bad credentials: user name or personal access token rejected ({text})")
+                    }
                     ConnectorError::Forbidden(_) => {
                         format!("forbidden: the PAT lacks the REST API scope or this IP is not allow-listed ({text})")
                     }
@@ -293,9 +306,15 @@ impl Connector for VsaConnector {
             Err(ConnectorError::Forbidden(m)) => {
                 return Ok(check.fail(format!("no access to service desk {} (scope/role): {m}", self.desk)));
             }
-            Err(e) => return Ok(check.fail(transport_diagnosis(&e).unwrap_or_else(|| format!("reading the desk failed: {e}")))),
+            Err(e) => {
+                return Ok(
+                    check.fail(transport_diagnosis(&e).unwrap_or_else(|| format!("reading the desk failed: {e}")))
+                );
+            }
         }
-        for (cat, value) in [(Catalogue::Priorities, &self.defaults.priority), (Catalogue::Statuses, &self.defaults.status)] {
+        for (cat, value) in
+            [(Catalogue::Priorities, &self.defaults.priority), (Catalogue::Statuses, &self.defaults.status)]
+        {
             if let Some(v) = value.as_deref() {
                 match self.resolve(cat, v).await {
                     Ok(id) => check.pass(format!("{} '{v}' = id {id}", cat.setting())),
@@ -308,7 +327,9 @@ impl Connector for VsaConnector {
 
     async fn create_ticket(&self, req: &TicketRequest) -> Result<TicketRef, ConnectorError> {
         let d = &self.defaults;
-        let pick = |r: &Option<String>, dflt: &Option<String>| r.clone().or_else(|| dflt.clone()).filter(|s| !s.trim().is_empty());
+        let pick = |r: &Option<String>, dflt: &Option<String>| {
+            r.clone().or_else(|| dflt.clone()).filter(|s| !s.trim().is_empty())
+        };
         let priority = match pick(&req.priority, &d.priority) {
             Some(p) => self.resolve(Catalogue::Priorities, &p).await?,
             None => self.first_priority().await?,
@@ -317,10 +338,11 @@ impl Connector for VsaConnector {
             Some(s) => Some(self.resolve(Catalogue::Statuses, &s).await?),
             None => None,
         };
-        let category = match pick(&req.issue_type, &d.issue.issue_type).or_else(|| pick(&req.ticket_type, &d.ticket_type)) {
-            Some(c) => Some(self.resolve(Catalogue::Categories, &c).await?),
-            None => None,
-        };
+        let category =
+            match pick(&req.issue_type, &d.issue.issue_type).or_else(|| pick(&req.ticket_type, &d.ticket_type)) {
+                Some(c) => Some(self.resolve(Catalogue::Categories, &c).await?),
+                None => None,
+            };
         let ticket = wire::NewTicket {
             summary: req.title.chars().take(250).collect(),
             description: body_with_marker(&req.body, &req.correlation_key),
@@ -388,11 +410,9 @@ impl Connector for VsaConnector {
             let q = vec![("$top".to_string(), top.to_string()), ("$skip".to_string(), skip.to_string())];
             let page: Payload<Vec<Org>> = self.call(Method::GET, wire::ORGS_PATH, &q, None, true).await?;
             let n = page.result.len() as u32;
-            out.extend(
-                page.result
-                    .into_iter()
-                    .filter_map(|o| wire::id_text(&o.org_id).map(|id| Customer { id, name: o.org_name.unwrap_or_default() })),
-            );
+            out.extend(page.result.into_iter().filter_map(|o| {
+                wire::id_text(&o.org_id).map(|id| Customer { id, name: o.org_name.unwrap_or_default() })
+            }));
             skip += n;
             if n < top || page.total_records.is_some_and(|t| u64::from(skip) >= t) {
                 break;

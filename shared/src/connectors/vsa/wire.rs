@@ -299,9 +299,13 @@ mod tests {
         let e = parse_envelope::<Ticket>(br#"{"Result":null,"ResponseCode":500,"Status":"Error","Error":"Input string was not in a correct format"}"#)
             .unwrap_err();
         assert!(matches!(&e, ConnectorError::Server(m) if m.contains("correct format")), "{e:?}");
-        let e = parse_envelope::<Ticket>(br#"{"Result":null,"ResponseCode":0,"Status":"OK","Error":"Session expired"}"#).unwrap_err();
+        let e =
+            parse_envelope::<Ticket>(br#"{"Result":null,"ResponseCode":0,"Status":"OK","Error":"Session expired"}"#)
+                .unwrap_err();
         assert!(matches!(e, ConnectorError::Server(_)));
-        let e = parse_envelope::<Ticket>(br#"{"Result":null,"ResponseCode":401,"Status":"Error","Error":"Unauthorized"}"#).unwrap_err();
+        let e =
+            parse_envelope::<Ticket>(br#"{"Result":null,"ResponseCode":401,"Status":"Error","Error":"Unauthorized"}"#)
+                .unwrap_err();
         assert!(matches!(e, ConnectorError::Unauthorized(_)));
         let e = parse_envelope::<Ticket>(b"not json").unwrap_err();
         assert!(matches!(e, ConnectorError::Malformed(_)));
@@ -312,9 +316,17 @@ mod tests {
     #[test]
     fn session_expiration_honours_zone_and_offset() {
         let now = "2025-05-01T10:00:00Z".parse::<DateTime<Utc>>().unwrap();
-        let a = AuthResult { token: "t".into(), session_expiration: Some("2025-05-01T12:30:00".into()), off_set_in_minutes: Some(120) };
+        let a = AuthResult {
+            token: "t".into(),
+            session_expiration: Some("2025-05-01T12:30:00".into()),
+            off_set_in_minutes: Some(120),
+        };
         assert_eq!(a.expires_at(now, Duration::minutes(30)).to_rfc3339(), "2025-05-01T10:30:00+00:00");
-        let a = AuthResult { token: "t".into(), session_expiration: Some("2025-05-01T10:45:00Z".into()), off_set_in_minutes: Some(120) };
+        let a = AuthResult {
+            token: "t".into(),
+            session_expiration: Some("2025-05-01T10:45:00Z".into()),
+            off_set_in_minutes: Some(120),
+        };
         assert_eq!(a.expires_at(now, Duration::minutes(30)).to_rfc3339(), "2025-05-01T10:45:00+00:00");
         let a = AuthResult { token: "t".into(), session_expiration: None, off_set_in_minutes: None };
         assert_eq!(a.expires_at(now, Duration::minutes(30)), now + Duration::minutes(30));
@@ -327,7 +339,10 @@ mod tests {
 
     #[test]
     fn odata_filters_are_built_safely() {
-        assert_eq!(filter_by_ids(&["1".into(), "22".into()]).unwrap(), "ServiceDeskTicketId eq 1 or ServiceDeskTicketId eq 22");
+        assert_eq!(
+            filter_by_ids(&["1".into(), "22".into()]).unwrap(),
+            "ServiceDeskTicketId eq 1 or ServiceDeskTicketId eq 22"
+        );
         assert!(filter_by_ids(&["1 or 1 eq 1".into()]).is_err());
         assert_eq!(filter_description_contains("it's"), "substringof('it''s',Description)");
         let q = page_query("x", 500, 200);
@@ -347,7 +362,10 @@ mod tests {
 
     #[test]
     fn catalogue_lookup_by_name() {
-        let rows = vec![serde_json::json!({"PriorityId": 5, "PriorityName": "High"}), serde_json::json!({"PriorityId": "6", "PriorityName": "Low"})];
+        let rows = vec![
+            serde_json::json!({"PriorityId": 5, "PriorityName": "High"}),
+            serde_json::json!({"PriorityId": "6", "PriorityName": "Low"}),
+        ];
         assert_eq!(catalogue_id(&rows, Catalogue::Priorities, "high"), Some("5".into()));
         assert_eq!(catalogue_id(&rows, Catalogue::Priorities, "Low"), Some("6".into()));
         assert_eq!(catalogue_id(&rows, Catalogue::Priorities, "Urgent"), None);

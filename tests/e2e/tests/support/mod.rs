@@ -75,7 +75,12 @@ impl Harness {
     }
 
     /// An engine with one connection, `CONN`, to a freshly spawned `target`.
-    pub async fn for_target(target: Target, backend: Backend, grouping: Grouping, tweak: impl FnOnce(&mut Config)) -> Self {
+    pub async fn for_target(
+        target: Target,
+        backend: Backend,
+        grouping: Grouping,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let target = sandbox::targets::spawn(target).await.unwrap();
         let (store, secrets): (Arc<dyn Store>, Arc<dyn Secrets>) = match backend {
@@ -137,7 +142,13 @@ impl Harness {
     }
 
     /// Like [`Harness::call`], with `Authorization: Bearer <key>` when a key is given.
-    pub async fn call_as(&self, key: Option<&str>, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+    pub async fn call_as(
+        &self,
+        key: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
         let mut headers = http::HeaderMap::new();
         headers.insert("content-type", "application/json".parse().unwrap());
         if let Some(k) = key {
@@ -145,7 +156,14 @@ impl Harness {
         }
         let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         let (p, q) = path.split_once('?').map(|(p, q)| (p, Some(q))).unwrap_or((path, None));
-        let req = bridge::engine::api::ApiRequest { method, path: p, query: q, headers: &headers, body: &bytes, peer_loopback: true };
+        let req = bridge::engine::api::ApiRequest {
+            method,
+            path: p,
+            query: q,
+            headers: &headers,
+            body: &bytes,
+            peer_loopback: true,
+        };
         let res = bridge::engine::api::handle(&self.engine, req, Utc::now()).await;
         (res.status, res.body)
     }
