@@ -23,11 +23,30 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 const POLL_TICK: Duration = Duration::from_secs(2);
 /// How often token upkeep runs.
 const TOKENS_EVERY: Duration = Duration::from_secs(60);
+/// Tickets created at once from intake. Tasks about one user share a lane, so the alerts of one
+/// group are handled in arrival order (the first opens the ticket, the rest add notes).
+const CREATE_LANES: usize = 8;
+
+/// Senders of the creation lanes.
+#[derive(Clone)]
+struct Lanes(Arc<[mpsc::UnboundedSender<TaskId>]>);
+
+impl Lanes {
+    /// Queues `id` on the lane of `user` (any stable key; the task id when the user is unknown).
+    fn send(&self, id: TaskId, user: &str) {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(user.trim().to_lowercase());
+        let lane = usize::try_from(hash % self.0.len() as u64).unwrap_or(0);
+        if let Some(tx) = self.0.get(lane) {
+            tx.send(id).ok();
+        }
+    }
+}
 
 #[derive(Clone)]
 struct App {
     engine: Arc<Engine>,
-    created: mpsc::UnboundedSender<TaskId>,
+    created: Lanes,
     desk_url: Option<String>,
     http: reqwest::Client,
 }
@@ -35,10 +54,9 @@ struct App {
 pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> Result<()> {
     let local = local::build(config, data_dir).await?;
     let engine = local.engine.clone();
-    let (tx, rx) = mpsc::unbounded_channel();
     let app = App {
         engine: engine.clone(),
-        created: tx,
+        created: spawn_workers(engine.clone()),
         desk_url: local.desk.as_ref().map(|d| d.base_url().to_string()),
         http: reqwest::Client::new(),
     };
@@ -59,7 +77,6 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
     eprintln!(
         "\nTicket Bridge listens on http://{addr}. Try:\n  curl -s -X POST http://{addr}/v1/tasks -H 'content-type: application/json' \\\n    -d '{{\"source\":\"saviynt\",\"external_id\":\"TASK-1\",\"kind\":\"access\",\"action\":\"create_account\",\"user\":{{\"id\":\"u-1\",\"email\":\"ada@example.com\"}},\"application\":\"Payroll\"}}'\n  ticket-bridge sandbox list    # then: ticket-bridge sandbox close <ticket-id>\n"
     );
-    spawn_workers(engine.clone(), rx);
     let router = axum::Router::new().fallback(handle).with_state(app);
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async {
@@ -71,16 +88,22 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
     Ok(())
 }
 
-/// The background loops: creation from the channel, the retry sweep, pollers, token upkeep.
-fn spawn_workers(engine: Arc<Engine>, mut rx: mpsc::UnboundedReceiver<TaskId>) {
-    let e = engine.clone();
-    tokio::spawn(async move {
-        while let Some(id) = rx.recv().await {
-            if let Err(err) = e.create_one(&id, chrono::Utc::now()).await {
-                tracing::error!(task = %id, error = %err, "ticket creation failed; the sweep will retry");
-            }
-        }
-    });
+/// The background loops: creation lanes fed by intake, the retry sweep, pollers, token upkeep.
+fn spawn_workers(engine: Arc<Engine>) -> Lanes {
+    let lanes: Vec<_> = (0..CREATE_LANES)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::unbounded_channel::<TaskId>();
+            let e = engine.clone();
+            tokio::spawn(async move {
+                while let Some(id) = rx.recv().await {
+                    if let Err(err) = e.create_one(&id, chrono::Utc::now()).await {
+                        tracing::error!(task = %id, error = %err, "ticket creation failed; the sweep will retry");
+                    }
+                }
+            });
+            tx
+        })
+        .collect();
     let e = engine.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
@@ -113,6 +136,7 @@ fn spawn_workers(engine: Arc<Engine>, mut rx: mpsc::UnboundedReceiver<TaskId>) {
             }
         }
     });
+    Lanes(lanes.into())
 }
 
 async fn handle(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request) -> Response {
@@ -146,7 +170,10 @@ async fn handle(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAdd
     if res.status == 201
         && let Some(id) = res.body.get("id").and_then(|v| v.as_str()).and_then(TaskId::parse)
     {
-        app.created.send(id).ok();
+        let body = &res.body;
+        let user = body["user_email"].as_str().or_else(|| body["user"]["email"].as_str()).or_else(|| body["user"]["id"].as_str());
+        let key = user.unwrap_or(id.as_str()).to_string();
+        app.created.send(id, &key);
     }
     json(res.status, res.body)
 }

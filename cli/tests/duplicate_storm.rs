@@ -2,19 +2,11 @@
 //! clients resend a smaller set of submissions; exactly one task and one ticket per key.
 //! Normal run: 100 requests / 10 keys / 20 clients; `cargo xtask soak` (scale 10) gives 1,000 / 100 / 50.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
+use support::{Serve, free_port, wait_healthy};
 
 fn scale() -> usize {
     std::env::var("TB_SOAK_SCALE").ok().and_then(|s| s.parse().ok()).filter(|n: &usize| *n > 0).unwrap_or(1)
@@ -29,24 +21,11 @@ fn body(key: usize) -> serde_json::Value {
 async fn serve_duplicate_storm_makes_one_task_and_one_ticket_per_key() {
     let (requests, keys, clients) = (100 * scale(), 10 * scale(), (5 * scale()).clamp(20, 50));
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Serve(
-        Command::new(env!("CARGO_BIN_EXE_ticket-bridge"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(dir.path())
-            .env_remove("TICKET_BRIDGE_CONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _server = Serve::start(port, dir.path(), None);
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-        assert!(Instant::now() < deadline, "serve did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_healthy(&http, &base).await;
     let mut set = tokio::task::JoinSet::new();
     for c in 0..clients {
         let (http, base) = (http.clone(), base.clone());

@@ -1,40 +1,13 @@
 //! The README's main command for real: `ticket-bridge serve` with no config (SQLite, local
 //! secrets file, built-in sandbox ITSM), driven over HTTP and through the `sandbox` subcommand.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
 
-struct Serve(Child);
+use std::process::Command;
+use support::{Serve, free_port, wait_for, wait_healthy, write_config};
 
 /// Callbacks a receiver got: headers and raw body.
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-async fn wait_for<F, Fut>(what: &str, mut check: F) -> serde_json::Value
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<serde_json::Value>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test]
 async fn serve_runs_a_task_from_intake_to_completion_and_survives_restart() {
@@ -42,29 +15,10 @@ async fn serve_runs_a_task_from_intake_to_completion_and_survives_restart() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let bin = env!("CARGO_BIN_EXE_ticket-bridge");
-    let start = || {
-        Serve(
-            Command::new(bin)
-                .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-                .arg(dir.path())
-                .env_remove("TICKET_BRIDGE_CONFIG")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        )
-    };
+    let start = || Serve::start(port, dir.path(), None);
     let http = reqwest::Client::new();
     let server = start();
-    wait_for("healthz", || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| serde_json::Value::Null)
-    })
-    .await;
+    wait_healthy(&http, &base).await;
 
     // The secrets file it created is private.
     use std::os::unix::fs::PermissionsExt;
@@ -88,15 +42,7 @@ async fn serve_runs_a_task_from_intake_to_completion_and_survives_restart() {
     // Restart: the task and the sandbox's tickets persist in the data dir.
     drop(server);
     let _server = start();
-    wait_for("healthz after restart", || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| serde_json::Value::Null)
-    })
-    .await;
+    wait_healthy(&http, &base).await;
 
     let out = Command::new(bin).args(["sandbox", "close", &ticket_id, "--server", &base]).output().unwrap();
     assert!(out.status.success(), "sandbox close failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -141,44 +87,12 @@ async fn serve_with_config(target: sandbox::targets::Target) {
     // Config file and private secrets file, as an operator would write them.
     let mut settings = toml::Table::new();
     settings.insert("allow_private_callbacks".into(), true.into());
-    let mut connections = toml::Table::new();
-    connections.insert("itsm".into(), toml::Value::Table(t.connection_table("itsm", "none")));
-    let mut config = toml::Table::new();
-    config.insert("settings".into(), toml::Value::Table(settings));
-    config.insert("connections".into(), toml::Value::Table(connections));
-    let config_path = dir.path().join("ticket-bridge.toml");
-    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
-    let mut fields: serde_json::Map<String, serde_json::Value> =
-        t.secret.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
-    fields.insert("callback_key".into(), "serve-callback-key".into());
-    let secrets_path = dir.path().join("secrets.json");
-    std::fs::write(&secrets_path, serde_json::json!({ "itsm": fields }).to_string()).unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&secrets_path, std::fs::Permissions::from_mode(0o600)).unwrap();
-
+    let config_path = write_config(dir.path(), &t, settings);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Serve(
-        Command::new(env!("CARGO_BIN_EXE_ticket-bridge"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--config"])
-            .arg(&config_path)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _server = Serve::start(port, dir.path(), Some(&config_path));
     let http = reqwest::Client::new();
-    wait_for("healthz", || async {
-        http.get(format!("{base}/healthz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-            .map(|_| serde_json::Value::Null)
-    })
-    .await;
+    wait_healthy(&http, &base).await;
     let body = serde_json::json!({"source":"saviynt","external_id":format!("SRV-{target:?}"),"kind":"access","action":"remove_access",
         "user":{"id":"u-1","name":"Alice","email":"alice@acme.io"},"application":"Payroll","entitlements":["payroll-admin"],
         "callback_url": hook});

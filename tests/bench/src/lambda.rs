@@ -19,6 +19,8 @@ use crate::{Row, common, repo_root};
 const KEY: &str = "tb_bench_lambda_key";
 const START_TARGET: Duration = Duration::from_millis(20);
 const RSS_TARGET_KB: i64 = 32 * 1024;
+/// Cold starts per function; the table reports medians.
+const RUNS: usize = 5;
 
 /// What the emulator saw from the function.
 #[derive(Debug)]
@@ -117,15 +119,83 @@ fn serve_conn(stream: TcpStream, mut give_event: bool, event: &str, tx: &mpsc::S
     }
 }
 
+/// A TCP proxy in front of moto that adds up how long the function waits for AWS: per HTTP
+/// exchange, from the last request byte it sent to the first response byte. Subtracting it from
+/// the first-response time gives the function's own time ("excluding network to AWS").
+struct AwsClock {
+    url: String,
+    waited_ns: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl AwsClock {
+    fn start(endpoint: &str) -> Result<Self> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::{Arc, Mutex};
+        let upstream = endpoint.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let waited_ns = Arc::new(AtomicU64::new(0));
+        let total = waited_ns.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = TcpStream::connect(&upstream) else { continue };
+                let pending: Arc<Mutex<Option<Instant>>> = Arc::default();
+                let (mut c_read, mut s_write) = match (client.try_clone(), server.try_clone()) {
+                    (Ok(c), Ok(s)) => (c, s),
+                    _ => continue,
+                };
+                let (mut s_read, mut c_write) = (server, client);
+                let p = pending.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = c_read.read(&mut buf) {
+                        if n == 0 || s_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                        *p.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                    }
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                let total = total.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n) = s_read.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        if let Some(sent) = pending.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                            total.fetch_add(sent.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                        }
+                        if c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Ok(Self { url, waited_ns })
+    }
+
+    /// Time waited since the last call.
+    fn take(&self) -> Duration {
+        Duration::from_nanos(self.waited_ns.swap(0, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
 struct Measured {
     init: Duration,
     response: Duration,
     rss_kb: i64,
     ok: bool,
     body: String,
+    /// Time spent waiting for moto (the AWS stand-in) during the run.
+    aws_wait: Duration,
 }
 
-fn run_function(bin: &PathBuf, event: Value, env: &[(String, String)]) -> Result<Measured> {
+fn run_function(bin: &PathBuf, event: Value, env: &[(String, String)], clock: &AwsClock) -> Result<Measured> {
+    clock.take();
     let (tx, rx) = mpsc::channel();
     let port = emulator(event, tx)?;
     let mut cmd = Command::new(bin);
@@ -180,7 +250,8 @@ fn run_function(bin: &PathBuf, event: Value, env: &[(String, String)]) -> Result
         bail!("wait4 failed for {}", bin.display());
     }
     let (response, ok, body) = response.unwrap_or_default();
-    Ok(Measured { init: init.unwrap_or(response), response, rss_kb: usage.ru_maxrss, ok, body })
+    let aws_wait = clock.take();
+    Ok(Measured { init: init.unwrap_or(response), response, rss_kb: usage.ru_maxrss, ok, body, aws_wait })
 }
 
 fn apigw_event(body: &Value) -> Value {
@@ -234,93 +305,115 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
         bridge::engine::api::hash_key(KEY),
         desk.base_url
     );
+    let clock = AwsClock::start(&endpoint)?;
     let env = vec![
-        ("TB_AWS_ENDPOINT".to_string(), endpoint.clone()),
+        ("TB_AWS_ENDPOINT".to_string(), clock.url.clone()),
         ("TICKET_BRIDGE_CONFIG_TOML".to_string(), config),
         ("RUST_LOG".to_string(), "info".to_string()),
     ];
     let mut rows = Vec::new();
-    let mut notes = String::from(
+    let mut notes = format!(
         "x86_64 release builds (`target/release/<function>`, the workspace release profile: opt-level z, fat LTO, \
          1 codegen unit, stripped), not the arm64 Lambda artefacts (this machine cannot run those natively). Each binary is \
-         exec'd with `AWS_LAMBDA_RUNTIME_API` pointing at an emulator in the bench that serves one event on \
-         `/2018-06-01/runtime/invocation/next` and records the `/response` POST. The handlers call DynamoDB, Secrets \
-         Manager and EventBridge on moto over loopback (moto answers in a few ms per call on this machine, so the \
-         handler share is *not* network-free) and the sandbox desk. *init* = exec → first `/next` (runtime + engine \
-         set-up, no network); *first response* = exec → response posted. Peak RSS is `ru_maxrss` from `wait4` after the \
-         function asked for its second event.\n\n| function | event | init | first response | handler | peak RSS | result |\n|---|---|---|---|---|---|---|\n",
+         exec'd {RUNS} times (a cold start each) with `AWS_LAMBDA_RUNTIME_API` pointing at an emulator in the bench that \
+         serves one event on `/2018-06-01/runtime/invocation/next` and records the `/response` POST; the table shows \
+         medians. The handlers call DynamoDB, Secrets Manager and EventBridge on moto over loopback through a timing proxy \
+         in the bench that adds up how long the function waited for each answer (last request byte → first response \
+         byte): *own* = first response − AWS wait, the figure the ≤ 20 ms target is about (\"excluding network to AWS\"; \
+         moto, a Python server, takes several ms per call). Calls to the sandbox desk (the ITSM) stay in *own*. \
+         *init* = exec → first `/next` (runtime + engine set-up, no network). Peak RSS is the largest `ru_maxrss` \
+         (from `wait4`) over the runs, each taken after the function asked for its second event.\n\n\
+         | function | event | init | first response | AWS wait | own | peak RSS | result |\n|---|---|---|---|---|---|---|---|\n",
     );
-    let mut task_id: Option<String> = None;
-    for (name, event) in [
-        ("intake", apigw_event(&common::access_task("BENCH-FN-1"))),
-        ("create-ticket", Value::Null),
-        ("poll-status", schedule_event()),
-        ("refresh-token", schedule_event()),
-    ] {
-        let bin = release.join(name);
-        if !bin.is_file() {
+    let names = ["intake", "create-ticket", "poll-status", "refresh-token"];
+    let mut runs: std::collections::BTreeMap<&str, Vec<Measured>> = Default::default();
+    for i in 0..RUNS {
+        let mut task_id: Option<String> = None;
+        for name in names {
+            let bin = release.join(name);
+            if !bin.is_file() {
+                continue;
+            }
+            let event = match name {
+                "intake" => apigw_event(&common::access_task(&format!("BENCH-FN-{i}"))),
+                "create-ticket" => match &task_id {
+                    Some(id) => stream_event(id),
+                    None => bail!("intake produced no task id for create-ticket"),
+                },
+                _ => schedule_event(),
+            };
+            let m = run_function(&bin, event, &env, &clock)?;
+            if name == "intake" {
+                let body: Value = serde_json::from_str(&m.body).unwrap_or(Value::Null);
+                let inner: Value = body
+                    .get("body")
+                    .and_then(Value::as_str)
+                    .and_then(|b| serde_json::from_str(b).ok())
+                    .unwrap_or(Value::Null);
+                task_id = inner.get("id").and_then(Value::as_str).map(str::to_string);
+            }
+            runs.entry(name).or_default().push(m);
+        }
+    }
+    for name in names {
+        let Some(ms) = runs.get(name).filter(|m| !m.is_empty()) else {
             rows.push(Row::new(
                 format!("{name}: start-up"),
                 "not measured",
                 "≤ 20 ms",
                 Some(false),
-                format!("{} missing", bin.display()),
+                format!("{} missing", release.join(name).display()),
             ));
             continue;
-        }
-        let event = if name == "create-ticket" {
-            match &task_id {
-                Some(id) => stream_event(id),
-                None => bail!("intake produced no task id for create-ticket"),
-            }
-        } else {
-            event
         };
-        let m = run_function(&bin, event.clone(), &env)?;
-        if name == "intake" {
-            let body: Value = serde_json::from_str(&m.body).unwrap_or(Value::Null);
-            let inner: Value = body
-                .get("body")
-                .and_then(Value::as_str)
-                .and_then(|b| serde_json::from_str(b).ok())
-                .unwrap_or(Value::Null);
-            task_id = inner.get("id").and_then(Value::as_str).map(str::to_string);
-        }
-        let result: String = m.body.chars().take(90).collect();
-        let handler = m.response.saturating_sub(m.init);
+        let med = |f: &dyn Fn(&Measured) -> Duration| {
+            let mut v: Vec<Duration> = ms.iter().map(f).collect();
+            v.sort();
+            v[v.len() / 2]
+        };
+        let init = med(&|m| m.init);
+        let response = med(&|m| m.response);
+        let aws = med(&|m| m.aws_wait);
+        let own = med(&|m| m.response.saturating_sub(m.aws_wait));
+        let rss_kb = ms.iter().map(|m| m.rss_kb).max().unwrap_or(0);
+        let all_ok = ms.iter().all(|m| m.ok);
+        let result: String = ms[0].body.chars().take(80).collect();
+        let ms_ = |d: Duration| d.as_secs_f64() * 1e3;
         notes.push_str(&format!(
-            "| {name} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} MB | {}: `{}` |\n",
+            "| {name} | {} | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms | {:.1} MB | {}: `{}` |\n",
             match name {
                 "intake" => "API Gateway v2 POST /v1/tasks",
                 "create-ticket" => "DynamoDB stream INSERT",
                 _ => "EventBridge schedule",
             },
-            m.init.as_secs_f64() * 1e3,
-            m.response.as_secs_f64() * 1e3,
-            handler.as_secs_f64() * 1e3,
-            m.rss_kb as f64 / 1024.0,
-            if m.ok { "ok" } else { "ERROR" },
+            ms_(init),
+            ms_(response),
+            ms_(aws),
+            ms_(own),
+            rss_kb as f64 / 1024.0,
+            if all_ok { "ok" } else { "ERROR" },
             result.replace('|', "\\|").replace('`', "'")
         ));
         rows.push(Row::new(
-            format!("{name}: exec → first response"),
+            format!("{name}: exec → first response, excluding AWS wait"),
             format!(
-                "{:.1} ms (init {:.1} ms + handler {:.1} ms){}",
-                m.response.as_secs_f64() * 1e3,
-                m.init.as_secs_f64() * 1e3,
-                handler.as_secs_f64() * 1e3,
-                if m.ok { "" } else { ", handler returned an error" }
+                "{:.1} ms (init {:.1} ms; first response {:.1} ms of which {:.1} ms waiting on moto){}",
+                ms_(own),
+                ms_(init),
+                ms_(response),
+                ms_(aws),
+                if all_ok { "" } else { ", handler returned an error" }
             ),
             "≤ 20 ms",
-            Some(m.ok && m.response <= START_TARGET),
-            "local Runtime API emulator, x86_64 release binary, AWS = moto on loopback",
+            Some(all_ok && own <= START_TARGET),
+            format!("median of {RUNS} cold starts under the local Runtime API emulator, x86_64 release binary"),
         ));
         rows.push(Row::new(
             format!("{name}: peak RSS"),
-            format!("{:.1} MB", m.rss_kb as f64 / 1024.0),
+            format!("{:.1} MB", rss_kb as f64 / 1024.0),
             "≤ 32 MB",
-            Some(m.rss_kb <= RSS_TARGET_KB),
-            "ru_maxrss (wait4) over init + first event",
+            Some(rss_kb <= RSS_TARGET_KB),
+            format!("largest ru_maxrss (wait4) over {RUNS} runs, init + first event"),
         ));
     }
     Ok((rows, notes))

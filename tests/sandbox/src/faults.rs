@@ -20,6 +20,9 @@ pub enum Fault {
     ErrorBody,
     /// Handle the request (the ticket IS created), then answer 500: a lost response.
     LoseResponse,
+    /// Handle the request (the ticket IS created), then wait this long before answering: the
+    /// window in which a caller that dies has made a ticket it never recorded.
+    SlowResponse { ms: u64 },
 }
 
 /// A fault armed for the next `times` requests matching `route` (`"METHOD /route/{template}"`,

@@ -128,6 +128,11 @@ async fn traffic(State(sim): State<Sim>, req: Request, next: Next) -> Response {
             let _ = next.run(req).await;
             (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(profile.server_error_body.clone())).into_response()
         }
+        Some(Fault::SlowResponse { ms }) => {
+            let resp = next.run(req).await;
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            resp
+        }
     }
 }
 

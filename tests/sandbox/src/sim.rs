@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -164,10 +164,92 @@ struct Inner {
     store: Mutex<Store>,
     tokens: Tokens,
     faults: Faults,
-    log: Mutex<Vec<RequestRecord>>,
+    log: Mutex<RequestLog>,
     rate: Mutex<RateState>,
     latency_ms: AtomicU64,
-    persist: Mutex<Option<PathBuf>>,
+    persist: Mutex<Option<Journal>>,
+}
+
+/// Requests seen: exact counts per route, and the most recent [`RequestLog::KEEP`] in full (a
+/// long-running `serve` must not grow without bound).
+#[derive(Default)]
+struct RequestLog {
+    counts: HashMap<String, usize>,
+    total: usize,
+    recent: std::collections::VecDeque<RequestRecord>,
+}
+
+impl RequestLog {
+    const KEEP: usize = 50_000;
+}
+
+/// One line of the persistence journal: a record as it is after a change.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Change {
+    Ticket { ticket: SimTicket, next_id: u64, next_note_id: u64 },
+    Customer { customer: SimCustomer },
+    Contact { contact: SimContact },
+}
+
+impl Change {
+    fn apply(self, s: &mut Store) {
+        match self {
+            Self::Ticket { ticket, next_id, next_note_id } => {
+                s.next_id = s.next_id.max(next_id);
+                s.next_note_id = s.next_note_id.max(next_note_id);
+                s.tickets.insert(ticket.id, ticket);
+            }
+            Self::Customer { customer } => match s.customers.iter_mut().find(|c| c.id == customer.id) {
+                Some(c) => *c = customer,
+                None => s.customers.push(customer),
+            },
+            Self::Contact { contact } => match s.contacts.iter_mut().find(|c| c.id == contact.id) {
+                Some(c) => *c = contact,
+                None => s.contacts.push(contact),
+            },
+        }
+    }
+
+    fn ticket(s: &Store, id: u64) -> Option<Self> {
+        s.tickets.get(&id).map(|t| Self::Ticket { ticket: t.clone(), next_id: s.next_id, next_note_id: s.next_note_id })
+    }
+}
+
+/// Persistence: a snapshot file plus an append-only journal of changes beside it (one JSON line
+/// per change, so a write costs one small append however many tickets there are). The journal is
+/// folded into the snapshot once it holds as many lines as there are records.
+struct Journal {
+    snapshot: PathBuf,
+    file: std::fs::File,
+    lines: usize,
+}
+
+impl Journal {
+    fn path(snapshot: &Path) -> PathBuf {
+        snapshot.with_extension("journal")
+    }
+
+    fn append(&mut self, store: &Store, change: Change) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut line = serde_json::to_vec(&change).map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        self.lines += 1;
+        if self.lines >= (store.tickets.len() + store.customers.len() + store.contacts.len()).max(1_000) {
+            self.compact(store)?;
+        }
+        Ok(())
+    }
+
+    fn compact(&mut self, store: &Store) -> std::io::Result<()> {
+        let tmp = self.snapshot.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(store).map_err(std::io::Error::other)?)?;
+        std::fs::rename(&tmp, &self.snapshot)?;
+        self.file.set_len(0)?;
+        self.lines = 0;
+        Ok(())
+    }
 }
 
 /// A simulator's shared state. Cheap to clone.
@@ -199,27 +281,36 @@ impl Sim {
 
     /// Keeps tickets, customers and contacts in `path` (JSON), loading what is there now.
     pub fn persist_to(&self, path: PathBuf) -> std::io::Result<()> {
+        let mut store = lock(&self.0.store);
         if path.exists() {
             let text = std::fs::read_to_string(&path)?;
-            let store: Store = serde_json::from_str(&text).map_err(std::io::Error::other)?;
-            *lock(&self.0.store) = store;
+            *store = serde_json::from_str(&text).map_err(std::io::Error::other)?;
         }
-        *lock(&self.0.persist) = Some(path);
+        let journal = Journal::path(&path);
+        if journal.exists() {
+            // A kill mid-append can leave a torn last line; it is skipped.
+            for line in std::fs::read_to_string(&journal)?.lines() {
+                if let Ok(change) = serde_json::from_str::<Change>(line) {
+                    change.apply(&mut store);
+                }
+            }
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&journal)?;
+        let mut j = Journal { snapshot: path, file, lines: 0 };
+        j.compact(&store)?;
+        *lock(&self.0.persist) = Some(j);
         Ok(())
     }
 
-    fn mutate<R>(&self, f: impl FnOnce(&mut Store) -> R) -> R {
+    /// Applies `f` to the store; when persisting, journals the record `changed` names.
+    fn mutate<R>(&self, f: impl FnOnce(&mut Store) -> R, changed: impl FnOnce(&Store, &R) -> Option<Change>) -> R {
         let mut store = lock(&self.0.store);
         let out = f(&mut store);
-        if let Some(path) = lock(&self.0.persist).as_ref() {
-            let tmp = path.with_extension("tmp");
-            let saved = serde_json::to_vec_pretty(&*store)
-                .map_err(std::io::Error::other)
-                .and_then(|bytes| std::fs::write(&tmp, bytes))
-                .and_then(|()| std::fs::rename(&tmp, path));
-            if let Err(e) = saved {
-                tracing::error!(path = %path.display(), error = %e, "could not save simulator state");
-            }
+        if let Some(journal) = lock(&self.0.persist).as_mut()
+            && let Some(change) = changed(&store, &out)
+            && let Err(e) = journal.append(&store, change)
+        {
+            tracing::error!(path = %journal.snapshot.display(), error = %e, "could not save simulator state");
         }
         out
     }
@@ -255,7 +346,7 @@ impl Sim {
             };
             s.tickets.insert(id, ticket.clone());
             ticket
-        })
+        }, |s, t| Change::ticket(s, t.id))
     }
 
     /// The id the next created ticket gets.
@@ -290,7 +381,7 @@ impl Sim {
             f(t);
             t.updated_at = Utc::now();
             Some(t.clone())
-        })
+        }, |s, t| t.as_ref().and_then(|t| Change::ticket(s, t.id)))
     }
 
     /// Adds a note to ticket `id`.
@@ -311,7 +402,7 @@ impl Sim {
             t.updated_at = note.created_at;
             s.next_note_id += 1;
             Some(note)
-        })
+        }, |s, n| n.as_ref().and_then(|_| Change::ticket(s, id)))
     }
 
     /// The profile's spelling of `status`, if valid.
@@ -349,18 +440,14 @@ impl Sim {
     // ---- customers and contacts ----
 
     pub fn add_customer(&self, id: &str, name: &str) {
-        self.mutate(|s| s.customers.push(SimCustomer { id: id.into(), name: name.into() }));
+        let customer = SimCustomer { id: id.into(), name: name.into() };
+        self.mutate(|s| s.customers.push(customer), |s, _| s.customers.last().cloned().map(|customer| Change::Customer { customer }));
     }
 
     pub fn add_contact(&self, id: &str, customer_id: Option<&str>, email: &str, name: &str) {
-        self.mutate(|s| {
-            s.contacts.push(SimContact {
-                id: id.into(),
-                customer_id: customer_id.map(str::to_string),
-                email: email.into(),
-                name: name.into(),
-            })
-        });
+        let contact =
+            SimContact { id: id.into(), customer_id: customer_id.map(str::to_string), email: email.into(), name: name.into() };
+        self.mutate(|s| s.contacts.push(contact), |s, _| s.contacts.last().cloned().map(|contact| Change::Contact { contact }));
     }
 
     /// Adds a customer with the next free numeric id (one more than the largest numeric id).
@@ -370,7 +457,7 @@ impl Sim {
             let c = SimCustomer { id: id.to_string(), name: name.into() };
             s.customers.push(c.clone());
             c
-        })
+        }, |_, c| Some(Change::Customer { customer: c.clone() }))
     }
 
     /// Adds a contact with the next free numeric id.
@@ -385,7 +472,7 @@ impl Sim {
             };
             s.contacts.push(c.clone());
             c
-        })
+        }, |_, c| Some(Change::Contact { contact: c.clone() }))
     }
 
     pub fn customers(&self) -> Vec<SimCustomer> {
@@ -482,7 +569,13 @@ impl Sim {
     }
 
     pub(crate) fn record(&self, route: &str, path: &str, query: Option<&str>) {
-        lock(&self.0.log).push(RequestRecord {
+        let mut log = lock(&self.0.log);
+        *log.counts.entry(route.to_string()).or_default() += 1;
+        log.total += 1;
+        if log.recent.len() >= RequestLog::KEEP {
+            log.recent.pop_front();
+        }
+        log.recent.push_back(RequestRecord {
             route: route.to_string(),
             path: path.to_string(),
             query: query.map(str::to_string),
@@ -492,28 +585,25 @@ impl Sim {
 
     /// Requests seen on `route` (`"METHOD /route/{template}"`).
     pub fn requests(&self, route: &str) -> usize {
-        lock(&self.0.log).iter().filter(|r| r.route == route).count()
+        lock(&self.0.log).counts.get(route).copied().unwrap_or(0)
     }
 
     /// All target requests seen.
     pub fn request_count(&self) -> usize {
-        lock(&self.0.log).len()
+        lock(&self.0.log).total
     }
 
     /// Requests per route.
     pub fn request_counts(&self) -> BTreeMap<String, usize> {
-        let mut m = BTreeMap::new();
-        for r in lock(&self.0.log).iter() {
-            *m.entry(r.route.clone()).or_default() += 1;
-        }
-        m
+        lock(&self.0.log).counts.iter().map(|(k, v)| (k.clone(), *v)).collect()
     }
 
+    /// The most recent requests (up to 50,000), oldest first.
     pub fn request_log(&self) -> Vec<RequestRecord> {
-        lock(&self.0.log).clone()
+        lock(&self.0.log).recent.iter().cloned().collect()
     }
 
     pub fn reset_requests(&self) {
-        lock(&self.0.log).clear();
+        *lock(&self.0.log) = RequestLog::default();
     }
 }

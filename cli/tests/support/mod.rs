@@ -1,0 +1,92 @@
+//! Helpers shared by the tests that run the real `ticket-bridge serve` binary.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `serve` process; dropping it kills it with SIGKILL (no graceful shutdown).
+pub struct Serve(pub Child);
+
+impl Serve {
+    /// `ticket-bridge serve` on `port` with `data_dir` and, if given, a config file.
+    pub fn start(port: u16, data_dir: &Path, config: Option<&Path>) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticket-bridge"));
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(data_dir)
+            .env_remove("TICKET_BRIDGE_CONFIG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        Self(cmd.spawn().expect("spawn ticket-bridge serve"))
+    }
+
+    /// SIGKILL, as a crashed host or an OOM kill would stop it.
+    pub fn kill9(mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` every 200 ms until it yields a value (panics after 60 s).
+pub async fn wait_for<F, Fut>(what: &str, mut check: F) -> serde_json::Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<serde_json::Value>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `GET {base}/healthz` answers 2xx.
+pub async fn wait_healthy(http: &reqwest::Client, base: &str) {
+    wait_for("healthz", || async {
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+            .map(|_| serde_json::Value::Null)
+    })
+    .await;
+}
+
+/// Writes a config file with one connection `itsm` to `target` plus `settings`, and the private
+/// secrets file holding its credentials (and a callback key). Returns the config path.
+pub fn write_config(dir: &Path, target: &sandbox::targets::SpawnedTarget, settings: toml::Table) -> PathBuf {
+    let mut connections = toml::Table::new();
+    connections.insert("itsm".into(), toml::Value::Table(target.connection_table("itsm", "none")));
+    let mut config = toml::Table::new();
+    config.insert("settings".into(), toml::Value::Table(settings));
+    config.insert("connections".into(), toml::Value::Table(connections));
+    let config_path = dir.join("ticket-bridge.toml");
+    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+    let mut fields: serde_json::Map<String, serde_json::Value> =
+        target.secret.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+    fields.insert("callback_key".into(), "serve-callback-key".into());
+    let secrets_path = dir.join("secrets.json");
+    std::fs::write(&secrets_path, serde_json::json!({ "itsm": fields }).to_string()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secrets_path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    config_path
+}
