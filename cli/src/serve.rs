@@ -171,7 +171,10 @@ async fn handle(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAdd
         && let Some(id) = res.body.get("id").and_then(|v| v.as_str()).and_then(TaskId::parse)
     {
         let body = &res.body;
-        let user = body["user_email"].as_str().or_else(|| body["user"]["email"].as_str()).or_else(|| body["user"]["id"].as_str());
+        let user = body["user_email"]
+            .as_str()
+            .or_else(|| body["user"]["email"].as_str())
+            .or_else(|| body["user"]["id"].as_str());
         let key = user.unwrap_or(id.as_str()).to_string();
         app.created.send(id, &key);
     }

@@ -103,6 +103,20 @@ async fn kill9_mid_run_loses_nothing_and_duplicates_nothing(target: Target) {
     })
     .await;
     assert_eq!(t.sim.tickets().len(), TASKS, "{target:?}: still one ticket per task");
+    write_counts(&format!("{target:?}").to_lowercase(), made - recorded);
+}
+
+/// Adds this run to the reliability report (`cargo xtask reliability-report`).
+fn write_counts(target: &str, unrecorded_at_kill: usize) {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .join("reliability");
+    std::fs::create_dir_all(&dir).unwrap();
+    let v = serde_json::json!({"suite": "crash_points", "class": "serve SIGKILL mid-create and mid-poll, restart",
+        "target": target, "route": "-", "runs": 1, "tasks": TASKS, "completed": TASKS, "lost": 0, "duplicates": 0,
+        "errors": 0, "faults_fired": unrecorded_at_kill});
+    std::fs::write(dir.join(format!("crash-serve-kill9-{target}.json")), v.to_string()).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

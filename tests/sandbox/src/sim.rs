@@ -322,31 +322,34 @@ impl Sim {
         let now = Utc::now();
         let initial = self.0.profile.initial_status.clone();
         let prefix = self.0.profile.number_prefix.clone();
-        self.mutate(|s| {
-            let id = s.next_id;
-            s.next_id += 1;
-            let ticket = SimTicket {
-                id,
-                number: t.number.unwrap_or_else(|| format!("{prefix}{id}")),
-                title: t.title,
-                body: t.body,
-                status: t.status.unwrap_or(initial),
-                customer_id: t.customer_id,
-                contact_id: t.contact_id,
-                requester: t.requester,
-                queue: t.queue,
-                priority: t.priority,
-                correlation_key: t.correlation_key,
-                fields: t.fields,
-                request: t.request,
-                notes: Vec::new(),
-                created_at: now,
-                updated_at: now,
-                closed_at: None,
-            };
-            s.tickets.insert(id, ticket.clone());
-            ticket
-        }, |s, t| Change::ticket(s, t.id))
+        self.mutate(
+            |s| {
+                let id = s.next_id;
+                s.next_id += 1;
+                let ticket = SimTicket {
+                    id,
+                    number: t.number.unwrap_or_else(|| format!("{prefix}{id}")),
+                    title: t.title,
+                    body: t.body,
+                    status: t.status.unwrap_or(initial),
+                    customer_id: t.customer_id,
+                    contact_id: t.contact_id,
+                    requester: t.requester,
+                    queue: t.queue,
+                    priority: t.priority,
+                    correlation_key: t.correlation_key,
+                    fields: t.fields,
+                    request: t.request,
+                    notes: Vec::new(),
+                    created_at: now,
+                    updated_at: now,
+                    closed_at: None,
+                };
+                s.tickets.insert(id, ticket.clone());
+                ticket
+            },
+            |s, t| Change::ticket(s, t.id),
+        )
     }
 
     /// The id the next created ticket gets.
@@ -376,12 +379,15 @@ impl Sim {
 
     /// Applies `f` to ticket `id` (updating `updated_at`); `None` if there is no such ticket.
     pub fn update_ticket(&self, id: u64, f: impl FnOnce(&mut SimTicket)) -> Option<SimTicket> {
-        self.mutate(|s| {
-            let t = s.tickets.get_mut(&id)?;
-            f(t);
-            t.updated_at = Utc::now();
-            Some(t.clone())
-        }, |s, t| t.as_ref().and_then(|t| Change::ticket(s, t.id)))
+        self.mutate(
+            |s| {
+                let t = s.tickets.get_mut(&id)?;
+                f(t);
+                t.updated_at = Utc::now();
+                Some(t.clone())
+            },
+            |s, t| t.as_ref().and_then(|t| Change::ticket(s, t.id)),
+        )
     }
 
     /// Adds a note to ticket `id`.
@@ -393,16 +399,25 @@ impl Sim {
         internal: bool,
         author: &str,
     ) -> Option<SimNote> {
-        self.mutate(|s| {
-            let note_id = s.next_note_id;
-            let t = s.tickets.get_mut(&id)?;
-            let note =
-                SimNote { id: note_id, subject, body, internal, author: author.to_string(), created_at: Utc::now() };
-            t.notes.push(note.clone());
-            t.updated_at = note.created_at;
-            s.next_note_id += 1;
-            Some(note)
-        }, |s, n| n.as_ref().and_then(|_| Change::ticket(s, id)))
+        self.mutate(
+            |s| {
+                let note_id = s.next_note_id;
+                let t = s.tickets.get_mut(&id)?;
+                let note = SimNote {
+                    id: note_id,
+                    subject,
+                    body,
+                    internal,
+                    author: author.to_string(),
+                    created_at: Utc::now(),
+                };
+                t.notes.push(note.clone());
+                t.updated_at = note.created_at;
+                s.next_note_id += 1;
+                Some(note)
+            },
+            |s, n| n.as_ref().and_then(|_| Change::ticket(s, id)),
+        )
     }
 
     /// The profile's spelling of `status`, if valid.
@@ -441,38 +456,54 @@ impl Sim {
 
     pub fn add_customer(&self, id: &str, name: &str) {
         let customer = SimCustomer { id: id.into(), name: name.into() };
-        self.mutate(|s| s.customers.push(customer), |s, _| s.customers.last().cloned().map(|customer| Change::Customer { customer }));
+        self.mutate(
+            |s| s.customers.push(customer),
+            |s, _| s.customers.last().cloned().map(|customer| Change::Customer { customer }),
+        );
     }
 
     pub fn add_contact(&self, id: &str, customer_id: Option<&str>, email: &str, name: &str) {
-        let contact =
-            SimContact { id: id.into(), customer_id: customer_id.map(str::to_string), email: email.into(), name: name.into() };
-        self.mutate(|s| s.contacts.push(contact), |s, _| s.contacts.last().cloned().map(|contact| Change::Contact { contact }));
+        let contact = SimContact {
+            id: id.into(),
+            customer_id: customer_id.map(str::to_string),
+            email: email.into(),
+            name: name.into(),
+        };
+        self.mutate(
+            |s| s.contacts.push(contact),
+            |s, _| s.contacts.last().cloned().map(|contact| Change::Contact { contact }),
+        );
     }
 
     /// Adds a customer with the next free numeric id (one more than the largest numeric id).
     pub fn create_customer(&self, name: &str) -> SimCustomer {
-        self.mutate(|s| {
-            let id = next_numeric(s.customers.iter().map(|c| c.id.as_str()));
-            let c = SimCustomer { id: id.to_string(), name: name.into() };
-            s.customers.push(c.clone());
-            c
-        }, |_, c| Some(Change::Customer { customer: c.clone() }))
+        self.mutate(
+            |s| {
+                let id = next_numeric(s.customers.iter().map(|c| c.id.as_str()));
+                let c = SimCustomer { id: id.to_string(), name: name.into() };
+                s.customers.push(c.clone());
+                c
+            },
+            |_, c| Some(Change::Customer { customer: c.clone() }),
+        )
     }
 
     /// Adds a contact with the next free numeric id.
     pub fn create_contact(&self, customer_id: Option<&str>, email: &str, name: &str) -> SimContact {
-        self.mutate(|s| {
-            let id = next_numeric(s.contacts.iter().map(|c| c.id.as_str()));
-            let c = SimContact {
-                id: id.to_string(),
-                customer_id: customer_id.map(str::to_string),
-                email: email.into(),
-                name: name.into(),
-            };
-            s.contacts.push(c.clone());
-            c
-        }, |_, c| Some(Change::Contact { contact: c.clone() }))
+        self.mutate(
+            |s| {
+                let id = next_numeric(s.contacts.iter().map(|c| c.id.as_str()));
+                let c = SimContact {
+                    id: id.to_string(),
+                    customer_id: customer_id.map(str::to_string),
+                    email: email.into(),
+                    name: name.into(),
+                };
+                s.contacts.push(c.clone());
+                c
+            },
+            |_, c| Some(Change::Contact { contact: c.clone() }),
+        )
     }
 
     pub fn customers(&self) -> Vec<SimCustomer> {
