@@ -373,11 +373,12 @@ async fn list(
     };
     let items: Vec<Value> = st
         .sim
-        .tickets()
+        .tickets_matching(|t| {
+            ids.as_ref().is_none_or(|ids| ids.contains(&t.id))
+                && q.get("correlation_key").is_none_or(|k| t.correlation_key.as_ref() == Some(k))
+                && q.get("status").is_none_or(|s| t.status.eq_ignore_ascii_case(s))
+        })
         .iter()
-        .filter(|t| ids.as_ref().is_none_or(|ids| ids.contains(&t.id)))
-        .filter(|t| q.get("correlation_key").is_none_or(|k| t.correlation_key.as_ref() == Some(k)))
-        .filter(|t| q.get("status").is_none_or(|s| t.status.eq_ignore_ascii_case(s)))
         .map(ticket_json)
         .collect();
     paged(items, page, per_page)

@@ -319,10 +319,11 @@ async fn search(
     }
     let issues: Vec<Value> = st
         .sim
-        .tickets()
+        .tickets_matching(|t| {
+            ids.as_ref().is_none_or(|ids| ids.contains(&t.id))
+                && q.get("ext_ref").is_none_or(|r| t.correlation_key.as_ref() == Some(r))
+        })
         .iter()
-        .filter(|t| ids.as_ref().is_none_or(|ids| ids.contains(&t.id)))
-        .filter(|t| q.get("ext_ref").is_none_or(|r| t.correlation_key.as_ref() == Some(r)))
         .map(|t| issue_json(t, &headers))
         .collect();
     let total = issues.len();

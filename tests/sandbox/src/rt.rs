@@ -466,7 +466,7 @@ async fn search(
         .get("fields")
         .map(|f| f.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
-    let matched: Vec<SimTicket> = st.sim.tickets().into_iter().filter(|t| ticketsql::matches(&query, t)).collect();
+    let matched: Vec<SimTicket> = st.sim.tickets_matching(|t| ticketsql::matches(&query, t));
     let total = matched.len();
     let (items, pages) = util::page(&matched, page, per_page);
     let b = base(&headers);

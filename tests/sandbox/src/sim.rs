@@ -362,6 +362,12 @@ impl Sim {
         lock(&self.0.store).tickets.values().cloned().collect()
     }
 
+    /// Tickets for which `pred` holds, by id; only the matches are cloned (searches over
+    /// thousands of tickets stay cheap).
+    pub fn tickets_matching(&self, pred: impl Fn(&SimTicket) -> bool) -> Vec<SimTicket> {
+        lock(&self.0.store).tickets.values().filter(|t| pred(t)).cloned().collect()
+    }
+
     pub fn ticket(&self, id: u64) -> Option<SimTicket> {
         lock(&self.0.store).tickets.get(&id).cloned()
     }
