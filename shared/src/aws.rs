@@ -3,30 +3,10 @@
 /// Environment variable naming a local AWS endpoint (tests, local runs); unset in Lambda.
 pub const ENDPOINT_ENV: &str = "TB_AWS_ENDPOINT";
 
-/// Where the SDK's HTTPS client finds the root certificates it trusts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TrustRoots {
-    /// The operating system's store: certificate files are read and parsed when the first client
-    /// is built (tens of ms on a host with a large certificate directory); honours a corporate
-    /// TLS-inspection CA installed there.
-    Native,
-    /// The Mozilla root set compiled into the binary (`webpki-root-certs`): no file is read at
-    /// start-up. For Lambda, where AWS endpoints present public certificates.
-    Bundled,
-}
-
 /// Loads the SDK config from the environment; with `endpoint` set, points every client at it and
 /// uses dummy static credentials and `us-east-1` unless the environment provides others.
 pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
-    sdk_config_with(endpoint, TrustRoots::Native).await
-}
-
-/// [`sdk_config`] with a choice of trusted roots.
-pub async fn sdk_config_with(endpoint: Option<&str>, roots: TrustRoots) -> aws_config::SdkConfig {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if roots == TrustRoots::Bundled {
-        loader = loader.http_client(bundled_roots_client());
-    }
     if let Some(url) = endpoint {
         loader = loader.endpoint_url(url);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
@@ -45,36 +25,10 @@ pub async fn sdk_config_with(endpoint: Option<&str>, roots: TrustRoots) -> aws_c
     loader.load().await
 }
 
-/// The SDK's default HTTPS client (rustls with aws-lc), trusting only the bundled Mozilla roots.
-fn bundled_roots_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
-    use aws_smithy_http_client::tls;
-    use base64::Engine as _;
-    let mut store = tls::TrustStore::empty().with_native_roots(false);
-    for der in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-        let mut pem = String::with_capacity(b64.len() + b64.len() / 64 + 64);
-        pem.push_str("-----BEGIN CERTIFICATE-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-            pem.push('\n');
-        }
-        pem.push_str("-----END CERTIFICATE-----\n");
-        store.add_pem_certificate(pem);
-    }
-    let builder = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
-    match tls::TlsContext::builder().with_trust_store(store).build() {
-        Ok(ctx) => builder.tls_context(ctx).build_https(),
-        // Not reachable with a fixed root set; fall back to the SDK's default trust store.
-        Err(_) => builder.build_https(),
-    }
-}
-
-/// [`sdk_config`] for the Lambda functions: the endpoint from [`ENDPOINT_ENV`] if set, and the
-/// bundled root certificates (nothing read from disk on a cold start).
+/// [`sdk_config`] with the endpoint from [`ENDPOINT_ENV`], if set.
 pub async fn sdk_config_from_env() -> aws_config::SdkConfig {
     let endpoint = std::env::var(ENDPOINT_ENV).ok().filter(|s| !s.is_empty());
-    sdk_config_with(endpoint.as_deref(), TrustRoots::Bundled).await
+    sdk_config(endpoint.as_deref()).await
 }
 
 /// Publishes bridge events to an EventBridge bus (source `ticket-bridge`).
