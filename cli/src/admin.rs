@@ -47,7 +47,7 @@ async fn call(req: reqwest::RequestBuilder) -> Result<serde_json::Value> {
 }
 
 pub async fn tasks(server: &str, key: Option<&str>, cmd: TasksCmd) -> Result<()> {
-    let http = reqwest::Client::new();
+    let http = bridge::http::client_builder().build()?;
     let base = server.trim_end_matches('/');
     let auth = |r: reqwest::RequestBuilder| match key {
         Some(k) => r.bearer_auth(k),
@@ -67,7 +67,7 @@ pub async fn tasks(server: &str, key: Option<&str>, cmd: TasksCmd) -> Result<()>
 }
 
 pub async fn sandbox(server: &str, cmd: SandboxCmd) -> Result<()> {
-    let http = reqwest::Client::new();
+    let http = bridge::http::client_builder().build()?;
     let base = server.trim_end_matches('/');
     let out = match cmd {
         SandboxCmd::List => call(http.get(format!("{base}/sandbox/tickets"))).await?,

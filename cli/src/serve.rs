@@ -58,7 +58,7 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
         engine: engine.clone(),
         created: spawn_workers(engine.clone()),
         desk_url: local.desk.as_ref().map(|d| d.base_url().to_string()),
-        http: reqwest::Client::new(),
+        http: bridge::http::client_builder().build().context("cannot build the HTTP client")?,
     };
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;

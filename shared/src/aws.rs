@@ -6,7 +6,10 @@ pub const ENDPOINT_ENV: &str = "TB_AWS_ENDPOINT";
 /// Loads the SDK config from the environment; with `endpoint` set, points every client at it and
 /// uses dummy static credentials and `us-east-1` unless the environment provides others.
 pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    // rustls on ring, like the connectors (the SDK's default would link aws-lc as a second stack).
+    let https = aws_smithy_http_client::Builder::new().tls_provider(Provider::Rustls(CryptoMode::Ring)).build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https);
     if let Some(url) = endpoint {
         loader = loader.endpoint_url(url);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
@@ -23,6 +26,26 @@ pub async fn sdk_config(endpoint: Option<&str>) -> aws_config::SdkConfig {
         }
     }
     loader.load().await
+}
+
+/// Logging for the Lambda functions, following Lambda's advanced logging controls: the level from
+/// `AWS_LAMBDA_LOG_LEVEL`, else `RUST_LOG` (a single level such as `debug`), else INFO; JSON lines
+/// when `AWS_LAMBDA_LOG_FORMAT=JSON`; no timestamps (CloudWatch adds them). Unlike
+/// `lambda_runtime::tracing::init_default_subscriber` it takes no per-module directives, which
+/// keeps regex out of the function binaries.
+#[cfg(feature = "lambda")]
+pub fn init_lambda_logging() {
+    use std::str::FromStr;
+    use tracing_subscriber::filter::LevelFilter;
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .ok()
+        .and_then(|l| LevelFilter::from_str(l.trim()).ok())
+        .unwrap_or(LevelFilter::INFO);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let fmt = tracing_subscriber::fmt().with_target(false).without_time().with_max_level(level).with_ansi(false);
+    // try_init: Err only when a subscriber is already set (tests), which is fine.
+    let _ = if json { fmt.json().try_init() } else { fmt.try_init() };
 }
 
 /// [`sdk_config`] with the endpoint from [`ENDPOINT_ENV`], if set.

@@ -83,6 +83,18 @@ const ENV_NOT_FROM_TEMPLATE: &[(&str, &str)] = &[
         "TB_AWS_ENDPOINT",
         "local AWS endpoint for tests; must stay unset in AWS",
     ),
+    (
+        "AWS_LAMBDA_LOG_FORMAT",
+        "set by Lambda from the function's LoggingConfig (reserved)",
+    ),
+    (
+        "AWS_LAMBDA_LOG_LEVEL",
+        "set by Lambda from LoggingConfig.ApplicationLogLevel (reserved)",
+    ),
+    (
+        "RUST_LOG",
+        "optional log level for local runs; LoggingConfig.ApplicationLogLevel is the deployed knob",
+    ),
 ];
 
 /// `TICKET_BRIDGE__…` overrides every function needs (read through `std::env::vars()`).

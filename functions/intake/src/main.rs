@@ -1,15 +1,16 @@
 //! Lambda entry point; the handler lives in the library so tests can invoke it in-process.
 
-use lambda_http::{Error, Request, service_fn};
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    bridge::aws::init_lambda_logging();
     let engine = Arc::new(bridge::aws::engine_from_env().await?);
-    lambda_http::run(service_fn(move |req: Request| {
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<ApiGatewayV2httpRequest>| {
         let engine = engine.clone();
-        async move { intake::handle(&engine, req).await }
+        async move { Ok::<_, Error>(intake::handle(&engine, ev.payload).await) }
     }))
     .await
 }

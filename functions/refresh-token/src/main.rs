@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    bridge::aws::init_lambda_logging();
     let engine = Arc::new(bridge::aws::engine_from_env().await?);
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
         let engine = engine.clone();

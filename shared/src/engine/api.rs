@@ -1,5 +1,5 @@
 //! The public HTTP API (docs/api.md), independent of the server framework: the intake Lambda
-//! (lambda_http) and the local runner (axum) both translate their requests into [`ApiRequest`].
+//! (lambda_runtime with API Gateway v2 events) and the local runner (axum) both translate their requests into [`ApiRequest`].
 
 use chrono::{DateTime, Utc};
 use http::HeaderMap;

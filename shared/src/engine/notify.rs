@@ -214,7 +214,7 @@ impl Notifier {
     /// POSTs a signed body to `url`, retrying non-2xx answers with backoff.
     pub async fn deliver(&self, url: &str, key: &[u8], body: &[u8], now: DateTime<Utc>) -> Result<(), String> {
         let parsed = self.check_url_syntax(url)?;
-        let mut builder = reqwest::Client::builder()
+        let mut builder = crate::http::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(self.timeout)
             .connect_timeout(Duration::from_secs(5));

@@ -204,10 +204,22 @@ impl HttpResponse {
     }
 }
 
+/// A reqwest client builder with the process-wide TLS crypto provider (rustls on ring) installed.
+/// reqwest is compiled without a provider of its own, so every HTTP client of the product is built
+/// from here (a test in xtask checks that no other construction site exists).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        // Err only when a provider is already installed, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    Client::builder()
+}
+
 impl HttpClient {
     /// Builds the client for connection `name`.
     pub fn new(name: &str, config: HttpConfig, redactor: Redactor) -> Result<Self, ConnectorError> {
-        let client = Client::builder()
+        let client = client_builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
             .user_agent(concat!("ticket-bridge/", env!("CARGO_PKG_VERSION")))

@@ -109,8 +109,11 @@ fn index_columns(task: &Task) -> (Option<&'static str>, Option<String>, Option<S
 }
 
 fn load_task(conn: &Connection, id: &str) -> Result<Option<Task>, StoreError> {
-    let body: Option<String> =
-        conn.query_row("SELECT body FROM tasks WHERE id = ?1", [id], |r| r.get(0)).optional().map_err(db)?;
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM tasks WHERE id = ?1")
+        .and_then(|mut st| st.query_row([id], |r| r.get(0)))
+        .optional()
+        .map_err(db)?;
     body.map(|b| from_json(id, &b)).transpose()
 }
 
@@ -219,12 +222,10 @@ impl Store for SqliteStore {
         let task = task.clone();
         self.run(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+            // Statements on the intake path are prepared once per connection (rusqlite's cache).
             let existing: Option<String> = tx
-                .query_row(
-                    "SELECT task_id FROM idempotency WHERE source = ?1 AND external_id = ?2",
-                    params![task.source, task.external_id],
-                    |r| r.get(0),
-                )
+                .prepare_cached("SELECT task_id FROM idempotency WHERE source = ?1 AND external_id = ?2")
+                .and_then(|mut st| st.query_row(params![task.source, task.external_id], |r| r.get(0)))
                 .optional()
                 .map_err(db)?;
             if let Some(id) = existing {
@@ -241,17 +242,18 @@ impl Store for SqliteStore {
             if load_task(&tx, task.id.as_str())?.is_some() {
                 return Err(StoreError::Conflict(format!("task {} already exists", task.id)));
             }
-            tx.execute(
-                "INSERT INTO idempotency (source, external_id, task_id) VALUES (?1, ?2, ?3)",
-                params![task.source, task.external_id, task.id.as_str()],
-            )
-            .map_err(db)?;
+            tx.prepare_cached("INSERT INTO idempotency (source, external_id, task_id) VALUES (?1, ?2, ?3)")
+                .and_then(|mut st| st.execute(params![task.source, task.external_id, task.id.as_str()]))
+                .map_err(db)?;
             let (kind, due_conn, due_at, expires) = index_columns(&task);
-            tx.execute(
+            let body = to_json(task.id.as_str(), &task)?;
+            tx.prepare_cached(
                 "INSERT INTO tasks (id, source, external_id, connection, state, due_kind, due_conn, due_at,
                                     updated_at, version, expires_at, body)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
+            )
+            .and_then(|mut st| {
+                st.execute(params![
                     task.id.as_str(),
                     task.source,
                     task.external_id,
@@ -263,9 +265,9 @@ impl Store for SqliteStore {
                     sortable_time(task.updated_at),
                     i64::try_from(task.version).unwrap_or(i64::MAX),
                     expires,
-                    to_json(task.id.as_str(), &task)?,
-                ],
-            )
+                    body,
+                ])
+            })
             .map_err(db)?;
             tx.commit().map_err(db)?;
             Ok(Created::New(task))
@@ -284,12 +286,15 @@ impl Store for SqliteStore {
         let expected = i64::try_from(task.version).map_err(|_| StoreError::Conflict("version overflow".into()))?;
         self.run(move |conn| {
             let (kind, due_conn, due_at, expires) = index_columns(&next);
+            let body = to_json(next.id.as_str(), &next)?;
             let changed = conn
-                .execute(
+                .prepare_cached(
                     "UPDATE tasks SET connection = ?1, state = ?2, due_kind = ?3, due_conn = ?4, due_at = ?5,
                                       updated_at = ?6, version = ?7, expires_at = ?8, body = ?9
                      WHERE id = ?10 AND version = ?11",
-                    params![
+                )
+                .and_then(|mut st| {
+                    st.execute(params![
                         next.connection,
                         next.state.as_str(),
                         kind,
@@ -298,11 +303,11 @@ impl Store for SqliteStore {
                         sortable_time(next.updated_at),
                         expected + 1,
                         expires,
-                        to_json(next.id.as_str(), &next)?,
+                        body,
                         next.id.as_str(),
                         expected,
-                    ],
-                )
+                    ])
+                })
                 .map_err(db)?;
             if changed == 1 {
                 return Ok(next);

@@ -21,7 +21,7 @@ fn scale() -> usize {
     std::env::var("TB_SOAK_SCALE").ok().and_then(|s| s.parse().ok()).filter(|n: &usize| *n > 0).unwrap_or(1)
 }
 
-fn apigw(body: &Value, n: usize) -> lambda_http::Request {
+fn apigw(body: &Value, n: usize) -> aws_lambda_events::apigw::ApiGatewayV2httpRequest {
     let event = json!({
         "version": "2.0", "routeKey": "POST /v1/tasks", "rawPath": "/v1/tasks", "rawQueryString": "",
         "headers": {"authorization": format!("Bearer {KEY}"), "content-type": "application/json"},
@@ -30,7 +30,7 @@ fn apigw(body: &Value, n: usize) -> lambda_http::Request {
             "requestId": format!("req-{n}"), "routeKey": "POST /v1/tasks", "stage": "$default", "time": "23/Nov/2026:10:00:00 +0000", "timeEpoch": 1795428000000i64},
         "body": body.to_string(), "isBase64Encoded": false
     });
-    lambda_http::request::from_str(&event.to_string()).unwrap()
+    serde_json::from_value(event).unwrap()
 }
 
 fn stream_event(ids: &[String]) -> Value {
@@ -65,9 +65,12 @@ async fn intake_lambda_duplicate_storm_on_dynamodb() {
             let mut out = Vec::new();
             for j in (c..requests).step_by(clients) {
                 let key = j % keys;
-                let res = intake::handle(&h.engine, apigw(&access_task(&format!("STORM-{key}")), j)).await.unwrap();
-                let status = res.status().as_u16();
-                let v: Value = serde_json::from_slice(res.body().as_ref()).unwrap();
+                let res = intake::handle(&h.engine, apigw(&access_task(&format!("STORM-{key}")), j)).await;
+                let status = u16::try_from(res.status_code).unwrap();
+                let v: Value = match res.body {
+                    Some(aws_lambda_events::encodings::Body::Text(t)) => serde_json::from_str(&t).unwrap(),
+                    other => panic!("expected a text body, got {other:?}"),
+                };
                 out.push((key, status, v["id"].as_str().unwrap_or_default().to_string()));
             }
             out

@@ -13,7 +13,12 @@ use support::{Backend, Harness, access_task};
 
 const KEY: &str = "tb_lambda_test_key";
 
-fn apigw_event(method: &str, path: &str, body: Option<&Value>, key: &str) -> lambda_http::Request {
+fn apigw_event(
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    key: &str,
+) -> aws_lambda_events::apigw::ApiGatewayV2httpRequest {
     let event = json!({
         "version": "2.0",
         "routeKey": format!("{method} {path}"),
@@ -28,10 +33,8 @@ fn apigw_event(method: &str, path: &str, body: Option<&Value>, key: &str) -> lam
         "body": body.map(|b| b.to_string()),
         "isBase64Encoded": false
     });
-    // A real HTTP API payload: it must deserialize as aws_lambda_events' type, and lambda_http
-    // turns it into the request the handler sees.
-    let _: aws_lambda_events::apigw::ApiGatewayV2httpRequest = serde_json::from_value(event.clone()).unwrap();
-    lambda_http::request::from_str(&event.to_string()).unwrap()
+    // A real HTTP API payload, deserialized as the function's runtime does.
+    serde_json::from_value(event).unwrap()
 }
 
 fn stream_event(task_ids: &[&str]) -> Value {
@@ -69,10 +72,14 @@ fn lambda(payload: Value) -> LambdaEvent<Value> {
     LambdaEvent::new(payload, Context::default())
 }
 
-async fn body_json(res: lambda_http::Response<lambda_http::Body>) -> (u16, Value) {
-    let status = res.status().as_u16();
-    let bytes: &[u8] = res.body().as_ref();
-    (status, serde_json::from_slice(bytes).unwrap())
+async fn body_json(res: aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> (u16, Value) {
+    let status = u16::try_from(res.status_code).unwrap();
+    assert_eq!(res.headers["content-type"], "application/json");
+    let body = match res.body {
+        Some(aws_lambda_events::encodings::Body::Text(t)) => t,
+        other => panic!("expected a text body, got {other:?}"),
+    };
+    (status, serde_json::from_str(&body).unwrap())
 }
 
 async fn handlers_take_a_task_from_api_gateway_to_completion(target: Target) {
@@ -86,11 +93,10 @@ async fn handlers_take_a_task_from_api_gateway_to_completion(target: Target) {
 
     // intake: unauthenticated callers are refused (no loopback exemption in Lambda).
     let (s, _) =
-        body_json(intake::handle(&h.engine, apigw_event("POST", "/v1/tasks", Some(&body), "nope")).await.unwrap())
-            .await;
+        body_json(intake::handle(&h.engine, apigw_event("POST", "/v1/tasks", Some(&body), "nope")).await).await;
     assert_eq!(s, 401);
     let (s, task) =
-        body_json(intake::handle(&h.engine, apigw_event("POST", "/v1/tasks", Some(&body), KEY)).await.unwrap()).await;
+        body_json(intake::handle(&h.engine, apigw_event("POST", "/v1/tasks", Some(&body), KEY)).await).await;
     assert_eq!(s, 201, "{task}");
     let id = task["id"].as_str().unwrap().to_string();
 
@@ -114,8 +120,7 @@ async fn handlers_take_a_task_from_api_gateway_to_completion(target: Target) {
     assert_eq!(out[support::CONN]["skipped"], true);
     h.engine.poll_connection(support::CONN, chrono::Utc::now(), false).await;
     let (s, done) =
-        body_json(intake::handle(&h.engine, apigw_event("GET", &format!("/v1/tasks/{id}"), None, KEY)).await.unwrap())
-            .await;
+        body_json(intake::handle(&h.engine, apigw_event("GET", &format!("/v1/tasks/{id}"), None, KEY)).await).await;
     assert_eq!((s, done["state"].as_str(), done["outcome"].as_str()), (200, Some("completed"), Some("fulfilled")));
     let got = received.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
