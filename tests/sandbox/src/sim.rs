@@ -187,7 +187,7 @@ impl RequestLog {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Change {
-    Ticket { ticket: SimTicket, next_id: u64, next_note_id: u64 },
+    Ticket { ticket: Box<SimTicket>, next_id: u64, next_note_id: u64 },
     Customer { customer: SimCustomer },
     Contact { contact: SimContact },
 }
@@ -198,7 +198,7 @@ impl Change {
             Self::Ticket { ticket, next_id, next_note_id } => {
                 s.next_id = s.next_id.max(next_id);
                 s.next_note_id = s.next_note_id.max(next_note_id);
-                s.tickets.insert(ticket.id, ticket);
+                s.tickets.insert(ticket.id, *ticket);
             }
             Self::Customer { customer } => match s.customers.iter_mut().find(|c| c.id == customer.id) {
                 Some(c) => *c = customer,
@@ -212,7 +212,11 @@ impl Change {
     }
 
     fn ticket(s: &Store, id: u64) -> Option<Self> {
-        s.tickets.get(&id).map(|t| Self::Ticket { ticket: t.clone(), next_id: s.next_id, next_note_id: s.next_note_id })
+        s.tickets.get(&id).map(|t| Self::Ticket {
+            ticket: Box::new(t.clone()),
+            next_id: s.next_id,
+            next_note_id: s.next_note_id,
+        })
     }
 }
 
