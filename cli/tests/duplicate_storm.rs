@@ -75,9 +75,7 @@ async fn serve_duplicate_storm_makes_one_task_and_one_ticket_per_key() {
         assert!(Instant::now() < deadline, "only {} of {keys} tickets", list.len());
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/reliability");
-    std::fs::create_dir_all(&dir).unwrap();
     let v = serde_json::json!({"suite": "duplicate_storm", "class": format!("serve over HTTP ({clients} clients, {keys} keys)"),
         "route": "-", "runs": 1, "tasks": requests, "completed": keys, "lost": 0, "duplicates": 0, "errors": 0});
-    std::fs::write(dir.join("storm-serve.json"), v.to_string()).unwrap();
+    sandbox::report::write("storm-serve", &v);
 }

@@ -13,15 +13,6 @@ use support::{Serve, free_port, wait_for, wait_healthy, write_config};
 /// Tasks per run: more than the creation lanes, so some are still queued in memory at the kill.
 const TASKS: usize = 12;
 
-fn create_route(t: Target) -> &'static str {
-    match t {
-        Target::Sandbox => "POST /api/v1/tickets",
-        Target::Rt => "POST /REST/2.0/ticket",
-        Target::Generic => "POST /api/v2/issues",
-        other => panic!("no create route listed for {other:?}"),
-    }
-}
-
 async fn states(http: &reqwest::Client, base: &str, ids: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for id in ids {
@@ -49,7 +40,7 @@ async fn kill9_mid_run_loses_nothing_and_duplicates_nothing(target: Target) {
     let http = reqwest::Client::new();
 
     // 1. Kill while creates are in flight: the target makes each ticket, then holds the answer.
-    t.sim.faults().inject_on(create_route(target), Fault::SlowResponse { ms: 10_000 }, 1_000);
+    t.sim.faults().inject_on(target.create_route(), Fault::SlowResponse { ms: 10_000 }, 1_000);
     let server = Serve::start(port, dir.path(), Some(&config));
     wait_healthy(&http, &base).await;
     let mut ids = Vec::new();
@@ -108,15 +99,10 @@ async fn kill9_mid_run_loses_nothing_and_duplicates_nothing(target: Target) {
 
 /// Adds this run to the reliability report (`cargo xtask reliability-report`).
 fn write_counts(target: &str, unrecorded_at_kill: usize) {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
-        .join("reliability");
-    std::fs::create_dir_all(&dir).unwrap();
     let v = serde_json::json!({"suite": "crash_points", "class": "serve SIGKILL mid-create and mid-poll, restart",
         "target": target, "route": "-", "runs": 1, "tasks": TASKS, "completed": TASKS, "lost": 0, "duplicates": 0,
         "errors": 0, "faults_fired": unrecorded_at_kill});
-    std::fs::write(dir.join(format!("crash-serve-kill9-{target}.json")), v.to_string()).unwrap();
+    sandbox::report::write(&format!("crash-serve-kill9-{target}"), &v);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,16 +17,10 @@ fn cases(base: u32) -> u32 {
 }
 
 fn write_counts(class: &str, tried: usize, rejected: usize) {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
-        .join("reliability");
-    std::fs::create_dir_all(&dir).unwrap();
     let scale = std::env::var("TB_SOAK_SCALE").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or(1);
     let v = json!({"suite": "bad_input", "class": class, "route": "-", "scale": scale, "runs": 1, "tasks": tried,
         "errors": rejected, "lost": 0, "duplicates": 0});
-    let file: String = class.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
-    std::fs::write(dir.join(format!("bad-{file}.json")), v.to_string()).unwrap();
+    sandbox::report::write(&format!("bad-{class}"), &v);
 }
 
 /// Strings an attacker would try in task fields: template syntax, JSON breakers, control chars.

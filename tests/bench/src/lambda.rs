@@ -119,15 +119,15 @@ fn serve_conn(stream: TcpStream, mut give_event: bool, event: &str, tx: &mpsc::S
     }
 }
 
-/// A TCP proxy in front of moto that adds up how long the function waits for AWS: per HTTP
+/// A TCP proxy that adds up how long the function waits for the server behind it (moto, the desk): per HTTP
 /// exchange, from the last request byte it sent to the first response byte. Subtracting it from
 /// the first-response time gives the function's own time ("excluding network to AWS").
-struct AwsClock {
+struct WaitClock {
     url: String,
     waited_ns: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-impl AwsClock {
+impl WaitClock {
     fn start(endpoint: &str) -> Result<Self> {
         use std::sync::atomic::{AtomicU64, Ordering};
         use std::sync::{Arc, Mutex};
@@ -200,8 +200,8 @@ fn run_function(
     bin: &PathBuf,
     event: Value,
     env: &[(String, String)],
-    clock: &AwsClock,
-    desk_clock: &AwsClock,
+    clock: &WaitClock,
+    desk_clock: &WaitClock,
 ) -> Result<Measured> {
     clock.take();
     desk_clock.take();
@@ -319,7 +319,7 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
         bridge::secrets::aws::AwsSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk), Duration::from_secs(60));
     common::put_secret(&secrets as &dyn Secrets, &secret, &desk).await?;
     // The same timing proxy in front of the sandbox desk shows how much of *own* is ITSM round trips.
-    let desk_clock = AwsClock::start(&desk.base_url)?;
+    let desk_clock = WaitClock::start(&desk.base_url)?;
     let config = format!(
         "[settings]\nstore = \"dynamodb\"\nsecrets = \"aws\"\ntable_name = \"{table}\"\nallow_private_callbacks = true\n\
          [[auth.api_keys]]\nname = \"bench\"\nsha256 = \"{}\"\nscope = \"admin\"\n\
@@ -327,7 +327,7 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
         bridge::engine::api::hash_key(KEY),
         desk_clock.url
     );
-    let clock = AwsClock::start(&endpoint)?;
+    let clock = WaitClock::start(&endpoint)?;
     let env = vec![
         ("TB_AWS_ENDPOINT".to_string(), clock.url.clone()),
         ("TICKET_BRIDGE_CONFIG_TOML".to_string(), config),

@@ -10,22 +10,12 @@ use bridge::connectors::{NoteRequest, TicketRequest};
 use bridge::domain::{Grouping, TaskState};
 use chrono::{Duration, Utc};
 use sandbox::targets::Target;
-use std::collections::BTreeMap;
 use support::{Backend, CONN, Harness, access_task, alert};
 
 fn write_counts(class: &str, target: &str, tasks: usize, duplicates: usize) {
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-        .join("reliability");
-    std::fs::create_dir_all(&dir).unwrap();
     let v = serde_json::json!({"suite": "crash_points", "class": class, "target": target, "route": "-", "runs": 1,
         "tasks": tasks, "completed": tasks, "lost": 0, "duplicates": duplicates, "errors": 0});
-    let file: String = format!("crash-{class}-{target}")
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
-        .collect();
-    std::fs::write(dir.join(format!("{file}.json")), v.to_string()).unwrap();
+    sandbox::report::write(&format!("crash-{class}-{target}"), &v);
 }
 
 /// A worker claims the task, opens the ticket and dies before recording it; the next worker (after
@@ -97,20 +87,6 @@ async fn crash_after_note_before_record(backend: Backend) {
     write_counts("after note added, before recorded (notes at-least-once)", &format!("{backend:?}"), 2, 0);
 }
 
-fn twin(h: &Harness) -> bridge::engine::Engine {
-    let cfg = h.engine.config.clone();
-    let mut connectors = BTreeMap::new();
-    connectors
-        .insert(CONN.to_string(), bridge::connectors::build(CONN, &cfg.connections[CONN], h.secrets.clone()).unwrap());
-    bridge::engine::Engine::new(
-        cfg,
-        h.store.clone(),
-        h.secrets.clone(),
-        connectors,
-        std::sync::Arc::new(bridge::engine::LogEvents),
-    )
-}
-
 /// A cold instance's first work (token refresh with a rotating refresh token, then the create)
 /// is dropped mid-flight at several points. Afterwards a fresh instance (cold cache, same secrets)
 /// must still work, without replaying a rotated refresh token and without a second ticket.
@@ -124,7 +100,7 @@ async fn refresh_dropped_mid_flight(backend: Backend) {
         let (_, t) = h.submit(access_task(&format!("TOKCUT-{cut_ms}"))).await;
         let id = bridge::domain::TaskId::parse(t["id"].as_str().unwrap()).unwrap();
         h.sim().set_latency(latency);
-        let engine = twin(&h);
+        let engine = h.twin();
         let r = tokio::time::timeout(std::time::Duration::from_millis(cut_ms), engine.create_one(&id, now)).await;
         dropped += usize::from(r.is_err());
         drop(engine);
@@ -132,7 +108,7 @@ async fn refresh_dropped_mid_flight(backend: Backend) {
         tokio::time::sleep(latency * 3).await;
         h.sim().set_latency(std::time::Duration::ZERO);
         now += Duration::seconds(301);
-        let after = twin(&h);
+        let after = h.twin();
         after.create_due(now, 10).await;
         let task = h.task(id.as_str()).await;
         assert_eq!(

@@ -114,9 +114,7 @@ async fn intake_lambda_duplicate_storm_on_dynamodb() {
         assert_eq!(per_key.get(id), Some(&1), "task {id}");
         assert_eq!(h.task(id).await.state, TaskState::TicketOpen);
     }
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/reliability");
-    std::fs::create_dir_all(&dir).unwrap();
     let v = json!({"suite": "duplicate_storm", "class": format!("intake Lambda on DynamoDB ({clients} clients, {keys} keys)"),
         "route": "-", "runs": 1, "tasks": requests, "completed": keys, "lost": 0, "duplicates": 0, "errors": 0});
-    std::fs::write(dir.join("storm-lambda.json"), v.to_string()).unwrap();
+    sandbox::report::write("storm-lambda", &v);
 }

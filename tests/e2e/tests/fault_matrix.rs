@@ -61,24 +61,6 @@ fn scale() -> usize {
 }
 
 /// The route a target's connector creates tickets on and the one it reads statuses from.
-fn routes(t: Target) -> (&'static str, &'static str) {
-    match t {
-        Target::Sandbox => ("POST /api/v1/tickets", "GET /api/v1/tickets"),
-        Target::Rt => ("POST /REST/2.0/ticket", "GET /REST/2.0/tickets"),
-        Target::Generic => ("POST /api/v2/issues", "GET /api/v2/issues"),
-        Target::Bms => ("POST /v2/servicedesk/tickets", "POST /v2/servicedesk/tickets/search"),
-        Target::Vsa => (
-            "POST /api/v1.0/automation/servicedesktickets/{deskId}/ticket",
-            "GET /api/v1.0/automation/servicedesks/{deskId}/tickets",
-        ),
-        Target::Ninjaone => ("POST /v2/ticketing/ticket", "POST /v2/ticketing/trigger/board/{boardId}/run"),
-        Target::Otrs => (
-            "POST /otrs/nph-genericinterface.pl/Webservice/GenericTicketConnectorREST/Ticket",
-            "GET /otrs/nph-genericinterface.pl/Webservice/GenericTicketConnectorREST/Ticket/{TicketID}",
-        ),
-    }
-}
-
 /// What one scenario saw; written as JSON for the report.
 #[derive(Debug, Default)]
 struct Counts {
@@ -94,22 +76,13 @@ struct Counts {
     rounds: usize,
 }
 
-fn report_dir() -> std::path::PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    target.join("reliability")
-}
-
 fn write_counts(class: Class, target: Target, on: On, c: &Counts) {
-    let dir = report_dir();
-    std::fs::create_dir_all(&dir).unwrap();
     let v = serde_json::json!({
         "suite": "fault_matrix", "scale": scale(), "class": format!("{class:?}"), "target": format!("{target:?}"), "route": format!("{on:?}"),
         "runs": 1, "tasks": c.tasks, "completed": c.completed, "dead_lettered": c.dead_lettered, "lost": c.lost,
         "duplicates": c.duplicates, "orphans": c.orphans, "faults_fired": c.faults_fired, "errors": c.errors, "rounds": c.rounds,
     });
-    std::fs::write(dir.join(format!("fault-{class:?}-{target:?}-{on:?}.json")), v.to_string()).unwrap();
+    sandbox::report::write(&format!("fault-{class:?}-{target:?}-{on:?}"), &v);
 }
 
 async fn scenario(target: Target, class: Class, on: On) {
@@ -125,7 +98,7 @@ async fn scenario(target: Target, class: Class, on: On) {
     })
     .await;
     let sim = h.sim().clone();
-    let (create_route, status_route) = routes(target);
+    let (create_route, status_route) = (target.create_route(), target.status_route());
     let route = if on == On::Create { create_route } else { status_route };
     let n = BATCH * scale();
     let armed: u32 = match class {
@@ -180,7 +153,7 @@ async fn scenario(target: Target, class: Class, on: On) {
     }
     let start = Utc::now();
     let mut now = start;
-    let twin = (class == Class::RefreshReplay).then(|| twin(&h));
+    let twin = (class == Class::RefreshReplay).then(|| h.twin());
     let mut counts = Counts { tasks: n, ..Default::default() };
     let mut fired_before_clear = None;
     for round in 0..MAX_ROUNDS {
@@ -325,21 +298,6 @@ async fn futures_join(h: &Harness, ids: &[String]) -> Vec<bridge::domain::Task> 
         out.push(h.task(id).await);
     }
     out
-}
-
-/// A second engine over the same store and secrets (a cold Lambda instance).
-fn twin(h: &Harness) -> bridge::engine::Engine {
-    let cfg = h.engine.config.clone();
-    let mut connectors = BTreeMap::new();
-    connectors
-        .insert(CONN.to_string(), bridge::connectors::build(CONN, &cfg.connections[CONN], h.secrets.clone()).unwrap());
-    bridge::engine::Engine::new(
-        cfg,
-        h.store.clone(),
-        h.secrets.clone(),
-        connectors,
-        std::sync::Arc::new(bridge::engine::LogEvents),
-    )
 }
 
 macro_rules! matrix {

@@ -10,7 +10,7 @@ use sandbox::faults::Fault;
 use serde_json::json;
 use support::{Backend, CALLBACK_KEY, Harness, REQUESTS_PER_ATTEMPT, access_task, alert};
 
-const CREATE_ROUTE: &str = "POST /api/v1/tickets";
+const CREATE_ROUTE: &str = sandbox::targets::Target::Sandbox.create_route();
 
 async fn access_task_completes_with_signed_callback(backend: Backend) {
     let h = Harness::new(backend, Grouping::None).await;

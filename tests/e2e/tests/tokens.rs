@@ -4,25 +4,14 @@
 mod support;
 
 use bridge::domain::{Grouping, TaskState};
-use bridge::engine::{Engine, TokenOutcome};
+use bridge::engine::TokenOutcome;
 use chrono::Utc;
 use sandbox::targets::Target;
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use support::{Backend, CONN, Harness, access_task};
-
-/// A second engine over the same store and secrets, as a second Lambda instance would be.
-fn twin(h: &Harness) -> Engine {
-    let cfg = h.engine.config.clone();
-    let mut connectors = BTreeMap::new();
-    connectors
-        .insert(CONN.to_string(), bridge::connectors::build(CONN, &cfg.connections[CONN], h.secrets.clone()).unwrap());
-    Engine::new(cfg, h.store.clone(), h.secrets.clone(), connectors, Arc::new(bridge::engine::LogEvents))
-}
 
 async fn concurrent_refresh_runs_never_replay_a_rotated_token(backend: Backend) {
     let h = Harness::for_target(Target::Ninjaone, backend, Grouping::None, |_| {}).await;
-    let other = twin(&h);
+    let other = h.twin();
     let now = Utc::now();
     let (a, b) = tokio::join!(h.engine.refresh_tokens(now), other.refresh_tokens(now));
     let outcomes = [a[CONN].clone(), b[CONN].clone()];
@@ -50,14 +39,14 @@ async fn expiring_personal_access_token_raises_a_warning(backend: Backend) {
     let mut s = h.secrets.get(&name).await.unwrap();
     s.set("pat_expires_at", (Utc::now() + chrono::Duration::days(5)).format("%Y-%m-%d").to_string());
     h.secrets.put(&name, &s).await.unwrap();
-    let fresh_engine = twin(&h);
+    let fresh_engine = h.twin();
     let report = fresh_engine.refresh_tokens(Utc::now()).await;
     assert!(matches!(report[CONN], TokenOutcome::PatExpiring { .. }), "{report:?}");
     assert_eq!(fresh_engine.metrics.get("PatExpiring"), 1);
     // With 90 days left there is no warning.
     s.set("pat_expires_at", (Utc::now() + chrono::Duration::days(90)).format("%Y-%m-%d").to_string());
     h.secrets.put(&name, &s).await.unwrap();
-    let report = twin(&h).refresh_tokens(Utc::now()).await;
+    let report = h.twin().refresh_tokens(Utc::now()).await;
     assert!(matches!(report[CONN], TokenOutcome::Fresh { .. }), "{report:?}");
 }
 

@@ -12,6 +12,7 @@
 pub mod desk;
 pub mod faults;
 pub mod generic;
+pub mod report;
 pub mod rt;
 mod server;
 mod sim;

@@ -28,6 +28,32 @@ pub enum Target {
 impl Target {
     pub const ALL: [Target; 7] =
         [Self::Sandbox, Self::Rt, Self::Generic, Self::Bms, Self::Vsa, Self::Ninjaone, Self::Otrs];
+
+    /// The simulator route (as faults match it) that creates a ticket.
+    pub const fn create_route(self) -> &'static str {
+        match self {
+            Self::Sandbox => "POST /api/v1/tickets",
+            Self::Rt => "POST /REST/2.0/ticket",
+            Self::Generic => "POST /api/v2/issues",
+            Self::Bms => "POST /v2/servicedesk/tickets",
+            Self::Vsa => "POST /api/v1.0/automation/servicedesktickets/{deskId}/ticket",
+            Self::Ninjaone => "POST /v2/ticketing/ticket",
+            Self::Otrs => "POST /otrs/nph-genericinterface.pl/Webservice/GenericTicketConnectorREST/Ticket",
+        }
+    }
+
+    /// The simulator route the poller reads ticket statuses from.
+    pub const fn status_route(self) -> &'static str {
+        match self {
+            Self::Sandbox => "GET /api/v1/tickets",
+            Self::Rt => "GET /REST/2.0/tickets",
+            Self::Generic => "GET /api/v2/issues",
+            Self::Bms => "POST /v2/servicedesk/tickets/search",
+            Self::Vsa => "GET /api/v1.0/automation/servicedesks/{deskId}/tickets",
+            Self::Ninjaone => "POST /v2/ticketing/trigger/board/{boardId}/run",
+            Self::Otrs => "GET /otrs/nph-genericinterface.pl/Webservice/GenericTicketConnectorREST/Ticket/{TicketID}",
+        }
+    }
 }
 
 /// A running simulator plus what a connection to it needs.

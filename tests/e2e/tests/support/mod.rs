@@ -127,6 +127,17 @@ impl Harness {
         Self { engine, target, store, secrets, events, _dir: dir }
     }
 
+    /// A second engine over the same store and secrets, with cold connectors of its own, as a
+    /// second Lambda instance would be.
+    pub fn twin(&self) -> Engine {
+        let cfg = self.engine.config.clone();
+        let mut connectors = BTreeMap::new();
+        for (name, c) in &cfg.connections {
+            connectors.insert(name.clone(), bridge::connectors::build(name, c, self.secrets.clone()).unwrap());
+        }
+        Engine::new(cfg, self.store.clone(), self.secrets.clone(), connectors, Arc::new(bridge::engine::LogEvents))
+    }
+
     /// The target's simulator state and technician controls.
     pub fn sim(&self) -> &sandbox::Sim {
         &self.target.sim
