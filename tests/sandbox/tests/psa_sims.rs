@@ -123,6 +123,69 @@ async fn vsa_refuses_top_above_100_and_names_for_ids() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// What VSA's OData layer refuses: unsuffixed ids beyond Int32, fields outside the list model,
+/// and POST bodies that are not JSON. The suffixed literal and the `Summary` field pass.
+#[tokio::test]
+async fn vsa_refuses_int32_overflow_unknown_filter_fields_and_non_json_bodies() {
+    let sim = Vsa::spawn(VsaConfig::default()).await.unwrap();
+    let c = Client::new();
+    let url = sim.base_url().to_string();
+    let cfg = sim.config().clone();
+    let auth: Value = c
+        .get(format!("{url}/api/v1.0/auth"))
+        .basic_auth(&cfg.username, Some(&cfg.pat))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = auth["Result"]["Token"].as_str().unwrap().to_string();
+    let create = format!("{url}/api/v1.0/automation/servicedesktickets/1001/ticket");
+    let made: Value = c
+        .post(&create)
+        .bearer_auth(&token)
+        .json(&json!({"Summary": "Disk full [tb-K1]", "Description": "d", "Priority": 13}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["Result"]["ServiceDeskTicketId"].as_u64().unwrap();
+    assert!(id > i32::MAX as u64, "VSA ids overflow Int32: {id}");
+    let list = format!("{url}/api/v1.0/automation/servicedesks/1001/tickets");
+    let filter = |f: String| c.get(&list).bearer_auth(&token).query(&[("$filter", f)]).send();
+    let r = filter(format!("ServiceDeskTicketId eq {id}")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    let want = format!("Unrecognized 'Edm.Int32' literal '{id}' at '23' in 'ServiceDeskTicketId eq {id}'.");
+    assert!(body["Message"].as_str().unwrap().ends_with(&want), "{body}");
+    let r: Value = filter(format!("ServiceDeskTicketId eq {id}M")).await.unwrap().json().await.unwrap();
+    assert_eq!(r["Result"][0]["ServiceDeskTicketId"].as_u64(), Some(id));
+    assert!(r["Result"][0].get("Description").is_none(), "the list model has no Description");
+    assert_eq!(r["Result"][0]["TicketStatus"], "Open");
+    let r = filter("substringof('tb-K1',Description)".into()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["Message"].as_str().unwrap().contains("property named 'Description'"), "{body}");
+    let r: Value = filter("substringof('tb-K1',Summary)".into()).await.unwrap().json().await.unwrap();
+    assert_eq!(r["TotalRecords"], 1);
+    let r = c.post(&create).bearer_auth(&token).body(r#"{"Summary":"s","Priority":13}"#).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let notes = format!("{url}/api/v1.0/automation/servicedesktickets/{id}/notes");
+    let r = c
+        .post(&notes)
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body(r#"{"Text":"x","Hidden":true,"SystemFlag":false}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(sim.find_ticket(&id.to_string()).unwrap().notes.len(), 0, "nothing stored");
+}
+
 #[tokio::test]
 async fn ninjaone_counts_replayed_refresh_tokens() {
     let sim = NinjaOne::spawn(NinjaConfig::default()).await.unwrap();
