@@ -363,7 +363,7 @@ async fn create(
 }
 
 /// The key in a `[tb:KEY]` subject marker.
-fn subject_marker(subject: &str) -> Option<String> {
+pub(crate) fn subject_marker(subject: &str) -> Option<String> {
     let start = subject.rfind("[tb:")? + 4;
     let end = subject[start..].find(']')? + start;
     Some(subject[start..end].to_string())
