@@ -46,8 +46,8 @@ pub struct RtConfig {
     pub correlation_cf: Option<String>,
     /// Largest `per_page` (RT: 100).
     pub max_per_page: usize,
-    /// Whether the tokens' user holds ShowTicket globally (or is SuperUser). Without it RT
-    /// >= 5.0.5 answers searches with `total` and `pages` set to `null` (`CurrentUserCanSeeAll`
+    /// Whether the tokens' user holds ShowTicket globally (or is SuperUser). Without it RT 5.0.5
+    /// and later answer searches with `total` and `pages` set to `null` (`CurrentUserCanSeeAll`
     /// in `RT::Tickets`), the usual case for an integration user granted rights per queue.
     pub global_show_ticket: bool,
 }

@@ -9,7 +9,7 @@
 //! the tests read or change as a technician ([`TargetState`]) goes straight to the real RT.
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -328,7 +328,7 @@ async fn forward(State(p): State<Arc<Proxy>>, req: Request) -> Response {
     if let Some(ct) = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         out = out.header(header::CONTENT_TYPE, ct);
     }
-    let resp = match out.body(Bytes::from(body)).send().await {
+    let resp = match out.body(body).send().await {
         Ok(r) => r,
         Err(e) => return (StatusCode::BAD_GATEWAY, format!("proxy: real RT unreachable: {e}")).into_response(),
     };
