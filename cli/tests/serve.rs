@@ -96,10 +96,10 @@ async fn serve_with_config(target: sandbox::targets::Target) {
     let http = reqwest::Client::new();
     wait_healthy(&http, &base).await;
     let mut tasks = Vec::new();
-    for (n, user) in [(1, "alice"), (2, "bob")] {
+    for (n, application) in [(1, "Payroll"), (2, "Ledger")] {
         let body = serde_json::json!({"source":"saviynt","external_id":format!("SRV-{target:?}-{n}"),"kind":"access",
-            "action":"remove_access","user":{"id":format!("u-{n}"),"name":user,"email":format!("{user}@acme.io")},
-            "application":"Payroll","entitlements":["payroll-admin"],"callback_url": hook});
+            "action":"remove_access","user":{"id":"u-1","name":"Alice","email":"alice@acme.io"},
+            "application":application,"entitlements":["admin"],"callback_url": hook});
         let res = http.post(format!("{base}/v1/tasks")).json(&body).send().await.unwrap();
         assert_eq!(res.status().as_u16(), 201, "{target:?}");
         tasks.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
