@@ -203,7 +203,10 @@ impl RtServer {
             };
             let out = File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
             let mut cmd = Command::new(RT_SERVER);
-            cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--max-workers", "2"])
+            // One worker, never recycled: its first requests load much of RT (0.7-0.9 s each,
+            // measured), so it is warmed up below and must stay warm for the suites' 1 s timeouts.
+            cmd.args(["--host", "127.0.0.1", "--port", &port.to_string(), "--max-workers", "1"])
+                .args(["--max-reqs-per-child", "1000000"])
                 .stdin(Stdio::null())
                 .stdout(out.try_clone()?)
                 .stderr(out);
@@ -217,7 +220,10 @@ impl RtServer {
             let child = cmd.spawn().with_context(|| format!("cannot start {RT_SERVER}"))?;
             let mut server = RtServer { child, port, log: log.clone() };
             match server.wait_ready() {
-                Ok(()) => return Ok((server, token)),
+                Ok(()) => {
+                    server.warm_up(&token)?;
+                    return Ok((server, token));
+                }
                 // It exited (e.g. the port was taken meanwhile): try another port.
                 Err(e) if matches!(server.child.try_wait(), Ok(Some(_))) => last_err = Some(e),
                 Err(e) => return Err(e),
@@ -251,6 +257,70 @@ impl RtServer {
             sleep(Duration::from_millis(100));
         }
     }
+}
+
+impl RtServer {
+    /// Sends RT each kind of request the suites make once (create, comment, search, status
+    /// change, queue read) and checks the answers, so the worker has loaded what they need.
+    fn warm_up(&self, token: &str) -> Result<()> {
+        let started = Instant::now();
+        let create = r#"{"Queue":"General","Subject":"warm-up","Content":"warm-up","ContentType":"text/plain","Requestor":"warm-up@example.com","CustomFields":{"TicketBridgeKey":"warm-up"}}"#;
+        let (status, body) = http(self.port, token, "POST", "/REST/2.0/ticket", Some(create))?;
+        if status != 201 {
+            bail!("warm-up ticket not created: {status} {body}");
+        }
+        let id: String = body
+            .split("\"id\"")
+            .nth(1)
+            .map(|rest| rest.chars().skip_while(|c| !c.is_ascii_digit()).take_while(char::is_ascii_digit).collect())
+            .unwrap_or_default();
+        if id.is_empty() {
+            bail!("warm-up create answered without an id: {body}");
+        }
+        let steps = [
+            (
+                "POST",
+                format!("/REST/2.0/ticket/{id}/comment"),
+                Some(r#"{"Content":"warm-up","ContentType":"text/plain"}"#),
+                201,
+            ),
+            (
+                "GET",
+                "/REST/2.0/tickets?query=%27CF.%7BTicketBridgeKey%7D%27%3D%27warm-up%27&fields=Status".into(),
+                None,
+                200,
+            ),
+            ("GET", "/REST/2.0/queue/General".into(), None, 200),
+            ("PUT", format!("/REST/2.0/ticket/{id}"), Some(r#"{"Status":"resolved"}"#), 200),
+        ];
+        for (method, path, body, want) in steps {
+            let (status, text) = http(self.port, token, method, &path, body)?;
+            if status != want {
+                bail!("warm-up {method} {path}: {status} {text}");
+            }
+        }
+        println!("xtask: RT warmed up in {:.1}s", started.elapsed().as_secs_f64());
+        Ok(())
+    }
+}
+
+/// One HTTP/1.1 request to RT on the loopback port; returns the status and body.
+fn http(port: u16, token: &str, method: &str, path: &str, body: Option<&str>) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).context("cannot connect to RT")?;
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: token {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).context("cannot read RT's answer")?;
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
 }
 
 impl Drop for RtServer {
