@@ -679,6 +679,7 @@ impl Sim {
     pub fn record_contract_violations(&self, found: &[String]) {
         for v in found {
             tracing::error!(simulator = self.0.profile.name, violation = %v, "contract violation");
+            crate::contract::log_line(&format!("VIOLATION\t{}\t{v}", self.0.profile.name));
         }
         lock(&self.0.contract).violations.extend_from_slice(found);
     }
