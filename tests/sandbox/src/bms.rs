@@ -686,11 +686,8 @@ async fn sub_issue_types(State(st): State<Arc<St>>, headers: HeaderMap, Path(iss
         return r;
     }
     let issue: i64 = issue.parse().unwrap_or(-1);
-    let rows: Vec<Value> = SUB_ISSUE_TYPES
-        .iter()
-        .filter(|(p, _, _)| *p == issue)
-        .map(|(_, i, n)| json!({"Id": i, "Name": n}))
-        .collect();
+    let rows: Vec<Value> =
+        SUB_ISSUE_TYPES.iter().filter(|(p, _, _)| *p == issue).map(|(_, i, n)| json!({"Id": i, "Name": n})).collect();
     ok(Value::Array(rows))
 }
 

@@ -64,7 +64,8 @@ pub fn for_target(target: &str) -> Option<Arc<Contract>> {
         .entry(target.to_string())
         .or_insert_with(|| {
             let dir = contracts_dir();
-            let file = ["json", "yaml", "yml"].iter().map(|e| dir.join(format!("{target}.{e}"))).find(|p| p.is_file())?;
+            let file =
+                ["json", "yaml", "yml"].iter().map(|e| dir.join(format!("{target}.{e}"))).find(|p| p.is_file())?;
             match Contract::load(target, &file) {
                 Ok(c) => Some(Arc::new(c)),
                 Err(e) => panic!("contract {}: {e}", file.display()),
@@ -176,7 +177,10 @@ impl Contract {
         }
         let Some((i, _)) = best else {
             let what = if path_known { "this method" } else { "this path" };
-            return Err(vec![format!("{} {}: the {} contract has no operation for {what}", req.method, req.path, self.target)]);
+            return Err(vec![format!(
+                "{} {}: the {} contract has no operation for {what}",
+                req.method, req.path, self.target
+            )]);
         };
         let op = &self.ops[i];
         let name = self.operation_name(i);
@@ -184,11 +188,7 @@ impl Contract {
         self.check_path_params(op, &segs, &mut out);
         self.check_query(op, req.query, &mut out);
         self.check_body(op, req, &mut out);
-        if out.is_empty() {
-            Ok(i)
-        } else {
-            Err(out.into_iter().map(|v| format!("{name}: request {v}")).collect())
-        }
+        if out.is_empty() { Ok(i) } else { Err(out.into_iter().map(|v| format!("{name}: request {v}")).collect()) }
     }
 
     /// Violations of a response of operation `op`.
@@ -341,7 +341,10 @@ impl Contract {
                     let p = self.resolve(p);
                     if p.get("type").and_then(Value::as_str) == Some("object") {
                         if ctype.as_deref().is_some_and(|c| !media_type(Some(c)).contains("json")) {
-                            out.push(format!("{at} has Content-Type '{}'; an object part is JSON", media_type(ctype.as_deref())));
+                            out.push(format!(
+                                "{at} has Content-Type '{}'; an object part is JSON",
+                                media_type(ctype.as_deref())
+                            ));
                         }
                         match serde_json::from_str::<Value>(text) {
                             Ok(v) => self.validate(p, &v, &at, out, 0),
@@ -436,7 +439,11 @@ impl Contract {
         if let Some(allowed) = obj.get("enum").and_then(Value::as_array)
             && !allowed.contains(v)
         {
-            out.push(format!("{at} = {} is not one of {}", clip(&v.to_string()), clip(&Value::Array(allowed.clone()).to_string())));
+            out.push(format!(
+                "{at} = {} is not one of {}",
+                clip(&v.to_string()),
+                clip(&Value::Array(allowed.clone()).to_string())
+            ));
         }
         match obj.get("type").and_then(Value::as_str) {
             Some("object") => self.validate_object(obj, v, at, out, depth),
@@ -468,7 +475,9 @@ impl Contract {
                     out.push(format!("{at} is {}; the contract wants a number", kind(v)));
                 }
             }
-            Some("boolean") if !v.is_boolean() => out.push(format!("{at} is {}; the contract wants a boolean", kind(v))),
+            Some("boolean") if !v.is_boolean() => {
+                out.push(format!("{at} is {}; the contract wants a boolean", kind(v)))
+            }
             _ => {}
         }
     }
@@ -660,7 +669,11 @@ fn parse_multipart(content_type: &str, body: &[u8]) -> Option<Vec<(String, (Opti
         for line in head.split("\r\n") {
             let (k, v) = line.split_once(':')?;
             if k.trim().eq_ignore_ascii_case("content-disposition") {
-                name = v.split(';').filter_map(|p| p.trim().strip_prefix("name=")).next().map(|n| n.trim_matches('"').to_string());
+                name = v
+                    .split(';')
+                    .filter_map(|p| p.trim().strip_prefix("name="))
+                    .next()
+                    .map(|n| n.trim_matches('"').to_string());
             } else if k.trim().eq_ignore_ascii_case("content-type") {
                 ctype = Some(v.trim().to_string());
             }

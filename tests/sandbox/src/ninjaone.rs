@@ -222,7 +222,9 @@ async fn token(State(st): State<Arc<St>>, Form(f): Form<HashMap<String, String>>
 /// simulator leaves absent values out.
 fn no_nulls(v: Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.into_iter().filter(|(_, x)| !x.is_null()).map(|(k, x)| (k, no_nulls(x))).collect()),
+        Value::Object(m) => {
+            Value::Object(m.into_iter().filter(|(_, x)| !x.is_null()).map(|(k, x)| (k, no_nulls(x))).collect())
+        }
         Value::Array(a) => Value::Array(a.into_iter().map(no_nulls).collect()),
         other => other,
     }
@@ -258,7 +260,11 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
         return r;
     }
     if !content_type_is(&headers, &["application/json"]) {
-        return api_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json");
+        return api_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Content-Type must be application/json",
+        );
     }
     let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
         return api_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "invalid JSON");
@@ -419,7 +425,11 @@ async fn run_board(State(st): State<Arc<St>>, headers: HeaderMap, Path(board): P
         return api_error(StatusCode::NOT_FOUND, "BOARD_NOT_FOUND", format!("board {board} not found"));
     }
     if !content_type_is(&headers, &["application/json"]) {
-        return api_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "UNSUPPORTED_MEDIA_TYPE", "Content-Type must be application/json");
+        return api_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Content-Type must be application/json",
+        );
     }
     let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
         return api_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "invalid JSON");

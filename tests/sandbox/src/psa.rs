@@ -30,7 +30,9 @@ pub fn content_type_is(headers: &HeaderMap, accepted: &[&str]) -> bool {
         .map(|v| v.trim().to_ascii_lowercase())
         .unwrap_or_default();
     accepted.iter().any(|a| match a.split_once("/*") {
-        Some((ty, suffix)) => media.strip_prefix(ty).is_some_and(|rest| rest.starts_with('/') && rest.ends_with(suffix)),
+        Some((ty, suffix)) => {
+            media.strip_prefix(ty).is_some_and(|rest| rest.starts_with('/') && rest.ends_with(suffix))
+        }
         None => media == *a,
     })
 }

@@ -115,7 +115,11 @@ const MAX_CHECKED_BODY: usize = 32 * 1024 * 1024;
 fn violation(sim: &Sim, found: Vec<String>) -> Response {
     sim.record_contract_violations(&found);
     let body = json!({"error": "vendor contract violation (tests/sandbox/contracts)", "violations": found});
-    let mut resp = (StatusCode::from_u16(contract::VIOLATION_STATUS).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY), axum::Json(body)).into_response();
+    let mut resp = (
+        StatusCode::from_u16(contract::VIOLATION_STATUS).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+        axum::Json(body),
+    )
+        .into_response();
     resp.headers_mut().insert(contract::VIOLATION_HEADER, HeaderValue::from_static("1"));
     resp
 }
@@ -167,11 +171,7 @@ async fn run(sim: &Sim, checked: Option<(&Contract, usize)>, req: Request, next:
 
 /// Counts the request, checks it against the vendor contract, adds latency, enforces the rate
 /// limit and fires armed faults.
-async fn traffic(
-    State((sim, contract)): State<(Sim, Option<Arc<Contract>>)>,
-    req: Request,
-    next: Next,
-) -> Response {
+async fn traffic(State((sim, contract)): State<(Sim, Option<Arc<Contract>>)>, req: Request, next: Next) -> Response {
     let template = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
     let route = format!("{} {}", req.method(), template.as_deref().unwrap_or(req.uri().path()));
     sim.record(&route, req.uri().path(), req.uri().query());

@@ -37,7 +37,13 @@ fn contract() -> Contract {
     .unwrap()
 }
 
-fn req<'a>(method: &'a str, path: &'a str, query: Option<&'a str>, ct: Option<&'a str>, body: &'a [u8]) -> RequestView<'a> {
+fn req<'a>(
+    method: &'a str,
+    path: &'a str,
+    query: Option<&'a str>,
+    ct: Option<&'a str>,
+    body: &'a [u8],
+) -> RequestView<'a> {
     RequestView { method, path, query, content_type: ct, body }
 }
 
@@ -51,14 +57,26 @@ fn paths_methods_and_parameters() {
     assert!(c.check_request(&req("GET", "/items/7", Some("q=x&ids=1&ids=2"), None, b"")).is_ok());
     let lit = c.check_request(&req("GET", "/items/search", None, None, b"")).unwrap();
     assert_eq!(c.operation_name(lit), "GET /items/search", "a literal segment beats a parameter");
-    assert!(violations(c.check_request(&req("GET", "/nowhere", None, None, b""))).contains("no operation for this path"));
-    assert!(violations(c.check_request(&req("DELETE", "/items/7", None, None, b""))).contains("no operation for this method"));
+    assert!(
+        violations(c.check_request(&req("GET", "/nowhere", None, None, b""))).contains("no operation for this path")
+    );
+    assert!(
+        violations(c.check_request(&req("DELETE", "/items/7", None, None, b"")))
+            .contains("no operation for this method")
+    );
     let v = violations(c.check_request(&req("GET", "/items/abc", Some("ids=1,2&zz=1"), None, b"")));
-    for want in ["path parameter id = 'abc' is not an integer", "query parameter ids = '1,2' is not an integer",
-        "query parameter 'zz' is not declared", "required query parameter 'q' is missing"] {
+    for want in [
+        "path parameter id = 'abc' is not an integer",
+        "query parameter ids = '1,2' is not an integer",
+        "query parameter 'zz' is not declared",
+        "required query parameter 'q' is missing",
+    ] {
         assert!(v.contains(want), "{want} in {v}");
     }
-    assert!(violations(c.check_request(&req("GET", "/items/99999999999", Some("q=x"), None, b""))).contains("does not fit int32"));
+    assert!(
+        violations(c.check_request(&req("GET", "/items/99999999999", Some("q=x"), None, b"")))
+            .contains("does not fit int32")
+    );
 }
 
 #[test]
@@ -72,23 +90,43 @@ fn json_bodies_and_content_types() {
     assert!(violations(c.check_request(&req("POST", "/items", None, None, b""))).contains("body is required"));
     let bad = br#"{"kind":"C","filters":[{"value":[1,2]}],"owner":{"uid":"nope"},"nme":"x"}"#;
     let v = violations(c.check_request(&req("POST", "/items", None, Some("application/json"), bad)));
-    for want in ["body.name is required", "body.kind = \"C\" is not one of", "body.filters[0].value is an array; the contract wants a string",
-        "body.owner.uid = 'nope' is not a UUID", "body.nme is not a property the contract declares"] {
+    for want in [
+        "body.name is required",
+        "body.kind = \"C\" is not one of",
+        "body.filters[0].value is an array; the contract wants a string",
+        "body.owner.uid = 'nope' is not a UUID",
+        "body.nme is not a property the contract declares",
+    ] {
         assert!(v.contains(want), "{want} in {v}");
     }
-    let v = violations(c.check_request(&req("POST", "/items", None, Some("application/json"), br#"{"name":"toolong"}"#)));
+    let v =
+        violations(c.check_request(&req("POST", "/items", None, Some("application/json"), br#"{"name":"toolong"}"#)));
     assert!(v.contains("at most 5"), "{v}");
-    assert!(violations(c.check_request(&req("GET", "/items/search", None, Some("application/json"), b"{}"))).contains("takes none"));
+    assert!(
+        violations(c.check_request(&req("GET", "/items/search", None, Some("application/json"), b"{}")))
+            .contains("takes none")
+    );
 }
 
 #[test]
 fn multipart_parts_are_parsed_and_typed() {
     let c = contract();
     let body = "--XX\r\nContent-Disposition: form-data; name=\"meta\"\r\nContent-Type: application/json\r\n\r\n{\"public\":false}\r\n--XX\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n3\r\n--XX--\r\n";
-    assert!(c.check_request(&req("POST", "/form", None, Some("multipart/form-data; boundary=XX"), body.as_bytes())).is_ok());
+    assert!(
+        c.check_request(&req("POST", "/form", None, Some("multipart/form-data; boundary=XX"), body.as_bytes())).is_ok()
+    );
     let body = "--XX\r\nContent-Disposition: form-data; name=\"meta\"\r\n\r\n{}\r\n--XX\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\nthree\r\n--XX--\r\n";
-    let v = violations(c.check_request(&req("POST", "/form", None, Some("multipart/form-data; boundary=XX"), body.as_bytes())));
-    assert!(v.contains("form field meta.public is required") && v.contains("form field n = 'three' is not an integer"), "{v}");
+    let v = violations(c.check_request(&req(
+        "POST",
+        "/form",
+        None,
+        Some("multipart/form-data; boundary=XX"),
+        body.as_bytes(),
+    )));
+    assert!(
+        v.contains("form field meta.public is required") && v.contains("form field n = 'three' is not an integer"),
+        "{v}"
+    );
     let v = violations(c.check_request(&req("POST", "/form", None, Some("application/json"), b"{}")));
     assert!(v.contains("Content-Type 'application/json' is not accepted"), "{v}");
 }
@@ -101,7 +139,10 @@ fn responses_follow_their_status() {
     let v = c.check_response(op, 200, Some("application/json"), br#"{"name":5}"#).join("\n");
     assert!(v.contains("GET /items/{id}: response body.name is an integer; the contract wants a string"), "{v}");
     assert!(c.check_response(op, 201, Some("application/json"), b"{}")[0].contains("status 201 is not documented"));
-    assert!(c.check_response(op, 404, Some("application/json"), b"{}").is_empty(), "undocumented errors are not checked");
+    assert!(
+        c.check_response(op, 404, Some("application/json"), b"{}").is_empty(),
+        "undocumented errors are not checked"
+    );
     assert!(!c.check_response(op, 200, Some("text/html"), b"<p>").is_empty());
 }
 
