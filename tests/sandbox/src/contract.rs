@@ -84,6 +84,9 @@ pub struct RequestView<'a> {
     pub body: &'a [u8],
 }
 
+/// A form field: name, (part Content-Type, text).
+type FormField = (String, (Option<String>, String));
+
 enum Segment {
     Literal(String),
     Param(String),
@@ -331,7 +334,7 @@ impl Contract {
     }
 
     /// Form fields (name → (part content type, text)) against an object schema.
-    fn validate_form(&self, schema: &Value, fields: Vec<(String, (Option<String>, String))>, out: &mut Vec<String>) {
+    fn validate_form(&self, schema: &Value, fields: Vec<FormField>, out: &mut Vec<String>) {
         let schema = self.resolve(schema);
         let props = schema.get("properties").and_then(Value::as_object).cloned().unwrap_or_default();
         for (name, (ctype, text)) in &fields {
@@ -646,7 +649,7 @@ fn parse_pairs(text: &str) -> Vec<(String, String)> {
 }
 
 /// Parts of a `multipart/form-data` body: name → (part Content-Type, text).
-fn parse_multipart(content_type: &str, body: &[u8]) -> Option<Vec<(String, (Option<String>, String))>> {
+fn parse_multipart(content_type: &str, body: &[u8]) -> Option<Vec<FormField>> {
     let boundary = content_type
         .split(';')
         .filter_map(|p| p.trim().strip_prefix("boundary="))
