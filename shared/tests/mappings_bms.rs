@@ -23,7 +23,6 @@ const CONN: &str = "bms";
 const CREATE_ACCOUNT: &str = "POST /v2/crm/accounts";
 const CREATE_CONTACT: &str = "POST /v2/crm/contacts/summary";
 const ADD_LINE: &str = "POST /v2/finance/contracts/recurringservices/{contractId}/services";
-const UPDATE_LINE: &str = "PUT /v2/finance/contracts/recurringservices/{contractId}/services/{serviceLineId}";
 
 /// Catch-all account and contact.
 const CATCH_ALL: &str = "1";
@@ -265,26 +264,23 @@ async fn scenario(store: Arc<dyn Store>, dir: tempfile::TempDir) {
     assert_eq!(twin.customer_name.as_deref(), Some("Twin Holdings"));
     assert!(matches!(m.match_org("org-dup-a", "99999", None, None).await, Err(MappingError::NotFound(_))));
 
-    // --- Contract: checked against the account's contracts; the service line follows the
-    // organization's user count on later applies.
+    // --- Contract: checked against the account's contracts. Service-line quantities are switched
+    // off for BMS: no documented endpoint reads or changes a line (issue #13, lead 6).
     let wrong = ContractChange { contract_id: Some("7002".into()), ..Default::default() };
     assert!(
         matches!(m.set_contract("org-005", &wrong).await, Err(MappingError::NotFound(msg)) if msg.contains("7001"))
     );
     let change = ContractChange { contract_id: Some("7001".into()), service: Some(true), ..Default::default() };
+    let err = m.set_contract("org-005", &change).await.unwrap_err().to_string();
+    assert!(err.contains("switched off") && err.contains("/v2/finance/contracts/recurringservices"), "{err}");
+    let change = ContractChange { contract_id: Some("7001".into()), ..Default::default() };
     let with_contract = m.set_contract("org-005", &change).await.unwrap();
     assert_eq!(with_contract.contract_id.as_deref(), Some("7001"));
-    let lines = env.sim.service_lines();
-    assert_eq!(lines.len(), 1);
-    assert_eq!((lines[0].contract_id, lines[0].service_id, lines[0].units), (7001, 300, 0));
-    assert_eq!(with_contract.contract_service_id, Some(lines[0].id.to_string()));
+    assert_eq!(with_contract.contract_service_id, None);
     let third = m.apply(&orgs).await.unwrap();
-    assert_eq!((third.service_lines.updated, third.service_lines.added), (1, 0));
-    assert_eq!(env.sim.service_lines()[0].units, 42);
-    let fourth = m.apply(&orgs).await.unwrap();
-    assert_eq!(fourth.service_lines.unchanged, 1);
-    assert_eq!(env.sim.requests(UPDATE_LINE), 1, "an unchanged count is not written");
-    assert_eq!(env.sim.requests(ADD_LINE), 1);
+    assert_eq!((third.service_lines.added, third.service_lines.updated), (0, 0));
+    assert!(env.sim.service_lines().is_empty());
+    assert_eq!(env.sim.requests(ADD_LINE), 0, "nothing is written to contract lines");
     let contracts = m.contracts("org-005").await.unwrap();
     assert_eq!(contracts.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["7001"]);
 

@@ -18,11 +18,12 @@
 //! | GET | /v2/finance/contracts/lookup | `AccountId`, `ExcludeExpiredContracts` |
 //! | GET | /v2/admin/finance/services/lookup | `Filter.Name` (contains), paging |
 //! | POST | /v2/finance/contracts/recurringservices/{contractId}/services | array of `{ServiceId, Units, EffectiveDate}` |
-//! | GET | /v2/finance/contracts/recurringservices/{contractId}/services | ASSUMED path (not in the v2 document) |
-//! | PUT | /v2/finance/contracts/recurringservices/{contractId}/services/{serviceLineId} | ASSUMED path: `{Units, EffectiveDate}` |
 //! | GET | /v2/system/{statuses,priorities,queues,issuetypes}/lookup, /v2/system/issuetypes/{id}/issuesubtypes/lookup | |
 //!
-//! Tickets naming a `ContractId` must name a contract of their account.
+//! Tickets naming a `ContractId` must name a contract of their account. The v2 document has no
+//! path to read or change a contract's service lines, so neither has the simulator. JSON
+//! endpoints answer 415 to any other `Content-Type`; every request and response is also checked
+//! against `contracts/bms.json` (see [`crate::contract`]).
 //!
 //! Every response is the envelope `{Success, Error{Code, Message}, Result, TotalRecords?}`.
 //! Wrong tenant: 400 (Code 400, "Tenant … was not found"); wrong user/password: 401. Page size
@@ -33,7 +34,7 @@ use axum::body::Bytes;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -44,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::psa::{contains_ci, marker_key, multipart_fields};
+use crate::psa::{contains_ci, content_type_is, marker_key, multipart_fields};
 use crate::server::SimServer;
 use crate::sim::{NewTicket, RateRule, Sim, SimProfile, SimTicket};
 use crate::tokens::{TokenCheck, TokenKind};
@@ -237,20 +238,25 @@ fn routes(st: Arc<St>) -> Router {
         .route("/v2/crm/contacts/summary", post(create_contact))
         .route("/v2/finance/contracts/lookup", get(contracts))
         .route("/v2/admin/finance/services/lookup", get(services))
-        .route(
-            "/v2/finance/contracts/recurringservices/{contractId}/services",
-            get(service_lines).post(add_service_lines),
-        )
-        .route(
-            "/v2/finance/contracts/recurringservices/{contractId}/services/{serviceLineId}",
-            put(update_service_line),
-        )
+        .route("/v2/finance/contracts/recurringservices/{contractId}/services", post(add_service_lines))
         .route("/v2/system/statuses/lookup", get(|s: State<Arc<St>>, h: HeaderMap| lookup(s, h, "statuses")))
         .route("/v2/system/priorities/lookup", get(|s: State<Arc<St>>, h: HeaderMap| lookup(s, h, "priorities")))
         .route("/v2/system/queues/lookup", get(|s: State<Arc<St>>, h: HeaderMap| lookup(s, h, "queues")))
         .route("/v2/system/issuetypes/lookup", get(|s: State<Arc<St>>, h: HeaderMap| lookup(s, h, "issuetypes")))
         .route("/v2/system/issuetypes/{issueTypeId}/issuesubtypes/lookup", get(sub_issue_types))
         .with_state(st)
+}
+
+/// Media types BMS JSON endpoints take (the `requestBody.content` keys of the v2 document).
+const JSON_TYPES: [&str; 4] = ["application/json", "text/json", "application/json-patch+json", "application/*+json"];
+
+/// 415 unless the request says it is JSON.
+fn json_only(headers: &HeaderMap) -> Result<(), Response> {
+    if content_type_is(headers, &JSON_TYPES) {
+        Ok(())
+    } else {
+        Err(fail(StatusCode::UNSUPPORTED_MEDIA_TYPE, 415, "Unsupported Media Type"))
+    }
 }
 
 fn ok(result: Value) -> Response {
@@ -384,6 +390,9 @@ fn account_exists(st: &St, id: i64) -> bool {
 
 async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> Response {
     if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    if let Err(r) = json_only(&headers) {
         return r;
     }
     let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
@@ -535,6 +544,9 @@ async fn search(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
+    if let Err(r) = json_only(&headers) {
+        return r;
+    }
     let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
         return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON");
     };
@@ -575,6 +587,9 @@ async fn add_note(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
+    if let Err(r) = json_only(&headers) {
+        return r;
+    }
     let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
         return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON");
     };
@@ -591,7 +606,7 @@ async fn add_note(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<
     };
     match st.sim.add_note(tid, None, details.to_string(), internal, "api") {
         Some(n) => {
-            ok(json!({"Id": n.id, "Details": n.body, "IsInternal": n.internal, "NoteDate": fmt_time(n.created_at)}))
+            ok(json!({"Id": n.id, "Details": n.body, "IsInternal": n.internal, "CreatedOn": fmt_time(n.created_at)}))
         }
         None => fail(StatusCode::NOT_FOUND, 404, format!("Ticket {id} was not found")),
     }
@@ -640,7 +655,7 @@ async fn accounts(State(st): State<Arc<St>>, headers: HeaderMap, Query(q): Query
         .map(|c| json!({"Id": c.id.parse::<i64>().unwrap_or_default(), "Name": c.name, "IsActive": true}))
         .collect();
     let (rows, _) = util::page(&all, page, size);
-    ok_paged(Value::Array(rows), all.len())
+    ok(Value::Array(rows))
 }
 
 async fn locations(State(st): State<Arc<St>>, headers: HeaderMap, Path(account): Path<String>) -> Response {
@@ -671,16 +686,16 @@ async fn sub_issue_types(State(st): State<Arc<St>>, headers: HeaderMap, Path(iss
         return r;
     }
     let issue: i64 = issue.parse().unwrap_or(-1);
-    let rows: Vec<Value> = SUB_ISSUE_TYPES
-        .iter()
-        .filter(|(p, _, _)| *p == issue)
-        .map(|(_, i, n)| json!({"Id": i, "Name": n, "IsActive": true}))
-        .collect();
+    let rows: Vec<Value> =
+        SUB_ISSUE_TYPES.iter().filter(|(p, _, _)| *p == issue).map(|(_, i, n)| json!({"Id": i, "Name": n})).collect();
     ok(Value::Array(rows))
 }
 
 async fn create_account(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> Response {
     if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    if let Err(r) = json_only(&headers) {
         return r;
     }
     let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
@@ -750,6 +765,9 @@ async fn account_contacts(
 
 async fn create_contact(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> Response {
     if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    if let Err(r) = json_only(&headers) {
         return r;
     }
     let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
@@ -832,17 +850,6 @@ fn contract_of(f: &Finance, raw: &str) -> Option<i64> {
     raw.parse::<i64>().ok().filter(|id| f.contracts.iter().any(|c| c.id == *id))
 }
 
-async fn service_lines(State(st): State<Arc<St>>, headers: HeaderMap, Path(contract): Path<String>) -> Response {
-    if let Err(r) = authorize(&st, &headers) {
-        return r;
-    }
-    let f = lock(&st.finance);
-    let Some(cid) = contract_of(&f, &contract) else {
-        return fail(StatusCode::NOT_FOUND, 404, format!("Contract {contract} was not found"));
-    };
-    ok(Value::Array(f.lines.iter().filter(|l| l.contract_id == cid).map(|l| line_json(l, &f)).collect()))
-}
-
 async fn add_service_lines(
     State(st): State<Arc<St>>,
     headers: HeaderMap,
@@ -850,6 +857,9 @@ async fn add_service_lines(
     bytes: Bytes,
 ) -> Response {
     if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    if let Err(r) = json_only(&headers) {
         return r;
     }
     let Ok(Value::Array(items)) = serde_json::from_slice::<Value>(&bytes) else {
@@ -879,32 +889,4 @@ async fn add_service_lines(
     }
     let first = line_json(&added[0], &f);
     ok(first)
-}
-
-async fn update_service_line(
-    State(st): State<Arc<St>>,
-    headers: HeaderMap,
-    Path((contract, line)): Path<(String, String)>,
-    bytes: Bytes,
-) -> Response {
-    if let Err(r) = authorize(&st, &headers) {
-        return r;
-    }
-    let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
-        return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON");
-    };
-    let Some(units) = req.get("Units").and_then(Value::as_u64) else {
-        return fail(StatusCode::BAD_REQUEST, 400, "Units is required");
-    };
-    let mut f = lock(&st.finance);
-    let Some(cid) = contract_of(&f, &contract) else {
-        return fail(StatusCode::NOT_FOUND, 404, format!("Contract {contract} was not found"));
-    };
-    let lid = line.parse::<i64>().unwrap_or(-1);
-    let Some(l) = f.lines.iter_mut().find(|l| l.id == lid && l.contract_id == cid) else {
-        return fail(StatusCode::NOT_FOUND, 404, format!("Service line {line} was not found"));
-    };
-    l.units = units;
-    let l = l.clone();
-    ok(line_json(&l, &f))
 }

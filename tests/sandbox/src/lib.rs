@@ -9,6 +9,7 @@
 // Handlers return `Result<_, Response>`; the large error type is axum's response.
 #![allow(clippy::result_large_err)]
 
+pub mod contract;
 pub mod desk;
 pub mod faults;
 pub mod generic;

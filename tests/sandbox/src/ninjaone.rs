@@ -12,6 +12,10 @@
 //! | POST | /v2/ticketing/trigger/board/{boardId}/run | `{filters[{field, operator, value}], pageSize, lastCursorId, searchCriteria}` → `{data, metadata{lastCursorId}}` |
 //! | GET | /v2/organizations | `pageSize`, `after` |
 //!
+//! JSON endpoints answer 415 to any other `Content-Type`; board filter values must be strings
+//! (comma-separated for list operators). Every request and response is also checked against
+//! `contracts/ninjaone.json` (see [`crate::contract`]).
+//!
 //! API errors are `{"resultCode", "errorMessage", "incidentId"}`; OAuth errors `{"error", "error_description"}`.
 
 use axum::body::Bytes;
@@ -28,7 +32,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::psa::{contains_ci, marker_key, multipart_fields};
+use crate::psa::{contains_ci, content_type_is, marker_key, multipart_fields};
 use crate::server::SimServer;
 use crate::sim::{NewTicket, Sim, SimProfile, SimTicket};
 use crate::tokens::{TokenCheck, TokenKind};
@@ -214,17 +218,29 @@ async fn token(State(st): State<Arc<St>>, Form(f): Form<HashMap<String, String>>
     }
 }
 
+/// `v` without null members: the vendor document marks none of these fields nullable, so the
+/// simulator leaves absent values out.
+fn no_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            Value::Object(m.into_iter().filter(|(_, x)| !x.is_null()).map(|(k, x)| (k, no_nulls(x))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(no_nulls).collect()),
+        other => other,
+    }
+}
+
 fn status_json(display: &str) -> Value {
-    match STATUSES.iter().find(|s| s.2.eq_ignore_ascii_case(display)) {
+    no_nulls(match STATUSES.iter().find(|s| s.2.eq_ignore_ascii_case(display)) {
         Some((id, name, disp, parent)) => {
             json!({"statusId": id, "name": name, "displayName": disp, "parentId": parent})
         }
         None => json!({"name": display, "displayName": display}),
-    }
+    })
 }
 
 fn ticket_json(t: &SimTicket) -> Value {
-    json!({
+    no_nulls(json!({
         "id": t.id,
         "version": t.notes.len() + 1,
         "clientId": t.customer_id.as_deref().and_then(|c| c.parse::<i64>().ok()),
@@ -236,12 +252,19 @@ fn ticket_json(t: &SimTicket) -> Value {
         "requesterUid": t.contact_id,
         "createTime": t.created_at.timestamp() as f64,
         "deleted": false,
-    })
+    }))
 }
 
 async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> Response {
     if let Err(r) = authorize(&st, &headers) {
         return r;
+    }
+    if !content_type_is(&headers, &["application/json"]) {
+        return api_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Content-Type must be application/json",
+        );
     }
     let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
         return api_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "invalid JSON");
@@ -370,11 +393,14 @@ async fn boards(State(st): State<Arc<St>>, headers: HeaderMap) -> Response {
 fn filter_matches(t: &SimTicket, f: &Value) -> Result<bool, String> {
     let field = f.get("field").and_then(Value::as_str).unwrap_or_default();
     let op = f.get("operator").and_then(Value::as_str).unwrap_or_default();
-    let value = f.get("value").cloned().unwrap_or(Value::Null);
-    let list: Vec<String> = match &value {
-        Value::Array(a) => a.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect(),
-        Value::String(s) => s.split(',').map(|x| x.trim().to_string()).collect(),
-        other => vec![other.to_string()],
+    // The API types `value` as a string; list operators take comma-separated values. Anything
+    // else (the integer array we once sent) is refused.
+    let list: Vec<String> = match f.get("value") {
+        Some(Value::String(s)) => s.split(',').map(|x| x.trim().to_string()).collect(),
+        other => {
+            let got = other.map(Value::to_string).unwrap_or_else(|| "nothing".into());
+            return Err(format!("filter value must be a string (comma-separated for list operators), got {got}"));
+        }
     };
     let actual = match field {
         "id" => t.id.to_string(),
@@ -397,6 +423,13 @@ async fn run_board(State(st): State<Arc<St>>, headers: HeaderMap, Path(board): P
     let board_id: i64 = board.parse().unwrap_or(-1);
     if !BOARDS.iter().any(|b| b.0 == board_id) {
         return api_error(StatusCode::NOT_FOUND, "BOARD_NOT_FOUND", format!("board {board} not found"));
+    }
+    if !content_type_is(&headers, &["application/json"]) {
+        return api_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            "Content-Type must be application/json",
+        );
     }
     let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
         return api_error(StatusCode::BAD_REQUEST, "INVALID_REQUEST", "invalid JSON");
@@ -449,7 +482,7 @@ async fn run_board(State(st): State<Arc<St>>, headers: HeaderMap, Path(board): P
             })
         })
         .collect();
-    Json(json!({"data": data, "metadata": {"lastCursorId": last, "columns": ["id", "summary", "status"]}}))
+    Json(no_nulls(json!({"data": data, "metadata": {"lastCursorId": last, "columns": ["id", "summary", "status"]}})))
         .into_response()
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the PSA simulators (BMS, VSA, NinjaOne, OTRS).
 
 use axum::extract::Multipart;
+use axum::http::{HeaderMap, header};
 use std::collections::HashMap;
 
 /// Text Ticket Bridge puts before the correlation key in ticket bodies.
@@ -17,6 +18,23 @@ pub fn marker_key(text: &str) -> Option<String> {
 pub fn contains_ci(haystack: &str, needle: &str) -> bool {
     let needle = needle.trim_matches(|c| c == '*' || c == '%');
     haystack.to_lowercase().contains(&needle.to_lowercase())
+}
+
+/// Whether the request's `Content-Type` is one of `accepted` (parameters ignored; `type/*+json`
+/// wildcards allowed). JSON endpoints of the real APIs answer 415 otherwise.
+pub fn content_type_is(headers: &HeaderMap, accepted: &[&str]) -> bool {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    accepted.iter().any(|a| match a.split_once("/*") {
+        Some((ty, suffix)) => {
+            media.strip_prefix(ty).is_some_and(|rest| rest.starts_with('/') && rest.ends_with(suffix))
+        }
+        None => media == *a,
+    })
 }
 
 /// All text fields of a multipart/form-data body (`None` if it is not valid multipart).
@@ -46,5 +64,10 @@ mod tests {
         assert_eq!(marker_key("nothing"), None);
         assert!(contains_ci("Hello World", "*world*"));
         assert!(!contains_ci("Hello", "bye"));
+        let mut h = HeaderMap::new();
+        h.insert(header::CONTENT_TYPE, "application/vnd.x+json; charset=utf-8".parse().unwrap());
+        assert!(content_type_is(&h, &["application/*+json"]));
+        assert!(!content_type_is(&h, &["application/json"]));
+        assert!(!content_type_is(&HeaderMap::new(), &["application/json"]));
     }
 }

@@ -2,6 +2,7 @@
 //! rate limit, faults) plus the technician API under `/_sim`.
 
 use axum::Router;
+use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -9,10 +10,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::ops::Deref;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::contract::{self, Contract, RequestView};
 use crate::faults::Fault;
 use crate::sim::Sim;
 use crate::technician;
@@ -36,9 +39,10 @@ impl SimServer {
     pub async fn spawn_on(addr: SocketAddr, sim: Sim, api: Router) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let contract = contract::target_of_profile(sim.profile().name).and_then(contract::for_target);
         let app = Router::new()
             .nest("/_sim", technician::router(sim.clone()))
-            .merge(api.route_layer(middleware::from_fn_with_state(sim.clone(), traffic)));
+            .merge(api.route_layer(middleware::from_fn_with_state((sim.clone(), contract), traffic)));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
@@ -85,18 +89,101 @@ impl Deref for SimServer {
 }
 
 impl Drop for SimServer {
+    /// Stops the server; fails the test (panics) when contract violations were recorded and
+    /// not taken, so no retry or error handling in a connector can hide one.
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        let violations = self.sim.contract_violations();
+        if !violations.is_empty() && !std::thread::panicking() {
+            panic!(
+                "{} vendor contract violation(s) at the {} simulator:\n  {}",
+                violations.len(),
+                self.sim.profile().name,
+                violations.join("\n  ")
+            );
+        }
     }
 }
 
-/// Counts the request, adds latency, enforces the rate limit and fires armed faults.
-async fn traffic(State(sim): State<Sim>, req: Request, next: Next) -> Response {
+/// Largest request or response body the contract check reads.
+const MAX_CHECKED_BODY: usize = 32 * 1024 * 1024;
+
+/// The answer to a request or response that breaks the contract: [`contract::VIOLATION_STATUS`],
+/// a marker header and the violations (a 4xx, so connectors do not retry it).
+fn violation(sim: &Sim, found: Vec<String>) -> Response {
+    sim.record_contract_violations(&found);
+    let body = json!({"error": "vendor contract violation (tests/sandbox/contracts)", "violations": found});
+    let mut resp = (
+        StatusCode::from_u16(contract::VIOLATION_STATUS).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+        axum::Json(body),
+    )
+        .into_response();
+    resp.headers_mut().insert(contract::VIOLATION_HEADER, HeaderValue::from_static("1"));
+    resp
+}
+
+/// Checks a request against the contract; `Err` is the violation response.
+async fn check_request(sim: &Sim, contract: &Contract, req: Request) -> Result<(Request, usize), Response> {
+    let (parts, body) = req.into_parts();
+    let bytes = match to_bytes(body, MAX_CHECKED_BODY).await {
+        Ok(b) => b,
+        Err(e) => return Err(violation(sim, vec![format!("request body unreadable: {e}")])),
+    };
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let view = RequestView {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        content_type,
+        body: &bytes,
+    };
+    match contract.check_request(&view) {
+        Ok(op) => {
+            contract::log_checked(contract, op);
+            Ok((Request::from_parts(parts, Body::from(bytes)), op))
+        }
+        Err(found) => Err(violation(sim, found)),
+    }
+}
+
+/// Checks a response of operation `op`; a violating one is replaced by the violation response.
+async fn check_response(sim: &Sim, contract: &Contract, op: usize, resp: Response) -> Response {
+    let (parts, body) = resp.into_parts();
+    let bytes = match to_bytes(body, MAX_CHECKED_BODY).await {
+        Ok(b) => b,
+        Err(e) => return violation(sim, vec![format!("response body unreadable: {e}")]),
+    };
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let found = contract.check_response(op, parts.status.as_u16(), content_type, &bytes);
+    if found.is_empty() { Response::from_parts(parts, Body::from(bytes)) } else { violation(sim, found) }
+}
+
+/// Runs the handler, checking its response when the request was checked.
+async fn run(sim: &Sim, checked: Option<(&Contract, usize)>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    match checked {
+        Some((contract, op)) => check_response(sim, contract, op, resp).await,
+        None => resp,
+    }
+}
+
+/// Counts the request, checks it against the vendor contract, adds latency, enforces the rate
+/// limit and fires armed faults.
+async fn traffic(State((sim, contract)): State<(Sim, Option<Arc<Contract>>)>, req: Request, next: Next) -> Response {
     let template = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
     let route = format!("{} {}", req.method(), template.as_deref().unwrap_or(req.uri().path()));
     sim.record(&route, req.uri().path(), req.uri().query());
+    let contract = contract.filter(|_| sim.contract_checks());
+    let (req, op) = match &contract {
+        Some(c) => match check_request(&sim, c, req).await {
+            Ok((req, op)) => (req, Some(op)),
+            Err(resp) => return resp,
+        },
+        None => (req, None),
+    };
+    let checked = contract.as_deref().zip(op);
     let latency = sim.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -107,7 +194,7 @@ async fn traffic(State(sim): State<Sim>, req: Request, next: Next) -> Response {
     }
     let profile = sim.profile();
     match sim.faults().take(&route) {
-        None => next.run(req).await,
+        None => run(&sim, checked, req, next).await,
         Some(Fault::Status { status }) => {
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (code, axum::Json(profile.server_error_body.clone())).into_response()
@@ -129,7 +216,7 @@ async fn traffic(State(sim): State<Sim>, req: Request, next: Next) -> Response {
             (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(profile.server_error_body.clone())).into_response()
         }
         Some(Fault::SlowResponse { ms }) => {
-            let resp = next.run(req).await;
+            let resp = run(&sim, checked, req, next).await;
             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             resp
         }

@@ -168,6 +168,20 @@ struct Inner {
     rate: Mutex<RateState>,
     latency_ms: AtomicU64,
     persist: Mutex<Option<Journal>>,
+    contract: Mutex<ContractState>,
+}
+
+/// Contract checking: on unless a test turns it off, and the violations seen.
+#[derive(Debug)]
+struct ContractState {
+    enabled: bool,
+    violations: Vec<String>,
+}
+
+impl Default for ContractState {
+    fn default() -> Self {
+        Self { enabled: true, violations: Vec::new() }
+    }
 }
 
 /// Requests seen: exact counts per route, and the most recent [`RequestLog::KEEP`] in full (a
@@ -276,6 +290,7 @@ impl Sim {
             rate: Mutex::default(),
             latency_ms: AtomicU64::new(0),
             persist: Mutex::new(None),
+            contract: Mutex::default(),
         }))
     }
 
@@ -646,6 +661,37 @@ impl Sim {
 
     pub fn reset_requests(&self) {
         *lock(&self.0.log) = RequestLog::default();
+    }
+
+    /// Whether requests and responses are checked against the target's vendor contract (on by
+    /// default wherever `tests/sandbox/contracts/<target>` exists). Only tests of the
+    /// simulator's own refusals turn it off, to reach the handler with a shape the contract
+    /// already refuses.
+    pub fn set_contract_checks(&self, on: bool) {
+        lock(&self.0.contract).enabled = on;
+    }
+
+    pub fn contract_checks(&self) -> bool {
+        lock(&self.0.contract).enabled
+    }
+
+    /// Records contract violations (the server answers them with [`crate::contract`]'s status).
+    pub fn record_contract_violations(&self, found: &[String]) {
+        for v in found {
+            tracing::error!(simulator = self.0.profile.name, violation = %v, "contract violation");
+            crate::contract::log_line(&format!("VIOLATION\t{}\t{v}", self.0.profile.name));
+        }
+        lock(&self.0.contract).violations.extend_from_slice(found);
+    }
+
+    /// Contract violations seen so far.
+    pub fn contract_violations(&self) -> Vec<String> {
+        lock(&self.0.contract).violations.clone()
+    }
+
+    /// Returns and forgets the violations seen (for tests that send a wrong shape on purpose).
+    pub fn take_contract_violations(&self) -> Vec<String> {
+        std::mem::take(&mut lock(&self.0.contract).violations)
     }
 }
 

@@ -39,15 +39,42 @@ async fn bms_login_envelopes_and_page_size_cap() {
         .await
         .unwrap();
     let token = r["Result"]["AccessToken"].as_str().unwrap().to_string();
-    // Required fields are enforced.
+    // Required fields are enforced: by the vendor contract (answered and recorded) and, with
+    // contract checks off, by the simulator itself.
+    let partial =
+        || c.post(format!("{url}/v2/servicedesk/tickets")).bearer_auth(&token).json(&json!({"Title": "t"})).send();
+    let r = partial().await.unwrap();
+    assert_eq!(r.status().as_u16(), sandbox::contract::VIOLATION_STATUS);
+    assert!(r.headers().contains_key(sandbox::contract::VIOLATION_HEADER));
+    let body: Value = r.json().await.unwrap();
+    assert!(body["violations"].to_string().contains("body.AccountId is required but missing"), "{body}");
+    let taken = sim.take_contract_violations();
+    assert_eq!(taken.len(), 8, "each missing required field is named: {taken:?}");
+    sim.set_contract_checks(false);
+    assert_eq!(partial().await.unwrap().status(), StatusCode::BAD_REQUEST);
+    sim.set_contract_checks(true);
+    // JSON endpoints refuse another Content-Type, as ASP.NET does (415).
     let r = c
-        .post(format!("{url}/v2/servicedesk/tickets"))
+        .post(format!("{url}/v2/servicedesk/tickets/search"))
         .bearer_auth(&token)
-        .json(&json!({"Title": "t"}))
+        .header("content-type", "text/plain")
+        .body(r#"{"PageNumber":1,"PageSize":5}"#)
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.status().as_u16(), sandbox::contract::VIOLATION_STATUS);
+    assert!(sim.take_contract_violations()[0].contains("Content-Type 'text/plain' is not accepted"));
+    sim.set_contract_checks(false);
+    let r = c
+        .post(format!("{url}/v2/servicedesk/tickets/search"))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body(r#"{"PageNumber":1,"PageSize":5}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    sim.set_contract_checks(true);
     for i in 0..7 {
         let t = json!({"Title": format!("t{i}"), "Details": "d", "AccountId": 100, "LocationId": 1001, "StatusId": 1,
                        "PriorityId": 2, "TypeId": 1, "SourceId": 8, "OpenDate": "2025-01-01T00:00:00Z"});
@@ -83,6 +110,8 @@ async fn bms_login_envelopes_and_page_size_cap() {
 #[tokio::test]
 async fn vsa_refuses_top_above_100_and_names_for_ids() {
     let sim = Vsa::spawn(VsaConfig::default()).await.unwrap();
+    // This test sends shapes the vendor refuses on purpose: the simulator's own refusal is under test.
+    sim.set_contract_checks(false);
     let c = Client::new();
     let url = sim.base_url().to_string();
     let cfg = sim.config().clone();
@@ -128,6 +157,8 @@ async fn vsa_refuses_top_above_100_and_names_for_ids() {
 #[tokio::test]
 async fn vsa_refuses_int32_overflow_unknown_filter_fields_and_non_json_bodies() {
     let sim = Vsa::spawn(VsaConfig::default()).await.unwrap();
+    // This test sends shapes the vendor refuses on purpose: the simulator's own refusal is under test.
+    sim.set_contract_checks(false);
     let c = Client::new();
     let url = sim.base_url().to_string();
     let cfg = sim.config().clone();
@@ -184,6 +215,78 @@ async fn vsa_refuses_int32_overflow_unknown_filter_fields_and_non_json_bodies() 
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(sim.find_ticket(&id.to_string()).unwrap().notes.len(), 0, "nothing stored");
+
+/// A NinjaOne access token from the simulator.
+async fn ninja_token(sim: &NinjaOne, c: &Client) -> String {
+    let cfg = sim.config();
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", cfg.client_id.as_str()),
+        ("client_secret", cfg.client_secret.as_str()),
+        ("scope", "monitoring management"),
+    ];
+    let r: Value =
+        c.post(format!("{}/ws/oauth/token", sim.base_url())).form(&form).send().await.unwrap().json().await.unwrap();
+    r["access_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn ninjaone_board_filters_take_string_values_only() {
+    let sim = NinjaOne::spawn(NinjaConfig::default()).await.unwrap();
+    sim.add_customer("2", "Acme");
+    let c = Client::new();
+    let token = ninja_token(&sim, &c).await;
+    for i in 0..3 {
+        let t = json!({"clientId": 2, "ticketFormId": 1, "subject": format!("s{i}"), "description": {"public": false, "body": "b"}, "status": "1000"});
+        let r = c
+            .post(format!("{}/v2/ticketing/ticket", sim.base_url()))
+            .bearer_auth(&token)
+            .json(&t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let run = |value: Value| {
+        let body = json!({"filters": [{"field": "id", "operator": "in", "value": value}], "pageSize": 10});
+        c.post(format!("{}/v2/ticketing/trigger/board/2/run", sim.base_url())).bearer_auth(&token).json(&body).send()
+    };
+    let r: Value = run(json!("101,103")).await.unwrap().json().await.unwrap();
+    let ids: Vec<i64> = r["data"].as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [101, 103]);
+    // The integer array is refused: by the vendor contract, and by the simulator itself.
+    let r = run(json!([101, 103])).await.unwrap();
+    assert_eq!(r.status().as_u16(), sandbox::contract::VIOLATION_STATUS);
+    let taken = sim.take_contract_violations();
+    assert!(taken[0].contains("body.filters[0].value is an array; the contract wants a string"), "{taken:?}");
+    sim.set_contract_checks(false);
+    let r = run(json!([101, 103])).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().await.unwrap().contains("must be a string"));
+    let r = c
+        .post(format!("{}/v2/ticketing/trigger/board/2/run", sim.base_url()))
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn an_untaken_contract_violation_fails_the_test_when_the_simulator_is_dropped() {
+    let sim = NinjaOne::spawn(NinjaConfig::default()).await.unwrap();
+    let r = Client::new().get(format!("{}/v2/ticketing/no-such-operation", sim.base_url())).send().await.unwrap();
+    // Not routed by the simulator: nothing to check, nothing recorded.
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(sim.contract_violations().is_empty());
+    let r = Client::new().get(format!("{}/v2/organizations?pageSize=ten", sim.base_url())).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), sandbox::contract::VIOLATION_STATUS);
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(sim)));
+    let msg = dropped.err().and_then(|p| p.downcast_ref::<String>().cloned()).expect("dropping panics");
+    assert!(msg.contains("1 vendor contract violation(s) at the ninjaone simulator"), "{msg}");
+    assert!(msg.contains("query parameter pageSize = 'ten' is not an integer"), "{msg}");
 }
 
 #[tokio::test]
@@ -215,6 +318,8 @@ async fn ninjaone_counts_replayed_refresh_tokens() {
 #[tokio::test]
 async fn otrs_answers_errors_with_http_200() {
     let sim = Otrs::spawn(OtrsConfig::default()).await.unwrap();
+    // This test sends shapes the vendor refuses on purpose: the simulator's own refusal is under test.
+    sim.set_contract_checks(false);
     let c = Client::new();
     let base = format!("{}{}", sim.base_url(), sim.config().service_path());
     let r = c.get(format!("{base}/Ticket/1")).query(&[("SessionID", "nope")]).send().await.unwrap();
@@ -299,6 +404,8 @@ async fn otrs_article_index_lags_and_truncates_and_dynamic_fields_must_exist() {
             ..OtrsConfig::default()
         };
         let sim = Otrs::spawn(cfg.clone()).await.unwrap();
+        // This test sends shapes the vendor refuses on purpose: the simulator's own refusal is under test.
+        sim.set_contract_checks(false);
         let base = format!("{}{}", sim.base_url(), cfg.service_path());
         let sid = session(base.clone(), cfg.clone()).await;
         let made: Value = c

@@ -2,43 +2,32 @@
 //!
 //! Paths from the BMS v2 OpenAPI document: `POST /v2/crm/accounts` (`AccountPostInputDto`),
 //! `GET /v2/crm/accounts/lookup?Filter.Name`, `GET /v2/crm/accounts/{id}/contacts/lookup`,
-//! `POST /v2/crm/contacts/summary` (`ContactInputDto`), `GET /v2/finance/contracts/lookup?AccountId`,
-//! `GET /v2/admin/finance/services/lookup?Filter.Name`, and
-//! `POST /v2/finance/contracts/recurringservices/{contractId}/services` (array of
-//! `RecurringServicePostInputDto`).
+//! `POST /v2/crm/contacts/summary` (`ContactInputDto`), `GET /v2/finance/contracts/lookup?AccountId`.
 //!
-//! ASSUMPTION: the v2 document has no path to read a contract's service lines or to change one
-//! line's units. We use `GET /v2/finance/contracts/recurringservices/{contractId}/services` and
-//! `PUT /v2/finance/contracts/recurringservices/{contractId}/services/{serviceLineId}` (body
-//! `{Units, EffectiveDate}`), in the style of the documented POST. Verify against a tenant.
+//! Contract service-line quantities are switched off ([`SERVICE_LINES_OFF`]): the v2 document has
+//! no path to read a contract's service lines or to change a line's units (issue #13, lead 6).
 
-use chrono::Utc;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
 use super::BmsConnector;
-use crate::connectors::psa_util::{self, format_datetime, parse_id, truncate};
-use crate::connectors::{ConnectorError, Contact, Contract, Customer, LineChange, ServiceLine, is_ambiguous};
+use crate::connectors::psa_util::{self, parse_id};
+use crate::connectors::{ConnectorError, Contact, Contract, Customer, is_ambiguous};
 
 pub const ACCOUNTS_PATH: &str = "/v2/crm/accounts";
 pub const ACCOUNTS_LOOKUP_PATH: &str = "/v2/crm/accounts/lookup";
 pub const CONTACTS_CREATE_PATH: &str = "/v2/crm/contacts/summary";
 pub const CONTRACTS_LOOKUP_PATH: &str = "/v2/finance/contracts/lookup";
-pub const SERVICES_LOOKUP_PATH: &str = "/v2/admin/finance/services/lookup";
+
+/// Why [`BmsConnector`] does not keep contract service-line quantities.
+pub const SERVICE_LINES_OFF: &str = "contract service-line quantities are switched off for Kaseya BMS: the BMS API 2.0 \
+     OpenAPI document has no endpoint to read a contract's service lines or to change a line's units (only \
+     POST /v2/finance/contracts/recurringservices/{contractId}/services, which adds another line); keep the \
+     user count on the contract in BMS by hand";
 
 /// `/v2/crm/accounts/{id}/contacts/lookup`.
 pub fn account_contacts_path(account: i64) -> String {
     format!("/v2/crm/accounts/{account}/contacts/lookup")
-}
-
-/// `/v2/finance/contracts/recurringservices/{contractId}/services` (POST documented; GET assumed).
-pub fn contract_services_path(contract: i64) -> String {
-    format!("/v2/finance/contracts/recurringservices/{contract}/services")
-}
-
-/// `/v2/finance/contracts/recurringservices/{contractId}/services/{lineId}` (assumed, see module doc).
-pub fn contract_service_path(contract: i64, line: i64) -> String {
-    format!("/v2/finance/contracts/recurringservices/{contract}/services/{line}")
 }
 
 /// `AccountPostInputDto` (fields we set).
@@ -137,45 +126,6 @@ pub struct ContractRow {
     pub is_active: Option<bool>,
 }
 
-/// `ServiceLookupOutputDto`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ServiceRow {
-    pub id: i64,
-    pub name: String,
-}
-
-/// `RecurringServicePostInputDto` (fields we set).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ServiceLineInput {
-    pub service_id: i64,
-    pub units: u64,
-    pub effective_date: String,
-}
-
-/// `RecurringServicePostOutputDto` (fields we read).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct ServiceLineRow {
-    pub id: i64,
-    pub service_id: i64,
-    #[serde(default)]
-    pub units: Option<f64>,
-}
-
-impl ServiceLineRow {
-    fn to_line(&self, contract: i64) -> ServiceLine {
-        let units = self.units.unwrap_or(0.0);
-        ServiceLine {
-            id: self.id.to_string(),
-            contract_id: contract.to_string(),
-            service_id: self.service_id.to_string(),
-            quantity: if units.is_finite() && units > 0.0 { units.round() as u64 } else { 0 },
-        }
-    }
-}
-
 /// First name and (optional) last name of a display name: the last word is the last name.
 pub fn split_name(name: &str) -> (String, Option<String>) {
     let name = name.trim();
@@ -183,14 +133,6 @@ pub fn split_name(name: &str) -> (String, Option<String>) {
         Some((first, last)) if !first.trim().is_empty() => (first.trim().to_string(), Some(last.to_string())),
         _ => (name.to_string(), None),
     }
-}
-
-/// The line to update: `line_id` when the contract still has it, else the contract's line for
-/// `service_id`.
-pub fn pick_line(lines: &[ServiceLineRow], line_id: Option<i64>, service_id: i64) -> Option<&ServiceLineRow> {
-    line_id
-        .and_then(|id| lines.iter().find(|l| l.id == id))
-        .or_else(|| lines.iter().find(|l| l.service_id == service_id))
 }
 
 fn id_arg(what: &str, value: &str) -> Result<i64, ConnectorError> {
@@ -323,72 +265,6 @@ impl BmsConnector {
             })
             .collect())
     }
-
-    /// A catalog service id: given directly, or found by exact (case-insensitive) name.
-    async fn service_id(&self, service: &str) -> Result<i64, ConnectorError> {
-        let service = service.trim();
-        if service.is_empty() {
-            return Err(ConnectorError::Config(
-                "mapping.default_contract_service: name the BMS service whose contract line carries the user count"
-                    .into(),
-            ));
-        }
-        if let Ok(id) = service.parse::<i64>() {
-            return Ok(id);
-        }
-        let query = [("Filter.Name", service.to_string()), ("PageSize", self.opts.page_size.to_string())];
-        let rows: Vec<ServiceRow> = self.call(Method::GET, SERVICES_LOOKUP_PATH, &query, None, true).await?.result;
-        let hits: Vec<&ServiceRow> = rows.iter().filter(|r| r.name.trim().eq_ignore_ascii_case(service)).collect();
-        match hits.as_slice() {
-            [one] => Ok(one.id),
-            [] => Err(ConnectorError::Config(format!(
-                "contract service: BMS has no service named '{}' (create it in Admin > Finance > Services)",
-                truncate(service, 60)
-            ))),
-            _ => Err(ConnectorError::Config(format!(
-                "contract service: {} BMS services are named '{}'; give its id instead",
-                hits.len(),
-                truncate(service, 60)
-            ))),
-        }
-    }
-
-    pub(super) async fn finance_set_quantity(
-        &self,
-        contract_id: &str,
-        line_id: Option<&str>,
-        service: &str,
-        quantity: u64,
-    ) -> Result<(ServiceLine, LineChange), ConnectorError> {
-        let contract = id_arg("contract id", contract_id)?;
-        let line_id = line_id.and_then(|l| l.trim().parse::<i64>().ok());
-        let lines: Vec<ServiceLineRow> =
-            self.call(Method::GET, &contract_services_path(contract), &[], None, true).await?.result;
-        // The stored line needs no service lookup; otherwise find (or add) the service's line.
-        let (existing, service_id) = match line_id.and_then(|id| lines.iter().find(|l| l.id == id)) {
-            Some(line) => (Some(line), line.service_id),
-            None => {
-                let service_id = self.service_id(service).await?;
-                (pick_line(&lines, None, service_id), service_id)
-            }
-        };
-        let effective_date = format_datetime(Utc::now());
-        if let Some(line) = existing {
-            let current = line.to_line(contract);
-            if current.quantity == quantity {
-                return Ok((current, LineChange::Unchanged));
-            }
-            let body = serde_json::json!({"Units": quantity, "EffectiveDate": effective_date});
-            let updated: ServiceLineRow =
-                self.call(Method::PUT, &contract_service_path(contract, line.id), &[], Some(&body), true).await?.result;
-            return Ok((updated.to_line(contract), LineChange::Updated));
-        }
-        let input = [ServiceLineInput { service_id, units: quantity, effective_date }];
-        let body = serde_json::to_value(input).map_err(|e| ConnectorError::Config(e.to_string()))?;
-        let added: ServiceLineRow =
-            self.call(Method::POST, &contract_services_path(contract), &[], Some(&body), false).await?.result;
-        Ok((added.to_line(contract), LineChange::Added))
-    }
 }
 
 #[cfg(test)]
@@ -401,23 +277,6 @@ mod tests {
         assert_eq!(split_name(" Mary Ann  Smith "), ("Mary Ann".into(), Some("Smith".into())));
         assert_eq!(split_name("Alerts"), ("Alerts".into(), None));
         assert_eq!(split_name(""), (String::new(), None));
-    }
-
-    #[test]
-    fn the_stored_line_wins_then_the_service() {
-        let lines = vec![
-            ServiceLineRow { id: 1, service_id: 7, units: Some(3.0) },
-            ServiceLineRow { id: 2, service_id: 9, units: None },
-        ];
-        assert_eq!(pick_line(&lines, Some(2), 7).map(|l| l.id), Some(2));
-        assert_eq!(pick_line(&lines, Some(99), 7).map(|l| l.id), Some(1), "a vanished line falls back to the service");
-        assert_eq!(pick_line(&lines, None, 9).map(|l| l.id), Some(2));
-        assert_eq!(pick_line(&lines, None, 8), None);
-        assert_eq!(lines[1].to_line(5).quantity, 0);
-        assert_eq!(
-            lines[0].to_line(5),
-            ServiceLine { id: "1".into(), contract_id: "5".into(), service_id: "7".into(), quantity: 3 }
-        );
     }
 
     #[test]

@@ -602,12 +602,12 @@ impl Connector for BmsConnector {
 
     async fn set_service_quantity(
         &self,
-        contract_id: &str,
-        line_id: Option<&str>,
-        service: &str,
-        quantity: u64,
+        _contract_id: &str,
+        _line_id: Option<&str>,
+        _service: &str,
+        _quantity: u64,
     ) -> Result<(ServiceLine, LineChange), ConnectorError> {
-        self.finance_set_quantity(contract_id, line_id, service, quantity).await
+        Err(ConnectorError::Unsupported(crm::SERVICE_LINES_OFF.into()))
     }
 
     async fn token_state(&self) -> Result<TokenState, ConnectorError> {

@@ -290,12 +290,14 @@ pub struct Comment {
     pub time_tracked: i64,
 }
 
-/// One board filter.
+/// One board filter. `value` is a string (NinjaOne Public API 2.0 OpenAPI, `getTicketsByBoard`);
+/// list operators (`in`, `not_in`, `contains_any`, …) take comma-separated values, as the
+/// NinjaOne PowerShell module (homotechsual/NinjaOne, `NinjaOneTicketBoardFilter`) sends them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Filter {
     pub field: String,
     pub operator: String,
-    pub value: serde_json::Value,
+    pub value: String,
 }
 
 /// Body of a board run.
@@ -321,12 +323,17 @@ impl BoardRun {
             })?);
         }
         Ok(Self {
-            filters: vec![Filter { field: "id".into(), operator: "in".into(), value: serde_json::json!(nums) }],
+            filters: vec![Filter { field: "id".into(), operator: "in".into(), value: join_ids(&nums) }],
             page_size,
             last_cursor_id: None,
             search_criteria: None,
         })
     }
+}
+
+/// Comma-separated ids, the form list operators take.
+fn join_ids(ids: &[i64]) -> String {
+    ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
 }
 
 /// `metadata` of a board run.
@@ -476,7 +483,7 @@ mod tests {
     fn board_run_cursor_paging() {
         let run = BoardRun::for_ids(&["3".into(), "4".into()], 2).unwrap();
         let v = serde_json::to_value(&run).unwrap();
-        assert_eq!(v, serde_json::json!({"filters":[{"field":"id","operator":"in","value":[3,4]}],"pageSize":2}));
+        assert_eq!(v, serde_json::json!({"filters":[{"field":"id","operator":"in","value":"3,4"}],"pageSize":2}));
         assert!(BoardRun::for_ids(&["x".into()], 2).is_err());
         let page: BoardPage = serde_json::from_slice(
             br#"{"data":[{"id":3,"status":{"statusId":1000,"displayName":"New"}},{"id":4}],"metadata":{"lastCursorId":4,"columns":[]}}"#,
