@@ -211,6 +211,7 @@ pub fn task_json(task: &Task) -> serde_json::Value {
         for k in ["fingerprint", "version", "next_attempt_at", "next_poll_at", "expires_at", "claims", "group_key"] {
             o.remove(k);
         }
+        o.insert("result".into(), task.result().as_str().into());
     }
     v
 }
