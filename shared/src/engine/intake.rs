@@ -154,7 +154,9 @@ fn is_blank(v: &Value) -> bool {
     match v {
         Value::Null => true,
         Value::String(s) => s.trim().is_empty(),
-        Value::Object(o) => o.values().all(|x| matches!(x, Value::Null) || x.as_str().is_some_and(|s| s.trim().is_empty())),
+        Value::Object(o) => {
+            o.values().all(|x| matches!(x, Value::Null) || x.as_str().is_some_and(|s| s.trim().is_empty()))
+        }
         _ => false,
     }
 }
@@ -251,8 +253,7 @@ impl Fields {
     }
 
     fn req_str(&mut self, key: &str, max: usize) -> Result<String, ApiError> {
-        self.opt_str(key, max)?
-            .ok_or_else(|| ApiError::invalid(Some(&self.name(key)), "is required (absent or empty)"))
+        self.opt_str(key, max)?.ok_or_else(|| ApiError::invalid(Some(&self.name(key)), "is required (absent or empty)"))
     }
 
     fn opt_obj(&mut self, key: &str) -> Result<Option<Map<String, Value>>, ApiError> {
