@@ -79,15 +79,20 @@ impl SailPoint {
         let tc = &self.settings["ticketCreation"];
         let url = self.url(tc["resource"].as_str().expect("resource"));
         let body = self.render(plan);
+        let compact = serde_json::from_str::<Value>(&body).map(|v| v.to_string()).unwrap_or(body.clone());
+        self.transcript.push(format!("  rendered request template {compact}"));
         let res = self.request(tc["method"].as_str().unwrap_or("POST"), &url).body(body).send().await.expect("send");
         let status = res.status().as_u16();
         let json: Value = res.json().await.unwrap_or(Value::Null);
-        self.transcript.push(format!("POST /{} -> {status} {}", tc["resource"].as_str().unwrap_or(""), summary(&json)));
+        let line = format!("POST /{} -> {status} {}", tc["resource"].as_str().unwrap_or(""), summary(&json));
         if !(200..300).contains(&status) {
+            self.transcript.push(format!("{line} => ticket creation failed"));
             return Err((status, json));
         }
         let element = tc["responseElement"].as_str().expect("responseElement");
-        json_path(&json, element).map(as_text).filter(|s| !s.is_empty()).ok_or((status, json))
+        let id = json_path(&json, element).map(as_text).filter(|s| !s.is_empty());
+        self.transcript.push(format!("{line} => {element} = {id:?}"));
+        id.ok_or((status, json))
     }
 
     /// One status check: the external status and what the status mapping makes of it.
@@ -98,7 +103,7 @@ impl SailPoint {
             self.request(sc["method"].as_str().unwrap_or("GET"), &self.url(&resource)).send().await.expect("send");
         let status = res.status().as_u16();
         let json: Value = res.json().await.unwrap_or(Value::Null);
-        self.transcript.push(format!("GET /{resource} -> {status} {}", summary(&json)));
+        let line = format!("GET /{resource} -> {status} {}", summary(&json));
         let external =
             json_path(&json, sc["responseElement"].as_str().expect("responseElement")).map(as_text).unwrap_or_default();
         let mapped = match self.settings["statusMapping"][&external].as_str() {
@@ -108,6 +113,7 @@ impl SailPoint {
             // An unmapped status leaves the request where it is.
             _ => Provisioning::Queued,
         };
+        self.transcript.push(format!("{line} => {external:?} maps to {mapped:?}"));
         (external, mapped)
     }
 

@@ -95,26 +95,32 @@ impl Saviynt {
 
     async fn create_ticket(&self, task: &mut SaviyntTask) {
         let call = self.only_call(&self.create, "CreateTicketJSON");
-        let (status, body) = self.send(call, task).await;
+        let (status, body, line) = self.send(call, task).await;
         if !listed(&call["successResponses"]["statusCode"], &Value::from(status)) {
+            self.transcript.push(format!("{line} => not a success response: task stays New"));
             task.last_error = Some(format!("HTTP {status}: {body}"));
             return;
         }
         let path = call["ticketidPath"].as_str().expect("CreateTicketJSON: ticketidPath");
         match lookup(&body, path).map(as_text).filter(|s| !s.is_empty()) {
             Some(id) => {
+                self.transcript.push(format!("{line} => {path} = {id:?}: task InProgress"));
                 task.ticket_id = Some(id);
                 task.status = TaskStatus::InProgress;
                 task.last_error = None;
             }
-            None => task.last_error = Some(format!("no ticket id at '{path}' in {body}")),
+            None => {
+                self.transcript.push(format!("{line} => no {path}: task stays New"));
+                task.last_error = Some(format!("no ticket id at '{path}' in {body}"));
+            }
         }
     }
 
     async fn check_status(&self, task: &mut SaviyntTask) {
         let call = self.only_call(&self.status, "TicketStatusJSON");
-        let (status, body) = self.send(call, task).await;
+        let (status, body, line) = self.send(call, task).await;
         if !listed(&call["successResponses"]["statusCode"], &Value::from(status)) {
+            self.transcript.push(format!("{line} => not a success response: polled again next run"));
             task.last_error = Some(format!("HTTP {status}: {body}"));
             return;
         }
@@ -126,11 +132,13 @@ impl Saviynt {
         } else if listed(&call["disContinueStatusValue"], &v) {
             task.status = TaskStatus::Discontinue;
         }
+        self.transcript.push(format!("{line} => {path} = {value:?}: task {:?}", task.status));
         task.last_ticket_status = Some(value);
     }
 
-    /// Sends one call, retrying the connection's `retryFailureStatusCode` answers.
-    async fn send(&self, call: &Value, task: &SaviyntTask) -> (u16, Value) {
+    /// Sends one call, retrying the connection's `retryFailureStatusCode` answers; returns the
+    /// last answer and its transcript line (retried attempts are logged here).
+    async fn send(&self, call: &Value, task: &SaviyntTask) -> (u16, Value, String) {
         let conn_name = call["connection"].as_str().expect("call.connection");
         let auth = &self.connection["authentications"][conn_name];
         assert!(auth.is_object(), "ConnectionJSON has no authentication '{conn_name}'");
@@ -141,7 +149,7 @@ impl Saviynt {
         let url = expand(call["url"].as_str().expect("call.url"));
         let method = call["httpMethod"].as_str().expect("call.httpMethod");
         let path = reqwest::Url::parse(&url).map(|u| u.path().to_string()).unwrap_or(url.clone());
-        let mut last = (0, Value::Null);
+        let mut last = (0, Value::Null, String::new());
         for attempt in 1..=tries {
             let mut req = self.http.request(method.parse().expect("http method"), &url);
             if let Some(headers) = call["httpHeaders"].as_object() {
@@ -153,7 +161,11 @@ impl Saviynt {
                 req = req.header("content-type", ct);
             }
             if let Some(params) = call["httpParams"].as_str() {
-                req = req.body(expand(params));
+                let body = expand(params);
+                if attempt == 1 {
+                    self.transcript.push(format!("  body {body}"));
+                }
+                req = req.body(body);
             }
             let res = req.send().await.expect("request to Ticket Bridge");
             let status = res.status().as_u16();
@@ -167,15 +179,12 @@ impl Saviynt {
                 .and_then(|p| lookup(&body, p))
                 .is_some_and(|code| listed(&auth["authError"], code));
             let retry = listed(retry_on, &Value::from(status)) && attempt < tries;
-            self.transcript.push(format!(
-                "{method} {path} -> {status} {summary}{}{}",
-                if auth_error { " [authError]" } else { "" },
-                if retry { format!(" [retry {attempt}/{}]", tries - 1) } else { String::new() }
-            ));
-            last = (status, body);
+            let line = format!("{method} {path} -> {status} {summary}{}", if auth_error { " [authError]" } else { "" });
             if !retry {
+                last = (status, body, line);
                 break;
             }
+            self.transcript.push(format!("{line} => retryFailureStatusCode: retry {attempt}/{}", tries - 1));
         }
         last
     }
