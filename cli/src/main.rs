@@ -6,6 +6,7 @@ mod mappings;
 mod serve;
 
 use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -25,9 +26,16 @@ struct Cli {
     /// Directory for the local SQLite database and secrets file.
     #[arg(long, global = true, env = "TICKET_BRIDGE_DATA_DIR", default_value = ".ticket-bridge")]
     data_dir: PathBuf,
-    /// Log format: text or json.
-    #[arg(long, global = true, env = "TICKET_BRIDGE_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    /// Log format: text (coloured only when stderr is a terminal) or json.
+    #[arg(
+        long,
+        global = true,
+        env = "TICKET_BRIDGE_LOG_FORMAT",
+        value_enum,
+        ignore_case = true,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,21 +72,28 @@ enum Command {
     HashKey,
 }
 
-fn init_logging(format: &str) {
+/// How `--log-format` writes log lines to stderr.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TICKET_BRIDGE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+    match format {
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+        // Colour codes only for a person at a terminal, never into a file or a pipe.
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(&cli.log_format);
+    init_logging(cli.log_format);
     match cli.command {
         Command::Serve { listen } => serve::run(cli.config.as_deref(), &cli.data_dir, listen).await,
         Command::Check { connection } => admin::check(cli.config.as_deref(), &cli.data_dir, &connection).await,

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use bridge::domain::{Task, TaskId, TaskPayload};
 use bridge::engine::Engine;
 use bridge::engine::api::{self, ApiRequest};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -74,9 +75,12 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
         }
     }
     tracing::info!(%addr, db = %engine.config.settings.sqlite_path.display(), "ticket-bridge serving");
-    eprintln!(
-        "\nTicket Bridge listens on http://{addr}. Try:\n  curl -s -X POST http://{addr}/v1/tasks -H 'content-type: application/json' \\\n    -d '{{\"source\":\"saviynt\",\"external_id\":\"TASK-1\",\"kind\":\"access\",\"action\":\"create_account\",\"user\":{{\"id\":\"u-1\",\"email\":\"ada@example.com\"}},\"application\":\"Payroll\"}}'\n  ticket-bridge sandbox list    # then: ticket-bridge sandbox close <ticket-id>\n"
-    );
+    // The getting-started hint is for a person at a terminal; log files and JSON logs stay pure.
+    if std::io::stderr().is_terminal() {
+        eprintln!(
+            "\nTicket Bridge listens on http://{addr}. Try:\n  curl -s -X POST http://{addr}/v1/tasks -H 'content-type: application/json' \\\n    -d '{{\"source\":\"saviynt\",\"external_id\":\"TASK-1\",\"kind\":\"access\",\"action\":\"create_account\",\"user\":{{\"id\":\"u-1\",\"email\":\"ada@example.com\"}},\"application\":\"Payroll\"}}'\n  ticket-bridge sandbox list    # then: ticket-bridge sandbox close <ticket-id>\n"
+        );
+    }
     let router = axum::Router::new().fallback(handle).with_state(app);
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async {

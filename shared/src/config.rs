@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
-use crate::domain::{ConnectorKind, Grouping, StatusMap, TicketDefaults};
+use crate::domain::{ConnectorKind, Grouping, MatchMode, StatusMap, TicketDefaults};
 
 /// Environment prefix for overrides.
 pub const ENV_PREFIX: &str = "TICKET_BRIDGE__";
@@ -201,7 +201,7 @@ pub struct ConnectionConfig {
     pub options: toml::Table,
     /// Organization / contact sync settings (`ticket-bridge mappings`).
     #[serde(default)]
-    pub mapping: crate::mapping::MappingSettings,
+    pub mapping: MappingSettings,
 }
 
 fn default_poll_interval() -> u64 {
@@ -419,6 +419,33 @@ fn span_key(text: &str, span: Option<std::ops::Range<usize>>) -> String {
         (true, false) => key,
         (false, true) => section,
         (false, false) => format!("{section}.{key}"),
+    }
+}
+
+/// `[connections.<name>.mapping]`: how organization sync matches and what it may create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MappingSettings {
+    /// Create unmatched customers (with their default contact) and unmatched users on apply.
+    pub auto_create: bool,
+    /// `exact` (identical names) or `normalized` (ignoring case, whitespace and punctuation).
+    #[serde(rename = "match")]
+    pub match_mode: MatchMode,
+    /// Name of the default ticket contact created in new customers (unless the organization
+    /// list names one).
+    pub default_contact_name: String,
+    /// Catalog service (id or name) of the contract line that carries the user count.
+    pub default_contract_service: Option<String>,
+}
+
+impl Default for MappingSettings {
+    fn default() -> Self {
+        Self {
+            auto_create: false,
+            match_mode: MatchMode::Exact,
+            default_contact_name: "Ticket Contact".into(),
+            default_contract_service: None,
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! `cargo xtask lint`: the SAM template (cfn-lint, `sam validate --lint`), clippy and rustfmt.
+//! `cargo xtask lint`: the SAM template (cfn-lint, `sam validate --lint`), clippy, rustfmt and the
+//! library's layer rule ([`crate::layers`]).
 
 use anyhow::Result;
 use std::path::Path;
@@ -42,6 +43,20 @@ pub fn run(root: &Path, args: &[String]) -> Result<i32> {
     steps.push(("rustfmt", fmt));
 
     let mut failed = Vec::new();
+    match crate::layers::check_tree(&root.join("shared/src")) {
+        Ok(v) if v.is_empty() => println!("xtask: layers ({}): ok", crate::layers::order()),
+        Ok(v) => {
+            for violation in &v {
+                eprintln!("xtask: {violation}");
+            }
+            println!("xtask: layers: FAILED ({} upward imports; order: {})", v.len(), crate::layers::order());
+            failed.push("layers");
+        }
+        Err(e) => {
+            eprintln!("xtask: layers: {e:#}");
+            failed.push("layers");
+        }
+    }
     for (name, mut cmd) in steps {
         cmd.current_dir(root).env("PATH", &path);
         let ok = match crate::run_cmd(&mut cmd) {

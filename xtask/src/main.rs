@@ -4,12 +4,14 @@
 //!   starts `moto_server` on a free loopback port, runs every workspace test against it and
 //!   always stops the server again. Exits with the test run's status.
 //! - `moto [--port N]`: starts `moto_server` in the foreground and prints the environment to use.
-//! - `lint`: the SAM template (cfn-lint, `sam validate --lint`), clippy and rustfmt ([`lint`]).
+//! - `lint`: the SAM template (cfn-lint, `sam validate --lint`), clippy, rustfmt and the layer
+//!   rule of the library ([`lint`], [`layers`]).
 //! - `package`: arm64 release zips of every Lambda function with cargo-lambda ([`package`]).
 //! - `audit`: cargo-deny over the dependency graph ([`audit`]).
 
 mod audit;
 mod bench;
+mod layers;
 mod lint;
 mod package;
 mod venv;
@@ -41,7 +43,8 @@ commands:
                    test runner (e.g. `cargo xtask test -- secrets`)
   moto [--port N]  run moto_server in the foreground and print the environment for tests
   lint             cfn-lint + `sam validate --lint` on infra/template.yaml (tools pinned in .venv),
-                   cargo clippy --workspace --all-targets -D warnings, cargo fmt --check
+                   cargo clippy --workspace --all-targets -D warnings, cargo fmt --check,
+                   the library's layer rule (imports only point down)
   package          cargo lambda build --release --arm64 --output-format zip for every crate in
                    functions/ (cargo-lambda + ziglang pinned in .venv); prints each zip's size
   soak [SCALE]     the reliability suites with TB_SOAK_SCALE=SCALE (default 10), then the report

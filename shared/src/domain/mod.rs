@@ -1,11 +1,13 @@
 //! Pure domain model: tasks, tickets, connections and the task state machine. No I/O here.
 
 mod connection;
+mod names;
 mod state;
 mod task;
 mod ticket;
 
 pub use connection::*;
+pub use names::*;
 pub use state::*;
 pub use task::*;
 pub use ticket::*;

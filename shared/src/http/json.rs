@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::connectors::ConnectorError;
+use super::ConnectorError;
 
 /// Parses `body` as `T`. The error names the position and missing/unknown fields, never values
 /// (a body may carry tokens).

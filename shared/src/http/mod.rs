@@ -8,10 +8,12 @@
 //! which searches by correlation key before creating again (see
 //! [`crate::connectors::create_with_recovery`]).
 
+mod error;
 mod json;
 mod redact;
 mod token;
 
+pub use error::{ConnectorError, TokenKind, TokenState};
 pub use json::{describe as describe_json_error, parse_json, pointer_str, require_str, valid_pointer};
 pub use redact::{REDACTED, Redactor};
 pub use token::{SecretCache, TokenCache, TokenGrant, TokenSource, fields};
@@ -31,7 +33,6 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::ConnectionConfig;
-use crate::connectors::ConnectorError;
 
 /// Timeouts, retries and rate limit of one connection's HTTP client.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,5 +1,5 @@
+use super::TokenKind;
 use super::*;
-use crate::connectors::TokenKind;
 use crate::secrets::{Secret, SecretsError};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex as StdMutex;

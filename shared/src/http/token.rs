@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Mutex;
 
 use super::Redactor;
-use crate::connectors::{ConnectorError, TokenKind, TokenState};
+use super::{ConnectorError, TokenKind, TokenState};
 use crate::secrets::{Secret, Secrets};
 
 /// Secret field names shared by token-based connectors.

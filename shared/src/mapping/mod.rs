@@ -9,50 +9,22 @@
 
 pub mod apply;
 mod apply_users;
-pub mod normalize;
 pub mod plan;
 pub mod source;
 pub mod users;
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::connectors::ConnectorError;
 use crate::store::StoreError;
 
+pub use crate::config::MappingSettings;
+pub use crate::domain::MatchMode;
 pub use apply::{ApplyReport, ContractChange, Failure, Included, LineCounts, Mappings, NoProgress, Progress};
 pub use apply_users::UserApplyReport;
-pub use normalize::MatchMode;
 pub use plan::{OrgPlan, plan_orgs};
 pub use source::{Format, SourceError, UpstreamOrg, UpstreamUser, parse_orgs, parse_users};
 pub use users::{UserPlan, plan_users};
-
-/// `[connections.<name>.mapping]`: how organization sync matches and what it may create.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MappingSettings {
-    /// Create unmatched customers (with their default contact) and unmatched users on apply.
-    pub auto_create: bool,
-    /// `exact` (identical names) or `normalized` (ignoring case, whitespace and punctuation).
-    #[serde(rename = "match")]
-    pub match_mode: MatchMode,
-    /// Name of the default ticket contact created in new customers (unless the organization
-    /// list names one).
-    pub default_contact_name: String,
-    /// Catalog service (id or name) of the contract line that carries the user count.
-    pub default_contract_service: Option<String>,
-}
-
-impl Default for MappingSettings {
-    fn default() -> Self {
-        Self {
-            auto_create: false,
-            match_mode: MatchMode::Exact,
-            default_contact_name: "Ticket Contact".into(),
-            default_contract_service: None,
-        }
-    }
-}
 
 /// Why a mapping operation failed.
 #[derive(Debug, Error)]

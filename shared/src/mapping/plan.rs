@@ -4,9 +4,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::normalize::MatchMode;
 use super::source::UpstreamOrg;
 use crate::connectors::Customer;
+use crate::domain::MatchMode;
 use crate::domain::OrgMapping;
 
 /// An organization in a plan list.

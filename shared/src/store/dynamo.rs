@@ -27,10 +27,11 @@ use items::{
     create_due_pk, ext_pk, get_s, group_pk, id_of_time_id, key, lease_pk, map_pk, map_sk, n, poll_due_pk, s, state_pk,
     task_item, task_pk, with_body,
 };
-use items::{USER_PREFIX, user_sk};
 use table::{PK, SK, STATE_AT, STATE_INDEX, STATE_PK, TTL_ATTRIBUTE};
 
-use super::{Created, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds};
+use super::{
+    Created, MappingRecord, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
+};
 use crate::domain::{ContactEntry, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping};
 
 /// Attempts of a write that lost a race it may retry (transaction conflicts, vanished items).
@@ -405,93 +406,35 @@ impl Store for DynamoStore {
     }
 
     async fn put_mapping(&self, mapping: &OrgMapping) -> Result<(), StoreError> {
-        let item = with_body(key(map_pk(&mapping.connection), map_sk(&mapping.org_id)), mapping)?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| sdk_err("put mapping", e))?;
-        Ok(())
+        self.put_record(mapping).await
     }
 
     async fn get_mapping(&self, connection: &str, org_id: &str) -> Result<Option<OrgMapping>, StoreError> {
-        self.get_item(map_pk(connection), map_sk(org_id)).await?.map(|item| body(&item)).transpose()
+        self.get_record(connection, org_id).await
     }
 
     async fn list_mappings(&self, connection: &str) -> Result<Vec<OrgMapping>, StoreError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#pk = :pk AND begins_with(#sk, :org)")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":pk", s(map_pk(connection)))
-                .expression_attribute_values(":org", s("ORG#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| sdk_err("list mappings", e))?;
-            for item in page.items() {
-                out.push(body(item)?);
-            }
-            start = page.last_evaluated_key;
-            if start.is_none() {
-                return Ok(out);
-            }
-        }
+        self.list_records(connection).await
     }
 
     async fn delete_mapping(&self, connection: &str, org_id: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(map_pk(connection), map_sk(org_id))))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| sdk_err("delete mapping", e))?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+        self.delete_record::<OrgMapping>(connection, org_id).await
     }
 
     async fn put_user_mapping(&self, mapping: &UserMapping) -> Result<(), StoreError> {
-        let item = with_body(key(map_pk(&mapping.connection), user_sk(&mapping.email)), mapping)?;
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| sdk_err("put user mapping", e))?;
-        Ok(())
+        self.put_record(mapping).await
     }
 
     async fn get_user_mapping(&self, connection: &str, email: &str) -> Result<Option<UserMapping>, StoreError> {
-        self.get_item(map_pk(connection), user_sk(email)).await?.map(|item| body(&item)).transpose()
+        self.get_record(connection, email).await
     }
 
     async fn list_user_mappings(&self, connection: &str) -> Result<Vec<UserMapping>, StoreError> {
-        self.query_prefix(map_pk(connection), USER_PREFIX, "list user mappings").await
+        self.list_records(connection).await
     }
 
     async fn delete_user_mapping(&self, connection: &str, email: &str) -> Result<bool, StoreError> {
-        let out = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(map_pk(connection), user_sk(email))))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| sdk_err("delete user mapping", e))?;
-        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+        self.delete_record::<UserMapping>(connection, email).await
     }
 
     async fn put_contact(&self, entry: &ContactEntry) -> Result<(), StoreError> {
@@ -517,5 +460,45 @@ impl Store for DynamoStore {
         let entry: Option<ContactEntry> =
             self.get_item(contact_pk(connection), email).await?.map(|item| body(&item)).transpose()?;
         Ok(entry.filter(|e| e.expires_at > now))
+    }
+}
+
+/// Mapping records, one implementation for every [`MappingRecord`] kind: items `MAP#<connection>` /
+/// `<sort prefix><key>`.
+impl DynamoStore {
+    async fn put_record<T: MappingRecord>(&self, record: &T) -> Result<(), StoreError> {
+        let k = T::KIND;
+        let item = with_body(key(map_pk(record.connection()), map_sk(k, record.record_key())), record)?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| sdk_err(&format!("put {}", k.what), e))?;
+        Ok(())
+    }
+
+    async fn get_record<T: MappingRecord>(&self, connection: &str, key: &str) -> Result<Option<T>, StoreError> {
+        self.get_item(map_pk(connection), map_sk(T::KIND, key)).await?.map(|item| body(&item)).transpose()
+    }
+
+    async fn list_records<T: MappingRecord>(&self, connection: &str) -> Result<Vec<T>, StoreError> {
+        let k = T::KIND;
+        self.query_prefix(map_pk(connection), k.sort_prefix, &format!("list {}s", k.what)).await
+    }
+
+    async fn delete_record<T: MappingRecord>(&self, connection: &str, key: &str) -> Result<bool, StoreError> {
+        let k = T::KIND;
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(items::key(map_pk(connection), map_sk(k, key))))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| sdk_err(&format!("delete {}", k.what), e))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
 }

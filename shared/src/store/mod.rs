@@ -11,8 +11,11 @@ use crate::domain::{ContactEntry, Lease, OrgMapping, Task, TaskEvent, TaskId, Ta
 
 #[cfg(feature = "dynamo")]
 pub mod dynamo;
+mod mapping_record;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+
+pub use mapping_record::{MappingKind, MappingRecord};
 
 /// Errors a store reports.
 #[derive(Debug, Error)]

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Created, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds};
+use super::{
+    Created, MappingRecord, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
+};
 use crate::domain::{ContactEntry, Due, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping};
 
 const SCHEMA: &str = "
@@ -465,117 +467,35 @@ impl Store for SqliteStore {
     }
 
     async fn put_mapping(&self, mapping: &OrgMapping) -> Result<(), StoreError> {
-        let m = mapping.clone();
-        self.run(move |conn| {
-            conn.execute(
-                "INSERT INTO mappings (connection, org_id, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (connection, org_id) DO UPDATE SET body = excluded.body",
-                params![m.connection, m.org_id, to_json(&m.org_id, &m)?],
-            )
-            .map_err(db)?;
-            Ok(())
-        })
-        .await
+        self.put_record(mapping).await
     }
 
     async fn get_mapping(&self, connection: &str, org_id: &str) -> Result<Option<OrgMapping>, StoreError> {
-        let (connection, org_id) = (connection.to_string(), org_id.to_string());
-        self.run(move |conn| {
-            let body: Option<String> = conn
-                .query_row(
-                    "SELECT body FROM mappings WHERE connection = ?1 AND org_id = ?2",
-                    params![connection, org_id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db)?;
-            body.map(|b| from_json(&org_id, &b)).transpose()
-        })
-        .await
+        self.get_record(connection, org_id).await
     }
 
     async fn list_mappings(&self, connection: &str) -> Result<Vec<OrgMapping>, StoreError> {
-        let connection = connection.to_string();
-        self.run(move |conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT org_id, body FROM mappings WHERE connection = ?1 ORDER BY org_id")
-                .map_err(db)?;
-            let rows = stmt
-                .query_map([&connection], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(db)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db)?;
-            rows.iter().map(|(org, body)| from_json(org, body)).collect()
-        })
-        .await
+        self.list_records(connection).await
     }
 
     async fn delete_mapping(&self, connection: &str, org_id: &str) -> Result<bool, StoreError> {
-        let (connection, org_id) = (connection.to_string(), org_id.to_string());
-        self.run(move |conn| {
-            let n = conn
-                .execute("DELETE FROM mappings WHERE connection = ?1 AND org_id = ?2", params![connection, org_id])
-                .map_err(db)?;
-            Ok(n == 1)
-        })
-        .await
+        self.delete_record::<OrgMapping>(connection, org_id).await
     }
 
     async fn put_user_mapping(&self, mapping: &UserMapping) -> Result<(), StoreError> {
-        let m = mapping.clone();
-        self.run(move |conn| {
-            conn.execute(
-                "INSERT INTO user_mappings (connection, email, body) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (connection, email) DO UPDATE SET body = excluded.body",
-                params![m.connection, m.email, to_json(&m.email, &m)?],
-            )
-            .map_err(db)?;
-            Ok(())
-        })
-        .await
+        self.put_record(mapping).await
     }
 
     async fn get_user_mapping(&self, connection: &str, email: &str) -> Result<Option<UserMapping>, StoreError> {
-        let (connection, email) = (connection.to_string(), email.to_string());
-        self.run(move |conn| {
-            let body: Option<String> = conn
-                .query_row(
-                    "SELECT body FROM user_mappings WHERE connection = ?1 AND email = ?2",
-                    params![connection, email],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(db)?;
-            body.map(|b| from_json(&email, &b)).transpose()
-        })
-        .await
+        self.get_record(connection, email).await
     }
 
     async fn list_user_mappings(&self, connection: &str) -> Result<Vec<UserMapping>, StoreError> {
-        let connection = connection.to_string();
-        self.run(move |conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT email, body FROM user_mappings WHERE connection = ?1 ORDER BY email")
-                .map_err(db)?;
-            let rows = stmt
-                .query_map([&connection], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(db)?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(db)?;
-            rows.iter().map(|(email, body)| from_json(email, body)).collect()
-        })
-        .await
+        self.list_records(connection).await
     }
 
     async fn delete_user_mapping(&self, connection: &str, email: &str) -> Result<bool, StoreError> {
-        let (connection, email) = (connection.to_string(), email.to_string());
-        self.run(move |conn| {
-            let n = conn
-                .execute("DELETE FROM user_mappings WHERE connection = ?1 AND email = ?2", params![connection, email])
-                .map_err(db)?;
-            Ok(n == 1)
-        })
-        .await
+        self.delete_record::<UserMapping>(connection, email).await
     }
 
     async fn put_contact(&self, entry: &ContactEntry) -> Result<(), StoreError> {
@@ -609,6 +529,70 @@ impl Store for SqliteStore {
                 .optional()
                 .map_err(db)?;
             body.map(|b| from_json(&email, &b)).transpose()
+        })
+        .await
+    }
+}
+
+/// Mapping records, one implementation for every [`MappingRecord`] kind (its table and key column).
+impl SqliteStore {
+    async fn put_record<T: MappingRecord>(&self, record: &T) -> Result<(), StoreError> {
+        let r = record.clone();
+        let k = T::KIND;
+        self.run(move |conn| {
+            let sql = format!(
+                "INSERT INTO {t} (connection, {c}, body) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (connection, {c}) DO UPDATE SET body = excluded.body",
+                t = k.table,
+                c = k.key_column
+            );
+            let body = to_json(r.record_key(), &r)?;
+            conn.prepare_cached(&sql)
+                .and_then(|mut st| st.execute(params![r.connection(), r.record_key(), body]))
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_record<T: MappingRecord>(&self, connection: &str, key: &str) -> Result<Option<T>, StoreError> {
+        let (connection, key) = (connection.to_string(), key.to_string());
+        let k = T::KIND;
+        self.run(move |conn| {
+            let sql = format!("SELECT body FROM {t} WHERE connection = ?1 AND {c} = ?2", t = k.table, c = k.key_column);
+            let body: Option<String> = conn
+                .prepare_cached(&sql)
+                .and_then(|mut st| st.query_row(params![connection, key], |r| r.get(0)).optional())
+                .map_err(db)?;
+            body.map(|b| from_json(&key, &b)).transpose()
+        })
+        .await
+    }
+
+    async fn list_records<T: MappingRecord>(&self, connection: &str) -> Result<Vec<T>, StoreError> {
+        let connection = connection.to_string();
+        let k = T::KIND;
+        self.run(move |conn| {
+            let sql =
+                format!("SELECT {c}, body FROM {t} WHERE connection = ?1 ORDER BY {c}", t = k.table, c = k.key_column);
+            let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+            let rows = stmt
+                .query_map([&connection], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(db)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db)?;
+            rows.iter().map(|(key, body)| from_json(key, body)).collect()
+        })
+        .await
+    }
+
+    async fn delete_record<T: MappingRecord>(&self, connection: &str, key: &str) -> Result<bool, StoreError> {
+        let (connection, key) = (connection.to_string(), key.to_string());
+        let k = T::KIND;
+        self.run(move |conn| {
+            let sql = format!("DELETE FROM {t} WHERE connection = ?1 AND {c} = ?2", t = k.table, c = k.key_column);
+            let n = conn.prepare_cached(&sql).and_then(|mut st| st.execute(params![connection, key])).map_err(db)?;
+            Ok(n == 1)
         })
         .await
     }

@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::table::{DUE_AT, DUE_PK, DUE_SHARDS, PK, SK, STATE_AT, STATE_PK, TTL_ATTRIBUTE};
 use crate::domain::{Due, Task, TaskId, TaskState};
-use crate::store::{StoreError, sortable_time, ttl_seconds};
+use crate::store::{MappingKind, StoreError, sortable_time, ttl_seconds};
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -50,16 +50,9 @@ pub(super) fn map_pk(connection: &str) -> String {
     format!("MAP#{}", esc(connection))
 }
 
-pub(super) fn map_sk(org_id: &str) -> String {
-    format!("ORG#{org_id}")
-}
-
-/// Sort-key prefix of user mappings under `MAP#<conn>`.
-pub(super) const USER_PREFIX: &str = "USER#";
-
-/// `USER#<email>` (the normalized address).
-pub(super) fn user_sk(email: &str) -> String {
-    format!("{USER_PREFIX}{email}")
+/// `<kind's sort prefix><key>` under `MAP#<conn>` (`ORG#<org id>`, `USER#<normalized e-mail>`).
+pub(super) fn map_sk(kind: MappingKind, key: &str) -> String {
+    format!("{}{key}", kind.sort_prefix)
 }
 
 pub(super) fn contact_pk(connection: &str) -> String {
