@@ -226,8 +226,8 @@ impl Parser<'_> {
         let mut text = String::new();
         while self.i < self.s.len() {
             let r = self.rest();
-            if r.starts_with('#') {
-                let word: String = r[1..].chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+            if let Some(after_hash) = r.strip_prefix('#') {
+                let word: String = after_hash.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
                 if matches!(word.as_str(), "end" | "else" | "elseif") {
                     flush(&mut text, &mut nodes);
                     self.i += 1 + word.len();
@@ -244,13 +244,13 @@ impl Parser<'_> {
                 }
                 panic!("the emulator's Velocity has no #{word}");
             }
-            if r.starts_with('$') {
-                if let Some((node, len)) = reference(r) {
-                    flush(&mut text, &mut nodes);
-                    nodes.push(node);
-                    self.i += len;
-                    continue;
-                }
+            if r.starts_with('$')
+                && let Some((node, len)) = reference(r)
+            {
+                flush(&mut text, &mut nodes);
+                nodes.push(node);
+                self.i += len;
+                continue;
             }
             let c = r.chars().next().unwrap_or_default();
             text.push(c);
