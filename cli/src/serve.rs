@@ -6,7 +6,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bridge::domain::TaskId;
+use bridge::domain::{Task, TaskId, TaskPayload};
 use bridge::engine::Engine;
 use bridge::engine::api::{self, ApiRequest};
 use std::io::IsTerminal;
@@ -170,18 +170,15 @@ async fn handle(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAdd
         body: &bytes,
         peer_loopback: peer.ip().is_loopback(),
     };
-    let res = api::handle(&app.engine, api_req, chrono::Utc::now()).await;
-    if res.status == 201
-        && let Some(id) = res.body.get("id").and_then(|v| v.as_str()).and_then(TaskId::parse)
-    {
-        let body = &res.body;
-        let user = body["user_email"]
-            .as_str()
-            .or_else(|| body["user"]["email"].as_str())
-            .or_else(|| body["user"]["id"].as_str());
-        let key = user.unwrap_or(id.as_str()).to_string();
-        app.created.send(id, &key);
-    }
+    // New tasks go to a creation lane as soon as they are stored, so a `wait` sees their ticket.
+    let queue = |task: &Task| {
+        let user = match &task.payload {
+            TaskPayload::Access(a) => a.user.email.as_deref().or(a.user.id.as_deref()),
+            TaskPayload::Alert(a) => Some(a.user_email.as_str()),
+        };
+        app.created.send(task.id.clone(), user.unwrap_or(task.id.as_str()));
+    };
+    let res = api::handle_with(&app.engine, api_req, chrono::Utc::now(), &queue).await;
     json(res.status, res.body)
 }
 

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bridge::domain::{
-    Alert, ContactEntry, Lease, NewTask, OrgMapping, Outcome, Severity, Task, TaskEvent, TaskId, TaskPayload,
-    TaskState, TicketGroup, TicketRef, UserMapping,
+    Alert, ContactEntry, Lease, MappedStatus, NewTask, OrgMapping, Outcome, Severity, Task, TaskEvent, TaskId,
+    TaskPayload, TaskResult, TaskState, TicketGroup, TicketRef, UserMapping,
 };
 use bridge::store::dynamo::{DynamoStore, OpCounter, client_with_op_counter, create_table, table};
 use bridge::store::sqlite::SqliteStore;
@@ -156,6 +156,7 @@ conformance!(
     concurrent_claims_are_disjoint_and_complete,
     tasks_leave_due_index_when_done,
     list_tasks_by_state_pages,
+    results_read_back_from_the_store,
     concurrent_create_group_one_winner,
     release_group_needs_ticket_id,
     lease_lifecycle,
@@ -589,6 +590,56 @@ async fn list_tasks_by_state_pages(h: &Harness) {
     assert_eq!(s.list_tasks(TaskState::Received, 10, None).await.unwrap().items.len(), 3);
     assert_eq!(s.list_tasks(TaskState::Completed, 10, None).await.unwrap().items.len(), 1);
     assert!(s.list_tasks(TaskState::Cancelled, 10, None).await.unwrap().items.is_empty());
+}
+
+/// Every caller-facing result survives the store: read back by id and listed by state, each task
+/// shows the result it was stored with, and the API view carries it.
+async fn results_read_back_from_the_store(h: &Harness) {
+    let s = h.store();
+    let t0 = Utc::now();
+    let retain = t0 + Duration::days(30);
+    let closed =
+        |outcome, remote: &str| TaskEvent::Closed { outcome, remote_status: remote.into(), retain_until: retain };
+    let open = open_task(s, "open", "c", t0, t0).await;
+    let pending = open_task(s, "pending", "c", t0, t0).await;
+    let pending = advance(
+        s,
+        pending,
+        TaskEvent::Polled { status: MappedStatus::Pending, remote_status: "Waiting".into(), next_poll_at: t0 },
+        t0,
+    )
+    .await;
+    let fulfilled = open_task(s, "fulfilled", "c", t0, t0).await;
+    let fulfilled = advance(s, fulfilled, closed(Outcome::Fulfilled, "Resolved"), t0).await;
+    let rejected = open_task(s, "rejected", "c", t0, t0).await;
+    let rejected = advance(s, rejected, closed(Outcome::Rejected, "Rejected"), t0).await;
+    let cancelled = open_task(s, "cancelled", "c", t0, t0).await;
+    let cancelled = advance(s, cancelled, TaskEvent::Cancel { retain_until: retain }, t0).await;
+    let failed = create(s, &new_task("idp", "failed", "c", t0)).await;
+    let failed = advance(s, failed, TaskEvent::GaveUp { error: "refused".into() }, t0).await;
+    let expected = [
+        (&open, TaskResult::Open, TaskState::TicketOpen),
+        (&pending, TaskResult::Pending, TaskState::TicketOpen),
+        (&fulfilled, TaskResult::Fulfilled, TaskState::Completed),
+        (&rejected, TaskResult::Rejected, TaskState::Completed),
+        (&cancelled, TaskResult::Cancelled, TaskState::Cancelled),
+        (&failed, TaskResult::Failed, TaskState::Failed),
+    ];
+    for (task, result, state) in expected {
+        let back = s.get_task(&task.id).await.unwrap().unwrap();
+        assert_eq!((back.state, back.result()), (state, result), "{}", task.external_id);
+        assert_eq!(bridge::engine::task_json(&back)["result"], result.as_str());
+        let listed = s.list_tasks(state, 10, None).await.unwrap().items;
+        let found =
+            listed.iter().find(|t| t.id == task.id).unwrap_or_else(|| panic!("{} not listed", task.external_id));
+        assert_eq!(found.result(), result);
+    }
+    // A rejected ticket and a fulfilled one share the state callers already read; only the result
+    // (and the outcome) tell them apart.
+    let completed = s.list_tasks(TaskState::Completed, 10, None).await.unwrap().items;
+    let mut results: Vec<_> = completed.iter().map(|t| t.result()).collect();
+    results.sort_by_key(|r| r.as_str());
+    assert_eq!(results, vec![TaskResult::Fulfilled, TaskResult::Rejected]);
 }
 
 fn group(key: &str, ticket_id: &str, t0: DateTime<Utc>) -> TicketGroup {

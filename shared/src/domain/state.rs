@@ -65,6 +65,52 @@ pub enum Outcome {
     Rejected,
 }
 
+/// The one flat value a caller reads to tell how a task stands: a single path and value list
+/// separates completion (`fulfilled`) from each kind of discontinuation (`rejected`, `cancelled`,
+/// `failed`). Derived from [`TaskState`], [`Status`] and [`Outcome`] (see [`Task::result`]), so
+/// stores persist nothing new and tasks stored before it existed read back with the right value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskResult {
+    /// Waiting for a ticket, or the ticket is open.
+    Open,
+    /// The ticket is open and waiting on someone (the connection maps its status to pending).
+    Pending,
+    /// The ticket closed as done.
+    Fulfilled,
+    /// The ticket closed as rejected (or cancelled by the technician).
+    Rejected,
+    /// The caller cancelled the task.
+    Cancelled,
+    /// The bridge gave up creating the ticket (dead letter; an operator may replay it).
+    Failed,
+}
+
+impl TaskResult {
+    pub const ALL: [TaskResult; 6] =
+        [Self::Open, Self::Pending, Self::Fulfilled, Self::Rejected, Self::Cancelled, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Pending => "pending",
+            Self::Fulfilled => "fulfilled",
+            Self::Rejected => "rejected",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
+    /// Whether the caller should stop waiting: everything but `open` and `pending`.
+    pub fn is_settled(self) -> bool {
+        !matches!(self, Self::Open | Self::Pending)
+    }
+}
+
 /// A remote status after mapping through a connection's status table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -125,6 +171,22 @@ pub struct TransitionError {
 pub const MAX_HISTORY: usize = 50;
 
 impl Task {
+    /// The caller-facing [`TaskResult`] of this task.
+    pub fn result(&self) -> TaskResult {
+        match self.state {
+            TaskState::Received | TaskState::TicketOpen | TaskState::Noted => match self.status {
+                Status::Pending => TaskResult::Pending,
+                _ => TaskResult::Open,
+            },
+            TaskState::Completed => match self.outcome {
+                Some(Outcome::Rejected) => TaskResult::Rejected,
+                _ => TaskResult::Fulfilled,
+            },
+            TaskState::Cancelled => TaskResult::Cancelled,
+            TaskState::Failed => TaskResult::Failed,
+        }
+    }
+
     /// Applies `event` at `now`, or refuses it leaving the task untouched.
     pub fn apply(&mut self, event: TaskEvent, now: DateTime<Utc>) -> Result<(), TransitionError> {
         use TaskEvent as E;
@@ -310,6 +372,42 @@ mod tests {
     }
 
     #[test]
+    fn result_tells_fulfilled_rejected_cancelled_and_failed_apart() {
+        let t0 = Utc::now();
+        let closed = |outcome| {
+            let mut t = task(t0);
+            t.apply(TaskEvent::TicketCreated { ticket: ticket(), next_poll_at: t0 }, t0).unwrap();
+            assert_eq!(t.result(), TaskResult::Open);
+            t.apply(
+                TaskEvent::Polled { status: MappedStatus::Pending, remote_status: "Waiting".into(), next_poll_at: t0 },
+                t0,
+            )
+            .unwrap();
+            assert_eq!(t.result(), TaskResult::Pending);
+            t.apply(TaskEvent::Closed { outcome, remote_status: "x".into(), retain_until: t0 }, t0).unwrap();
+            t
+        };
+        let done = closed(Outcome::Fulfilled);
+        assert_eq!((done.state, done.result()), (TaskState::Completed, TaskResult::Fulfilled));
+        let rejected = closed(Outcome::Rejected);
+        // The state stays `completed` for callers that read it; the result tells the difference.
+        assert_eq!((rejected.state, rejected.result()), (TaskState::Completed, TaskResult::Rejected));
+        let mut cancelled = task(t0);
+        assert_eq!(cancelled.result(), TaskResult::Open);
+        cancelled.apply(TaskEvent::Cancel { retain_until: t0 }, t0).unwrap();
+        assert_eq!(cancelled.result(), TaskResult::Cancelled);
+        let mut failed = task(t0);
+        failed.apply(TaskEvent::GaveUp { error: "boom".into() }, t0).unwrap();
+        assert_eq!(failed.result(), TaskResult::Failed);
+        failed.apply(TaskEvent::Replay, t0).unwrap();
+        assert_eq!(failed.result(), TaskResult::Open);
+        for r in TaskResult::ALL {
+            assert_eq!(TaskResult::parse(r.as_str()), Some(r));
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
+        }
+    }
+
+    #[test]
     fn pending_poll_sets_pending_summary() {
         let t0 = Utc::now();
         let mut t = task(t0);
@@ -383,6 +481,7 @@ mod tests {
                         prop_assert!(t.due().is_none() && t.last_error.is_some());
                     }
                 }
+                prop_assert_eq!(t.result().is_settled(), t.state.is_final() || t.state == TaskState::Failed);
                 prop_assert!(t.history.len() <= MAX_HISTORY);
             }
         }

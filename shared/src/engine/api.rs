@@ -4,11 +4,12 @@
 use chrono::{DateTime, Utc};
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, Engine, intake, notify, task_json};
 use crate::config::KeyScope;
-use crate::domain::TaskState;
+use crate::domain::{Task, TaskState};
 
 /// Allowed clock skew / replay window for signed requests.
 pub const SIGNATURE_WINDOW_SECS: i64 = 300;
@@ -69,15 +70,38 @@ pub fn hash_key(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// Longest `wait` a submission may ask for: below API Gateway's 30 s integration timeout and the
+/// intake function's 29 s, with room for the request itself.
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+
+/// Called with each newly stored task, before a `wait` begins. The local runner queues the task's
+/// ticket creation here; on AWS the table's stream does that, so Lambda passes nothing.
+pub type OnAccepted<'a> = &'a (dyn Fn(&Task) + Send + Sync);
+
 /// Routes and answers one request.
 pub async fn handle(engine: &Engine, req: ApiRequest<'_>, now: DateTime<Utc>) -> ApiResponse {
-    match route(engine, &req, now).await {
+    handle_with(engine, req, now, &|_| {}).await
+}
+
+/// [`handle`], calling `on_accepted` for each task a submission stores.
+pub async fn handle_with(
+    engine: &Engine,
+    req: ApiRequest<'_>,
+    now: DateTime<Utc>,
+    on_accepted: OnAccepted<'_>,
+) -> ApiResponse {
+    match route(engine, &req, now, on_accepted).await {
         Ok(r) => r,
         Err(e) => e.into(),
     }
 }
 
-async fn route(engine: &Engine, req: &ApiRequest<'_>, now: DateTime<Utc>) -> Result<ApiResponse, ApiError> {
+async fn route(
+    engine: &Engine,
+    req: &ApiRequest<'_>,
+    now: DateTime<Utc>,
+    on_accepted: OnAccepted<'_>,
+) -> Result<ApiResponse, ApiError> {
     let path = req.path.trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     match (req.method, segments.as_slice()) {
@@ -85,6 +109,7 @@ async fn route(engine: &Engine, req: &ApiRequest<'_>, now: DateTime<Utc>) -> Res
         ("POST", ["v1", "tasks"]) => {
             check_body(engine, req)?;
             let caller = authenticate(engine, req, now).await?;
+            let wait = parse_wait(Query::parse(req.query).get("wait"))?;
             let new = intake::parse_task(req.body)?;
             if !caller.may_use(&new.source) {
                 let allowed = caller.sources.as_deref().unwrap_or_default().join(", ");
@@ -97,7 +122,14 @@ async fn route(engine: &Engine, req: &ApiRequest<'_>, now: DateTime<Utc>) -> Res
             }
             let accepted = engine.accept(new, now).await?;
             tracing::debug!(caller = %caller.name, task = %accepted.task.id, new = accepted.new, "submission");
-            Ok(ok(if accepted.new { 201 } else { 200 }, task_json(&accepted.task)))
+            if accepted.new {
+                on_accepted(&accepted.task);
+            }
+            let task = match wait {
+                Some(w) => engine.wait_for_ticket(accepted.task, w).await,
+                None => accepted.task,
+            };
+            Ok(ok(if accepted.new { 201 } else { 200 }, task_json(&task)))
         }
         ("GET", ["v1", "tasks"]) => {
             require_admin(&authenticate(engine, req, now).await?)?;
@@ -148,6 +180,30 @@ async fn route(engine: &Engine, req: &ApiRequest<'_>, now: DateTime<Utc>) -> Res
         }
         _ => Err(ApiError::not_found(format!("no route {path}"))),
     }
+}
+
+/// `wait=5s`, `wait=1500ms` or `wait=5` (seconds), at most [`MAX_WAIT`]; `None` for no wait.
+fn parse_wait(raw: Option<&str>) -> Result<Option<Duration>, ApiError> {
+    let Some(raw) = raw.map(str::trim).filter(|r| !r.is_empty()) else { return Ok(None) };
+    let invalid = || {
+        ApiError::invalid(
+            Some("wait"),
+            format!("must be a duration such as 5s or 1500ms, at most {}s", MAX_WAIT.as_secs()),
+        )
+    };
+    let (digits, unit_ms) = match raw.strip_suffix("ms") {
+        Some(d) => (d, 1),
+        None => (raw.strip_suffix('s').unwrap_or(raw), 1000),
+    };
+    if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let ms = digits.parse::<u64>().map_err(|_| invalid())? * unit_ms;
+    let wait = Duration::from_millis(ms);
+    if wait > MAX_WAIT {
+        return Err(invalid());
+    }
+    Ok((!wait.is_zero()).then_some(wait))
 }
 
 fn ok(status: u16, body: serde_json::Value) -> ApiResponse {
@@ -235,5 +291,25 @@ impl Query {
     }
     fn get(&self, k: &str) -> Option<&str> {
         self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_takes_seconds_or_milliseconds_up_to_the_bound() {
+        assert_eq!(parse_wait(None).unwrap(), None);
+        assert_eq!(parse_wait(Some("")).unwrap(), None);
+        assert_eq!(parse_wait(Some("0s")).unwrap(), None);
+        assert_eq!(parse_wait(Some("5s")).unwrap(), Some(Duration::from_secs(5)));
+        assert_eq!(parse_wait(Some("5")).unwrap(), Some(Duration::from_secs(5)));
+        assert_eq!(parse_wait(Some("1500ms")).unwrap(), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_wait(Some("20s")).unwrap(), Some(MAX_WAIT));
+        for bad in ["21s", "-1s", "5m", "1.5s", "s", "ms", "99999999999s", "5 s"] {
+            let e = parse_wait(Some(bad)).unwrap_err();
+            assert_eq!((e.status, e.field.as_deref()), (422, Some("wait")), "{bad}");
+        }
     }
 }

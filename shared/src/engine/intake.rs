@@ -1,6 +1,10 @@
 //! Strict parsing of `POST /v1/tasks` bodies into [`NewTask`], with errors that name the field.
+//!
+//! Callers that fill templates without guards (Saviynt's `${user.email}` placeholders) send `""`
+//! for values they do not have: a blank string, and an object whose every field is blank, count as
+//! absent. A required field that is absent or blank is a 422 naming it.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::ApiError;
@@ -145,6 +149,37 @@ fn parse_person(obj: Map<String, Value>, prefix: &str) -> Result<Person, ApiErro
     Ok(Person { id, name, email })
 }
 
+/// Null, a blank string, or an object (not an array) whose every value is blank.
+fn is_blank(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.trim().is_empty(),
+        Value::Object(o) => {
+            o.values().all(|x| matches!(x, Value::Null) || x.as_str().is_some_and(|s| s.trim().is_empty()))
+        }
+        _ => false,
+    }
+}
+
+/// RFC 3339, or exactly `yyyy-MM-dd HH:mm:ss` / `yyyy-MM-dd` read as UTC; nothing else.
+pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    // chrono's %Y/%m/%d also take signs and short fields; insist on the fixed shape first.
+    let shape = |pattern: &str| {
+        s.len() == pattern.len()
+            && s.bytes().zip(pattern.bytes()).all(|(c, p)| if p == b'9' { c.is_ascii_digit() } else { c == p })
+    };
+    if shape("9999-99-99 99:99:99") {
+        return NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").ok().map(|t| t.and_utc());
+    }
+    if shape("9999-99-99") {
+        return NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc());
+    }
+    None
+}
+
 fn looks_like_email(s: &str) -> bool {
     let mut parts = s.splitn(2, '@');
     let (local, domain) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -195,8 +230,9 @@ impl Fields {
         format!("{}{key}", self.prefix)
     }
 
+    /// The value under `key`; null, a blank string and an object of only such values are absent.
     fn take(&mut self, key: &str) -> Option<Value> {
-        self.obj.remove(key).filter(|v| !v.is_null())
+        self.obj.remove(key).filter(|v| !is_blank(v))
     }
 
     fn opt_str(&mut self, key: &str, max: usize) -> Result<Option<String>, ApiError> {
@@ -204,9 +240,6 @@ impl Fields {
             None => Ok(None),
             Some(Value::String(s)) => {
                 let t = s.trim();
-                if t.is_empty() {
-                    return Err(ApiError::invalid(Some(&self.name(key)), "must not be empty"));
-                }
                 if t.chars().count() > max {
                     return Err(ApiError::invalid(Some(&self.name(key)), format!("is longer than {max} characters")));
                 }
@@ -220,7 +253,7 @@ impl Fields {
     }
 
     fn req_str(&mut self, key: &str, max: usize) -> Result<String, ApiError> {
-        self.opt_str(key, max)?.ok_or_else(|| ApiError::invalid(Some(&self.name(key)), "is required"))
+        self.opt_str(key, max)?.ok_or_else(|| ApiError::invalid(Some(&self.name(key)), "is required (absent or empty)"))
     }
 
     fn opt_obj(&mut self, key: &str) -> Result<Option<Map<String, Value>>, ApiError> {
@@ -232,7 +265,9 @@ impl Fields {
     }
 
     fn req_obj(&mut self, key: &str) -> Result<Map<String, Value>, ApiError> {
-        self.opt_obj(key)?.ok_or_else(|| ApiError::invalid(Some(&self.name(key)), "is required"))
+        self.opt_obj(key)?.ok_or_else(|| {
+            ApiError::invalid(Some(&self.name(key)), "is required (absent, or every field in it is empty)")
+        })
     }
 
     fn opt_str_list(&mut self, key: &str, max: usize) -> Result<Vec<String>, ApiError> {
@@ -242,16 +277,16 @@ impl Fields {
                 if items.len() > max {
                     return Err(ApiError::invalid(Some(&self.name(key)), format!("has more than {max} items")));
                 }
+                // Blank items (an empty placeholder) are dropped like blank fields.
                 items
                     .into_iter()
                     .enumerate()
+                    .filter(|(_, v)| !is_blank(v))
                     .map(|(i, v)| match v {
-                        Value::String(s) if !s.trim().is_empty() && s.chars().count() <= MAX_ID => {
-                            Ok(s.trim().to_string())
-                        }
+                        Value::String(s) if s.trim().chars().count() <= MAX_ID => Ok(s.trim().to_string()),
                         _ => Err(ApiError::invalid(
                             Some(&format!("{}[{i}]", self.name(key))),
-                            format!("must be a non-empty string of at most {MAX_ID} characters"),
+                            format!("must be a string of at most {MAX_ID} characters"),
                         )),
                     })
                     .collect()
@@ -263,8 +298,11 @@ impl Fields {
     fn opt_time(&mut self, key: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         match self.opt_str(key, 64)? {
             None => Ok(None),
-            Some(s) => DateTime::parse_from_rfc3339(&s).map(|t| Some(t.with_timezone(&Utc))).map_err(|_| {
-                ApiError::invalid(Some(&self.name(key)), "must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z")
+            Some(s) => parse_time(&s).map(Some).ok_or_else(|| {
+                ApiError::invalid(
+                    Some(&self.name(key)),
+                    "must be an RFC 3339 time (2026-12-01T09:30:00Z), or 2026-12-01 09:30:00 or 2026-12-01 (UTC)",
+                )
             }),
         }
     }
@@ -350,11 +388,80 @@ mod tests {
             assert_eq!(err_of(v).field.as_deref(), Some(field), "{key}");
         }
         let mut v = access();
-        v["entitlements"] = json!(["ok", ""]);
+        v["entitlements"] = json!(["ok", 7]);
         assert_eq!(err_of(v).field.as_deref(), Some("entitlements[1]"));
         let mut v = access();
         v["user"] = json!({"name": "no id"});
         assert_eq!(err_of(v).field.as_deref(), Some("user"));
+    }
+
+    #[test]
+    fn blank_optional_fields_count_as_absent() {
+        let mut v = access();
+        for key in ["justification", "due_at", "connection", "callback_url"] {
+            v[key] = json!("  ");
+        }
+        v["requester"] = json!({"name": "", "email": ""});
+        v["organization"] = json!({"id": "", "name": null});
+        v["user"]["name"] = json!("");
+        v["entitlements"] = json!(["payroll-admin", ""]);
+        let blank = parse_task(v.to_string().as_bytes()).unwrap();
+        let mut w = access();
+        for key in ["justification", "due_at", "connection", "callback_url", "requester", "organization"] {
+            w.as_object_mut().unwrap().remove(key);
+        }
+        w["user"].as_object_mut().unwrap().remove("name");
+        let absent = parse_task(w.to_string().as_bytes()).unwrap();
+        assert_eq!(blank, absent);
+        assert_eq!(blank.fingerprint(), absent.fingerprint());
+    }
+
+    #[test]
+    fn blank_required_fields_are_named() {
+        for (key, val, field) in [
+            ("external_id", json!(""), "external_id"),
+            ("application", json!(" "), "application"),
+            ("user", json!({"id": "", "email": ""}), "user"),
+            ("entitlements", json!([""]), "entitlements"),
+        ] {
+            let mut v = access();
+            v[key] = val;
+            let e = err_of(v);
+            assert_eq!((e.status, e.field.as_deref()), (422, Some(field)), "{key}: {}", e.message);
+        }
+        // Half-filled nested objects still name the missing field.
+        let mut v = access();
+        v["organization"] = json!({"id": "", "name": "Acme"});
+        assert_eq!(err_of(v).field.as_deref(), Some("organization.id"));
+    }
+
+    #[test]
+    fn dates_take_rfc3339_and_the_two_plain_utc_forms_only() {
+        let at = |s: &str| {
+            let mut v = access();
+            v["due_at"] = json!(s);
+            parse_task(v.to_string().as_bytes()).map(|t| match t.payload {
+                TaskPayload::Access(a) => a.due_at.map(|d| d.to_rfc3339()),
+                TaskPayload::Alert(_) => None,
+            })
+        };
+        assert_eq!(at("2026-12-01T09:30:00+02:00").unwrap().as_deref(), Some("2026-12-01T07:30:00+00:00"));
+        assert_eq!(at("2026-12-01 09:30:00").unwrap().as_deref(), Some("2026-12-01T09:30:00+00:00"));
+        assert_eq!(at("2026-12-01").unwrap().as_deref(), Some("2026-12-01T00:00:00+00:00"));
+        for bad in [
+            "12/01/2026",
+            "2026-12-01T09:30:00",
+            "2026-12-1",
+            "2026-13-01",
+            "2026-12-01 9:30:00",
+            "+2026-12-01",
+            "2026-02-30",
+            "01-12-2026",
+            "2026-12-01 09:30",
+        ] {
+            let e = at(bad).unwrap_err();
+            assert_eq!(e.field.as_deref(), Some("due_at"), "{bad}");
+        }
     }
 
     #[test]

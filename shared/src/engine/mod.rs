@@ -82,6 +82,9 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// How often [`Engine::wait_for_ticket`] re-reads the task (one strongly consistent read each).
+const WAIT_STEP: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The engine: configuration plus the adapters it works through.
 pub struct Engine {
     pub config: Arc<Config>,
@@ -169,6 +172,30 @@ impl Engine {
         Ok(task)
     }
 
+    /// Re-reads a task until it leaves `received` (ticket open, note added, dead-lettered or
+    /// cancelled) or `wait` has passed, and returns the latest copy. A read that fails ends the
+    /// wait with the copy already held: the submission is stored either way.
+    pub async fn wait_for_ticket(&self, task: Task, wait: std::time::Duration) -> Task {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut latest = task;
+        while latest.state == TaskState::Received {
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep(WAIT_STEP.min(deadline - now)).await;
+            match self.store.get_task(&latest.id).await {
+                Ok(Some(t)) => latest = t,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(task = %latest.id, error = %e, "re-reading a task during wait failed");
+                    break;
+                }
+            }
+        }
+        latest
+    }
+
     /// Puts a dead-lettered task back in the creation queue.
     pub async fn replay(&self, id: &str, now: DateTime<Utc>) -> Result<Task, ApiError> {
         self.transition(id, now, |_| TaskEvent::Replay).await
@@ -211,6 +238,7 @@ pub fn task_json(task: &Task) -> serde_json::Value {
         for k in ["fingerprint", "version", "next_attempt_at", "next_poll_at", "expires_at", "claims", "group_key"] {
             o.remove(k);
         }
+        o.insert("result".into(), task.result().as_str().into());
     }
     v
 }

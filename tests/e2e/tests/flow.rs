@@ -22,6 +22,7 @@ async fn access_task_completes_with_signed_callback(backend: Backend) {
     let id = task["id"].as_str().unwrap().to_string();
     assert_eq!(task["state"], "received");
     assert_eq!(task["status"], "Open");
+    assert_eq!(task["result"], "open");
 
     h.create(&id).await;
     let t = h.task(&id).await;
@@ -42,6 +43,7 @@ async fn access_task_completes_with_signed_callback(backend: Backend) {
     h.poll().await;
     let (_, view) = h.call("GET", &format!("/v1/tasks/{id}"), None).await;
     assert_eq!(view["status"], "Pending");
+    assert_eq!(view["result"], "pending");
     assert_eq!(view["ticket"]["remote_status"], "Waiting");
 
     // The technician resolves it.
@@ -52,6 +54,7 @@ async fn access_task_completes_with_signed_callback(backend: Backend) {
     assert_eq!(view["state"], "completed");
     assert_eq!(view["status"], "Closed");
     assert_eq!(view["outcome"], "fulfilled");
+    assert_eq!(view["result"], "fulfilled");
     assert!(view["completed_at"].is_string());
     let events: Vec<_> =
         view["history"].as_array().unwrap().iter().map(|h| h["event"].as_str().unwrap().to_string()).collect();
@@ -69,7 +72,8 @@ async fn access_task_completes_with_signed_callback(backend: Backend) {
     let payload: serde_json::Value = serde_json::from_slice(body).unwrap();
     assert_eq!(payload["id"], id.as_str());
     assert_eq!(payload["state"], "completed");
-    assert_eq!(h.event_types(), ["TaskCompleted"]);
+    assert_eq!(payload["result"], "fulfilled");
+    assert_eq!(h.event_results(), [("TaskCompleted".to_string(), "fulfilled".to_string())]);
 
     // Completed tasks leave the poll queue and carry a TTL.
     assert_eq!(h.poll().await.tickets, 0);
@@ -78,14 +82,53 @@ async fn access_task_completes_with_signed_callback(backend: Backend) {
 
 async fn rejected_ticket_completes_as_rejected(backend: Backend) {
     let h = Harness::new(backend, Grouping::None).await;
-    let (_, task) = h.submit(access_task("TASK-2")).await;
+    let (url, received) = support::callback_receiver().await;
+    let mut body = access_task("TASK-2");
+    body["callback_url"] = json!(url);
+    let (_, task) = h.submit(body).await;
     let id = task["id"].as_str().unwrap();
     h.create(id).await;
     let t = h.task(id).await;
     h.sim().close(&t.ticket.unwrap().id, Some("Rejected")).unwrap();
     h.poll().await;
     let t = h.task(id).await;
+    // The state callers already read is unchanged; `result` tells rejected from fulfilled, the same
+    // in the API, the callback and the event.
     assert_eq!((t.state, t.outcome), (TaskState::Completed, Some(Outcome::Rejected)));
+    let (_, view) = h.call("GET", &format!("/v1/tasks/{id}"), None).await;
+    assert_eq!((view["state"].as_str(), view["status"].as_str()), (Some("completed"), Some("Closed")));
+    assert_eq!(view["result"], "rejected");
+    let got = received.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    let payload: serde_json::Value = serde_json::from_slice(&got[0].1).unwrap();
+    assert_eq!((payload["state"].as_str(), payload["result"].as_str()), (Some("completed"), Some("rejected")));
+    assert_eq!(h.event_results(), [("TaskCompleted".to_string(), "rejected".to_string())]);
+}
+
+/// What unguarded caller templates send: blanks for values the caller does not have, and dates in
+/// plain `yyyy-MM-dd[ HH:mm:ss]` form. Accepted, stored as if absent, and the same submission.
+async fn blank_fields_and_plain_dates_are_accepted(backend: Backend) {
+    let h = Harness::new(backend, Grouping::None).await;
+    let mut blank = access_task("TASK-B");
+    blank["requester"] = json!({"name": "", "email": ""});
+    blank["organization"] = json!({"id": "", "name": ""});
+    blank["justification"] = json!("");
+    blank["callback_url"] = json!("");
+    blank["due_at"] = json!("2026-12-01 17:30:00");
+    let (s, t) = h.submit(blank).await;
+    assert_eq!(s, 201, "{t}");
+    assert!(t.get("requester").is_none() && t.get("organization").is_none(), "{t}");
+    assert_eq!(t["due_at"], "2026-12-01T17:30:00Z");
+    let mut same = access_task("TASK-B");
+    same.as_object_mut().unwrap().remove("requester");
+    same.as_object_mut().unwrap().remove("justification");
+    same["due_at"] = json!("2026-12-01T18:30:00+01:00");
+    let (s, again) = h.submit(same).await;
+    assert_eq!((s, &again["id"]), (200, &t["id"]), "blanks and absent fields are one submission");
+    let mut bad = access_task("TASK-C");
+    bad["due_at"] = json!("01/12/2026");
+    let (s, e) = h.submit(bad).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (422, Some("due_at")));
 }
 
 async fn repeat_submission_is_idempotent_and_conflicting_reuse_is_409(backend: Backend) {
@@ -227,15 +270,16 @@ async fn dead_letter_after_max_attempts_then_replay(backend: Backend) {
     }
     let t = h.task(id).await;
     assert_eq!((t.state, t.attempts), (TaskState::Failed, 3));
-    assert_eq!(h.event_types(), ["TaskFailed"]);
+    assert_eq!(h.event_results(), [("TaskFailed".to_string(), "failed".to_string())]);
     let (s, list) = h.call("GET", "/v1/tasks?state=failed", None).await;
     assert_eq!(s, 200);
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["items"][0]["id"], id);
+    assert_eq!(list["items"][0]["result"], "failed");
     // Dead letters are not retried by themselves.
     assert_eq!(h.engine.create_due(Utc::now() + Duration::days(1), 10).await.created, 0);
     let (s, replayed) = h.call("POST", &format!("/v1/tasks/{id}/replay"), None).await;
-    assert_eq!((s, replayed["state"].as_str()), (200, Some("received")));
+    assert_eq!((s, replayed["state"].as_str(), replayed["result"].as_str()), (200, Some("received"), Some("open")));
     assert_eq!(h.engine.create_due(Utc::now(), 10).await.created, 1);
     assert_eq!(h.sim().tickets().len(), 1);
     let (_, list) = h.call("GET", "/v1/tasks?state=failed", None).await;
@@ -248,6 +292,8 @@ async fn cancel_is_final(backend: Backend) {
     let id = t["id"].as_str().unwrap();
     let (s, c) = h.call("DELETE", &format!("/v1/tasks/{id}"), None).await;
     assert_eq!((s, c["state"].as_str(), c["status"].as_str()), (200, Some("cancelled"), Some("Closed")));
+    assert_eq!(c["result"], "cancelled");
+    assert_eq!(h.event_results(), [("TaskCancelled".to_string(), "cancelled".to_string())]);
     let (s, e) = h.call("DELETE", &format!("/v1/tasks/{id}"), None).await;
     assert_eq!((s, e["error"]["code"].as_str()), (409, Some("conflict")));
     h.create(id).await;
@@ -292,6 +338,7 @@ both_stores!(
     concurrent_duplicate_posts_make_one_task_and_one_ticket,
     access_task_completes_with_signed_callback,
     rejected_ticket_completes_as_rejected,
+    blank_fields_and_plain_dates_are_accepted,
     repeat_submission_is_idempotent_and_conflicting_reuse_is_409,
     grouping_by_user_follows_the_seed_example,
     grouping_by_user_and_alert_follows_the_seed_example,

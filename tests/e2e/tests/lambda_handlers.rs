@@ -123,6 +123,7 @@ async fn handlers_take_a_task_from_api_gateway_to_completion(target: Target) {
     let (s, done) =
         body_json(intake::handle(&h.engine, apigw_event("GET", &format!("/v1/tasks/{id}"), None, KEY)).await).await;
     assert_eq!((s, done["state"].as_str(), done["outcome"].as_str()), (200, Some("completed"), Some("fulfilled")));
+    assert_eq!(done["result"], "fulfilled");
     let got = received.lock().unwrap().clone();
     assert_eq!(got.len(), 1);
     let (headers, raw) = &got[0];
@@ -159,3 +160,51 @@ every_target!(
     ninjaone => Ninjaone,
     otrs => Otrs,
 );
+
+/// `POST /v1/tasks?wait=…` on Lambda: intake re-reads the task while the create-ticket function
+/// (fed by the stream) opens the ticket, and answers with it; with nothing creating, it answers
+/// `received` once the wait is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_wait_sees_the_ticket_the_stream_function_opens() {
+    let h = Harness::for_target(Target::Sandbox, Backend::Dynamo, Grouping::None, |c| {
+        c.auth.api_keys = vec![ApiKey { name: "iga".into(), sha256: hash_key(KEY), scope: KeyScope::Tasks }];
+    })
+    .await;
+    let with_wait = |body: &Value, wait: &str| {
+        let mut e = apigw_event("POST", "/v1/tasks", Some(body), KEY);
+        e.raw_query_string = Some(format!("wait={wait}"));
+        e
+    };
+    // The create-ticket function, started by the stream record of the task intake stored.
+    let stream = async {
+        let id = loop {
+            let page = h.engine.list(TaskState::Received, 10, None).await.unwrap();
+            if let Some(t) = page.items.first() {
+                break t.id.to_string();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        create_ticket::handle(&h.engine, lambda(stream_event(&[&id]))).await.unwrap();
+    };
+    let body = access_task("L-WAIT");
+    let (res, ()) = tokio::join!(intake::handle(&h.engine, with_wait(&body, "15s")), stream);
+    let (s, task) = body_json(res).await;
+    assert_eq!(s, 201, "{task}");
+    assert_eq!((task["state"].as_str(), task["result"].as_str()), (Some("ticket_open"), Some("open")), "{task}");
+    assert!(task["ticket"]["id"].is_string(), "{task}");
+
+    // Nothing creates this one: the answer comes when the wait ends, still `received`.
+    let started = std::time::Instant::now();
+    let (s, task) = body_json(intake::handle(&h.engine, with_wait(&access_task("L-WAIT-2"), "1s")).await).await;
+    let waited = started.elapsed();
+    assert_eq!((s, task["state"].as_str()), (201, Some("received")), "{task}");
+    assert!(waited >= std::time::Duration::from_secs(1) && waited < std::time::Duration::from_secs(10), "{waited:?}");
+    // Out of bounds: refused, naming `wait`, nothing stored.
+    let (s, e) = body_json(intake::handle(&h.engine, with_wait(&access_task("L-WAIT-3"), "60s")).await).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (422, Some("wait")));
+    let (s, _) = body_json(
+        intake::handle(&h.engine, apigw_event("POST", "/v1/tasks", Some(&access_task("L-WAIT-3")), KEY)).await,
+    )
+    .await;
+    assert_eq!(s, 201, "the refused submission must not have stored L-WAIT-3");
+}

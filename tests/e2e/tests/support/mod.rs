@@ -200,6 +200,12 @@ impl Harness {
     pub fn event_types(&self) -> Vec<String> {
         self.events.0.lock().unwrap().iter().map(|e| e.detail_type.clone()).collect()
     }
+
+    /// Each published event as (detail-type, the `result` in its detail).
+    pub fn event_results(&self) -> Vec<(String, String)> {
+        let events = self.events.0.lock().unwrap();
+        events.iter().map(|e| (e.detail_type.clone(), e.detail["result"].as_str().unwrap_or("").to_string())).collect()
+    }
 }
 
 pub fn access_task(external_id: &str) -> serde_json::Value {
