@@ -167,7 +167,8 @@ every_target!(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_wait_sees_the_ticket_the_stream_function_opens() {
     let h = Harness::for_target(Target::Sandbox, Backend::Dynamo, Grouping::None, |c| {
-        c.auth.api_keys = vec![ApiKey { name: "iga".into(), sha256: hash_key(KEY), scope: KeyScope::Tasks }];
+        c.auth.api_keys =
+            vec![ApiKey { name: "iga".into(), sha256: hash_key(KEY), scope: KeyScope::Tasks, sources: vec![] }];
     })
     .await;
     let with_wait = |body: &Value, wait: &str| {

@@ -215,6 +215,7 @@ async fn vsa_refuses_int32_overflow_unknown_filter_fields_and_non_json_bodies() 
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(sim.find_ticket(&id.to_string()).unwrap().notes.len(), 0, "nothing stored");
+}
 
 /// A NinjaOne access token from the simulator.
 async fn ninja_token(sim: &NinjaOne, c: &Client) -> String {
