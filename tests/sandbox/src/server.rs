@@ -97,6 +97,7 @@ async fn traffic(State(sim): State<Sim>, req: Request, next: Next) -> Response {
     let template = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
     let route = format!("{} {}", req.method(), template.as_deref().unwrap_or(req.uri().path()));
     sim.record(&route, req.uri().path(), req.uri().query());
+    let _in_flight = sim.in_flight();
     let latency = sim.latency();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
