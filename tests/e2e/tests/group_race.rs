@@ -40,7 +40,8 @@ async fn submit_group(h: &Harness, grouping: Grouping) -> Vec<String> {
     let mut ids = Vec::new();
     for i in 0..N {
         // By user + alert type: same type for all; by user: a different type each.
-        let kind = if grouping == Grouping::UserAlert { "Too Many Downloads".to_string() } else { format!("Alert {i}") };
+        let kind =
+            if grouping == Grouping::UserAlert { "Too Many Downloads".to_string() } else { format!("Alert {i}") };
         let (s, t) = h.submit(alert(&format!("GR-{i}"), "race@domain.com", &kind)).await;
         assert_eq!(s, 201, "{t}");
         ids.push(t["id"].as_str().unwrap().to_string());
