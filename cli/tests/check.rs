@@ -92,4 +92,18 @@ async fn check_says_ok_or_names_the_failure_class() {
     .check();
     assert!(!ok);
     assert!(text.contains("credentials") || text.contains("token"), "bad PAT: {text}");
+
+    // OTRS without the ticket dynamic field the connection names: check says which one to create.
+    let otrs = spawn(Target::Otrs).await.unwrap();
+    let (ok, text) = Setup::new(otrs.connection_table("itsm", "none"), &otrs.secret).check();
+    assert!(ok, "{text}");
+    otrs.sim.create_ticket(sandbox::NewTicket { title: "an existing ticket".into(), ..Default::default() });
+    let mut t = otrs.connection_table("itsm", "none");
+    let options = t.entry("options").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(o) = options {
+        o.insert("dynamic_field".into(), "BridgeRefMissing".into());
+    }
+    let (ok, text) = Setup::new(t, &otrs.secret).check();
+    assert!(!ok);
+    assert!(text.contains("dynamic field 'bridgerefmissing'") && text.contains("dynamic fields"), "{text}");
 }

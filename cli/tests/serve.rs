@@ -62,10 +62,12 @@ async fn serve_runs_a_task_from_intake_to_completion_and_survives_restart() {
     assert_eq!(again["id"], id.as_str());
 }
 
-/// `serve` with a config file for `target`: the task becomes a ticket in the target's simulator,
-/// the technician closes it, serve's poller completes the task and the signed callback arrives.
+/// `serve` with a config file for `target`: two tasks become tickets in the target (its
+/// simulator, or for RT the real one when `TB_RT_URL` is set, see `cargo xtask peer rt`), the
+/// technician resolves one and rejects the other, serve's poller completes both with the right
+/// outcome and the signed callbacks arrive.
 async fn serve_with_config(target: sandbox::targets::Target) {
-    let t = sandbox::targets::spawn(target).await.unwrap();
+    let t = sandbox::targets::spawn_or_peer(target).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Callback receiver.
     let got: Received = Default::default();
@@ -93,44 +95,58 @@ async fn serve_with_config(target: sandbox::targets::Target) {
     let _server = Serve::start(port, dir.path(), Some(&config_path));
     let http = reqwest::Client::new();
     wait_healthy(&http, &base).await;
-    let body = serde_json::json!({"source":"saviynt","external_id":format!("SRV-{target:?}"),"kind":"access","action":"remove_access",
-        "user":{"id":"u-1","name":"Alice","email":"alice@acme.io"},"application":"Payroll","entitlements":["payroll-admin"],
-        "callback_url": hook});
-    let res = http.post(format!("{base}/v1/tasks")).json(&body).send().await.unwrap();
-    assert_eq!(res.status().as_u16(), 201, "{target:?}");
-    let id = res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let open = wait_for("ticket", || async {
-        let v: serde_json::Value = http.get(format!("{base}/v1/tasks/{id}")).send().await.ok()?.json().await.ok()?;
-        (v["state"] == "ticket_open").then_some(v)
-    })
-    .await;
-    let ticket_id = open["ticket"]["id"].as_str().unwrap().to_string();
-    let tickets = t.sim.tickets();
-    assert_eq!(tickets.len(), 1, "{target:?}");
-    assert_eq!(tickets[0].correlation_key.as_deref(), Some(id.as_str()), "{target:?}");
-    t.sim.close(&ticket_id, Some(t.done_status)).unwrap();
-    let done = wait_for("completion", || async {
-        let v: serde_json::Value = http.get(format!("{base}/v1/tasks/{id}")).send().await.ok()?.json().await.ok()?;
-        (v["state"] == "completed").then_some(v)
-    })
-    .await;
-    assert_eq!(done["outcome"], "fulfilled", "{target:?}");
-    let callbacks = wait_for("callback", || async {
+    let mut tasks = Vec::new();
+    for (n, application) in [(1, "Payroll"), (2, "Ledger")] {
+        let body = serde_json::json!({"source":"saviynt","external_id":format!("SRV-{target:?}-{n}"),"kind":"access",
+            "action":"remove_access","user":{"id":"u-1","name":"Alice","email":"alice@acme.io"},
+            "application":application,"entitlements":["admin"],"callback_url": hook});
+        let res = http.post(format!("{base}/v1/tasks")).json(&body).send().await.unwrap();
+        assert_eq!(res.status().as_u16(), 201, "{target:?}");
+        tasks.push(res.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+    }
+    let mut ticket_ids = Vec::new();
+    for id in &tasks {
+        let open = wait_for("ticket", || async {
+            let v: serde_json::Value =
+                http.get(format!("{base}/v1/tasks/{id}")).send().await.ok()?.json().await.ok()?;
+            (v["state"] == "ticket_open").then_some(v)
+        })
+        .await;
+        ticket_ids.push(open["ticket"]["id"].as_str().unwrap().to_string());
+    }
+    let mut keys: Vec<Option<String>> = t.state().tickets().await.into_iter().map(|t| t.correlation_key).collect();
+    keys.sort();
+    let mut want: Vec<Option<String>> = tasks.iter().cloned().map(Some).collect();
+    want.sort();
+    assert_eq!(keys, want, "{target:?}: one ticket per task, each carrying its task id");
+    t.state().close(&ticket_ids[0], t.done_status).await.unwrap();
+    t.state().close(&ticket_ids[1], t.rejected_status).await.unwrap();
+    for (id, outcome) in tasks.iter().zip(["fulfilled", "rejected"]) {
+        let done = wait_for("completion", || async {
+            let v: serde_json::Value =
+                http.get(format!("{base}/v1/tasks/{id}")).send().await.ok()?.json().await.ok()?;
+            (v["state"] == "completed").then_some(v)
+        })
+        .await;
+        assert_eq!(done["outcome"], outcome, "{target:?}");
+    }
+    let callbacks = wait_for("callbacks", || async {
         let n = got.lock().unwrap().len();
-        (n > 0).then_some(serde_json::json!(n))
+        (n >= 2).then_some(serde_json::json!(n))
     })
     .await;
-    assert_eq!(callbacks, 1);
-    let (headers, raw) = got.lock().unwrap()[0].clone();
-    bridge::engine::notify::verify(
-        b"serve-callback-key",
-        headers["x-bridge-timestamp"].to_str().unwrap(),
-        &raw,
-        headers["x-bridge-signature"].to_str().unwrap(),
-        chrono::Utc::now(),
-        300,
-    )
-    .unwrap();
+    assert_eq!(callbacks, 2);
+    for (headers, raw) in got.lock().unwrap().clone() {
+        bridge::engine::notify::verify(
+            b"serve-callback-key",
+            headers["x-bridge-timestamp"].to_str().unwrap(),
+            &raw,
+            headers["x-bridge-signature"].to_str().unwrap(),
+            chrono::Utc::now(),
+            300,
+        )
+        .unwrap();
+    }
 }
 
 macro_rules! serve_targets {

@@ -122,6 +122,10 @@ pub struct ApiKey {
     pub sha256: String,
     #[serde(default)]
     pub scope: KeyScope,
+    /// Sources (the tasks' `source`) a tasks-scoped key may submit for, read and cancel; empty:
+    /// every source. Another source's task answers 404, as if it did not exist.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 /// Caller authentication.
@@ -297,6 +301,18 @@ impl Config {
                 return Err(ConfigError::new(
                     format!("auth.api_keys[{i}].sha256"),
                     "must be the 64-character hex SHA-256 of the key (e.g. `printf %s KEY | sha256sum`)",
+                ));
+            }
+            if k.scope == KeyScope::Admin && !k.sources.is_empty() {
+                return Err(ConfigError::new(
+                    format!("auth.api_keys[{i}].sources"),
+                    "an admin key sees every source; bind a key with scope = \"tasks\" instead",
+                ));
+            }
+            if let Some(bad) = k.sources.iter().find(|s| s.trim().is_empty()) {
+                return Err(ConfigError::new(
+                    format!("auth.api_keys[{i}].sources"),
+                    format!("'{bad}' is not a source name (empty)"),
                 ));
             }
         }
@@ -528,6 +544,20 @@ fulfilled = ["Completed"]
         let text = format!("{GOOD}\n[connections.bms-main.template]\ntitle = \"{{{{ task.user \"\n");
         let err = load(&text).unwrap_err();
         assert_eq!(err.key, "connections.bms-main.template.title");
+    }
+
+    #[test]
+    fn only_tasks_keys_can_be_bound_to_sources() {
+        let key = |scope: &str, sources: &str| {
+            format!(
+                "{GOOD}\n[[auth.api_keys]]\nname = \"k\"\nsha256 = \"{}\"\nscope = \"{scope}\"\nsources = {sources}\n",
+                "a".repeat(64)
+            )
+        };
+        let c = load(&key("tasks", "[\"saviynt\"]")).unwrap();
+        assert_eq!(c.auth.api_keys[0].sources, ["saviynt"]);
+        assert_eq!(load(&key("admin", "[\"saviynt\"]")).unwrap_err().key, "auth.api_keys[0].sources");
+        assert_eq!(load(&key("tasks", "[\" \"]")).unwrap_err().key, "auth.api_keys[0].sources");
     }
 
     #[test]

@@ -127,7 +127,7 @@ async fn statuses_come_from_one_ticket_get_with_state_type_categories() {
     let got = e.conn.statuses(&asked).await.unwrap();
     assert_eq!(got.len(), 8);
     assert_eq!(e.sim.requests(&get), 2, "{:?}", e.sim.request_counts());
-    assert_eq!(e.sim.requests(&e.sim.route("GET", "/Ticket")), 1);
+    assert_eq!(e.sim.requests(&e.sim.route("POST", "/TicketSearch")), 1);
 }
 
 #[tokio::test]
@@ -174,18 +174,76 @@ async fn operation_errors_on_http_200_are_errors() {
 }
 
 #[tokio::test]
-async fn routes_are_configurable_including_a_post_search() {
-    let e = env_with(
-        OtrsConfig::default(),
-        "[options.routes]\nticket_search = \"/TicketSearch\"\nticket_search_method = \"POST\"",
-    )
-    .await;
+async fn search_route_is_configurable_but_must_be_post() {
+    let e = env().await;
+    // Znuny's REST transport reads no body on GET, and the dynamic-field search is a JSON object.
+    let cfg =
+        config("otrs", e.sim.base_url(), SECRET, &opts(), "[options.routes]\nticket_search_method = \"GET\"", "", None);
+    let err = OtrsConnector::new("otrs-get", &cfg, e.secrets.clone()).err().unwrap();
+    assert!(
+        matches!(&err, ConnectorError::Config(m) if m.contains("ticket_search_method") && m.contains("POST")),
+        "{err}"
+    );
+    // A search route the web service does not have: check names the route to add.
+    let cfg =
+        config("otrs", e.sim.base_url(), SECRET, &opts(), "[options.routes]\nticket_search = \"/Search\"", "", None);
+    let missing = OtrsConnector::new("otrs-route", &cfg, e.secrets.clone()).unwrap();
+    assert_check_fails(&missing.check().await.unwrap(), "post route for ticketsearch");
     let t = e.conn.create_ticket(&request("01JOPOST", None)).await.unwrap();
     e.sim.reset_requests();
     assert_eq!(e.conn.find_by_correlation("01JOPOST").await.unwrap().map(|r| r.id), Some(t.id));
     assert_eq!(e.sim.requests(&e.sim.route("POST", "/TicketSearch")), 1);
     assert_eq!(e.sim.requests(&e.sim.route("GET", "/Ticket")), 0);
     assert!(e.conn.check().await.unwrap().ok);
+}
+
+#[tokio::test]
+async fn correlation_is_a_dynamic_field_found_at_once_although_the_article_index_lags() {
+    // The simulator's article index lags a minute (as Znuny's daemon task does): a body search
+    // right after a lost create would find nothing; the dynamic field is exact and immediate.
+    let e = env().await;
+    e.sim.faults().inject_on(&e.sim.route("POST", "/Ticket"), Fault::LoseResponse, 1);
+    let t = e.conn.create_ticket(&request("01JOLOST", None)).await.unwrap();
+    assert_eq!(e.sim.tickets().len(), 1, "recovered through the dynamic field, not created twice");
+    let sim = e.sim.find_ticket(&t.id).unwrap();
+    assert_eq!(sim.request["DynamicField"], serde_json::json!([{"Name": "TicketBridgeRef", "Value": "01JOLOST"}]));
+    assert_eq!(e.sim.requests(&e.sim.route("POST", "/TicketSearch")), 1, "one search, on the field");
+    // A custom field name is used everywhere.
+    let sim_config = OtrsConfig { dynamic_fields: vec!["BridgeKey".into()], ..OtrsConfig::default() };
+    let custom = env_with(sim_config, "dynamic_field = \"BridgeKey\"").await;
+    let t = custom.conn.create_ticket(&request("01JOCUST", None)).await.unwrap();
+    assert_eq!(custom.conn.find_by_correlation("01JOCUST").await.unwrap().map(|r| r.id), Some(t.id));
+    assert!(custom.conn.check().await.unwrap().ok);
+    let cfg = config("otrs", e.sim.base_url(), SECRET, &opts(), "dynamic_field = \"Bridge_Key\"", "", None);
+    let err = OtrsConnector::new("otrs-df", &cfg, e.secrets.clone()).err().unwrap();
+    assert!(err.to_string().contains("options.dynamic_field"), "{err}");
+}
+
+#[tokio::test]
+async fn a_missing_dynamic_field_is_named_by_check_and_by_create_and_nothing_is_created() {
+    // The OTRS instance only has a field called "Other".
+    let sim_config = OtrsConfig { dynamic_fields: vec!["Other".into()], ..OtrsConfig::default() };
+    let e = env_with(sim_config, "").await;
+    // With no ticket visible the field cannot be proven missing: check passes with a note.
+    let report = e.conn.check().await.unwrap();
+    assert!(report.ok && report.steps.iter().any(|s| s.contains("cannot be verified")), "{report:?}");
+    // TicketCreate refuses the unknown field before creating anything, and the error names it.
+    let err = e.conn.create_ticket(&request("01JOMISS", None)).await.unwrap_err();
+    assert!(
+        matches!(&err, ConnectorError::Config(m) if m.contains("'TicketBridgeRef'") && m.contains("Dynamic Fields")),
+        "{err:?}"
+    );
+    assert!(e.sim.tickets().is_empty());
+    // Once a ticket exists, check proves the field missing (TicketSearch ignores unknown fields,
+    // so a filter on a value nobody has still matches) and names it.
+    let cfg = config("otrs", e.sim.base_url(), SECRET, &opts(), "dynamic_field = \"Other\"", "queue = \"Raw\"", None);
+    let other = OtrsConnector::new("otrs-other", &cfg, e.secrets.clone()).unwrap();
+    other.create_ticket(&request("01JOOTHER", None)).await.unwrap();
+    let report = e.conn.check().await.unwrap();
+    assert_check_fails(&report, "dynamic field 'ticketbridgeref'");
+    // And a correlation search never takes an unrelated ticket for ours.
+    let err = e.conn.find_by_correlation("01JOOTHER").await.unwrap_err();
+    assert!(matches!(&err, ConnectorError::Config(m) if m.contains("TicketBridgeRef")), "{err:?}");
 }
 
 #[tokio::test]

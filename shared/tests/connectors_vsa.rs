@@ -198,3 +198,46 @@ async fn check_tells_bad_credentials_expired_pat_wrong_desk_and_unreachable_apar
     // The PAT never appears in a report.
     assert!(!format!("{report:?}").contains(&pat));
 }
+
+#[tokio::test]
+async fn the_marker_lives_in_summary_and_a_lost_create_is_recovered_through_it() {
+    // The list model has no Description: the correlation search must use Summary, and a lost
+    // create response is recovered by that search instead of creating a second ticket.
+    let e = env().await;
+    e.sim.faults().inject_on(CREATE, Fault::LoseResponse, 1);
+    let t = e.conn.create_ticket(&request("01JVLOST", None)).await.unwrap();
+    assert_eq!(e.sim.tickets().len(), 1, "recovered, not created twice");
+    let sim = e.sim.find_ticket(&t.id).unwrap();
+    assert!(sim.title.ends_with(" [tb-01JVLOST]"), "{}", sim.title);
+    let log = e.sim.request_log();
+    let searches: Vec<String> = log.iter().filter(|r| r.route == LIST).filter_map(|r| r.query.clone()).collect();
+    assert!(!searches.is_empty() && searches.iter().all(|q| q.contains("Summary")), "{searches:?}");
+    // A summary with a longer key is not this key's ticket.
+    e.conn.create_ticket(&request("01JVLOSTX", None)).await.unwrap();
+    assert_eq!(e.conn.find_by_correlation("01JVLOST").await.unwrap().map(|r| r.id), Some(t.id));
+}
+
+#[tokio::test]
+async fn status_ids_are_decimal_literals_and_a_refused_filter_falls_back_to_reads_by_path() {
+    const GET_ONE: &str = "GET /api/v1.0/automation/servicedesktickets/{ticketId}";
+    let e = env().await;
+    let a = e.conn.create_ticket(&request("01JVF1", None)).await.unwrap().id;
+    let b = e.conn.create_ticket(&request("01JVF2", None)).await.unwrap().id;
+    e.sim.close(&b, None).unwrap();
+    e.sim.reset_requests();
+    let ids = vec![a.clone(), b.clone()];
+    assert_eq!(e.conn.statuses(&ids).await.unwrap().len(), 2);
+    let log = e.sim.request_log();
+    let q = log.iter().find(|r| r.route == LIST).and_then(|r| r.query.clone()).unwrap();
+    assert!(q.contains(&format!("{a}M")), "ids beyond Int32 carry the decimal suffix: {q}");
+    // Should a server still refuse the filter (HTTP 400), tickets are read one by one by path,
+    // and the filter is not tried again.
+    e.sim.reset_requests();
+    e.sim.faults().inject_on(LIST, Fault::Status { status: 400 }, 1);
+    let got = e.conn.statuses(&ids).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got.iter().find(|s| s.ticket_id == b).unwrap().category, Some(MappedStatus::Closed(Outcome::Fulfilled)));
+    assert_eq!((e.sim.requests(LIST), e.sim.requests(GET_ONE)), (1, 2));
+    e.conn.statuses(&ids).await.unwrap();
+    assert_eq!((e.sim.requests(LIST), e.sim.requests(GET_ONE)), (1, 4));
+}

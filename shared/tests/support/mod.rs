@@ -15,6 +15,7 @@ use bridge::connectors::{Connector, TokenKind};
 use bridge::domain::{MappedStatus, Outcome};
 use bridge::secrets::{Secret, Secrets, SecretsError};
 use sandbox::Sim;
+use sandbox::rt_peer::{self, RtPeer, TargetState};
 
 /// In-memory [`Secrets`] for connector tests only (the real backends are the file and AWS ones).
 #[derive(Default)]
@@ -115,6 +116,17 @@ pub struct Harness {
     pub guard: Box<dyn Any + Send + Sync>,
 }
 
+impl Harness {
+    /// Where the test reads and changes tickets as a technician: the simulator, or the real RT
+    /// behind the proxy when the harness runs against one (`cargo xtask peer rt`).
+    pub fn state(&self) -> TargetState<'_> {
+        match self.guard.downcast_ref::<RtPeer>() {
+            Some(peer) => peer.state(),
+            None => TargetState::Sim(&self.sim),
+        }
+    }
+}
+
 const FULFILLED: Option<MappedStatus> = Some(MappedStatus::Closed(Outcome::Fulfilled));
 const REJECTED: Option<MappedStatus> = Some(MappedStatus::Closed(Outcome::Rejected));
 
@@ -143,8 +155,34 @@ pub async fn sandbox_harness(opts: Opts) -> Harness {
     }
 }
 
-/// Request Tracker 5 (token auth, correlation key in a custom field, pages of 20).
+/// Request Tracker 5 (token auth, correlation key in a custom field, pages of 20): the simulator,
+/// or with `TB_RT_URL` and `TB_RT_TOKEN` set a fresh queue in that real RT (`cargo xtask peer rt`).
 pub async fn rt_harness(opts: Opts) -> Harness {
+    if let Some((url, token)) = rt_peer::from_env() {
+        let peer = RtPeer::spawn(&url, &token).await.unwrap_or_else(|e| panic!("real RT at {url}: {e}"));
+        let secret = "tb/rt";
+        let secrets = MemSecrets::with(secret, &[("token", peer.token())]);
+        let options =
+            format!("queue = \"{}\"\ncorrelation_field = \"{}\"\nper_page = 20", peer.queue(), rt_peer::CORRELATION_CF);
+        let cfg = conn_config("rt", peer.base_url(), secret, &opts, &options);
+        let connector = bridge::connectors::build("rt", &cfg, secrets.clone()).unwrap();
+        return Harness {
+            connector,
+            sim: peer.sim().clone(),
+            secrets,
+            secret_name: secret.into(),
+            create_route: "POST /REST/2.0/ticket",
+            status_route: "GET /REST/2.0/tickets",
+            status_page_size: Some(20),
+            reauth: false,
+            token_kind: TokenKind::None,
+            done_status: "resolved",
+            done_category: FULFILLED,
+            rejected_status: "rejected",
+            rejected_category: REJECTED,
+            guard: Box::new(peer),
+        };
+    }
     let rt = sandbox::rt::RtSim::spawn(sandbox::rt::RtConfig::default()).await.unwrap();
     let secret = "tb/rt";
     let token = rt.config().tokens[0].clone();

@@ -17,8 +17,8 @@ const HMAC_KEY: &str = "hmac-shared-secret";
 async fn harness() -> Harness {
     let h = Harness::with(Backend::Sqlite, Grouping::None, |c| {
         c.auth.api_keys = vec![
-            ApiKey { name: "iga".into(), sha256: hash_key(TASK_KEY), scope: KeyScope::Tasks },
-            ApiKey { name: "ops".into(), sha256: hash_key(ADMIN_KEY), scope: KeyScope::Admin },
+            ApiKey { name: "iga".into(), sha256: hash_key(TASK_KEY), scope: KeyScope::Tasks, sources: vec![] },
+            ApiKey { name: "ops".into(), sha256: hash_key(ADMIN_KEY), scope: KeyScope::Admin, sources: vec![] },
         ];
         c.auth.hmac_secret = Some("tb/hmac".into());
     })
@@ -180,3 +180,59 @@ async fn unknown_connection_and_private_callbacks_are_rejected() {
         assert_eq!((s, e["error"]["field"].as_str()), (422, Some("callback_url")), "{url}");
     }
 }
+
+const SAVIYNT_KEY: &str = "tb_live_saviynt_key_111111";
+const SAASALERTS_KEY: &str = "tb_live_saasalerts_key_2222";
+
+/// Keys bound to sources: each submits only for its own source and sees and cancels only that
+/// source's tasks (another source's task is a 404, like an unknown id); admin keys see all.
+async fn keys_bound_to_sources_see_only_their_tasks(backend: Backend) {
+    let h = Harness::with(backend, Grouping::None, |c| {
+        c.auth.api_keys = vec![
+            ApiKey {
+                name: "saviynt".into(),
+                sha256: hash_key(SAVIYNT_KEY),
+                scope: KeyScope::Tasks,
+                sources: vec!["saviynt".into()],
+            },
+            ApiKey {
+                name: "saas-alerts".into(),
+                sha256: hash_key(SAASALERTS_KEY),
+                scope: KeyScope::Tasks,
+                sources: vec!["saas_alerts".into()],
+            },
+            ApiKey { name: "ops".into(), sha256: hash_key(ADMIN_KEY), scope: KeyScope::Admin, sources: vec![] },
+        ];
+    })
+    .await;
+    let as_key = |k: &str| [("authorization", format!("Bearer {k}"))];
+    let ext = support::unique("ISO");
+    let mut task = access_task(&ext);
+    task["source"] = serde_json::json!("saviynt");
+
+    // Submitting for a source the key is not bound to: 403 naming the field, nothing stored.
+    let (s, e) = send(&h, "POST", "/v1/tasks", &as_key(SAASALERTS_KEY), task.to_string().as_bytes(), false).await;
+    assert_eq!((s, e["error"]["field"].as_str()), (403, Some("source")), "{e}");
+    let (s, t) = send(&h, "POST", "/v1/tasks", &as_key(SAVIYNT_KEY), task.to_string().as_bytes(), false).await;
+    assert_eq!(s, 201, "the rejected submission stored nothing, so this one is new: {t}");
+    let id = t["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/tasks/{id}");
+
+    // The other source's key: 404 on read and cancel, the same answer as an unknown id.
+    let (s, e) = send(&h, "GET", &path, &as_key(SAASALERTS_KEY), b"", false).await;
+    assert_eq!((s, e["error"]["code"].as_str()), (404, Some("not_found")), "{e}");
+    assert!(!e.to_string().contains("saviynt"), "the 404 must not reveal the owner: {e}");
+    let (s, _) = send(&h, "DELETE", &path, &as_key(SAASALERTS_KEY), b"", false).await;
+    assert_eq!(s, 404);
+    assert_ne!(h.task(&id).await.state, bridge::domain::TaskState::Cancelled, "a foreign key cancelled the task");
+
+    // Its own key and the admin key see it; its own key may cancel it.
+    let (s, _) = send(&h, "GET", &path, &as_key(ADMIN_KEY), b"", false).await;
+    assert_eq!(s, 200);
+    let (s, v) = send(&h, "GET", &path, &as_key(SAVIYNT_KEY), b"", false).await;
+    assert_eq!((s, v["id"].as_str()), (200, Some(id.as_str())));
+    let (s, v) = send(&h, "DELETE", &path, &as_key(SAVIYNT_KEY), b"", false).await;
+    assert_eq!((s, v["state"].as_str()), (200, Some("cancelled")), "{v}");
+}
+
+both_stores!(keys_bound_to_sources_see_only_their_tasks);

@@ -54,7 +54,8 @@ async fn intake_lambda_duplicate_storm_on_dynamodb() {
     let (requests, keys, clients) = (100 * scale(), 10 * scale(), (5 * scale()).clamp(20, 50));
     let h = Arc::new(
         Harness::with(Backend::Dynamo, Grouping::None, |c| {
-            c.auth.api_keys = vec![ApiKey { name: "iga".into(), sha256: hash_key(KEY), scope: KeyScope::Tasks }];
+            c.auth.api_keys =
+                vec![ApiKey { name: "iga".into(), sha256: hash_key(KEY), scope: KeyScope::Tasks, sources: vec![] }];
         })
         .await,
     );

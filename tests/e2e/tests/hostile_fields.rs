@@ -37,7 +37,9 @@ async fn hostile_fields_stay_data(target: Target) {
             ticket.title.contains(s) || ticket.body.contains(s),
             "{target:?}: '{s}' not carried verbatim: {ticket:?}"
         );
-        assert!(!ticket.title.contains("49") || s.contains("49"), "{target:?}: template in a field was evaluated");
+        // VSA ends the summary with its correlation marker, whose random task id may hold "49".
+        let title = ticket.title.split(" [tb-").next().unwrap_or_default();
+        assert!(!title.contains("49") || s.contains("49"), "{target:?}: template in a field was evaluated");
         if target == Target::Generic {
             let req = &ticket.request;
             let fields = req["fields"].as_object().unwrap_or_else(|| panic!("{req}"));

@@ -84,7 +84,8 @@ async fn body_json(res: aws_lambda_events::apigw::ApiGatewayV2httpResponse) -> (
 
 async fn handlers_take_a_task_from_api_gateway_to_completion(target: Target) {
     let h = Harness::for_target(target, Backend::Dynamo, Grouping::None, |c| {
-        c.auth.api_keys = vec![ApiKey { name: "iga".into(), sha256: hash_key(KEY), scope: KeyScope::Admin }];
+        c.auth.api_keys =
+            vec![ApiKey { name: "iga".into(), sha256: hash_key(KEY), scope: KeyScope::Admin, sources: vec![] }];
     })
     .await;
     let (url, received) = support::callback_receiver().await;

@@ -44,7 +44,8 @@ async fn no_secret_value_appears_in_any_log_line() {
         .init();
 
     let h = Harness::with(Backend::Sqlite, Grouping::User, |c| {
-        c.auth.api_keys = vec![ApiKey { name: "iga".into(), sha256: hash_key(API_KEY), scope: KeyScope::Admin }];
+        c.auth.api_keys =
+            vec![ApiKey { name: "iga".into(), sha256: hash_key(API_KEY), scope: KeyScope::Admin, sources: vec![] }];
     })
     .await;
     let (url, _) = support::callback_receiver().await;

@@ -126,7 +126,12 @@ async fn api_keys_exist_only_as_hashes(backend: Backend) {
     let raw_key = format!("tbk_{}", ulid::Ulid::new());
     let hash = bridge::engine::api::hash_key(&raw_key);
     let h = Harness::for_target(sandbox::targets::Target::Sandbox, backend, Grouping::None, |c| {
-        c.auth.api_keys.push(ApiKey { name: "iga".into(), sha256: hash.clone(), scope: KeyScope::Admin });
+        c.auth.api_keys.push(ApiKey {
+            name: "iga".into(),
+            sha256: hash.clone(),
+            scope: KeyScope::Admin,
+            sources: vec![],
+        });
     })
     .await;
     let config_text = toml::to_string(h.engine.config.as_ref()).unwrap();

@@ -14,6 +14,7 @@ pub mod faults;
 pub mod generic;
 pub mod report;
 pub mod rt;
+pub mod rt_peer;
 mod server;
 mod sim;
 pub mod targets;

@@ -1,6 +1,11 @@
-//! A small OData `$filter` evaluator (the subset VSA clients use): `Field eq|ne|gt|ge|lt|le
+//! A small OData v3 `$filter` evaluator (the subset VSA clients use): `Field eq|ne|gt|ge|lt|le
 //! literal`, `substringof('text',Field)`, `and`, `or`, `not`, parentheses. Literals: numbers,
 //! `'strings'` (`''` escapes a quote), `true`/`false`, `null`, `datetime'…'`.
+//!
+//! Numeric literals follow Microsoft.Data.OData (the OData v3 library behind VSA's REST API): the
+//! suffix picks the type (`L` Int64, `M` Decimal, `d` Double, `f` Single) and an unsuffixed integer
+//! is `Edm.Int32`, so one that overflows Int32 is refused with "Unrecognized 'Edm.Int32' literal
+//! '…' at '<offset>' in '<filter>'." (text as reported in OData/odata.net issue #1515).
 
 use serde_json::Value;
 
@@ -8,7 +13,8 @@ use serde_json::Value;
 enum Tok {
     Ident(String),
     Str(String),
-    Num(f64),
+    /// A numeric literal already typed by its suffix.
+    Num(Value),
     LParen,
     RParen,
     Comma,
@@ -69,7 +75,11 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                 i += 1;
             }
             let text: String = c[start..i].iter().collect();
-            out.push(Tok::Num(text.parse().map_err(|_| format!("bad number '{text}'"))?));
+            let suffix = c.get(i).copied().filter(|x| "LlMmDdFf".contains(*x));
+            if suffix.is_some() {
+                i += 1;
+            }
+            out.push(Tok::Num(number(&text, suffix, start, s)?));
         } else if ch.is_ascii_alphabetic() || ch == '_' {
             let start = i;
             while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '_' || c[i] == '.') {
@@ -86,6 +96,38 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
         }
     }
     Ok(out)
+}
+
+/// Types a numeric literal the way Microsoft.Data.OData (OData v3) does.
+fn number(text: &str, suffix: Option<char>, at: usize, filter: &str) -> Result<Value, String> {
+    let unrecognized = |edm: &str| format!("Unrecognized '{edm}' literal '{text}' at '{at}' in '{filter}'.");
+    let float = |edm: &str| {
+        text.parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .ok_or_else(|| unrecognized(edm))
+    };
+    match suffix.map(|x| x.to_ascii_uppercase()) {
+        None if text.contains('.') => float("Edm.Double"),
+        None => text.parse::<i32>().map(|n| Value::from(i64::from(n))).map_err(|_| unrecognized("Edm.Int32")),
+        Some('L') if text.contains('.') => Err(unrecognized("Edm.Int64")),
+        Some('L') => text.parse::<i64>().map(Value::from).map_err(|_| unrecognized("Edm.Int64")),
+        Some('M') => {
+            // Edm.Decimal holds 28-29 significant digits; integral values are kept exact.
+            let digits = text.trim_start_matches('-').replace('.', "");
+            if digits.is_empty() || digits.len() > 29 {
+                return Err(unrecognized("Edm.Decimal"));
+            }
+            match (text.parse::<i64>(), text.parse::<u64>()) {
+                (Ok(n), _) => Ok(Value::from(n)),
+                (_, Ok(n)) => Ok(Value::from(n)),
+                _ => float("Edm.Decimal"),
+            }
+        }
+        Some('D') => float("Edm.Double"),
+        _ => float("Edm.Single"),
+    }
 }
 
 struct Parser {
@@ -160,7 +202,7 @@ impl Parser {
                 }
                 let value = match self.next() {
                     Some(Tok::Str(s)) => Value::String(s),
-                    Some(Tok::Num(n)) => serde_json::Number::from_f64(n).map(Value::Number).unwrap_or(Value::Null),
+                    Some(Tok::Num(n)) => n,
                     Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("true") => Value::Bool(true),
                     Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("false") => Value::Bool(false),
                     Some(Tok::Ident(w)) if w.eq_ignore_ascii_case("null") => Value::Null,
@@ -183,6 +225,21 @@ pub fn parse(filter: &str) -> Result<Expr, String> {
     Ok(e)
 }
 
+impl Expr {
+    /// Every field name the expression refers to, as written.
+    pub fn fields(&self) -> Vec<&str> {
+        match self {
+            Expr::Or(a, b) | Expr::And(a, b) => {
+                let mut v = a.fields();
+                v.extend(b.fields());
+                v
+            }
+            Expr::Not(a) => a.fields(),
+            Expr::Cmp { field, .. } | Expr::Substring { field, .. } => vec![field.as_str()],
+        }
+    }
+}
+
 fn field<'a>(row: &'a Value, name: &str) -> Option<&'a Value> {
     row.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
 }
@@ -195,7 +252,18 @@ fn as_f64(v: &Value) -> Option<f64> {
     }
 }
 
+fn as_i128(v: &Value) -> Option<i128> {
+    match v {
+        Value::Number(n) => n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
 fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
+    if let (Some(x), Some(y)) = (as_i128(a), as_i128(b)) {
+        return Some(x.cmp(&y));
+    }
     if let (Some(x), Some(y)) = (as_f64(a), as_f64(b)) {
         return x.partial_cmp(&y);
     }
@@ -244,8 +312,10 @@ mod tests {
     fn filters_evaluate() {
         let row = json!({"ServiceDeskTicketId": 979000000000012u64, "Status": "Open", "Description": "x Ticket Bridge reference: tb-K1", "CreatedDate": "2025-01-02T00:00:00"});
         for (f, want) in [
-            ("ServiceDeskTicketId eq 979000000000012", true),
-            ("ServiceDeskTicketId eq 1 or ServiceDeskTicketId eq 979000000000012", true),
+            ("ServiceDeskTicketId eq 979000000000012M", true),
+            ("ServiceDeskTicketId eq 979000000000012L", true),
+            ("ServiceDeskTicketId eq 1M or ServiceDeskTicketId eq 979000000000012M", true),
+            ("ServiceDeskTicketId eq 979000000000013M", false),
             ("ServiceDeskTicketId eq 1 or ServiceDeskTicketId eq 2", false),
             ("substringof('tb-k1',Description)", true),
             ("substringof('it''s',Description)", false),
@@ -259,5 +329,20 @@ mod tests {
         {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn numeric_literals_are_typed_like_odata_v3() {
+        let e = parse("ServiceDeskTicketId eq 979000000000012").unwrap_err();
+        assert_eq!(
+            e,
+            "Unrecognized 'Edm.Int32' literal '979000000000012' at '23' in 'ServiceDeskTicketId eq 979000000000012'."
+        );
+        assert!(parse("X eq 2147483647").is_ok());
+        assert!(parse("X eq 2147483648").unwrap_err().contains("'Edm.Int32' literal '2147483648'"));
+        assert!(parse("X eq 99999999999999999999L").unwrap_err().contains("'Edm.Int64'"));
+        assert!(parse("X eq 12345678901234567890123456M").is_ok(), "26-digit VSA ids fit Edm.Decimal");
+        assert!(parse("X eq 123456789012345678901234567890M").is_err());
+        assert_eq!(parse("A eq 1 and (substringof('x',B) or not C eq 'y')").unwrap().fields(), vec!["A", "B", "C"]);
     }
 }

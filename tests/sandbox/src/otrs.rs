@@ -7,16 +7,24 @@
 //! | POST | /Session | SessionCreate `{UserLogin, Password}` → `{SessionID}` |
 //! | POST | /Ticket | TicketCreate `{SessionID, Ticket{Title, Queue, State, Priority, CustomerUser, …}, Article{…}}` |
 //! | GET | /Ticket | TicketSearch (`SessionID`, `TicketID` (repeatable), `MIMEBase_Body` / `Body`, `Title`, `States`, `StateType`, `Limit`) → `{TicketID:[…]}` or `{}` |
-//! | GET | /Ticket/{TicketID} | TicketGet, comma list → `{Ticket:[…]}` (an unknown id fails the whole call with AccessDenied); `AllArticles=1`, `ArticleLimit` |
-//! | POST | /TicketSearch | TicketSearch with a JSON body (install variant) |
+//! | GET | /Ticket/{TicketID} | TicketGet, comma list → `{Ticket:[…]}` (an unknown id fails the whole call with AccessDenied); `AllArticles=1`, `ArticleLimit`, `DynamicFields=1` |
+//! | POST | /TicketSearch | TicketSearch with a JSON body (a route the administrator adds; also `DynamicField_<Name>: {Equals}`) |
 //! | PATCH | /Ticket/{TicketID} | TicketUpdate `{SessionID, Ticket?{State}, Article?}` |
 //!
 //! Operation errors are HTTP 200 with `{"Error":{"ErrorCode","ErrorMessage"}}`; an unknown or
 //! expired session gives `<Operation>.AuthFail`.
+//!
+//! As in Znuny (sources in docs/psa-connectors.md): ticket dynamic fields must exist
+//! ([`OtrsConfig::dynamic_fields`]; TicketCreate refuses another name with `InvalidParameter`
+//! before creating anything) and TicketSearch ignores a `DynamicField_<Name>` it does not know or
+//! that is not an object (a query-string value can never be one); the article search index lags
+//! ([`OtrsConfig::search_index_delay`], the daemon task runs once a minute) and holds only the
+//! first [`OtrsConfig::word_count_max`] words of each article. POST/PATCH bodies must be sent as
+//! `application/json` (stricter than Znuny's transport, which only reads the charset).
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -54,6 +62,12 @@ pub struct OtrsConfig {
     pub user: String,
     pub password: String,
     pub session_ttl: Duration,
+    /// Valid ticket dynamic fields (others are refused by TicketCreate, ignored by TicketSearch).
+    pub dynamic_fields: Vec<String>,
+    /// How long after it is written an article becomes searchable (the index daemon's lag).
+    pub search_index_delay: Duration,
+    /// Words of each article the search index keeps (`Ticket::SearchIndex::Attribute` WordCountMax).
+    pub word_count_max: usize,
 }
 
 impl Default for OtrsConfig {
@@ -63,6 +77,9 @@ impl Default for OtrsConfig {
             user: "bridge-agent".into(),
             password: "agent-password-1".into(),
             session_ttl: Duration::from_secs(7200),
+            dynamic_fields: vec!["TicketBridgeRef".into()],
+            search_index_delay: Duration::from_secs(60),
+            word_count_max: 1000,
         }
     }
 }
@@ -156,13 +173,22 @@ fn session_ok(st: &St, op: &str, session: Option<&str>) -> Result<(), Response> 
     }
 }
 
-fn parse(bytes: &Bytes) -> Result<Value, Response> {
+/// The JSON body of a POST/PATCH. Znuny's transport answers 500 to a body it cannot decode or
+/// read; the simulator also wants `application/json` (see the module docs).
+fn parse(headers: &HeaderMap, bytes: &Bytes) -> Result<Value, Response> {
+    let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
+        return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json").into_response());
+    }
+    if bytes.is_empty() {
+        return Err((StatusCode::INTERNAL_SERVER_ERROR, "Could not read input data").into_response());
+    }
     serde_json::from_slice::<Value>(bytes)
-        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "Could not parse JSON request").into_response())
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "Error while decoding request content.").into_response())
 }
 
-async fn session(State(st): State<Arc<St>>, bytes: Bytes) -> Response {
-    let req = match parse(&bytes) {
+async fn session(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let req = match parse(&headers, &bytes) {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -213,8 +239,8 @@ fn article_text(a: &Value) -> Result<(String, String, bool), Response> {
     Ok((subject, body, internal))
 }
 
-async fn create(State(st): State<Arc<St>>, bytes: Bytes) -> Response {
-    let req = match parse(&bytes) {
+async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let req = match parse(&headers, &bytes) {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -247,11 +273,37 @@ async fn create(State(st): State<Arc<St>>, bytes: Bytes) -> Response {
     if let Some(ty) = text("Type") {
         fields.insert("Type".to_string(), json!(ty));
     }
+    // TicketCreate::_CheckDynamicField: a hash or a list of {Name, Value}; an unknown name is
+    // refused before anything is created.
+    let dynamic: Vec<Value> = match req.get("DynamicField") {
+        None => Vec::new(),
+        Some(Value::Array(a)) if !a.is_empty() => a.clone(),
+        Some(o @ Value::Object(m)) if !m.is_empty() => vec![o.clone()],
+        Some(_) => {
+            return op_error(
+                "TicketCreate.MissingParameter",
+                "TicketCreate: DynamicField parameter is missing or not valid!",
+            );
+        }
+    };
+    for df in &dynamic {
+        let (Some(name), Some(value)) = (df.get("Name").and_then(Value::as_str), df.get("Value")) else {
+            return op_error(
+                "TicketCreate.MissingParameter",
+                "TicketCreate: DynamicField->Name  parameter is missing!",
+            );
+        };
+        if !st.config.dynamic_fields.iter().any(|f| f == name) {
+            return op_error("TicketCreate.InvalidParameter", "TicketCreate: DynamicField->Name parameter is invalid!");
+        }
+        fields.insert(format!("DynamicField_{name}"), value.clone());
+    }
     let next = st.sim.next_id();
     let t = st.sim.create_ticket(NewTicket {
         number: Some(format!("{}10{:06}", Utc::now().format("%Y%m%d"), next)),
         title,
-        correlation_key: marker_key(&body),
+        correlation_key: marker_key(&body)
+            .or_else(|| dynamic.first().and_then(|d| d.get("Value")).and_then(Value::as_str).map(str::to_string)),
         body,
         status: Some(state),
         customer_id: text("CustomerID"),
@@ -266,38 +318,71 @@ async fn create(State(st): State<Arc<St>>, bytes: Bytes) -> Response {
         .into_response()
 }
 
+/// `GET /Ticket`: query parameters are flat strings (a repeated one becomes a list), so a
+/// `DynamicField_<Name>` given here is never the object TicketSearch needs and is ignored.
 async fn search(State(st): State<Arc<St>>, Query(q): Query<Vec<(String, String)>>) -> Response {
-    run_search(&st, &q)
+    let mut params = serde_json::Map::new();
+    for (k, v) in q {
+        match params.get_mut(&k) {
+            Some(Value::Array(a)) => a.push(Value::String(v)),
+            Some(prev) => *prev = Value::Array(vec![prev.clone(), Value::String(v)]),
+            None => {
+                params.insert(k, Value::String(v));
+            }
+        }
+    }
+    run_search(&st, &params)
 }
 
-/// `POST /TicketSearch` with the parameters in a JSON body (a common install variant).
-async fn search_post(State(st): State<Arc<St>>, bytes: Bytes) -> Response {
-    let req = match parse(&bytes) {
+/// `POST /TicketSearch` with the parameters in a JSON body.
+async fn search_post(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> Response {
+    let req = match parse(&headers, &bytes) {
         Ok(r) => r,
         Err(r) => return r,
     };
-    let mut q = Vec::new();
-    for (k, v) in req.as_object().into_iter().flatten() {
-        match v {
-            Value::Array(items) => q.extend(
-                items.iter().map(|i| (k.clone(), i.as_str().map(str::to_string).unwrap_or_else(|| i.to_string()))),
-            ),
-            Value::String(s) => q.push((k.clone(), s.clone())),
-            other => q.push((k.clone(), other.to_string())),
-        }
+    match req {
+        Value::Object(params) => run_search(&st, &params),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "Unsupported request content structure.").into_response(),
     }
-    run_search(&st, &q)
 }
 
-fn run_search(st: &St, q: &[(String, String)]) -> Response {
-    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+/// A parameter as a list of strings (TicketSearch accepts a string or an array).
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
+        Some(Value::Number(n)) => vec![n.to_string()],
+        Some(Value::Array(a)) => a.iter().flat_map(|x| strings(Some(x))).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The words of an article the search index holds: the first `max` words, lowercased.
+fn indexed_words(text: &str, max: usize) -> String {
+    text.split_whitespace().take(max).collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
+fn run_search(st: &St, q: &serde_json::Map<String, Value>) -> Response {
+    let get = |k: &str| strings(q.get(k)).into_iter().next();
     if let Err(r) = session_ok(st, "TicketSearch", get("SessionID").as_deref()) {
         return r;
     }
-    let states: Vec<String> = q.iter().filter(|(n, _)| n == "States").map(|(_, v)| v.to_lowercase()).collect();
-    let ids_wanted: Vec<String> = q.iter().filter(|(n, _)| n == "TicketID").map(|(_, v)| v.clone()).collect();
-    // OTRS 5 calls the article body field `Body`, OTRS 6+ / Znuny `MIMEBase_Body`.
+    let states: Vec<String> = strings(q.get("States")).iter().map(|v| v.to_lowercase()).collect();
+    let ids_wanted = strings(q.get("TicketID"));
+    // OTRS 5 calls the article body field `Body`, OTRS 6+ / Znuny `MIMEBase_Body`. Only indexed
+    // articles are searched: written at least `search_index_delay` ago, first `word_count_max` words.
     let body = get("MIMEBase_Body").or_else(|| get("Body"));
+    let indexed_before = Utc::now() - chrono::Duration::from_std(st.config.search_index_delay).unwrap_or_default();
+    let max_words = st.config.word_count_max;
+    let in_index = |text: &str, at: chrono::DateTime<Utc>, needle: &str| {
+        at <= indexed_before && contains_ci(&indexed_words(text, max_words), needle)
+    };
+    // Dynamic fields: only configured ones, and only as an object of operators (`Equals`).
+    let mut field_filters: Vec<(String, Vec<String>)> = Vec::new();
+    for name in &st.config.dynamic_fields {
+        if let Some(Value::Object(ops)) = q.get(&format!("DynamicField_{name}")) {
+            field_filters.push((format!("DynamicField_{name}"), strings(ops.get("Equals"))));
+        }
+    }
     let limit = get("Limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(500);
     let ids: Vec<String> = st
         .sim
@@ -305,11 +390,19 @@ fn run_search(st: &St, q: &[(String, String)]) -> Response {
         .into_iter()
         .filter(|t| ids_wanted.is_empty() || ids_wanted.contains(&t.id.to_string()))
         .filter(|t| {
-            body.as_deref().is_none_or(|b| contains_ci(&t.body, b) || t.notes.iter().any(|n| contains_ci(&n.body, b)))
+            body.as_deref().is_none_or(|b| {
+                in_index(&t.body, t.created_at, b) || t.notes.iter().any(|n| in_index(&n.body, n.created_at, b))
+            })
         })
         .filter(|t| get("Title").is_none_or(|b| contains_ci(&t.title, &b)))
         .filter(|t| states.is_empty() || states.contains(&t.status.to_lowercase()))
         .filter(|t| get("StateType").is_none_or(|ty| state_type(&t.status).eq_ignore_ascii_case(&ty)))
+        .filter(|t| {
+            field_filters.iter().all(|(key, equals)| {
+                let have = strings(t.fields.get(key));
+                equals.is_empty() || equals.iter().any(|e| have.contains(e))
+            })
+        })
         .take(limit)
         .map(|t| t.id.to_string())
         .collect();
@@ -335,12 +428,23 @@ async fn get_tickets(
         return r;
     }
     let with_articles = q.get("AllArticles").is_some_and(|v| v == "1");
+    let with_fields = q.get("DynamicFields").is_some_and(|v| v == "1");
     let limit = q.get("ArticleLimit").and_then(|l| l.parse::<usize>().ok());
     let mut out = Vec::new();
     for id in ids.split(',') {
         match id.trim().parse::<u64>().ok().and_then(|i| st.sim.ticket(i)) {
             Some(t) => {
                 let mut j = ticket_json(&t);
+                if with_fields {
+                    // Every valid ticket dynamic field, with null where the ticket has no value.
+                    let list: Vec<Value> = st
+                        .config
+                        .dynamic_fields
+                        .iter()
+                        .map(|n| json!({"Name": n, "Value": t.fields.get(&format!("DynamicField_{n}"))}))
+                        .collect();
+                    j["DynamicField"] = Value::Array(list);
+                }
                 if with_articles {
                     j["Article"] = Value::Array(articles(&t, limit));
                 }
@@ -352,8 +456,8 @@ async fn get_tickets(
     Json(json!({"Ticket": out})).into_response()
 }
 
-async fn update(State(st): State<Arc<St>>, Path(id): Path<String>, bytes: Bytes) -> Response {
-    let req = match parse(&bytes) {
+async fn update(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<String>, bytes: Bytes) -> Response {
+    let req = match parse(&headers, &bytes) {
         Ok(r) => r,
         Err(r) => return r,
     };

@@ -1,9 +1,14 @@
 //! Request Tracker 5 REST2 simulator (`/REST/2.0`): token or basic auth, tickets with custom
 //! fields, comments / correspondence, TicketSQL search with paging, queues.
 //!
-//! Shapes follow RT's REST2 docs: create answers 201 `{"id","type","_url"}` with `Location`;
-//! collections are `{"count","page","pages","per_page","total","next_page","prev_page","items"}`;
-//! errors are `{"message": …}` with a proper status (401 `{"message":"Unauthorized"}`).
+//! Shapes follow RT's REST2 docs and code and what a real RT 5.0.3 answered (see
+//! `docs/psa-connectors.md`, `contracts/rt.json`): create answers 201 `{"id","type","_url"}` with
+//! a relative `Location`; collections are `{"count","page","pages","per_page","total","next_page",
+//! "prev_page","items"}`, where `total`/`pages` are `null` for a user without the global
+//! ShowTicket right (RT >= 5.0.5; 5.0.6+ still links `next_page`) and an empty result has
+//! `pages: 0.0`; JSON writes without `Content-Type: application/json` get 415; unknown custom
+//! fields are ignored on create and match nothing in a search; errors are `{"message": …}` with a
+//! proper status (401 `{"message":"Unauthorized"}`).
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -41,6 +46,10 @@ pub struct RtConfig {
     pub correlation_cf: Option<String>,
     /// Largest `per_page` (RT: 100).
     pub max_per_page: usize,
+    /// Whether the tokens' user holds ShowTicket globally (or is SuperUser). Without it RT 5.0.5
+    /// and later answer searches with `total` and `pages` set to `null` (`CurrentUserCanSeeAll`
+    /// in `RT::Tickets`), the usual case for an integration user granted rights per queue.
+    pub global_show_ticket: bool,
 }
 
 impl Default for RtConfig {
@@ -53,6 +62,7 @@ impl Default for RtConfig {
             custom_fields: vec!["TicketBridgeKey".into(), "Customer".into()],
             correlation_cf: Some("TicketBridgeKey".into()),
             max_per_page: 100,
+            global_show_ticket: false,
         }
     }
 }
@@ -235,10 +245,34 @@ async fn queue(
         st.config.queues.iter().enumerate().find(|(i, n)| n.eq_ignore_ascii_case(&id) || (i + 1).to_string() == id);
     match found {
         Some((i, name)) => {
-            Json(json!({"id": i + 1, "Name": name, "Lifecycle": "default", "Disabled": "0"})).into_response()
+            let b = base(&headers);
+            let cfs: Vec<Value> = st
+                .config
+                .custom_fields
+                .iter()
+                .enumerate()
+                .map(|(n, cf)| {
+                    json!({"id": (n + 2).to_string(), "name": cf, "ref": "customfield", "type": "customfield",
+                        "_url": format!("{b}/customfield/{}", n + 2)})
+                })
+                .collect();
+            Json(json!({"id": i + 1, "Name": name, "Lifecycle": "default", "Disabled": "0", "TicketCustomFields": cfs}))
+                .into_response()
         }
-        None => msg(StatusCode::NOT_FOUND, "Resource does not exist"),
+        None => msg(StatusCode::NOT_FOUND, "Not Found"),
     }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"))
+}
+
+/// RT's answer to a JSON-only write sent as something else (`RequestBodyIsJSON`).
+fn unsupported_media_type() -> Response {
+    msg(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Unsupported Media Type")
 }
 
 fn text_of(v: Option<&Value>) -> Option<String> {
@@ -263,6 +297,9 @@ async fn create(
     if let Err(r) = need(&rights, "CreateTicket") {
         return r;
     }
+    if !is_json(&headers) {
+        return unsupported_media_type();
+    }
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&bytes) else {
         return msg(StatusCode::BAD_REQUEST, "JSON object required");
     };
@@ -270,7 +307,8 @@ async fn create(
         return msg(StatusCode::BAD_REQUEST, "Could not create ticket. Queue not set");
     };
     let Some(queue) = st.config.queues.iter().find(|x| x.eq_ignore_ascii_case(&queue)).cloned() else {
-        return msg(StatusCode::BAD_REQUEST, format!("Could not create ticket. Invalid queue: {queue}"));
+        // RT answers an unknown queue as one the user may not create tickets in.
+        return msg(StatusCode::FORBIDDEN, format!("No permission to create tickets in the queue '{queue}'"));
     };
     let status = match text_of(body.get("Status")) {
         None => None,
@@ -279,7 +317,7 @@ async fn create(
             None => {
                 return msg(
                     StatusCode::BAD_REQUEST,
-                    format!("Could not create ticket. Status '{s}' isn't a valid status"),
+                    format!("Status '{s}' isn't a valid status for tickets in this queue."),
                 );
             }
         },
@@ -288,8 +326,9 @@ async fn create(
     if let Some(cfs) = body.get("CustomFields") {
         let Some(cfs) = cfs.as_object() else { return msg(StatusCode::BAD_REQUEST, "CustomFields must be an object") };
         for (name, v) in cfs {
+            // A real RT creates the ticket and drops values of custom fields that do not apply.
             if !st.config.custom_fields.iter().any(|c| c == name) {
-                return msg(StatusCode::BAD_REQUEST, format!("Could not create ticket. Unknown custom field: {name}"));
+                continue;
             }
             fields.insert(format!("CF.{name}"), Value::String(text_of(Some(v)).unwrap_or_default()));
         }
@@ -317,14 +356,14 @@ async fn create(
     let url = format!("{}/ticket/{}", base(&headers), t.id);
     let mut resp =
         (StatusCode::CREATED, Json(json!({"id": t.id.to_string(), "type": "ticket", "_url": url}))).into_response();
-    if let Ok(v) = url.parse() {
+    if let Ok(v) = format!("/REST/2.0/ticket/{}", t.id).parse() {
         resp.headers_mut().insert(header::LOCATION, v);
     }
     resp
 }
 
 /// The key in a `[tb:KEY]` subject marker.
-fn subject_marker(subject: &str) -> Option<String> {
+pub(crate) fn subject_marker(subject: &str) -> Option<String> {
     let start = subject.rfind("[tb:")? + 4;
     let end = subject[start..].find(']')? + start;
     Some(subject[start..end].to_string())
@@ -370,6 +409,9 @@ async fn update(
         Ok(t) => t,
         Err(r) => return r,
     };
+    if !is_json(&headers) {
+        return unsupported_media_type();
+    }
     let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(&bytes) else {
         return msg(StatusCode::BAD_REQUEST, "JSON object required");
     };
@@ -402,11 +444,11 @@ async fn add_article(
         Ok(t) => t,
         Err(r) => return r,
     };
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let (subject, content) = if is_json {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !is_json(headers) && !content_type.starts_with("text/plain") && !content_type.starts_with("text/html") {
+        return unsupported_media_type();
+    }
+    let (subject, content) = if is_json(headers) {
         let Ok(Value::Object(body)) = serde_json::from_slice::<Value>(bytes) else {
             return msg(StatusCode::BAD_REQUEST, "JSON object required");
         };
@@ -454,8 +496,8 @@ async fn search(
         return r;
     }
     let Some(src) = q.get("query") else { return msg(StatusCode::BAD_REQUEST, "Missing query") };
-    let known = |cf: &str| st.config.custom_fields.iter().any(|c| c.eq_ignore_ascii_case(cf));
-    let query = match ticketsql::parse(src, &known) {
+    // An unknown custom field is no error in RT: the search simply matches nothing.
+    let query = match ticketsql::parse(src, &|_: &str| true) {
         Ok(q) => q,
         Err(e) => return msg(StatusCode::BAD_REQUEST, format!("Invalid query: {e}")),
     };
@@ -487,7 +529,17 @@ async fn search(
         })
         .collect();
     let link = |p: usize| format!("{b}/tickets?query={}&page={p}&per_page={per_page}", util::urlencode(src));
-    let mut body = json!({"count": items.len(), "page": page, "pages": pages, "per_page": per_page, "total": total, "items": items});
+    let (total, pages_json) = if !st.config.global_show_ticket {
+        (Value::Null, Value::Null)
+    } else if pages == 0 {
+        // RT computes `pages` with POSIX::ceil; its JSON writes an empty result's as 0.0.
+        (json!(total), json!(0.0))
+    } else {
+        (json!(total), json!(pages))
+    };
+    // RT >= 5.0.6 links the next page even with the counts hidden (it peeks ahead); every
+    // ticket is visible here, so that is exactly when one follows.
+    let mut body = json!({"count": items.len(), "page": page, "pages": pages_json, "per_page": per_page, "total": total, "items": items});
     if page < pages {
         body["next_page"] = json!(link(page + 1));
     }

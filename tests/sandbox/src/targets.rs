@@ -269,7 +269,44 @@ pub async fn spawn(target: Target) -> std::io::Result<SpawnedTarget> {
     })
 }
 
+/// Like [`spawn`], but [`Target::Rt`] is a fresh queue in the real RT named by
+/// `TB_RT_URL` / `TB_RT_TOKEN` when they are set (`cargo xtask peer rt`), behind the proxy of
+/// [`crate::rt_peer`].
+pub async fn spawn_or_peer(target: Target) -> std::io::Result<SpawnedTarget> {
+    let (Target::Rt, Some((url, token))) = (target, crate::rt_peer::from_env()) else {
+        return spawn(target).await;
+    };
+    let peer = crate::rt_peer::RtPeer::spawn(&url, &token)
+        .await
+        .map_err(|e| std::io::Error::other(format!("real RT at {url}: {e}")))?;
+    Ok(SpawnedTarget {
+        kind: "rt",
+        base_url: peer.base_url().to_string(),
+        secret: s(&[("token", peer.token())]),
+        options: format!(
+            "queue = \"{}\"\ncorrelation_field = \"{}\"\nper_page = 20\n",
+            peer.queue(),
+            crate::rt_peer::CORRELATION_CF
+        ),
+        defaults: String::new(),
+        catch_all: None,
+        done_status: "resolved",
+        rejected_status: "rejected",
+        has_rejected_category: true,
+        sim: peer.sim().clone(),
+        guard: Box::new(peer),
+    })
+}
+
 impl SpawnedTarget {
+    /// Where a test reads and changes tickets as a technician: the simulator, or the real RT.
+    pub fn state(&self) -> crate::rt_peer::TargetState<'_> {
+        match self.guard.downcast_ref::<crate::rt_peer::RtPeer>() {
+            Some(peer) => peer.state(),
+            None => crate::rt_peer::TargetState::Sim(&self.sim),
+        }
+    }
+
     /// The `[connections.<name>]` table a user would write for this target: credentials in
     /// `secret`, the given grouping (`none`, `user`, `user_alert`), status names mapped where the
     /// target has no stable category, and fast HTTP retries for tests.

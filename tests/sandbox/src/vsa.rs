@@ -6,13 +6,19 @@
 //! | GET | /api/v1.0/automation/servicedesks/{deskId}/{status,priorities,categories} | desk catalogues |
 //! | POST | /api/v1.0/automation/servicedesktickets/{deskId}/ticket | `{Summary, Description, Priority (id), Status?, Category?, SubmitterEmail?}` |
 //! | GET | /api/v1.0/automation/servicedesktickets/{ticketId} | |
-//! | GET | /api/v1.0/automation/servicedesks/{deskId}/tickets | `$filter` (OData subset), `$top` ≤ 100, `$skip`, `$orderby` |
+//! | GET | /api/v1.0/automation/servicedesks/{deskId}/tickets | `$filter` (OData v3 subset over the list model's fields), `$top` ≤ 100, `$skip`, `$orderby` |
 //! | POST | /api/v1.0/automation/servicedesktickets/{ticketId}/notes | `{Text, Hidden, SystemFlag}` |
 //! | GET | /api/v1.0/system/orgs | `$top`, `$skip` |
 //!
 //! Responses use the envelope `{TotalRecords?, Result, ResponseCode, Status, Error}`. A PAT past
 //! [`VsaConfig::pat_expires_at`] is refused with 401 "Personal access token has expired"; a
 //! name where a numeric id is required gives 500 "Input string was not in a correct format".
+//!
+//! The ticket list answers rows of the desk-ticket list model ([`LIST_FIELDS`], PsKaseya
+//! `Types/KaseyaDefinitions.cs` class `KTicket`, scraped from the VSA 9 REST docs): no
+//! `Description`, the status is `TicketStatus`. A `$filter` naming any other field is refused with
+//! HTTP 400, as is an unsuffixed numeric literal that overflows `Edm.Int32` (see [`odata`]).
+//! POST bodies must be JSON: another media type gets 415 (ASP.NET Web API's formatter rule).
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -38,6 +44,41 @@ use crate::{odata, util};
 pub const STATUSES: [(i64, &str); 5] = [(1, "Open"), (2, "In Progress"), (3, "Hold"), (4, "Closed"), (5, "Cancelled")];
 pub const PRIORITIES: [(i64, &str); 3] = [(11, "Low"), (12, "Medium"), (13, "High")];
 pub const CATEGORIES: [(i64, &str); 2] = [(21, "Security"), (22, "Access Request")];
+/// Fields of the desk-ticket list model (`KTicket`), the only ones a ticket-list `$filter` may name.
+pub const LIST_FIELDS: [&str; 32] = [
+    "ServiceDeskId",
+    "ServiceDeskTicketId",
+    "TicketRef",
+    "Summary",
+    "TicketStatus",
+    "Stage",
+    "Priority",
+    "Severity",
+    "Category",
+    "Resolution",
+    "Submitter",
+    "Assignee",
+    "Owner",
+    "Organization",
+    "Staff",
+    "Phone",
+    "AgentGuid",
+    "InventoryAssetId",
+    "CreatedDate",
+    "ModifiedDate",
+    "LastPublicUpdate",
+    "Closed",
+    "Due",
+    "Promised",
+    "Escalation",
+    "StageGoal",
+    "ResolutionDate",
+    "LockedBy",
+    "LockedOn",
+    "SourceType",
+    "Policy",
+    "SubmitterEmail",
+];
 /// First ticket id (VSA ids are large).
 pub const FIRST_ID: u64 = 979_868_787_875_001;
 
@@ -219,6 +260,46 @@ async fn catalogue(
     ok(Value::Array(rows), Some(n))
 }
 
+/// A row of the ticket list (the list model: no `Description`, status as `TicketStatus`).
+fn list_row(t: &SimTicket) -> Value {
+    let dt = |d: chrono::DateTime<Utc>| d.format("%Y-%m-%dT%H:%M:%S").to_string();
+    json!({
+        "ServiceDeskId": t.fields.get("ServiceDeskId"),
+        "ServiceDeskTicketId": t.id,
+        "TicketRef": t.number,
+        "Summary": t.title,
+        "TicketStatus": t.status,
+        "Priority": t.priority,
+        "Category": t.fields.get("Category"),
+        "SubmitterEmail": t.requester,
+        "CreatedDate": dt(t.created_at),
+        "ModifiedDate": dt(t.updated_at),
+        "Closed": t.closed_at.map(dt),
+    })
+}
+
+/// ASP.NET Web API's answer to a body in a media type no JSON formatter reads.
+fn json_body(headers: &HeaderMap) -> Result<(), Response> {
+    let ct = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if media == "application/json" || media == "text/json" {
+        return Ok(());
+    }
+    let shown = if media.is_empty() { "application/octet-stream".to_string() } else { media };
+    let message = format!("The request entity's media type '{shown}' is not supported for this resource.");
+    Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(json!({ "Message": message }))).into_response())
+}
+
+/// An OData query error the way ASP.NET Web API OData reports it (HTTP 400, `Message`).
+fn query_invalid(detail: &str) -> Response {
+    let body = json!({
+        "Message": format!("The query specified in the URI is not valid. {detail}"),
+        "ExceptionMessage": detail,
+        "ExceptionType": "Microsoft.Data.OData.ODataException",
+    });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
 fn ticket_json(t: &SimTicket) -> Value {
     json!({
         "ServiceDeskTicketId": t.id,
@@ -250,7 +331,7 @@ fn numeric(req: &Value, key: &str) -> Result<Option<i64>, Response> {
 }
 
 async fn create(State(st): State<Arc<St>>, headers: HeaderMap, Path(desk): Path<String>, bytes: Bytes) -> Response {
-    if let Err(r) = authorize(&st, &headers).and_then(|()| desk_ok(&st, &desk)) {
+    if let Err(r) = authorize(&st, &headers).and_then(|()| desk_ok(&st, &desk)).and_then(|()| json_body(&headers)) {
         return r;
     }
     let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {
@@ -346,17 +427,25 @@ async fn list(
     };
     let filter = match q.get("$filter").filter(|f| !f.trim().is_empty()).map(|f| odata::parse(f)) {
         None => None,
-        Some(Ok(e)) => Some(e),
-        Some(Err(e)) => return fail(StatusCode::BAD_REQUEST, format!("Invalid $filter: {e}")),
+        Some(Ok(e)) => {
+            if let Some(unknown) = e.fields().into_iter().find(|f| !LIST_FIELDS.contains(f)) {
+                // The type name in this message is assumed; the refusal itself is OData's rule.
+                return query_invalid(&format!(
+                    "Could not find a property named '{unknown}' on type 'Kaseya.Vsa.ServiceDeskTicket'."
+                ));
+            }
+            Some(e)
+        }
+        Some(Err(e)) => return query_invalid(&e),
     };
     let rows: Vec<Value> =
-        st.sim.tickets().iter().map(ticket_json).filter(|row| filter.as_ref().is_none_or(|f| f.matches(row))).collect();
+        st.sim.tickets().iter().map(list_row).filter(|row| filter.as_ref().is_none_or(|f| f.matches(row))).collect();
     let total = rows.len();
     ok(Value::Array(rows.into_iter().skip(skip).take(top).collect()), Some(total))
 }
 
 async fn add_note(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<String>, bytes: Bytes) -> Response {
-    if let Err(r) = authorize(&st, &headers) {
+    if let Err(r) = authorize(&st, &headers).and_then(|()| json_body(&headers)) {
         return r;
     }
     let Ok(req) = serde_json::from_slice::<Value>(&bytes) else {

@@ -123,6 +123,69 @@ async fn vsa_refuses_top_above_100_and_names_for_ids() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// What VSA's OData layer refuses: unsuffixed ids beyond Int32, fields outside the list model,
+/// and POST bodies that are not JSON. The suffixed literal and the `Summary` field pass.
+#[tokio::test]
+async fn vsa_refuses_int32_overflow_unknown_filter_fields_and_non_json_bodies() {
+    let sim = Vsa::spawn(VsaConfig::default()).await.unwrap();
+    let c = Client::new();
+    let url = sim.base_url().to_string();
+    let cfg = sim.config().clone();
+    let auth: Value = c
+        .get(format!("{url}/api/v1.0/auth"))
+        .basic_auth(&cfg.username, Some(&cfg.pat))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = auth["Result"]["Token"].as_str().unwrap().to_string();
+    let create = format!("{url}/api/v1.0/automation/servicedesktickets/1001/ticket");
+    let made: Value = c
+        .post(&create)
+        .bearer_auth(&token)
+        .json(&json!({"Summary": "Disk full [tb-K1]", "Description": "d", "Priority": 13}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = made["Result"]["ServiceDeskTicketId"].as_u64().unwrap();
+    assert!(id > i32::MAX as u64, "VSA ids overflow Int32: {id}");
+    let list = format!("{url}/api/v1.0/automation/servicedesks/1001/tickets");
+    let filter = |f: String| c.get(&list).bearer_auth(&token).query(&[("$filter", f)]).send();
+    let r = filter(format!("ServiceDeskTicketId eq {id}")).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    let want = format!("Unrecognized 'Edm.Int32' literal '{id}' at '23' in 'ServiceDeskTicketId eq {id}'.");
+    assert!(body["Message"].as_str().unwrap().ends_with(&want), "{body}");
+    let r: Value = filter(format!("ServiceDeskTicketId eq {id}M")).await.unwrap().json().await.unwrap();
+    assert_eq!(r["Result"][0]["ServiceDeskTicketId"].as_u64(), Some(id));
+    assert!(r["Result"][0].get("Description").is_none(), "the list model has no Description");
+    assert_eq!(r["Result"][0]["TicketStatus"], "Open");
+    let r = filter("substringof('tb-K1',Description)".into()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["Message"].as_str().unwrap().contains("property named 'Description'"), "{body}");
+    let r: Value = filter("substringof('tb-K1',Summary)".into()).await.unwrap().json().await.unwrap();
+    assert_eq!(r["TotalRecords"], 1);
+    let r = c.post(&create).bearer_auth(&token).body(r#"{"Summary":"s","Priority":13}"#).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let notes = format!("{url}/api/v1.0/automation/servicedesktickets/{id}/notes");
+    let r = c
+        .post(&notes)
+        .bearer_auth(&token)
+        .header("content-type", "text/plain")
+        .body(r#"{"Text":"x","Hidden":true,"SystemFlag":false}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(sim.find_ticket(&id.to_string()).unwrap().notes.len(), 0, "nothing stored");
+}
+
 #[tokio::test]
 async fn ninjaone_counts_replayed_refresh_tokens() {
     let sim = NinjaOne::spawn(NinjaConfig::default()).await.unwrap();
@@ -198,4 +261,122 @@ async fn otrs_answers_errors_with_http_200() {
         .await
         .unwrap();
     assert_eq!(r, json!({}), "an empty search is an empty object");
+}
+
+/// Znuny's search behaviour: the article index lags and keeps only the first WordCountMax words;
+/// dynamic fields must exist to be set and are searched only as an object of operators.
+#[tokio::test]
+async fn otrs_article_index_lags_and_truncates_and_dynamic_fields_must_exist() {
+    let c = Client::new();
+    let session = |base: String, cfg: OtrsConfig| {
+        let c = c.clone();
+        async move {
+            let r: Value = c
+                .post(format!("{base}/Session"))
+                .json(&json!({"UserLogin": cfg.user, "Password": cfg.password}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            r["SessionID"].as_str().unwrap().to_string()
+        }
+    };
+    let words: Vec<String> = (0..8).map(|i| format!("word{i}")).collect();
+    let ticket = |sid: &str, df: &str| {
+        json!({
+            "SessionID": sid,
+            "Ticket": {"Title": "t", "Queue": "Raw", "State": "new", "Priority": "3 normal", "CustomerUser": "a@b.c"},
+            "Article": {"Subject": "s", "Body": words.join(" "), "ContentType": "text/plain; charset=utf8"},
+            "DynamicField": [{"Name": df, "Value": "K1"}],
+        })
+    };
+    for (delay, max, near, far) in [(60, 1000, false, false), (0, 5, true, false), (0, 1000, true, true)] {
+        let cfg = OtrsConfig {
+            search_index_delay: std::time::Duration::from_secs(delay),
+            word_count_max: max,
+            ..OtrsConfig::default()
+        };
+        let sim = Otrs::spawn(cfg.clone()).await.unwrap();
+        let base = format!("{}{}", sim.base_url(), cfg.service_path());
+        let sid = session(base.clone(), cfg.clone()).await;
+        let made: Value = c
+            .post(format!("{base}/Ticket"))
+            .json(&ticket(&sid, "TicketBridgeRef"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(made["TicketID"].is_string(), "{made}");
+        let found = |word: &str| {
+            c.post(format!("{base}/TicketSearch")).json(&json!({"SessionID": sid, "MIMEBase_Body": word})).send()
+        };
+        let hit = |v: Value| v.get("TicketID").is_some();
+        assert_eq!(hit(found("word1").await.unwrap().json().await.unwrap()), near, "delay {delay}, max {max}");
+        assert_eq!(hit(found("word7").await.unwrap().json().await.unwrap()), far, "delay {delay}, max {max}");
+        // The dynamic field is found at once, whatever the index does.
+        let r: Value = c
+            .post(format!("{base}/TicketSearch"))
+            .json(&json!({"SessionID": sid, "DynamicField_TicketBridgeRef": {"Equals": "K1"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["TicketID"], json!([made["TicketID"]]));
+        let r: Value = c
+            .post(format!("{base}/TicketSearch"))
+            .json(&json!({"SessionID": sid, "DynamicField_TicketBridgeRef": {"Equals": "K2"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r, json!({}));
+        // Unknown fields, and query-string values (never an object), are ignored: everything matches.
+        let q = json!({"SessionID": sid, "DynamicField_Nope": {"Equals": "K2"}});
+        let r: Value = c.post(format!("{base}/TicketSearch")).json(&q).send().await.unwrap().json().await.unwrap();
+        assert_eq!(r["TicketID"], json!([made["TicketID"]]));
+        let r: Value = c
+            .get(format!("{base}/Ticket"))
+            .query(&[("SessionID", sid.as_str()), ("DynamicField_TicketBridgeRef", "K2")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["TicketID"], json!([made["TicketID"]]));
+        // An unknown field on create is refused before anything exists; so is a non-JSON body.
+        let r: Value =
+            c.post(format!("{base}/Ticket")).json(&ticket(&sid, "Nope")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(r["Error"]["ErrorCode"], "TicketCreate.InvalidParameter");
+        assert!(r["Error"]["ErrorMessage"].as_str().unwrap().contains("DynamicField->Name"));
+        let r = c
+            .post(format!("{base}/Ticket"))
+            .header("content-type", "text/plain")
+            .body(ticket(&sid, "TicketBridgeRef").to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(sim.tickets().len(), 1);
+        // TicketGet lists the ticket's dynamic fields on request.
+        let id = made["TicketID"].as_str().unwrap();
+        let r: Value = c
+            .get(format!("{base}/Ticket/{id}"))
+            .query(&[("SessionID", sid.as_str()), ("DynamicFields", "1")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(r["Ticket"][0]["DynamicField"], json!([{"Name": "TicketBridgeRef", "Value": "K1"}]));
+    }
 }

@@ -7,8 +7,17 @@
 //! `Error` object and are always checked.
 //!
 //! Statuses come from one `TicketGet` with a comma list of ids; the category from `StateType`.
+//!
+//! Correlation goes through a ticket dynamic field (`options.dynamic_field`, default
+//! `TicketBridgeRef`): TicketCreate sets it to the correlation key, and the search after an unclear
+//! create is `TicketSearch` with `DynamicField_<Name>: {Equals: key}`, exact and immediate. (The
+//! article full-text index is filled by a daemon task once a minute and holds only the first
+//! `WordCountMax` words, so a body search right after a create finds nothing.) The search body is
+//! a JSON object, which Znuny's REST transport reads only for non-GET requests: TicketSearch needs
+//! a POST route (default `/TicketSearch`), which the sample web service does not have.
 //! Secret fields: `username`, `password`. Options: `webservice`, `path_prefix`, `routes.*`,
-//! `queue`, `state`, `priority`, `customer_user`, `session_minutes`, `batch_size`, `ticket_url`.
+//! `dynamic_field`, `queue`, `state`, `priority`, `customer_user`, `session_minutes`, `batch_size`,
+//! `ticket_url`.
 
 pub mod wire;
 
@@ -24,7 +33,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::{CatchAll, ConnectionConfig};
-use crate::connectors::psa_util::{self, Check, body_with_marker, has_marker, marker_token, transport_diagnosis};
+use crate::connectors::psa_util::{self, Check, body_with_marker, transport_diagnosis, truncate};
 use crate::connectors::{
     CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
     create_with_recovery,
@@ -43,6 +52,8 @@ pub struct OtrsOptions {
     /// Path from the host to `nph-genericinterface.pl`.
     pub path_prefix: String,
     pub routes: Routes,
+    /// Ticket dynamic field (type Text) holding the correlation key.
+    pub dynamic_field: String,
     /// Defaults for new tickets when the connection defaults name none.
     pub queue: String,
     pub state: String,
@@ -64,6 +75,7 @@ impl Default for OtrsOptions {
             webservice: wire::DEFAULT_WEBSERVICE.into(),
             path_prefix: wire::DEFAULT_PREFIX.into(),
             routes: Routes::default(),
+            dynamic_field: wire::DEFAULT_DYNAMIC_FIELD.into(),
             queue: "Raw".into(),
             state: "new".into(),
             priority: "3 normal".into(),
@@ -131,10 +143,17 @@ impl OtrsConnector {
         if opts.batch_size == 0 {
             return Err(ConnectorError::Config(format!("connections.{name}.options.batch_size: must be > 0")));
         }
-        let method = opts.routes.ticket_search_method.to_ascii_uppercase();
-        if method != "GET" && method != "POST" {
+        if !opts.routes.ticket_search_method.eq_ignore_ascii_case("POST") {
             return Err(ConnectorError::Config(format!(
-                "connections.{name}.options.routes.ticket_search_method: must be GET or POST"
+                "connections.{name}.options.routes.ticket_search_method: must be POST (the dynamic-field search is a \
+                 JSON body, which Znuny reads only for non-GET requests); add a POST route for TicketSearch, e.g. \
+                 /TicketSearch, to the web service"
+            )));
+        }
+        if !wire::valid_field_name(&opts.dynamic_field) {
+            return Err(ConnectorError::Config(format!(
+                "connections.{name}.options.dynamic_field: '{}' is not a dynamic field name (letters and digits only)",
+                truncate(&opts.dynamic_field, 60)
             )));
         }
         let redactor = Redactor::new();
@@ -216,26 +235,35 @@ impl OtrsConnector {
             .await
     }
 
+    /// `TicketSearch` with a JSON body (repeated parameters become arrays).
     async fn search(&self, params: &[(&str, String)]) -> Result<Vec<String>, ConnectorError> {
-        let route = self.opts.routes.ticket_search.clone();
-        let reply: wire::SearchReply = if self.opts.routes.ticket_search_method.eq_ignore_ascii_case("POST") {
-            // Repeated parameters (TicketID=1&TicketID=2) become JSON arrays.
-            let mut body = serde_json::Map::new();
-            for (k, v) in params {
-                let v = serde_json::Value::String(v.clone());
-                match body.get_mut(*k) {
-                    Some(serde_json::Value::Array(a)) => a.push(v),
-                    Some(prev) => *prev = serde_json::Value::Array(vec![prev.clone(), v]),
-                    None => {
-                        body.insert((*k).to_string(), v);
-                    }
+        let mut body = serde_json::Map::new();
+        for (k, v) in params {
+            let v = serde_json::Value::String(v.clone());
+            match body.get_mut(*k) {
+                Some(serde_json::Value::Array(a)) => a.push(v),
+                Some(prev) => *prev = serde_json::Value::Array(vec![prev.clone(), v]),
+                None => {
+                    body.insert((*k).to_string(), v);
                 }
             }
-            self.op(Method::POST, &route, &[], Some(serde_json::Value::Object(body)), true).await?
-        } else {
-            self.op(Method::GET, &route, params, None, true).await?
-        };
+        }
+        self.search_body(serde_json::Value::Object(body)).await
+    }
+
+    async fn search_body(&self, body: serde_json::Value) -> Result<Vec<String>, ConnectorError> {
+        let route = self.opts.routes.ticket_search.clone();
+        let reply: wire::SearchReply = self.op(Method::POST, &route, &[], Some(body), true).await?;
         Ok(reply.ids)
+    }
+
+    /// The message for a missing dynamic field, naming it and what to do.
+    fn missing_field(&self) -> String {
+        format!(
+            "OTRS has no valid ticket dynamic field '{0}': create one (Admin > Dynamic Fields > Ticket > Text, name \
+             '{0}'), or set options.dynamic_field to an existing Text field",
+            self.opts.dynamic_field
+        )
     }
 
     async fn get(&self, ids: &[String]) -> Result<Vec<wire::Ticket>, ConnectorError> {
@@ -339,14 +367,36 @@ impl Connector for OtrsConnector {
                 return Ok(check.fail(why));
             }
         }
-        match self.search(&[("Limit", "1".to_string())]).await {
-            Ok(_) => check.pass("TicketSearch works"),
-            Err(e) => {
-                return Ok(check.fail(
-                    transport_diagnosis(&e)
-                        .unwrap_or_else(|| format!("TicketSearch failed (route or permissions): {e}")),
-                ));
+        let route = format!("POST {}", self.opts.routes.ticket_search);
+        let any = match self.search(&[("Limit", "1".to_string())]).await {
+            Ok(ids) => {
+                check.pass(format!("TicketSearch works ({route})"));
+                !ids.is_empty()
             }
+            Err(e) => {
+                return Ok(check.fail(transport_diagnosis(&e).unwrap_or_else(|| {
+                    format!(
+                        "TicketSearch failed at {route}: the web service needs a POST route for TicketSearch \
+                         (Admin > Web Services > {} > TicketSearch: route {}, method POST), and the agent needs \
+                         read permission: {e}",
+                        self.opts.webservice, self.opts.routes.ticket_search
+                    )
+                })));
+            }
+        };
+        // TicketSearch silently ignores dynamic fields that do not exist (it only reads the valid,
+        // configured ones): a filter on a value no ticket has matches nothing when the field exists,
+        // and everything when it does not.
+        let nonce = format!("ticket-bridge-check-{}", Utc::now().timestamp_nanos_opt().unwrap_or_default());
+        match self.search_body(wire::dynamic_field_search(&self.opts.dynamic_field, &nonce, 1)).await {
+            Ok(ids) if !ids.is_empty() => return Ok(check.fail(self.missing_field())),
+            Ok(_) if any => check.pass(format!("ticket dynamic field '{}' exists", self.opts.dynamic_field)),
+            Ok(_) => check.pass(format!(
+                "note: no ticket visible yet, so dynamic field '{}' cannot be verified; the first create names it if \
+                 it is missing",
+                self.opts.dynamic_field
+            )),
+            Err(e) => return Ok(check.fail(format!("TicketSearch on dynamic field failed: {e}"))),
         }
         Ok(check.done())
     }
@@ -378,35 +428,46 @@ impl Connector for OtrsConnector {
             ticket_type: req.ticket_type.clone().or_else(|| d.ticket_type.clone()),
         };
         let article = wire::Article::internal(&req.title, &body_with_marker(&req.body, &req.correlation_key));
-        let body = serde_json::json!({ "Ticket": ticket, "Article": article });
+        let body = serde_json::json!({
+            "Ticket": ticket,
+            "Article": article,
+            "DynamicField": wire::dynamic_field_value(&self.opts.dynamic_field, &req.correlation_key),
+        });
         let route = self.opts.routes.ticket_create.clone();
         let create = || async {
-            let reply: wire::TicketReply = self.op(Method::POST, &route, &[], Some(body.clone()), false).await?;
+            let reply: wire::TicketReply =
+                self.op(Method::POST, &route, &[], Some(body.clone()), false).await.map_err(|e| match e {
+                    // TicketCreate validates the field before creating anything.
+                    ConnectorError::Rejected(m) if m.contains("DynamicField->Name") => {
+                        ConnectorError::Config(self.missing_field())
+                    }
+                    e => e,
+                })?;
             Ok(self.ticket_ref(&reply.ticket_id, reply.ticket_number, None))
         };
         create_with_recovery(&self.http, create, || self.find_by_correlation(&req.correlation_key)).await
     }
 
+    /// `TicketSearch` on the dynamic field, then `TicketGet` with `DynamicFields=1` to confirm
+    /// the exact value (a search on a field that does not exist is ignored and matches anything).
     async fn find_by_correlation(&self, key: &str) -> Result<Option<TicketRef>, ConnectorError> {
-        // `Body` is the article field in OTRS 5, `MIMEBase_Body` in OTRS 6+ / Znuny; each ignores the other.
-        let token = marker_token(key);
-        let mut ids =
-            self.search(&[("Body", token.clone()), ("MIMEBase_Body", token), ("Limit", "20".to_string())]).await?;
+        let df = &self.opts.dynamic_field;
+        let mut ids = self.search_body(wire::dynamic_field_search(df, key, 20)).await?;
         if ids.is_empty() {
             return Ok(None);
         }
         ids.sort_by_key(|i| i.parse::<u64>().unwrap_or(u64::MAX));
-        // The search matches words anywhere (notes too): confirm the exact marker in the first article.
         let route = self.opts.routes.get(&ids)?;
-        let q =
-            [("AllArticles", "1".to_string()), ("ArticleOrder", "ASC".to_string()), ("ArticleLimit", "1".to_string())];
-        let reply: wire::GetReply = self.op(Method::GET, &route, &q, None, true).await?;
+        let reply: wire::GetReply =
+            self.op(Method::GET, &route, &[("DynamicFields", "1".to_string())], None, true).await?;
         let mut tickets = reply.tickets;
         tickets.sort_by_key(|t| t.ticket_id.parse::<u64>().unwrap_or(u64::MAX));
-        Ok(tickets
-            .iter()
-            .find(|t| t.articles.first().and_then(|a| a.body.as_deref()).is_some_and(|b| has_marker(b, key)))
-            .map(|t| self.ticket_ref(&t.ticket_id, t.ticket_number.clone(), t.state.clone())))
+        let found = tickets.iter().find(|t| t.field_is(df, key));
+        if found.is_none() && tickets.iter().all(|t| !t.dynamic_fields.iter().any(|f| &f.name == df)) {
+            // The search matched tickets that do not even list the field: it does not exist.
+            return Err(ConnectorError::Config(self.missing_field()));
+        }
+        Ok(found.map(|t| self.ticket_ref(&t.ticket_id, t.ticket_number.clone(), t.state.clone())))
     }
 
     async fn add_note(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {

@@ -13,7 +13,30 @@ pub const DEFAULT_PREFIX: &str = "/otrs/nph-genericinterface.pl";
 /// Name of the sample web service.
 pub const DEFAULT_WEBSERVICE: &str = "GenericTicketConnectorREST";
 
-/// Routes of the web service (configurable per install; defaults = the sample YAML).
+/// Default ticket dynamic field holding the correlation key.
+pub const DEFAULT_DYNAMIC_FIELD: &str = "TicketBridgeRef";
+
+/// Whether `name` can be a Znuny dynamic field name (letters and digits; TicketSearch only
+/// recognises `DynamicField_<[a-zA-Z0-9]+>`).
+pub fn valid_field_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 200 && name.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// `DynamicField` entry of TicketCreate: `[{"Name": name, "Value": key}]`.
+pub fn dynamic_field_value(name: &str, key: &str) -> serde_json::Value {
+    serde_json::json!([{ "Name": name, "Value": key }])
+}
+
+/// TicketSearch body finding tickets whose dynamic field equals `value` exactly.
+pub fn dynamic_field_search(name: &str, value: &str, limit: usize) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    body.insert(format!("DynamicField_{name}"), serde_json::json!({ "Equals": value }));
+    body.insert("Limit".into(), serde_json::Value::String(limit.to_string()));
+    serde_json::Value::Object(body)
+}
+
+/// Routes of the web service (configurable per install; defaults = the sample YAML plus a
+/// POST route for TicketSearch).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Routes {
@@ -22,7 +45,8 @@ pub struct Routes {
     /// `:TicketID` is replaced by one id or a comma list.
     pub ticket_get: String,
     pub ticket_search: String,
-    /// `GET` (sample) or `POST` (installs that move search to a JSON body).
+    /// Must be `POST`: the dynamic-field search is a JSON object, and Znuny's REST transport
+    /// reads no body on GET (`Kernel/GenericInterface/Transport/HTTP/REST.pm`).
     pub ticket_search_method: String,
     pub ticket_update: String,
 }
@@ -33,8 +57,10 @@ impl Default for Routes {
             session_create: "/Session".into(),
             ticket_create: "/Ticket".into(),
             ticket_get: "/Ticket/:TicketID".into(),
-            ticket_search: "/Ticket".into(),
-            ticket_search_method: "GET".into(),
+            // Not in the sample web service (which maps TicketSearch to GET /Ticket only): the
+            // administrator adds this route; `check` says so when it is missing.
+            ticket_search: "/TicketSearch".into(),
+            ticket_search_method: "POST".into(),
             ticket_update: "/Ticket/:TicketID".into(),
         }
     }
@@ -184,6 +210,9 @@ pub struct Ticket {
     pub state: Option<String>,
     #[serde(default)]
     pub state_type: Option<String>,
+    /// Ticket dynamic fields, when asked for (`DynamicFields=1`).
+    #[serde(default, rename = "DynamicField", deserialize_with = "de_fields")]
+    pub dynamic_fields: Vec<FieldValue>,
     /// Articles, when asked for (`AllArticles=1`), oldest first.
     #[serde(default, rename = "Article", deserialize_with = "de_articles")]
     pub articles: Vec<ArticleOut>,
@@ -196,6 +225,42 @@ pub struct ArticleOut {
     pub article_id: Option<String>,
     #[serde(rename = "Body", default)]
     pub body: Option<String>,
+}
+
+/// One `{Name, Value}` of a ticket's `DynamicField` list (`Value` may be a string, a list or null).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+pub struct FieldValue {
+    #[serde(rename = "Name", default)]
+    pub name: String,
+    #[serde(rename = "Value", default)]
+    pub value: serde_json::Value,
+}
+
+impl FieldValue {
+    /// Whether the value is exactly `want` (or a list holding it).
+    pub fn is(&self, want: &str) -> bool {
+        match &self.value {
+            serde_json::Value::String(s) => s == want,
+            serde_json::Value::Array(a) => a.iter().any(|v| v.as_str() == Some(want)),
+            _ => false,
+        }
+    }
+}
+
+impl Ticket {
+    /// Whether dynamic field `name` holds exactly `value`.
+    pub fn field_is(&self, name: &str, value: &str) -> bool {
+        self.dynamic_fields.iter().any(|f| f.name == name && f.is(value))
+    }
+}
+
+/// `DynamicField` may be a list or (one field) an object.
+fn de_fields<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FieldValue>, D::Error> {
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(v @ serde_json::Value::Array(_)) => serde_json::from_value(v).map_err(serde::de::Error::custom),
+        Some(v) => serde_json::from_value(v).map(|f| vec![f]).map_err(serde::de::Error::custom),
+    }
 }
 
 /// `Article` may be a list or (one article) an object.
@@ -421,6 +486,27 @@ mod tests {
         let custom: Routes =
             toml::from_str("ticket_search = \"/TicketSearch\"\nticket_search_method = \"POST\"").unwrap();
         assert_eq!((custom.ticket_search.as_str(), custom.session_create.as_str()), ("/TicketSearch", "/Session"));
+    }
+
+    #[test]
+    fn dynamic_field_shapes() {
+        assert!(valid_field_name("TicketBridgeRef"));
+        assert!(!valid_field_name("Ticket_Bridge") && !valid_field_name("") && !valid_field_name("a b"));
+        assert_eq!(
+            dynamic_field_search("TicketBridgeRef", "01JK", 20),
+            serde_json::json!({"DynamicField_TicketBridgeRef": {"Equals": "01JK"}, "Limit": "20"})
+        );
+        assert_eq!(dynamic_field_value("X", "k"), serde_json::json!([{"Name": "X", "Value": "k"}]));
+        let Reply::Ok(g) = parse_reply::<GetReply>(
+            br#"{"Ticket":[{"TicketID":"1","DynamicField":[{"Name":"TicketBridgeRef","Value":"01JK"},{"Name":"Other","Value":null}]},{"TicketID":"2","DynamicField":{"Name":"TicketBridgeRef","Value":["01JKX"]}}]}"#,
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert!(g.tickets[0].field_is("TicketBridgeRef", "01JK"));
+        assert!(!g.tickets[0].field_is("TicketBridgeRef", "01J"), "exact, not a prefix");
+        assert!(!g.tickets[1].field_is("TicketBridgeRef", "01JK"));
+        assert!(g.tickets[1].field_is("TicketBridgeRef", "01JKX"));
     }
 
     #[test]

@@ -8,11 +8,14 @@
 //!
 //! Secret fields: `username`, `pat`, optional `pat_expires_at` (date or RFC 3339).
 //! Options: `service_desk_id` (required), `page_size` (≤ 100), `batch_size`, `ticket_url`.
+//! The correlation marker goes at the end of `Summary` (`[tb-<key>]`): the desk-ticket list model
+//! has no `Description`, so that is the field a `$filter` can search.
 
 pub mod wire;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -24,7 +27,7 @@ use tokio::sync::Mutex;
 
 use crate::config::ConnectionConfig;
 use crate::connectors::psa_util::{
-    self, Check, body_with_marker, has_marker, marker_token, parse_datetime, transport_diagnosis, truncate,
+    self, Check, body_with_marker, marker_token, parse_datetime, transport_diagnosis, truncate,
 };
 use crate::connectors::{
     CheckReport, Connector, ConnectorError, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
@@ -110,6 +113,8 @@ pub struct VsaConnector {
     defaults: TicketDefaults,
     opts: VsaOptions,
     catalogues: Mutex<HashMap<Catalogue, Vec<serde_json::Value>>>,
+    /// Set once the server refused the id `$filter`: statuses are then read by path.
+    id_filter_refused: AtomicBool,
 }
 
 impl VsaConnector {
@@ -151,6 +156,7 @@ impl VsaConnector {
             defaults: cfg.defaults.clone(),
             opts,
             catalogues: Mutex::new(HashMap::new()),
+            id_filter_refused: AtomicBool::new(false),
         })
     }
 
@@ -239,6 +245,21 @@ impl VsaConnector {
             let more = n >= top && page.total_records.is_none_or(|t| u64::from(skip) < t);
             if !more || limit.is_some_and(|l| out.len() >= l) {
                 break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET servicedesktickets/{id}` for each id; tickets that are gone are skipped.
+    async fn read_each(&self, ids: &[String]) -> Result<Vec<wire::Ticket>, ConnectorError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            match self.call::<wire::Ticket>(Method::GET, &wire::ticket_path(id), &[], None, true).await {
+                Ok(p) => out.push(p.result),
+                Err(ConnectorError::NotFound(m)) => {
+                    tracing::info!(ticket = %id, error = %m, "VSA ticket gone; skipped")
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(out)
@@ -344,7 +365,7 @@ impl Connector for VsaConnector {
                 None => None,
             };
         let ticket = wire::NewTicket {
-            summary: req.title.chars().take(250).collect(),
+            summary: wire::summary_with_marker(&req.title, &req.correlation_key),
             description: body_with_marker(&req.body, &req.correlation_key),
             priority,
             status,
@@ -362,12 +383,14 @@ impl Connector for VsaConnector {
         create_with_recovery(&self.http, create, || self.find_by_correlation(&req.correlation_key)).await
     }
 
+    /// Searches the desk's ticket list for the marker in `Summary` (the list model has no
+    /// `Description`) and keeps only tickets whose summary carries exactly this key's marker.
     async fn find_by_correlation(&self, key: &str) -> Result<Option<TicketRef>, ConnectorError> {
-        let filter = wire::filter_description_contains(&marker_token(key));
+        let filter = wire::filter_summary_contains(&marker_token(key));
         let found = self.list(&filter, Some(20)).await?;
         Ok(found
             .into_iter()
-            .filter(|t| t.description.as_deref().is_none_or(|d| has_marker(d, key)))
+            .filter(|t| t.summary.as_deref().is_some_and(|s| wire::summary_has_marker(s, key)))
             .min_by_key(|t| (t.service_desk_ticket_id.len(), t.service_desk_ticket_id.clone()))
             .map(|t| self.ticket_ref(t.service_desk_ticket_id, t.ticket_ref, t.status)))
     }
@@ -376,17 +399,31 @@ impl Connector for VsaConnector {
         let text = body_with_marker(&format!("{}\n\n{}", note.title, note.body), &note.correlation_key);
         let body = serde_json::to_value(wire::Note { text, hidden: true, system_flag: false })
             .map_err(|e| ConnectorError::Config(e.to_string()))?;
-        wire::filter_by_ids(std::slice::from_ref(&ticket.id))?;
+        wire::check_id(&ticket.id)?;
         self.call::<serde_json::Value>(Method::POST, &wire::notes_path(&ticket.id), &[], Some(&body), false).await?;
         Ok(())
     }
 
+    /// One `$filter` over the batch's ids; should the server refuse that filter (HTTP 400), the
+    /// tickets are read one by one by path from then on, as Kaseya's VSAModule README advises.
     async fn statuses(&self, ticket_ids: &[String]) -> Result<Vec<RemoteStatus>, ConnectorError> {
         if ticket_ids.is_empty() {
             return Ok(Vec::new());
         }
         let filter = wire::filter_by_ids(ticket_ids)?;
-        let rows = self.list(&filter, None).await?;
+        let rows = if self.id_filter_refused.load(Ordering::Relaxed) {
+            self.read_each(ticket_ids).await?
+        } else {
+            match self.list(&filter, None).await {
+                Ok(rows) => rows,
+                Err(ConnectorError::Rejected(m)) => {
+                    tracing::warn!(error = %m, "VSA refused the id filter; reading tickets one by one");
+                    self.id_filter_refused.store(true, Ordering::Relaxed);
+                    self.read_each(ticket_ids).await?
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let mut seen = std::collections::HashSet::new();
         Ok(rows
             .into_iter()

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::connectors::psa_util::{category_from_name, parse_datetime, truncate};
+use crate::connectors::psa_util::{category_from_name, marker_token, parse_datetime, truncate};
 use crate::connectors::{ConnectorError, RemoteStatus};
 
 /// All paths are under this prefix of the server URL.
@@ -95,21 +95,56 @@ pub fn odata_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
-/// `$filter` selecting tickets by id (`ServiceDeskTicketId eq 1 or ...`). Ids must be numeric.
+/// `$filter` selecting tickets by id (`ServiceDeskTicketId eq 1M or ...`). Ids must be numeric.
+///
+/// VSA's OData parser (Microsoft.Data.OData, OData v3) reads an unsuffixed integer literal as
+/// `Edm.Int32` and answers HTTP 400 "Unrecognized 'Edm.Int32' literal" when it overflows; VSA ids
+/// are 15+ digits. The `M` suffix makes the literal `Edm.Decimal`, the type that holds VSA's
+/// up-to-26-digit ids (as PsKaseya writes `ServiceDeskId eq <id>M`).
 pub fn filter_by_ids(ids: &[String]) -> Result<String, ConnectorError> {
     let mut parts = Vec::with_capacity(ids.len());
     for id in ids {
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ConnectorError::Rejected(format!("VSA ticket id must be numeric, got '{}'", truncate(id, 40))));
-        }
-        parts.push(format!("ServiceDeskTicketId eq {id}"));
+        check_id(id)?;
+        parts.push(format!("ServiceDeskTicketId eq {id}M"));
     }
     Ok(parts.join(" or "))
 }
 
-/// `$filter` finding tickets whose description contains `text`.
-pub fn filter_description_contains(text: &str) -> String {
-    format!("substringof({},Description)", odata_quote(text))
+/// A VSA ticket id must be all digits (it goes into paths and filters).
+pub fn check_id(id: &str) -> Result<(), ConnectorError> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ConnectorError::Rejected(format!("VSA ticket id must be numeric, got '{}'", truncate(id, 40))));
+    }
+    Ok(())
+}
+
+/// Longest `Summary` the connector sends (title plus marker).
+pub const SUMMARY_MAX: usize = 250;
+
+/// The summary marker of a correlation key: `[tb-<key>]`.
+pub fn summary_marker(key: &str) -> String {
+    format!("[{}]", marker_token(key))
+}
+
+/// `title [tb-<key>]`, the title shortened so the whole stays within [`SUMMARY_MAX`] characters.
+///
+/// The desk-ticket list model (`KTicket` in PsKaseya, scraped from the VSA REST docs) has
+/// `Summary` but no `Description`, so the marker the correlation search looks for lives here.
+pub fn summary_with_marker(title: &str, key: &str) -> String {
+    let marker = summary_marker(key);
+    let room = SUMMARY_MAX.saturating_sub(marker.chars().count() + 1);
+    let title: String = title.trim().chars().take(room).collect();
+    if title.is_empty() { marker } else { format!("{} {marker}", title.trim_end()) }
+}
+
+/// Whether a summary carries exactly the marker of `key` (the closing bracket rules out a longer key).
+pub fn summary_has_marker(summary: &str, key: &str) -> bool {
+    summary.contains(&summary_marker(key))
+}
+
+/// `$filter` finding tickets whose summary contains `text`.
+pub fn filter_summary_contains(text: &str) -> String {
+    format!("substringof({},Summary)", odata_quote(text))
 }
 
 /// Query parameters for one page of a desk ticket listing.
@@ -154,30 +189,55 @@ fn error_text(e: &Option<serde_json::Value>) -> Option<String> {
     }
 }
 
-/// Parses the VSA envelope; `ResponseCode != 0`, a `Status` other than OK or an `Error` other than
-/// "None" is an error even on HTTP 200.
+/// Parses a VSA response body with the rules of Kaseya's own VSAModule
+/// (`private/ConvertFrom-VSAResponseBody.ps1`, `Resolve-VSAResponse`):
+/// an empty body (HTTP 204 from some writes) is a success without a result; a `ResponseCode` of
+/// 4xx/5xx is an error even on HTTP 200; `ResponseCode` 0 or 20x, or `Status` "OK", is a success;
+/// any other envelope is an error. A success without `Result` (status-only envelope) yields
+/// `null` as the result, which only callers that expect nothing accept.
 pub fn parse_envelope<T: DeserializeOwned>(body: &[u8]) -> Result<Payload<T>, ConnectorError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return null_payload(None, "VSA answered with an empty body");
+    }
     let env: Envelope = serde_json::from_slice(body)
         .map_err(|e| ConnectorError::Malformed(format!("VSA response is not a JSON envelope: {e}")))?;
-    let err = error_text(&env.error);
-    let code = env.response_code.unwrap_or(0);
-    let status_ok = env.status.as_deref().is_none_or(|s| s.eq_ignore_ascii_case("ok"));
-    if code != 0 || !status_ok || err.is_some() {
+    let code = env.response_code;
+    let status_ok = env.status.as_deref().is_some_and(|s| s.eq_ignore_ascii_case("ok"));
+    let code_ok = code.is_some_and(|c| c == 0 || (200..300).contains(&c));
+    let code_err = code.is_some_and(|c| (400..600).contains(&c));
+    if code_err || !(code_ok || status_ok) {
+        let err = error_text(&env.error);
+        let shown = code.map_or_else(|| "none".to_string(), |c| c.to_string());
         let msg = truncate(
-            &format!("VSA error (ResponseCode {code}): {}", err.or(env.status).unwrap_or_else(|| "unspecified".into())),
+            &format!(
+                "VSA error (ResponseCode {shown}): {}",
+                err.or(env.status).unwrap_or_else(|| "unspecified".into())
+            ),
             300,
         );
-        return Err(match code {
+        return Err(match code.unwrap_or(0) {
             401 => ConnectorError::Unauthorized(msg),
             403 => ConnectorError::Forbidden(msg),
             404 => ConnectorError::NotFound(msg),
-            400 | 422 => ConnectorError::Rejected(msg),
+            400 | 409 | 422 => ConnectorError::Rejected(msg),
             _ => ConnectorError::Server(msg),
         });
     }
-    let raw = env.result.ok_or_else(|| ConnectorError::Malformed("VSA response has no 'Result'".into()))?;
-    let result = serde_json::from_value(raw).map_err(|e| ConnectorError::Malformed(format!("VSA Result: {e}")))?;
-    Ok(Payload { result, total_records: env.total_records })
+    match env.result {
+        None | Some(serde_json::Value::Null) => null_payload(env.total_records, "VSA response has no 'Result'"),
+        Some(raw) => {
+            let result =
+                serde_json::from_value(raw).map_err(|e| ConnectorError::Malformed(format!("VSA Result: {e}")))?;
+            Ok(Payload { result, total_records: env.total_records })
+        }
+    }
+}
+
+/// A success without a result: fine for callers that expect nothing (`()`, `Value`, `Option`).
+fn null_payload<T: DeserializeOwned>(total_records: Option<u64>, why: &str) -> Result<Payload<T>, ConnectorError> {
+    serde_json::from_value(serde_json::Value::Null)
+        .map(|result| Payload { result, total_records })
+        .map_err(|_| ConnectorError::Malformed(why.to_string()))
 }
 
 /// `Result` of `GET /api/v1.0/auth`.
@@ -299,10 +359,25 @@ mod tests {
         let e = parse_envelope::<Ticket>(br#"{"Result":null,"ResponseCode":500,"Status":"Error","Error":"Input string was not in a correct format"}"#)
             .unwrap_err();
         assert!(matches!(&e, ConnectorError::Server(m) if m.contains("correct format")), "{e:?}");
+        // The vendor rule: ResponseCode 0 / 20x or Status OK is a success, whatever `Error` says.
+        let p: Payload<serde_json::Value> =
+            parse_envelope(br#"{"Result":{"x":1},"ResponseCode":201,"Status":"Created","Error":"None"}"#).unwrap();
+        assert_eq!(p.result["x"], 1);
+        let p: Payload<serde_json::Value> =
+            parse_envelope(br#"{"Result":true,"ResponseCode":0,"Status":"OK","Error":"Session expired"}"#).unwrap();
+        assert_eq!(p.result, serde_json::json!(true));
+        let p: Payload<serde_json::Value> = parse_envelope(br#"{"Status":"OK"}"#).unwrap();
+        assert_eq!(p.result, serde_json::Value::Null, "status-only envelope");
+        // An empty body (HTTP 204) is a success for callers that expect nothing, not for others.
+        assert_eq!(parse_envelope::<serde_json::Value>(b"").unwrap().result, serde_json::Value::Null);
+        assert!(matches!(parse_envelope::<Ticket>(b"  ").unwrap_err(), ConnectorError::Malformed(_)));
         let e =
-            parse_envelope::<Ticket>(br#"{"Result":null,"ResponseCode":0,"Status":"OK","Error":"Session expired"}"#)
+            parse_envelope::<serde_json::Value>(br#"{"Result":null,"ResponseCode":404,"Status":"OK","Error":"gone"}"#)
                 .unwrap_err();
-        assert!(matches!(e, ConnectorError::Server(_)));
+        assert!(matches!(e, ConnectorError::NotFound(_)), "a 4xx code wins over Status OK: {e:?}");
+        let e =
+            parse_envelope::<serde_json::Value>(br#"{"Result":1,"ResponseCode":302,"Status":"Moved"}"#).unwrap_err();
+        assert!(matches!(e, ConnectorError::Server(_)), "neither 0/20x nor OK: {e:?}");
         let e =
             parse_envelope::<Ticket>(br#"{"Result":null,"ResponseCode":401,"Status":"Error","Error":"Unauthorized"}"#)
                 .unwrap_err();
@@ -340,14 +415,27 @@ mod tests {
     #[test]
     fn odata_filters_are_built_safely() {
         assert_eq!(
-            filter_by_ids(&["1".into(), "22".into()]).unwrap(),
-            "ServiceDeskTicketId eq 1 or ServiceDeskTicketId eq 22"
+            filter_by_ids(&["1".into(), "979868787875855".into()]).unwrap(),
+            "ServiceDeskTicketId eq 1M or ServiceDeskTicketId eq 979868787875855M"
         );
         assert!(filter_by_ids(&["1 or 1 eq 1".into()]).is_err());
-        assert_eq!(filter_description_contains("it's"), "substringof('it''s',Description)");
+        assert_eq!(filter_summary_contains("it's"), "substringof('it''s',Summary)");
         let q = page_query("x", 500, 200);
         assert!(q.contains(&("$top".into(), "100".into())));
         assert!(q.contains(&("$skip".into(), "200".into())));
+    }
+
+    #[test]
+    fn summary_marker_fits_and_matches_exactly() {
+        let s = summary_with_marker("Disk full", "01JK");
+        assert_eq!(s, "Disk full [tb-01JK]");
+        assert!(summary_has_marker(&s, "01JK"));
+        assert!(!summary_has_marker(&s, "01J"), "a prefix of the key is not the key");
+        assert!(!summary_has_marker("Disk full [tb-01JKX]", "01JK"));
+        let long = summary_with_marker(&"x".repeat(400), "01JK");
+        assert_eq!(long.chars().count(), SUMMARY_MAX);
+        assert!(summary_has_marker(&long, "01JK"));
+        assert_eq!(summary_with_marker("  ", "k"), "[tb-k]");
     }
 
     #[test]
