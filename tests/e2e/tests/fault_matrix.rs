@@ -2,7 +2,11 @@
 //! the status route. A batch of tasks is driven through create → poll → complete with the fault
 //! armed, retrying with an advancing clock until every task is final (bounded). Invariants: every
 //! task completed or dead-lettered with a reason, none lost, exactly one ticket per completed task
-//! (no duplicates, no orphans), Retry-After waited out. Each scenario writes its counts to
+//! (no duplicates, no orphans), Retry-After waited out (measured on the simulator's request log).
+//! Outcomes: a retryable fault (every class but an outage on create) must end with every task
+//! completed, so an engine that gives up on a 503 fails here; an outage on create dead-letters every
+//! task with a reason naming the 503; a revoked token costs exactly one re-login (requests to the
+//! target's auth routes). Each scenario writes its counts to
 //! `target/reliability/*.json` for `cargo xtask reliability-report`.
 
 mod support;
