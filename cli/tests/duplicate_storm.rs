@@ -41,15 +41,17 @@ async fn serve_duplicate_storm_makes_one_task_and_one_ticket_per_key() {
             out
         });
     }
-    let mut created = 0;
+    let (mut created, mut refused) = (0, 0);
     let mut ids: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
     let mut total = 0;
     while let Some(r) = set.join_next().await {
         for (key, status, id) in r.unwrap() {
             total += 1;
-            assert!(status == 201 || status == 200, "key {key}: status {status}");
+            refused += usize::from(status != 201 && status != 200);
             created += usize::from(status == 201);
-            ids.entry(key).or_default().insert(id);
+            if status == 201 || status == 200 {
+                ids.entry(key).or_default().insert(id);
+            }
         }
     }
     assert_eq!(total, requests);
@@ -59,6 +61,7 @@ async fn serve_duplicate_storm_makes_one_task_and_one_ticket_per_key() {
     let task_ids: BTreeSet<String> = ids.into_values().flatten().collect();
     // Every task gets its ticket, exactly once.
     let deadline = Instant::now() + Duration::from_secs(90);
+    let (mut opened, mut duplicates, mut orphans);
     loop {
         let tickets: serde_json::Value =
             http.get(format!("{base}/sandbox/tickets")).send().await.unwrap().json().await.unwrap();
@@ -67,15 +70,21 @@ async fn serve_duplicate_storm_makes_one_task_and_one_ticket_per_key() {
         for t in &list {
             *per_key.entry(t["correlation_key"].as_str().unwrap_or_default().to_string()).or_default() += 1;
         }
-        assert!(per_key.values().all(|n| *n == 1), "duplicate tickets: {per_key:?}");
-        assert!(per_key.keys().all(|k| task_ids.contains(k)), "a ticket without a task: {per_key:?}");
-        if list.len() == keys {
+        duplicates = per_key.values().map(|n| n.saturating_sub(1)).sum::<usize>();
+        orphans = per_key.keys().filter(|k| !task_ids.contains(*k)).count();
+        opened = per_key.keys().filter(|k| task_ids.contains(*k)).count();
+        if list.len() >= keys || duplicates + orphans > 0 || Instant::now() >= deadline {
             break;
         }
-        assert!(Instant::now() < deadline, "only {} of {keys} tickets", list.len());
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    // Counted, written whatever the outcome, then asserted.
     let v = serde_json::json!({"suite": "duplicate_storm", "class": format!("serve over HTTP ({clients} clients, {keys} keys)"),
-        "route": "-", "runs": 1, "tasks": requests, "completed": keys, "lost": 0, "duplicates": 0, "errors": 0});
+        "route": "-", "runs": 1, "tasks": total, "completed": opened, "lost": keys - opened, "duplicates": duplicates + orphans,
+        "errors": refused});
     sandbox::report::write("storm-serve", &v);
+    assert_eq!(refused, 0, "requests answered with neither 201 nor 200");
+    assert_eq!(duplicates, 0, "duplicate tickets");
+    assert_eq!(orphans, 0, "tickets without a task");
+    assert_eq!(opened, keys, "only {opened} of {keys} tasks got a ticket");
 }

@@ -54,19 +54,29 @@ pub async fn sdk_config_from_env() -> aws_config::SdkConfig {
     sdk_config(endpoint.as_deref()).await
 }
 
-/// Publishes bridge events to an EventBridge bus (source `ticket-bridge`).
+/// Publishes bridge events to an EventBridge bus (source `ticket-bridge`). An entry that
+/// `PutEvents` reports as failed (`FailedEntryCount` > 0, per-entry `ErrorCode`) is sent again with
+/// backoff, not dropped; only a malformed or oversized entry, which no retry can fix, is given up at once.
 #[cfg(feature = "eventbridge")]
 pub struct EventBridgeSink {
     client: aws_sdk_eventbridge::Client,
     bus: String,
+    /// Delays before each re-send of a failed entry.
+    pub retry_delays: Vec<std::time::Duration>,
 }
 
 #[cfg(feature = "eventbridge")]
 impl EventBridgeSink {
     pub fn new(client: aws_sdk_eventbridge::Client, bus: impl Into<String>) -> Self {
-        Self { client, bus: bus.into() }
+        let retry_delays = [100, 400, 1_600, 5_000].map(std::time::Duration::from_millis).to_vec();
+        Self { client, bus: bus.into(), retry_delays }
     }
 }
+
+/// Per-entry `PutEvents` error codes that a re-send cannot fix.
+#[cfg(feature = "eventbridge")]
+const PERMANENT_ENTRY_ERRORS: [&str; 4] =
+    ["MalformedDetail", "InvalidArgument", "InvalidEventPatternException", "AccessDeniedException"];
 
 #[cfg(feature = "eventbridge")]
 #[async_trait::async_trait]
@@ -78,17 +88,33 @@ impl crate::engine::EventSink for EventBridgeSink {
             .detail_type(&event.detail_type)
             .detail(event.detail.to_string())
             .build();
-        let out = self
-            .client
-            .put_events()
-            .entries(entry)
-            .send()
-            .await
-            .map_err(|e| format!("PutEvents failed: {}", aws_sdk_eventbridge::error::DisplayErrorContext(&e)))?;
-        if out.failed_entry_count() > 0 {
-            return Err("PutEvents rejected the event".into());
+        let mut last = String::new();
+        for delay in std::iter::once(std::time::Duration::ZERO).chain(self.retry_delays.iter().copied()) {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            let out = match self.client.put_events().entries(entry.clone()).send().await {
+                Ok(out) => out,
+                Err(e) => {
+                    last = format!("PutEvents failed: {}", aws_sdk_eventbridge::error::DisplayErrorContext(&e));
+                    continue;
+                }
+            };
+            if out.failed_entry_count() == 0 {
+                return Ok(());
+            }
+            let failed = out.entries().iter().find(|e| e.error_code().is_some());
+            let code = failed.and_then(|e| e.error_code()).unwrap_or("unknown");
+            last = format!(
+                "PutEvents rejected the entry: {code}: {}",
+                failed.and_then(|e| e.error_message()).unwrap_or_default()
+            );
+            if PERMANENT_ENTRY_ERRORS.contains(&code) {
+                break;
+            }
+            tracing::info!(error = %last, "PutEvents entry failed; sending it again");
         }
-        Ok(())
+        Err(last)
     }
 }
 

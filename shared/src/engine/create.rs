@@ -35,6 +35,20 @@ impl CreateReport {
     }
 }
 
+/// How long a task waits for another task of its group to record the ticket it is opening before
+/// it gives this attempt up (and retries with backoff).
+const GROUP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often it looks meanwhile.
+const GROUP_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Who adds what to a group.
+enum GroupClaim {
+    /// The group has an open ticket of another task: add a note to it.
+    Open(TicketGroup),
+    /// This task opens the group's ticket (holding the claim, if it took one).
+    Ours(Option<crate::domain::Lease>),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Created,
@@ -120,20 +134,81 @@ impl Engine {
             TaskPayload::Alert(a) => conn_cfg.grouping.key(&a.user_email, &a.alert_type),
             TaskPayload::Access(_) => None,
         };
-        // Grouped alert with an open group ticket: add a note.
-        if let Some(key) = &group_key
-            && let Some(group) = self.store.get_group(&task.connection, key).await.map_err(store_err)?
-            && group.owner != task.id
-        {
-            let note = NoteRequest {
-                correlation_key: task.id.to_string(),
-                title: render(&conn_cfg.template.note_title, &view, &task.connection)
-                    .map_err(ConnectorError::Config)?,
-                body: render(&conn_cfg.template.note_body, &view, &task.connection).map_err(ConnectorError::Config)?,
-            };
-            connector.add_note(&group.ticket, &note).await?;
-            return Ok((group.ticket, true, group_key));
+        // Grouped alert: add a note to the group's open ticket, or claim the group to open it.
+        let mut group_claim = None;
+        if let Some(key) = &group_key {
+            match self.claim_group(task, key, now).await? {
+                GroupClaim::Open(group) => {
+                    let note = NoteRequest {
+                        correlation_key: task.id.to_string(),
+                        title: render(&conn_cfg.template.note_title, &view, &task.connection)
+                            .map_err(ConnectorError::Config)?,
+                        body: render(&conn_cfg.template.note_body, &view, &task.connection)
+                            .map_err(ConnectorError::Config)?,
+                    };
+                    connector.add_note(&group.ticket, &note).await?;
+                    return Ok((group.ticket, true, group_key));
+                }
+                GroupClaim::Ours(lease) => group_claim = lease,
+            }
         }
+        let result = self.open_ticket(task, conn_cfg, connector.as_ref(), view, group_key, now).await;
+        if let Some(lease) = group_claim
+            && let Err(e) = self.store.release_lease(&lease).await
+        {
+            tracing::warn!(task = %task.id, error = %e, "could not release group claim (it expires)");
+        }
+        result
+    }
+
+    /// Decides who opens a group's ticket. The group's open ticket, if recorded, gets the note;
+    /// otherwise the first task to take the group's claim (a conditional write, both stores) opens
+    /// it, and the others wait for that ticket to be recorded, then add notes. A claim held by a
+    /// task that died mid-way expires after the claim lease, like the task's own claim; the dead
+    /// task's retry finds its ticket by correlation key and records it as the group's.
+    async fn claim_group(&self, task: &Task, key: &str, now: DateTime<Utc>) -> Result<GroupClaim, ConnectorError> {
+        let lease_ttl = Duration::seconds(i64::try_from(self.config.settings.claim_secs).unwrap_or(300));
+        let name = format!("group/{}/{key}", task.connection);
+        let waited_from = std::time::Instant::now();
+        loop {
+            match self.store.get_group(&task.connection, key).await.map_err(store_err)? {
+                Some(group) if group.owner != task.id => return Ok(GroupClaim::Open(group)),
+                // Our own ticket, recorded by an earlier attempt: recovered below by correlation.
+                Some(_) => return Ok(GroupClaim::Ours(None)),
+                None => {}
+            }
+            if let Some(lease) =
+                self.store.acquire_lease(&name, task.id.as_str(), now, lease_ttl).await.map_err(store_err)?
+            {
+                // Re-read: the previous holder may have recorded the ticket just before releasing.
+                return match self.store.get_group(&task.connection, key).await.map_err(store_err)? {
+                    Some(group) if group.owner != task.id => {
+                        let _ = self.store.release_lease(&lease).await;
+                        Ok(GroupClaim::Open(group))
+                    }
+                    _ => Ok(GroupClaim::Ours(Some(lease))),
+                };
+            }
+            if waited_from.elapsed() >= GROUP_WAIT {
+                return Err(ConnectorError::Server(format!(
+                    "the ticket of group '{key}' is being opened by another task; will add a note when it is recorded"
+                )));
+            }
+            tokio::time::sleep(GROUP_POLL).await;
+        }
+    }
+
+    /// Creates the task's ticket (or recovers the one an earlier attempt created) and records it
+    /// as its group's open ticket.
+    async fn open_ticket(
+        &self,
+        task: &Task,
+        conn_cfg: &crate::config::ConnectionConfig,
+        connector: &dyn crate::connectors::Connector,
+        view: serde_json::Value,
+        group_key: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(TicketRef, bool, Option<String>), ConnectorError> {
         // A previous claim may have created the ticket and crashed before recording it.
         if task.claims > 1
             && let Some(found) = connector.find_by_correlation(task.id.as_str()).await?

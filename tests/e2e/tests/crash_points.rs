@@ -104,8 +104,8 @@ async fn refresh_dropped_mid_flight(backend: Backend) {
         let r = tokio::time::timeout(std::time::Duration::from_millis(cut_ms), engine.create_one(&id, now)).await;
         dropped += usize::from(r.is_err());
         drop(engine);
-        // Let the target finish whatever it received; then the next instance starts cold.
-        tokio::time::sleep(latency * 3).await;
+        // The target finishes whatever it received; then the next instance starts cold.
+        assert!(h.sim().idle(latency * 10).await, "cut at {cut_ms} ms: the target never finished");
         h.sim().set_latency(std::time::Duration::ZERO);
         now += Duration::seconds(301);
         let after = h.twin();

@@ -2,7 +2,11 @@
 //! the status route. A batch of tasks is driven through create → poll → complete with the fault
 //! armed, retrying with an advancing clock until every task is final (bounded). Invariants: every
 //! task completed or dead-lettered with a reason, none lost, exactly one ticket per completed task
-//! (no duplicates, no orphans), Retry-After waited out. Each scenario writes its counts to
+//! (no duplicates, no orphans), Retry-After waited out (measured on the simulator's request log).
+//! Outcomes: a retryable fault (every class but an outage on create) must end with every task
+//! completed, so an engine that gives up on a 503 fails here; an outage on create dead-letters every
+//! task with a reason naming the 503; a revoked token costs exactly one re-login (requests to the
+//! target's auth routes). Each scenario writes its counts to
 //! `target/reliability/*.json` for `cargo xtask reliability-report`.
 
 mod support;
@@ -22,6 +26,8 @@ const ROUND_SECS: i64 = 40;
 /// HTTP timeout for these connections; hangs last longer.
 const TIMEOUT_MS: u64 = 400;
 const HANG_MS: u64 = 900;
+/// The target's "error body" is treated as transient.
+const ERROR_BODY_RETRYABLE: bool = true;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
@@ -156,6 +162,7 @@ async fn scenario(target: Target, class: Class, on: On) {
     let twin = (class == Class::RefreshReplay).then(|| h.twin());
     let mut counts = Counts { tasks: n, ..Default::default() };
     let mut fired_before_clear = None;
+    let mut logins_before_revoke = None;
     for round in 0..MAX_ROUNDS {
         counts.rounds = round + 1;
         if round == 3 && class == Class::Outage5xx && on == On::Status {
@@ -167,12 +174,18 @@ async fn scenario(target: Target, class: Class, on: On) {
             fired_before_clear = Some(armed - sim.faults().pending());
             sim.faults().clear();
         }
-        if round == 1 && matches!(class, Class::TokenRevoked | Class::RefreshReplay) {
-            sim.revoke_tokens();
-        }
         if round == 0 {
-            // First attempts, as the stream delivers them.
-            for id in &ids {
+            // First attempts, as the stream delivers them. Token faults revoke every access token
+            // after the first ticket: the rest of the batch must log in again, once.
+            for (i, id) in ids.iter().enumerate() {
+                if i == 1 && matches!(class, Class::TokenRevoked | Class::RefreshReplay) {
+                    logins_before_revoke = Some(logins(&sim, target));
+                    sim.revoke_tokens();
+                    if class == Class::RefreshReplay {
+                        // The rest is left to the two instances' interleaved sweeps below.
+                        break;
+                    }
+                }
                 h.engine.create_one(&bridge::domain::TaskId::parse(id).unwrap(), now).await.unwrap();
             }
             if class == Class::RetryAfterBeyondCap && on == On::Create {
@@ -264,16 +277,42 @@ async fn scenario(target: Target, class: Class, on: On) {
         tickets.iter().filter(|t| !ids.iter().any(|i| t.correlation_key.as_deref() == Some(i.as_str()))).count();
     assert_eq!(counts.duplicates, 0, "{target:?}/{class:?}/{on:?}: duplicate tickets {per_key:?}");
     assert_eq!(counts.orphans, 0, "{target:?}/{class:?}/{on:?}: tickets without a task");
-    counts.faults_fired = fired_before_clear.unwrap_or(armed - sim.faults().pending());
-    match class {
-        Class::Outage5xx if on == On::Create => {
-            assert_eq!(counts.dead_lettered, n, "{target:?}: an outage on create dead-letters every task");
+    counts.faults_fired = match class {
+        Class::RateLimit => sim.throttled() as u32,
+        Class::TokenRevoked | Class::RefreshReplay => u32::from(logins_before_revoke.is_some()),
+        _ => fired_before_clear.unwrap_or(armed - sim.faults().pending()),
+    };
+    assert!(counts.faults_fired > 0, "{target:?}/{class:?}/{on:?}: the fault never fired");
+    if class.retryable(on) {
+        // A retryable fault ends with every task completed, each with exactly one ticket (checked above).
+        let gave_up: Vec<_> = tasks
+            .iter()
+            .filter(|t| t.state != TaskState::Completed)
+            .map(|t| (t.id.as_str().to_string(), t.last_error.clone()))
+            .collect();
+        assert!(gave_up.is_empty(), "{target:?}/{class:?}/{on:?}: gave up on a retryable fault: {gave_up:?}");
+    } else {
+        // A permanent fault dead-letters every task with a reason naming it.
+        let needle = class.reason();
+        for t in &tasks {
+            assert_eq!(t.state, TaskState::Failed, "{target:?}/{class:?}/{on:?}: {} not dead-lettered", t.id.as_str());
+            let reason = t.last_error.as_deref().unwrap_or_default();
+            assert!(
+                reason.contains(needle),
+                "{target:?}/{class:?}/{on:?}: dead-letter reason {reason:?} does not name {needle:?}"
+            );
         }
-        Class::Outage5xx => {}
-        Class::TokenRevoked | Class::RefreshReplay | Class::RateLimit => {
-            assert_eq!(counts.completed, n, "{target:?}/{class:?}: recoverable fault must not dead-letter");
+    }
+    if let Some(before) = logins_before_revoke.filter(|_| !target.auth_routes().is_empty()) {
+        let relogins = logins(&sim, target) - before;
+        match class {
+            // One engine: one login for the whole rest of the batch.
+            Class::TokenRevoked => {
+                assert_eq!(relogins, 1, "{target:?}: {relogins} re-authentications after one revocation")
+            }
+            // Two engines with separate caches: one each at most.
+            _ => assert!((1..=2).contains(&relogins), "{target:?}: {relogins} re-authentications by two instances"),
         }
-        _ => assert!(counts.faults_fired > 0, "{target:?}/{class:?}/{on:?}: the fault never fired"),
     }
     if class == Class::RetryAfter {
         // The request after the 429 came no sooner than Retry-After (1 s).
@@ -290,6 +329,30 @@ async fn scenario(target: Target, class: Class, on: On) {
         assert_eq!(ninja.refresh_replays(), 0, "{class:?}: a rotated refresh token was replayed");
     }
     write_counts(class, target, on, &counts);
+}
+
+/// Requests to the target's login/renewal routes so far.
+fn logins(sim: &sandbox::Sim, target: Target) -> usize {
+    target.auth_routes().iter().map(|r| sim.requests(r)).sum()
+}
+
+impl Class {
+    /// Whether every task must end completed despite the fault (on `on`).
+    fn retryable(self, on: On) -> bool {
+        match self {
+            Class::Outage5xx => on == On::Status,
+            Class::ErrorBody => ERROR_BODY_RETRYABLE,
+            _ => true,
+        }
+    }
+
+    /// What the reason of a task dead-lettered by this fault must contain.
+    fn reason(self) -> &'static str {
+        match self {
+            Class::Outage5xx => "503",
+            _ => "",
+        }
+    }
 }
 
 async fn futures_join(h: &Harness, ids: &[String]) -> Vec<bridge::domain::Task> {

@@ -175,6 +175,7 @@ async fn traffic(State((sim, contract)): State<(Sim, Option<Arc<Contract>>)>, re
     let template = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
     let route = format!("{} {}", req.method(), template.as_deref().unwrap_or(req.uri().path()));
     sim.record(&route, req.uri().path(), req.uri().query());
+    let _in_flight = sim.in_flight();
     let contract = contract.filter(|_| sim.contract_checks());
     let (req, op) = match &contract {
         Some(c) => match check_request(&sim, c, req).await {

@@ -139,6 +139,15 @@ pub struct RequestRecord {
     pub at: Instant,
 }
 
+/// A request being handled; see [`Sim::idle`].
+pub(crate) struct InFlight(Arc<AtomicU64>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A per-client (and optionally per-route) fixed-window rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateRule {
@@ -167,6 +176,10 @@ struct Inner {
     log: Mutex<RequestLog>,
     rate: Mutex<RateState>,
     latency_ms: AtomicU64,
+    /// 429s answered by the rate limit (not by injected faults).
+    throttled: AtomicU64,
+    /// Requests being handled right now.
+    in_flight: Arc<AtomicU64>,
     persist: Mutex<Option<Journal>>,
     contract: Mutex<ContractState>,
 }
@@ -289,6 +302,8 @@ impl Sim {
             log: Mutex::default(),
             rate: Mutex::default(),
             latency_ms: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
+            in_flight: Arc::default(),
             persist: Mutex::new(None),
             contract: Mutex::default(),
         }))
@@ -606,6 +621,29 @@ impl Sim {
         r.1.clear();
     }
 
+    /// Counts a request as in flight until the guard drops.
+    pub(crate) fn in_flight(&self) -> InFlight {
+        self.0.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.0.in_flight.clone())
+    }
+
+    /// Waits (up to `limit`) until no request is being handled; `false` on timeout.
+    pub async fn idle(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while self.0.in_flight.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// How many requests the rate limit answered with 429.
+    pub fn throttled(&self) -> u64 {
+        self.0.throttled.load(Ordering::Relaxed)
+    }
+
     /// `Some(retry_after_secs)` when this request exceeds the rate limit.
     pub(crate) fn rate_check(&self, client: &str, route: &str) -> Option<u64> {
         let mut r = lock(&self.0.rate);
@@ -618,6 +656,7 @@ impl Sim {
         }
         if entry.1 >= rule.limit {
             let left = rule.window.saturating_sub(now.duration_since(entry.0));
+            self.0.throttled.fetch_add(1, Ordering::Relaxed);
             return Some((left.as_secs() + u64::from(left.subsec_nanos() > 0)).max(1));
         }
         entry.1 += 1;

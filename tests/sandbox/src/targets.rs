@@ -42,6 +42,20 @@ impl Target {
         }
     }
 
+    /// The simulator routes a connector logs in or renews its access token on (empty: a static
+    /// token, no login).
+    pub const fn auth_routes(self) -> &'static [&'static str] {
+        match self {
+            Self::Sandbox => &["POST /api/v1/auth/token"],
+            Self::Rt => &[],
+            Self::Generic => &["POST /oauth/token"],
+            Self::Bms => &["POST /v2/security/authenticate", "POST /v2/security/refreshtoken"],
+            Self::Vsa => &["GET /api/v1.0/auth"],
+            Self::Ninjaone => &["POST /ws/oauth/token"],
+            Self::Otrs => &["POST /otrs/nph-genericinterface.pl/Webservice/GenericTicketConnectorREST/Session"],
+        }
+    }
+
     /// The simulator route the poller reads ticket statuses from.
     pub const fn status_route(self) -> &'static str {
         match self {
