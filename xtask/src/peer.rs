@@ -137,12 +137,20 @@ fn installed(package: &str) -> bool {
         .is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
 }
 
-/// A temporary folder, removed when dropped.
+/// A temporary folder (in /dev/shm when there is one), removed when dropped.
 struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Result<Self> {
-        let dir = std::env::temp_dir().join(format!("tb-rt-peer-{}", std::process::id()));
+        // In RAM where the machine has it: RT on SQLite syncs on every write, and right after a cold
+        // build the disk's write-back can stall those syncs past the suites' 1 s request timeouts.
+        let shm = Path::new("/dev/shm");
+        let base = if shm.is_dir() && fs::metadata(shm).is_ok_and(|m| !m.permissions().readonly()) {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        let dir = base.join(format!("tb-rt-peer-{}", std::process::id()));
         if dir.exists() {
             fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
         }
