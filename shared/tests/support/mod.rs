@@ -158,41 +158,28 @@ pub async fn sandbox_harness(opts: Opts) -> Harness {
 /// Request Tracker 5 (token auth, correlation key in a custom field, pages of 20): the simulator,
 /// or with `TB_RT_URL` and `TB_RT_TOKEN` set a fresh queue in that real RT (`cargo xtask peer rt`).
 pub async fn rt_harness(opts: Opts) -> Harness {
-    if let Some((url, token)) = rt_peer::from_env() {
-        let peer = RtPeer::spawn(&url, &token).await.unwrap_or_else(|e| panic!("real RT at {url}: {e}"));
-        let secret = "tb/rt";
-        let secrets = MemSecrets::with(secret, &[("token", peer.token())]);
-        let options =
-            format!("queue = \"{}\"\ncorrelation_field = \"{}\"\nper_page = 20", peer.queue(), rt_peer::CORRELATION_CF);
-        let cfg = conn_config("rt", peer.base_url(), secret, &opts, &options);
-        let connector = bridge::connectors::build("rt", &cfg, secrets.clone()).unwrap();
-        return Harness {
-            connector,
-            sim: peer.sim().clone(),
-            secrets,
-            secret_name: secret.into(),
-            create_route: "POST /REST/2.0/ticket",
-            status_route: "GET /REST/2.0/tickets",
-            status_page_size: Some(20),
-            reauth: false,
-            token_kind: TokenKind::None,
-            done_status: "resolved",
-            done_category: FULFILLED,
-            rejected_status: "rejected",
-            rejected_category: REJECTED,
-            guard: Box::new(peer),
-        };
-    }
-    let rt = sandbox::rt::RtSim::spawn(sandbox::rt::RtConfig::default()).await.unwrap();
     let secret = "tb/rt";
-    let token = rt.config().tokens[0].clone();
+    let (base_url, token, queue, correlation_field, sim, guard): (_, _, _, _, _, Box<dyn Any + Send + Sync>) =
+        match rt_peer::from_env() {
+            Some((url, token)) => {
+                let peer = RtPeer::spawn(&url, &token).await.unwrap_or_else(|e| panic!("real RT at {url}: {e}"));
+                let (base, token, queue) =
+                    (peer.base_url().to_string(), peer.token().to_string(), peer.queue().to_string());
+                (base, token, queue, rt_peer::CORRELATION_CF, peer.sim().clone(), Box::new(peer))
+            }
+            None => {
+                let rt = sandbox::rt::RtSim::spawn(sandbox::rt::RtConfig::default()).await.unwrap();
+                let (base, token) = (rt.base_url().to_string(), rt.config().tokens[0].clone());
+                (base, token, "General".to_string(), "TicketBridgeKey", rt.sim().clone(), Box::new(rt))
+            }
+        };
     let secrets = MemSecrets::with(secret, &[("token", &token)]);
-    let options = "queue = \"General\"\ncorrelation_field = \"TicketBridgeKey\"\nper_page = 20";
-    let cfg = conn_config("rt", rt.base_url(), secret, &opts, options);
+    let options = format!("queue = \"{queue}\"\ncorrelation_field = \"{correlation_field}\"\nper_page = 20");
+    let cfg = conn_config("rt", &base_url, secret, &opts, &options);
     let connector = bridge::connectors::build("rt", &cfg, secrets.clone()).unwrap();
     Harness {
         connector,
-        sim: rt.sim().clone(),
+        sim,
         secrets,
         secret_name: secret.into(),
         create_route: "POST /REST/2.0/ticket",
@@ -204,7 +191,7 @@ pub async fn rt_harness(opts: Opts) -> Harness {
         done_category: FULFILLED,
         rejected_status: "rejected",
         rejected_category: REJECTED,
-        guard: Box::new(rt),
+        guard,
     }
 }
 

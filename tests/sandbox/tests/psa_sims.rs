@@ -107,6 +107,19 @@ async fn bms_login_envelopes_and_page_size_cap() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// The VSA simulator's answer to a login with its configured user and PAT.
+async fn vsa_auth(sim: &Vsa, c: &Client) -> Value {
+    let cfg = sim.config();
+    c.get(format!("{}/api/v1.0/auth", sim.base_url()))
+        .basic_auth(&cfg.username, Some(&cfg.pat))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn vsa_refuses_top_above_100_and_names_for_ids() {
     let sim = Vsa::spawn(VsaConfig::default()).await.unwrap();
@@ -115,15 +128,7 @@ async fn vsa_refuses_top_above_100_and_names_for_ids() {
     let c = Client::new();
     let url = sim.base_url().to_string();
     let cfg = sim.config().clone();
-    let r: Value = c
-        .get(format!("{url}/api/v1.0/auth"))
-        .basic_auth(&cfg.username, Some(&cfg.pat))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = vsa_auth(&sim, &c).await;
     let token = r["Result"]["Token"].as_str().unwrap().to_string();
     assert!(r["Result"]["SessionExpiration"].as_str().is_some());
     let list = format!("{url}/api/v1.0/automation/servicedesks/1001/tickets");
@@ -161,17 +166,7 @@ async fn vsa_refuses_int32_overflow_unknown_filter_fields_and_non_json_bodies() 
     sim.set_contract_checks(false);
     let c = Client::new();
     let url = sim.base_url().to_string();
-    let cfg = sim.config().clone();
-    let auth: Value = c
-        .get(format!("{url}/api/v1.0/auth"))
-        .basic_auth(&cfg.username, Some(&cfg.pat))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = auth["Result"]["Token"].as_str().unwrap().to_string();
+    let token = vsa_auth(&sim, &c).await["Result"]["Token"].as_str().unwrap().to_string();
     let create = format!("{url}/api/v1.0/automation/servicedesktickets/1001/ticket");
     let made: Value = c
         .post(&create)
