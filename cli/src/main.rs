@@ -1,6 +1,7 @@
 //! `ticket-bridge`: the local runner (`serve`) and admin commands.
 
 mod admin;
+mod console;
 mod local;
 mod mappings;
 mod serve;
