@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long a condition may take before a test fails.
-const WAIT: Duration = Duration::from_secs(30);
+const WAIT: Duration = Duration::from_secs(60);
 
 /// Where `chromedriver` and `chromium` are, or why the browser tests cannot run here.
 pub fn browser_paths() -> Result<(PathBuf, PathBuf), String> {
