@@ -90,7 +90,7 @@ async fn console_local_mode_runs_tasks_dead_letters_mappings_and_the_desk() {
     b.reload_until("#task-state", "completion", |s| s == "completed").await;
     assert_eq!(b.text("#task-result").await, "fulfilled");
     let timeline = b.text("#timeline").await;
-    assert!(timeline.contains("ticket_created") || timeline.contains("created"), "{timeline}");
+    assert!(timeline.contains("ticket_created") && timeline.contains("completed: Resolved"), "{timeline}");
     b.screenshot(&shots().join("task-detail.png")).await;
 
     // Dead letters: the desk refuses the next creation for good, the task fails, replay it.
