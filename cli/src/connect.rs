@@ -64,8 +64,13 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, args: ConnectArgs) -> R
     let client_secret = client_secret(&secret)?;
     let redirect_uri = args.redirect_uri.clone().unwrap_or_else(|| format!("http://localhost:{}/", args.port));
     let callback = url::Url::parse(&redirect_uri).context("--redirect-uri is not a URL")?;
-    if !matches!(callback.host_str(), Some("localhost" | "127.0.0.1")) || callback.port_or_known_default() != Some(args.port) {
-        bail!("--redirect-uri must be http://localhost:{0}/… or http://127.0.0.1:{0}/… (this machine, --port)", args.port);
+    if !matches!(callback.host_str(), Some("localhost" | "127.0.0.1"))
+        || callback.port_or_known_default() != Some(args.port)
+    {
+        bail!(
+            "--redirect-uri must be http://localhost:{0}/… or http://127.0.0.1:{0}/… (this machine, --port)",
+            args.port
+        );
     }
     let listener = TcpListener::bind(("127.0.0.1", args.port))
         .await
@@ -83,12 +88,10 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, args: ConnectArgs) -> R
     println!("Open this URL in a browser, sign in to NinjaOne and allow access:\n\n  {authorize}\n");
     println!("Waiting for NinjaOne to redirect to {redirect_uri} …");
 
-    let code = tokio::time::timeout(
-        Duration::from_secs(args.timeout_secs),
-        wait_for_code(&listener, callback.path(), &state),
-    )
-    .await
-    .map_err(|_| anyhow::anyhow!("no redirect within {} s; run `connect` again", args.timeout_secs))??;
+    let code =
+        tokio::time::timeout(Duration::from_secs(args.timeout_secs), wait_for_code(&listener, callback.path(), &state))
+            .await
+            .map_err(|_| anyhow::anyhow!("no redirect within {} s; run `connect` again", args.timeout_secs))??;
 
     let http = bridge::http::client_builder().build().context("cannot build the HTTP client")?;
     let res = http
@@ -165,7 +168,8 @@ async fn wait_for_code(listener: &TcpListener, path: &str, state: &str) -> Resul
     loop {
         let (mut stream, _) = listener.accept().await.context("accepting the redirect")?;
         let mut buf = vec![0u8; 8192];
-        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.unwrap_or(Ok(0)).unwrap_or(0);
+        let n =
+            tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.unwrap_or(Ok(0)).unwrap_or(0);
         let head = String::from_utf8_lossy(&buf[..n]);
         let target = head.lines().next().and_then(|l| l.split(' ').nth(1)).unwrap_or("").to_string();
         let (req_path, query) = target.split_once('?').unwrap_or((&target, ""));
@@ -176,7 +180,12 @@ async fn wait_for_code(listener: &TcpListener, path: &str, state: &str) -> Resul
         let q: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
         if !get("state").is_some_and(|s| bool::from(s.as_bytes().ct_eq(state.as_bytes()))) {
-            reply(&mut stream, "400 Bad Request", "This redirect does not belong to the running `ticket-bridge connect`.").await;
+            reply(
+                &mut stream,
+                "400 Bad Request",
+                "This redirect does not belong to the running `ticket-bridge connect`.",
+            )
+            .await;
             bail!("the redirect's state does not match this authorization request; nothing was stored");
         }
         if let Some(err) = get("error") {
@@ -193,7 +202,10 @@ async fn wait_for_code(listener: &TcpListener, path: &str, state: &str) -> Resul
 }
 
 async fn reply(stream: &mut tokio::net::TcpStream, status: &str, text: &str) {
-    let body = format!("<!doctype html><html lang=\"en\"><title>Ticket Bridge</title><p>{}</p></html>", crate::console::html::esc(text));
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><title>Ticket Bridge</title><p>{}</p></html>",
+        crate::console::html::esc(text)
+    );
     let msg = format!(
         "HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         body.len()

@@ -66,7 +66,8 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
         sessions: Default::default(),
         status: status.clone(),
     };
-    let app = App { engine: engine.clone(), created: spawn_workers(engine.clone(), status.clone()), desk_url, http, console };
+    let app =
+        App { engine: engine.clone(), created: spawn_workers(engine.clone(), status.clone()), desk_url, http, console };
     // One log line per connection with its check result; the console shows the same.
     let (e, s) = (engine.clone(), status);
     tokio::spawn(async move { s.check_all_and_log(&e).await });

@@ -24,9 +24,23 @@ fn config(dir: &Path, base_url: &str) -> std::path::PathBuf {
 }
 
 /// Starts `connect` and returns it with the authorize URL it printed.
-fn start_connect(dir: &Path, config: &Path, port: u16, redirect: &str) -> (Child, String, BufReader<std::process::ChildStdout>) {
+fn start_connect(
+    dir: &Path,
+    config: &Path,
+    port: u16,
+    redirect: &str,
+) -> (Child, String, BufReader<std::process::ChildStdout>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ticket-bridge"))
-        .args(["connect", "ninja", "--client-id", "ninja-client", "--port", &port.to_string(), "--redirect-uri", redirect])
+        .args([
+            "connect",
+            "ninja",
+            "--client-id",
+            "ninja-client",
+            "--port",
+            &port.to_string(),
+            "--redirect-uri",
+            redirect,
+        ])
         .arg("--config")
         .arg(config)
         .arg("--data-dir")
@@ -63,13 +77,17 @@ async fn a_new_user_connects_a_ninjaone_tenant_without_editing_a_secret() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let redirect = format!("http://127.0.0.1:{port}/callback");
-    let ninja = NinjaOne::spawn(NinjaConfig { redirect_uris: vec![redirect.clone()], ..Default::default() }).await.unwrap();
+    let ninja =
+        NinjaOne::spawn(NinjaConfig { redirect_uris: vec![redirect.clone()], ..Default::default() }).await.unwrap();
     ninja.add_customer("7", "Acme Corp");
     let config = config(dir.path(), ninja.base_url());
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
 
     // The simulator sends nobody to a redirect URI the app did not register.
-    let evil = format!("{}/ws/oauth/authorize?response_type=code&client_id=ninja-client&redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2Fx&state=s", ninja.base_url());
+    let evil = format!(
+        "{}/ws/oauth/authorize?response_type=code&client_id=ninja-client&redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2Fx&state=s",
+        ninja.base_url()
+    );
     let res = http.get(evil).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 400);
     assert!(res.headers().get("location").is_none());
@@ -107,8 +125,13 @@ async fn a_new_user_connects_a_ninjaone_tenant_without_editing_a_secret() {
     let code = url::Url::parse(&back).unwrap().query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned();
     let again = http
         .post(format!("{}/ws/oauth/token", ninja.base_url()))
-        .form(&[("grant_type", "authorization_code"), ("client_id", "ninja-client"), ("client_secret", CLIENT_SECRET),
-                ("code", code.as_str()), ("redirect_uri", redirect.as_str())])
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", "ninja-client"),
+            ("client_secret", CLIENT_SECRET),
+            ("code", code.as_str()),
+            ("redirect_uri", redirect.as_str()),
+        ])
         .send()
         .await
         .unwrap();
@@ -133,7 +156,8 @@ async fn connect_refuses_a_redirect_with_another_state_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let redirect = format!("http://127.0.0.1:{port}/callback");
-    let ninja = NinjaOne::spawn(NinjaConfig { redirect_uris: vec![redirect.clone()], ..Default::default() }).await.unwrap();
+    let ninja =
+        NinjaOne::spawn(NinjaConfig { redirect_uris: vec![redirect.clone()], ..Default::default() }).await.unwrap();
     let config = config(dir.path(), ninja.base_url());
     let (child, _url, out) = start_connect(dir.path(), &config, port, &redirect);
     // A forged redirect (someone else's code, not our state).

@@ -13,7 +13,12 @@ pub async fn page(ctx: &Ctx<'_>, notice: Option<String>) -> Reply {
     let Some(desk) = &ctx.console.desk_url else {
         return Reply::Html(
             StatusCode::NOT_FOUND,
-            ctx.page("Sandbox desk", "/desk", notice, "<p>serve is not running the built-in sandbox desk (a config file is in use).</p>"),
+            ctx.page(
+                "Sandbox desk",
+                "/desk",
+                notice,
+                "<p>serve is not running the built-in sandbox desk (a config file is in use).</p>",
+            ),
         );
     };
     let tickets: Vec<serde_json::Value> = match ctx.console.http.get(format!("{desk}/_sim/tickets")).send().await {
@@ -45,7 +50,8 @@ pub async fn page(ctx: &Ctx<'_>, notice: Option<String>) -> Reply {
                 status = esc(status),
             );
             if open {
-                let options: Vec<(String, String)> = CLOSE_WITH.iter().map(|s| (s.to_string(), s.to_string())).collect();
+                let options: Vec<(String, String)> =
+                    CLOSE_WITH.iter().map(|s| (s.to_string(), s.to_string())).collect();
                 let _ = write!(
                     body,
                     "<form method=\"post\" action=\"/desk/tickets/{path}/close\" class=\"inline\">{csrf}{select} <button type=\"submit\" id=\"close-{id}\">Close ticket {id}</button></form>",

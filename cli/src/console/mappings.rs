@@ -129,7 +129,8 @@ pub async fn act(ctx: &Ctx<'_>, conn: &str, op: &str) -> Reply {
             ctx.api("POST", &format!("{base}/{op}"), Some(&q), "text/csv", csv.as_bytes()).await
         }
         "match" => {
-            let b = json!({"org_id": f.get("org_id"), "customer_id": f.get("customer_id"), "org_name": f.get("org_name")});
+            let b =
+                json!({"org_id": f.get("org_id"), "customer_id": f.get("customer_id"), "org_name": f.get("org_name")});
             ctx.api("POST", &format!("{base}/match"), None, "application/json", b.to_string().as_bytes()).await
         }
         "exclude" => {
@@ -201,7 +202,11 @@ fn plan_html(plan: &Value, caption: &str) -> String {
         }
     };
     let arr = |k: &str| plan[k].as_array().cloned().unwrap_or_default();
-    list(&mut h, "Matched", arr("matched").iter().map(|m| format!("{} → {}", org(&m["org"]), org(&m["customer"]))).collect());
+    list(
+        &mut h,
+        "Matched",
+        arr("matched").iter().map(|m| format!("{} → {}", org(&m["org"]), org(&m["customer"]))).collect(),
+    );
     list(&mut h, "Created in the target", arr("to_create").iter().map(|m| org(&m["org"])).collect());
     list(&mut h, "Unmatched (tickets go to the catch-all)", arr("unmatched").iter().map(org).collect());
     list(&mut h, "Excluded", arr("excluded").iter().map(org).collect());

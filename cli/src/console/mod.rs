@@ -82,8 +82,7 @@ impl Ctx<'_> {
     /// Calls the public API as the signed-in user.
     pub async fn api(&self, method: &str, path: &str, query: Option<&str>, ct: &str, body: &[u8]) -> ApiResponse {
         let headers = api_headers(self.session.key.as_deref(), ct);
-        let req =
-            ApiRequest { method, path, query, headers: &headers, body, peer_loopback: self.loopback };
+        let req = ApiRequest { method, path, query, headers: &headers, body, peer_loopback: self.loopback };
         api::handle(self.engine(), req, chrono::Utc::now()).await
     }
 
@@ -155,7 +154,10 @@ pub async fn handle(console: &Console, req: ConsoleRequest<'_>) -> Response {
     let mut set_cookie = new_cookie.then(|| session::set_cookie(&session, https));
     let form = if req.method == "POST" { Form::parse(req.body) } else { Form(vec![]) };
     if req.method == "POST" && !session.csrf_ok(form.get("csrf")) {
-        let r = bare(StatusCode::FORBIDDEN, "The form was stale or not sent by this console. Reload the page and try again.");
+        let r = bare(
+            StatusCode::FORBIDDEN,
+            "The form was stale or not sent by this console. Reload the page and try again.",
+        );
         return with_cookie(r, set_cookie);
     }
     if req.path == "/logout" && req.method == "POST" {
@@ -242,7 +244,8 @@ fn login_page(ctx: &Ctx<'_>, error: Option<&str>) -> String {
 <p>Use a key from <code>[[auth.api_keys]]</code> with <code>scope = \"admin\"</code>. It is kept on the server, not in your browser.</p>",
         csrf = ctx.csrf()
     );
-    let frame = Frame { current: "/login", desk: false, sign_out_csrf: None, notice: error.map(|e| html::notice(false, e)) };
+    let frame =
+        Frame { current: "/login", desk: false, sign_out_csrf: None, notice: error.map(|e| html::notice(false, e)) };
     html::page("Sign in", &frame, &body)
 }
 

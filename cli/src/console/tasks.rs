@@ -27,7 +27,9 @@ pub async fn list(ctx: &Ctx<'_>) -> Reply {
     for s in states {
         match ctx.engine().list(s, PER_STATE, None).await {
             Ok(page) => items.extend(page.items),
-            Err(e) => notice = Some(html::notice(false, &format!("Could not read {} tasks: {}", s.as_str(), e.message))),
+            Err(e) => {
+                notice = Some(html::notice(false, &format!("Could not read {} tasks: {}", s.as_str(), e.message)))
+            }
         }
     }
     items.retain(|t| {
@@ -36,7 +38,7 @@ pub async fn list(ctx: &Ctx<'_>) -> Reply {
             && source.is_none_or(|s| t.source == s)
             && search.is_none_or(|x| t.external_id.to_lowercase().contains(&x.to_lowercase()))
     });
-    items.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    items.sort_by_key(|t| std::cmp::Reverse(t.created_at));
 
     let opts = |all: &str, values: Vec<String>| -> Vec<(String, String)> {
         std::iter::once((String::new(), all.to_string())).chain(values.into_iter().map(|v| (v.clone(), v))).collect()
@@ -48,9 +50,24 @@ pub async fn list(ctx: &Ctx<'_>) -> Reply {
 <div><label for=\"f-source\">Source</label><input id=\"f-source\" name=\"source\" value=\"{}\"></div>\
 <div><label for=\"f-q\">External id</label><input id=\"f-q\" name=\"q\" type=\"search\" value=\"{}\"></div>\
 <div><button type=\"submit\">Filter</button> <a href=\"/\">Clear</a></div></form>",
-        html::select("state", "State", &opts("any", TaskState::ALL.map(|s| s.as_str().to_string()).to_vec()), q.get("state").unwrap_or("")),
-        html::select("result", "Result", &opts("any", TaskResult::ALL.map(|s| s.as_str().to_string()).to_vec()), result.unwrap_or("")),
-        html::select("connection", "Connection", &opts("any", ctx.engine().config.connections.keys().cloned().collect()), connection.unwrap_or("")),
+        html::select(
+            "state",
+            "State",
+            &opts("any", TaskState::ALL.map(|s| s.as_str().to_string()).to_vec()),
+            q.get("state").unwrap_or("")
+        ),
+        html::select(
+            "result",
+            "Result",
+            &opts("any", TaskResult::ALL.map(|s| s.as_str().to_string()).to_vec()),
+            result.unwrap_or("")
+        ),
+        html::select(
+            "connection",
+            "Connection",
+            &opts("any", ctx.engine().config.connections.keys().cloned().collect()),
+            connection.unwrap_or("")
+        ),
         esc(source.unwrap_or("")),
         esc(search.unwrap_or("")),
     );
@@ -162,7 +179,10 @@ pub async fn detail(ctx: &Ctx<'_>, id: &str, notice: Option<String>) -> Reply {
             ctx.csrf()
         );
     }
-    let _ = write!(body, "<a href=\"/tasks/{id_path}\">Refresh</a></p><h2>History</h2><ol class=\"timeline\" id=\"timeline\">");
+    let _ = write!(
+        body,
+        "<a href=\"/tasks/{id_path}\">Refresh</a></p><h2>History</h2><ol class=\"timeline\" id=\"timeline\">"
+    );
     for h in &task.history {
         let _ = write!(
             body,

@@ -19,8 +19,10 @@ pub fn browser_paths() -> Result<(PathBuf, PathBuf), String> {
         let path = std::env::var_os("PATH")?;
         std::env::split_paths(&path).flat_map(|d| names.iter().map(move |n| d.join(n))).find(|p| p.is_file())
     };
-    let driver = find("TB_CHROMEDRIVER", &["chromedriver"]).ok_or("chromedriver not found (Debian: chromium-driver)")?;
-    let browser = find("TB_CHROMIUM", &["chromium", "chromium-browser"]).ok_or("chromium not found (Debian: chromium)")?;
+    let driver =
+        find("TB_CHROMEDRIVER", &["chromedriver"]).ok_or("chromedriver not found (Debian: chromium-driver)")?;
+    let browser =
+        find("TB_CHROMIUM", &["chromium", "chromium-browser"]).ok_or("chromium not found (Debian: chromium)")?;
     Ok((driver, browser))
 }
 
@@ -82,7 +84,8 @@ impl Driver {
             "binary": self.browser,
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--window-size=1280,900", "--no-first-run", "--disable-extensions"]}}}});
-        let v: Value = self.http.post(format!("{}/session", self.base)).json(&caps).send().await.unwrap().json().await.unwrap();
+        let v: Value =
+            self.http.post(format!("{}/session", self.base)).json(&caps).send().await.unwrap().json().await.unwrap();
         let id = v["value"]["sessionId"].as_str().unwrap_or_else(|| panic!("no session: {v}")).to_string();
         Browser { http: self.http.clone(), url: format!("{}/session/{id}", self.base) }
     }
@@ -147,7 +150,12 @@ impl Browser {
             if let Some(e) = self.all(css).await.into_iter().next() {
                 return e;
             }
-            assert!(Instant::now() < deadline, "no element '{css}' on {}:\n{}", self.current_url().await, self.text("body").await);
+            assert!(
+                Instant::now() < deadline,
+                "no element '{css}' on {}:\n{}",
+                self.current_url().await,
+                self.text("body").await
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -167,7 +175,11 @@ impl Browser {
     /// Visible text of the first element matching `css` ("" when there is none).
     pub async fn text(&self, css: &str) -> String {
         let Some(e) = self.all(css).await.into_iter().next() else { return String::new() };
-        self.get(&format!("/element/{}/text", e.0)).await.ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+        self.get(&format!("/element/{}/text", e.0))
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
     }
 
     /// Reloads the page until `css`'s text satisfies `pred` (panics after a while, with the page text).
@@ -188,7 +200,9 @@ impl Browser {
     pub async fn keys(&self, keys: &str) {
         let actions: Vec<Value> = keys
             .chars()
-            .flat_map(|c| [json!({"type": "keyDown", "value": c.to_string()}), json!({"type": "keyUp", "value": c.to_string()})])
+            .flat_map(|c| {
+                [json!({"type": "keyDown", "value": c.to_string()}), json!({"type": "keyUp", "value": c.to_string()})]
+            })
             .collect();
         self.post("/actions", json!({"actions": [{"type": "key", "id": "kb", "actions": actions}]})).await.unwrap();
     }
@@ -197,7 +211,11 @@ impl Browser {
     pub async fn active_attr(&self, name: &str) -> String {
         let e = self.get("/element/active").await.unwrap();
         let id = element_id(&e).unwrap();
-        self.get(&format!("/element/{id}/attribute/{name}")).await.ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+        self.get(&format!("/element/{id}/attribute/{name}"))
+            .await
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
     }
 
     /// Saves a PNG screenshot of the page to `path`.

@@ -116,7 +116,13 @@ pub struct NinjaOne {
 impl NinjaOne {
     pub async fn spawn(config: NinjaConfig) -> std::io::Result<Self> {
         let sim = Sim::new(profile());
-        let st = Arc::new(St { sim: sim.clone(), config, spent: Mutex::default(), replays: AtomicU64::new(0), codes: Mutex::default() });
+        let st = Arc::new(St {
+            sim: sim.clone(),
+            config,
+            spent: Mutex::default(),
+            replays: AtomicU64::new(0),
+            codes: Mutex::default(),
+        });
         let server = SimServer::spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), sim, routes(st.clone())).await?;
         Ok(Self { server, st })
     }
@@ -232,12 +238,22 @@ async fn token(State(st): State<Arc<St>>, Form(f): Form<HashMap<String, String>>
             let scope = {
                 let mut codes = st.codes.lock().unwrap_or_else(|p| p.into_inner());
                 match codes.get_mut(get("code")) {
-                    None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "authorization code is invalid"),
+                    None => {
+                        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "authorization code is invalid");
+                    }
                     Some(g) if g.used => {
-                        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "authorization code was already used");
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "authorization code was already used",
+                        );
                     }
                     Some(g) if g.redirect_uri != get("redirect_uri") => {
-                        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "redirect_uri does not match the authorization request");
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "redirect_uri does not match the authorization request",
+                        );
                     }
                     Some(g) => {
                         g.used = true;
@@ -246,7 +262,8 @@ async fn token(State(st): State<Arc<St>>, Form(f): Form<HashMap<String, String>>
                 }
             };
             let (access, _) = tokens.issue(TokenKind::Access, &st.config.client_id, &[], Some(ttl));
-            let mut body = json!({"access_token": access, "token_type": "Bearer", "expires_in": ttl.as_secs(), "scope": scope});
+            let mut body =
+                json!({"access_token": access, "token_type": "Bearer", "expires_in": ttl.as_secs(), "scope": scope});
             if scope.split(' ').any(|s| s == "offline_access") {
                 body["refresh_token"] = tokens.issue(TokenKind::Refresh, &st.config.client_id, &[], None).0.into();
             }
