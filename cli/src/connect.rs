@@ -4,9 +4,11 @@
 //! the code, stores the refresh token in the connection's secret and runs `check`.
 
 use anyhow::{Context, Result, bail};
+use bridge::config::SecretsKind;
 use bridge::domain::ConnectorKind;
-use bridge::secrets::{Secret, SecretsError};
+use bridge::secrets::{Secret, Secrets, SecretsError};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,7 +54,16 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, args: ConnectArgs) -> R
     if !args.scope.split(' ').any(|s| s == "offline_access") {
         bail!("--scope must include offline_access, or NinjaOne gives no refresh token");
     }
-    let mut secret = match engine.secrets.get(&cfg.secret).await {
+    // The configured backend: the local secrets file, or Secrets Manager (settings.secrets = "aws",
+    // endpoint and credentials from the usual AWS environment, TB_AWS_ENDPOINT for a local one).
+    let secrets: Arc<dyn Secrets> = match engine.config.settings.secrets {
+        SecretsKind::File => engine.secrets.clone(),
+        SecretsKind::Aws => {
+            let sdk = bridge::aws::sdk_config_from_env().await;
+            Arc::new(bridge::secrets::aws::AwsSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk), Duration::ZERO))
+        }
+    };
+    let mut secret = match secrets.get(&cfg.secret).await {
         Ok(s) => s,
         Err(SecretsError::NotFound(_)) => Secret::new(),
         Err(e) => return Err(e).with_context(|| format!("reading secret '{}'", cfg.secret)),
@@ -122,10 +133,15 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, args: ConnectArgs) -> R
     for stale in ["access_token", "access_token_expires_at", "refresh_token_expires_at"] {
         secret.remove(stale);
     }
-    engine.secrets.put(&cfg.secret, &secret).await.with_context(|| format!("storing secret '{}'", cfg.secret))?;
-    println!("Stored the refresh token in secret '{}'.", cfg.secret);
+    secrets.put(&cfg.secret, &secret).await.with_context(|| format!("storing secret '{}'", cfg.secret))?;
+    let backend = match engine.config.settings.secrets {
+        SecretsKind::File => "the local secrets file",
+        SecretsKind::Aws => "Secrets Manager",
+    };
+    println!("Stored the refresh token in secret '{}' ({backend}).", cfg.secret);
 
-    let Some(connector) = engine.connectors.get(name) else { bail!("connection '{name}' has no connector") };
+    let connector = bridge::connectors::build(name, cfg, secrets.clone())
+        .map_err(|e| anyhow::anyhow!("connection '{name}': {e}"))?;
     match connector.check().await {
         Ok(report) => {
             for s in &report.steps {

@@ -14,9 +14,14 @@ const CLIENT_SECRET: &str = "ninja-client-secret-value";
 
 /// A config with one NinjaOne connection and no secrets file.
 fn config(dir: &Path, base_url: &str) -> std::path::PathBuf {
+    config_with(dir, base_url, "", "ninja")
+}
+
+/// [`config`] with `settings` (TOML lines) and the secret's name.
+fn config_with(dir: &Path, base_url: &str, settings: &str, secret: &str) -> std::path::PathBuf {
     let path = dir.join("ticket-bridge.toml");
     let text = format!(
-        "[connections.ninja]\nkind = \"ninjaone\"\nbase_url = \"{base_url}\"\nsecret = \"ninja\"\n\
+        "[settings]\n{settings}\n[connections.ninja]\nkind = \"ninjaone\"\nbase_url = \"{base_url}\"\nsecret = \"{secret}\"\n\
 [connections.ninja.status_map]\nfulfilled = [\"Resolved\"]\n[connections.ninja.catch_all]\ncustomer_id = \"7\"\n"
     );
     std::fs::write(&path, text).unwrap();
@@ -168,4 +173,37 @@ async fn connect_refuses_a_redirect_with_another_state_and_stores_nothing() {
     assert!(stderr.contains("state does not match"), "{stderr}");
     let stored = std::fs::read_to_string(dir.path().join("secrets.json")).unwrap_or_default();
     assert!(!stored.contains("refresh_token"), "nothing stored: {stored}");
+}
+
+/// With `settings.secrets = "aws"` the refresh token goes to Secrets Manager (moto in tests), not
+/// to the local file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_stores_the_refresh_token_in_secrets_manager_when_configured() {
+    let Ok(endpoint) = std::env::var("TB_AWS_ENDPOINT") else {
+        panic!("TB_AWS_ENDPOINT is not set: run through `cargo xtask test` (it starts moto) or `cargo xtask moto`");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let redirect = format!("http://127.0.0.1:{port}/callback");
+    let ninja =
+        NinjaOne::spawn(NinjaConfig { redirect_uris: vec![redirect.clone()], ..Default::default() }).await.unwrap();
+    ninja.add_customer("7", "Acme Corp");
+    let name = format!("ninja-connect-{}", ulid::Ulid::new());
+    let config = config_with(dir.path(), ninja.base_url(), "secrets = \"aws\"", &name);
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let (child, url, out) = start_connect(dir.path(), &config, port, &redirect);
+    let res = http.get(&url).send().await.unwrap();
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(http.get(&back).send().await.unwrap().status().as_u16(), 200);
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || rest(out, child)).await.unwrap();
+    assert!(ok, "connect failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("(Secrets Manager)") && stdout.contains("ninja: OK"), "{stdout}");
+    let sdk = bridge::aws::sdk_config(Some(&endpoint)).await;
+    let sm =
+        bridge::secrets::aws::AwsSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk), std::time::Duration::ZERO);
+    let stored = bridge::secrets::Secrets::get(&sm, &name).await.unwrap();
+    assert_eq!(stored.get("client_id"), Some("ninja-client"));
+    assert!(stored.get("refresh_token").is_some_and(|r| !r.is_empty()));
+    let file = std::fs::read_to_string(dir.path().join("secrets.json")).unwrap_or_default();
+    assert!(!file.contains("refresh_token"), "nothing in the local file: {file}");
 }
