@@ -65,15 +65,15 @@ async fn console_local_mode_runs_tasks_dead_letters_mappings_and_the_desk() {
     assert_eq!(b.active_attr("href").await, "#main");
     // Search by external id narrows the list.
     b.fill("#f-q", "nothing-like-this").await;
-    b.click("form.filters button[type=submit]").await;
+    b.click_and_load("form.filters button[type=submit]").await;
     b.find("#no-tasks").await;
     b.fill("#f-q", "task-<scr").await;
-    b.click("form.filters button[type=submit]").await;
+    b.click_and_load("form.filters button[type=submit]").await;
     b.find(&format!("tr[data-task='{id}']")).await;
     b.screenshot(&shots().join("tasks.png")).await;
 
     // Detail: wait for the ticket, close it on the desk page, watch the task complete.
-    b.click(&format!("tr[data-task='{id}'] a")).await;
+    b.click_and_load(&format!("tr[data-task='{id}'] a")).await;
     b.reload_until("#task-state", "the ticket to open", |s| s == "ticket_open").await;
     let ticket = b.text("#ticket-link").await;
     assert!(ticket.starts_with("SBX-"), "{ticket}");
@@ -83,7 +83,7 @@ async fn console_local_mode_runs_tasks_dead_letters_mappings_and_the_desk() {
     b.screenshot(&shots().join("desk.png")).await;
     let close = b.all("#desk-tickets button[id^=close-]").await;
     assert_eq!(close.len(), 1, "one open ticket on the desk");
-    b.click("#desk-tickets button[id^=close-]").await;
+    b.click_and_load("#desk-tickets button[id^=close-]").await;
     let notice = b.text(".notice").await;
     assert!(notice.contains("set to Resolved"), "{notice}");
     b.goto(&task_url).await;
@@ -108,7 +108,7 @@ async fn console_local_mode_runs_tasks_dead_letters_mappings_and_the_desk() {
     assert!(row.contains("TASK-DEAD") && row.contains("400"), "the reason is shown: {row}");
     b.screenshot(&shots().join("dead-letters.png")).await;
     b.click(&format!("#sel-{dead}")).await;
-    b.click("#replay-form button").await;
+    b.click_and_load("#replay-form button").await;
     let notice = b.text(".notice").await;
     assert_eq!(notice, "Replayed 1 task(s).");
     b.goto(&format!("{base}/tasks/{dead}")).await;
@@ -118,16 +118,16 @@ async fn console_local_mode_runs_tasks_dead_letters_mappings_and_the_desk() {
     b.goto(&format!("{base}/mappings")).await;
     b.fill("#organizations", "id,name\norg-1,Acme Corp\norg-2,Globex").await;
     b.click("#auto_create").await;
-    b.click("#preview").await;
+    b.click_and_load("#preview").await;
     assert_eq!(b.text("td[data-count=to_create]").await, "2");
     assert!(b.text(".notice").await.contains("nothing was changed"));
     b.screenshot(&shots().join("mappings-preview.png")).await;
-    b.click("#apply").await;
+    b.click_and_load("#apply").await;
     let notice = b.text(".notice").await;
     assert!(notice.contains("2 customer(s) created") && notice.contains("0 failure(s)"), "{notice}");
     let mappings = b.text("#mappings").await;
     assert!(mappings.contains("Acme Corp") && mappings.contains("Globex"), "{mappings}");
-    b.click("#preview").await;
+    b.click_and_load("#preview").await;
     assert_eq!(b.text("td[data-count=already_mapped]").await, "2");
     // Manual match of a third organization to one of the customers now in the target.
     let options = b.all("#customers option").await;
@@ -158,10 +158,10 @@ async fn console_signs_in_with_an_admin_key_and_explains_a_failing_connection() 
     assert!(b.current_url().await.ends_with("/login"), "signed-out users are sent to sign in");
     b.screenshot(&shots().join("sign-in.png")).await;
     b.fill("#api_key", TASKS_KEY).await;
-    b.click("form[action='/login'] button").await;
+    b.click_and_load("form[action='/login'] button").await;
     assert!(b.text(".notice").await.contains("not admin-scoped"));
     b.fill("#api_key", ADMIN_KEY).await;
-    b.click("form[action='/login'] button").await;
+    b.click_and_load("form[action='/login'] button").await;
     b.find("#tasks, #no-tasks").await;
     assert!(!b.current_url().await.contains(ADMIN_KEY) && !b.source().await.contains(ADMIN_KEY));
 
@@ -172,10 +172,10 @@ async fn console_signs_in_with_an_admin_key_and_explains_a_failing_connection() 
     assert!(steps.to_lowercase().contains("client") || steps.contains("401"), "the cause is named: {steps}");
     b.screenshot(&shots().join("connections-failure.png")).await;
     // Re-check from the page gives the same explanation.
-    b.click("#conn-itsm form button").await;
+    b.click_and_load("#conn-itsm form button").await;
     assert!(b.text(".notice").await.starts_with("itsm: check failed"));
 
-    b.click("header form button").await;
+    b.click_and_load("header form button").await;
     assert!(b.current_url().await.ends_with("/login"));
     b.goto(&format!("{base}/")).await;
     assert!(b.current_url().await.ends_with("/login"), "signed out for good");

@@ -165,6 +165,19 @@ impl Browser {
         self.post(&format!("/element/{}/click", e.0), json!({})).await.unwrap_or_else(|m| panic!("click {css}: {m}"));
     }
 
+    /// Clicks something that loads a new page (a link, a form's button) and waits until the old
+    /// page is gone, so what is read next comes from the new one.
+    pub async fn click_and_load(&self, css: &str) {
+        let old = self.find("html").await;
+        self.click(css).await;
+        let deadline = Instant::now() + WAIT;
+        while self.get(&format!("/element/{}/name", old.0)).await.is_ok() {
+            assert!(Instant::now() < deadline, "clicking '{css}' loaded no new page");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.find("body").await;
+    }
+
     /// Clears a field and types `text` into it.
     pub async fn fill(&self, css: &str, text: &str) {
         let e = self.find(css).await;
