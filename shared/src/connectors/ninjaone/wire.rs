@@ -279,6 +279,20 @@ pub struct NewTicket {
     pub priority: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requester_uid: Option<String>,
+    /// Technician (app user id) the ticket is assigned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_app_user_id: Option<i64>,
+    /// Ticket attribute values (`attributeId` + string `value`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<AttributeValue>,
+}
+
+/// One ticket attribute value of a new ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttributeValue {
+    pub attribute_id: i64,
+    pub value: String,
 }
 
 /// The `comment` part of the comment call.
