@@ -520,9 +520,13 @@ mod tests {
             ticket_type: Some("TASK".into()),
             priority: None,
             requester_uid: None,
+            assigned_app_user_id: Some(9),
+            attributes: vec![AttributeValue { attribute_id: 3, value: "x".into() }],
         };
         let v = serde_json::to_value(&t).unwrap();
         assert_eq!(v["clientId"], 2);
+        assert_eq!(v["assignedAppUserId"], 9);
+        assert_eq!(v["attributes"], serde_json::json!([{"attributeId": 3, "value": "x"}]));
         assert_eq!(v["type"], "TASK");
         assert_eq!(v["description"]["public"], false);
         assert!(v.get("priority").is_none());
