@@ -187,11 +187,10 @@ mod generic {
     #[tokio::test]
     async fn templates_carry_assignee_and_custom_fields() {
         let g = sandbox::generic::GenericSim::spawn(sandbox::generic::GenericConfig::default()).await.unwrap();
-        let secrets = MemSecrets::with("tb/generic", &[("client_id", "tb-client"), ("client_secret", "tb-client-secret")]);
-        let options = GENERIC_OPTIONS.replace(
-            r#""extra": {{ fields }}}}"#,
-            r#""labels": [{{ assignee }}], "extra": {{ custom_fields }}}}"#,
-        );
+        let secrets =
+            MemSecrets::with("tb/generic", &[("client_id", "tb-client"), ("client_secret", "tb-client-secret")]);
+        let options = GENERIC_OPTIONS
+            .replace(r#""extra": {{ fields }}}}"#, r#""labels": [{{ assignee }}], "extra": {{ custom_fields }}}}"#);
         assert_ne!(options, GENERIC_OPTIONS, "the create template was changed");
         let cfg = conn_config("generic", g.base_url(), "tb/generic", &Opts::default(), &options);
         let conn = bridge::connectors::build("generic", &cfg, secrets).unwrap();

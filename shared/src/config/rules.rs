@@ -192,11 +192,7 @@ impl RuleMatch {
 
 /// The first rule matching `task` among those that may send to `connection` (any connection when
 /// `None`), with its index.
-pub fn first_match<'a>(
-    rules: &'a [Rule],
-    task: Subject<'_>,
-    connection: Option<&str>,
-) -> Option<(usize, &'a Rule)> {
+pub fn first_match<'a>(rules: &'a [Rule], task: Subject<'_>, connection: Option<&str>) -> Option<(usize, &'a Rule)> {
     rules.iter().enumerate().find(|(_, r)| {
         let fits = match (connection, r.connection.as_deref()) {
             (Some(c), Some(rc)) => c == rc,
@@ -274,7 +270,10 @@ pub fn validate(rules: &[Rule], connections: &[&str]) -> Result<(), ConfigError>
         if (access_only && !kinds.is_empty() && !kinds.iter().any(|k| k == "access"))
             || (alert_only && !kinds.is_empty() && !kinds.iter().any(|k| k == "alert"))
         {
-            return Err(ConfigError::new(key("when.kind"), "contradicts the other conditions: this rule can never match"));
+            return Err(ConfigError::new(
+                key("when.kind"),
+                "contradicts the other conditions: this rule can never match",
+            ));
         }
         for (field, tpl) in r.ticket.templates() {
             crate::render::check_template(tpl).map_err(|e| ConfigError::new(key(&format!("ticket.{field}")), e))?;
@@ -327,7 +326,8 @@ pub(super) fn precheck(table: &toml::Table) -> Result<(), ConfigError> {
                 ));
             }
         }
-        Rule::deserialize(item.clone()).map_err(|e| ConfigError::new(format!("rules[{i}]"), e.message().to_string()))?;
+        Rule::deserialize(item.clone())
+            .map_err(|e| ConfigError::new(format!("rules[{i}]"), e.message().to_string()))?;
     }
     Ok(())
 }
@@ -446,9 +446,11 @@ when = { organization = "ACME", severity = ["high", "critical"] }
         assert!(err.message.contains("delete") && err.message.contains("remove_account"), "{err}");
         let err = validate(&rules("[[rules]]\nwhen = { severity = \"urgent\" }\n"), &conns).unwrap_err();
         assert_eq!(err.key, "rules[0].when.severity");
-        let err = validate(&rules("[[rules]]\nwhen = { kind = \"alert\", application = \"X\" }\n"), &conns).unwrap_err();
+        let err =
+            validate(&rules("[[rules]]\nwhen = { kind = \"alert\", application = \"X\" }\n"), &conns).unwrap_err();
         assert_eq!(err.key, "rules[0].when.kind");
-        let err = validate(&rules("[[rules]]\nwhen = { severity = \"low\", application = \"X\" }\n"), &conns).unwrap_err();
+        let err =
+            validate(&rules("[[rules]]\nwhen = { severity = \"low\", application = \"X\" }\n"), &conns).unwrap_err();
         assert_eq!(err.key, "rules[0].when");
         let err = validate(&rules("[[rules]]\nticket = { priority = \"{{ task.x \" }\n"), &conns).unwrap_err();
         assert_eq!(err.key, "rules[0].ticket.priority");
@@ -461,8 +463,10 @@ when = { organization = "ACME", severity = ["high", "critical"] }
     fn config_file_errors_name_rule_index_and_key() {
         let base = "[connections.a]\nkind = \"sandbox\"\nbase_url = \"http://localhost:1\"\nsecret = \"s\"\n";
         let load = |rules: &str| super::super::Config::from_toml_with_env(&format!("{base}{rules}"), Vec::new());
-        let ok = load("[[rules]]\nconnection = \"a\"\nwhen = { source = \"x\" }\nticket = { custom_fields = { Risk = 3 } }\n")
-            .unwrap();
+        let ok = load(
+            "[[rules]]\nconnection = \"a\"\nwhen = { source = \"x\" }\nticket = { custom_fields = { Risk = 3 } }\n",
+        )
+        .unwrap();
         assert_eq!(ok.rules[0].ticket.custom_fields["Risk"], serde_json::json!(3));
         assert_eq!(load("[[rules]]\n[[rules]]\nqueue = \"x\"\n").unwrap_err().key, "rules[1].queue");
         assert_eq!(load("[[rules]]\nwhen = { sorce = \"x\" }\n").unwrap_err().key, "rules[0].when.sorce");
@@ -471,5 +475,40 @@ when = { organization = "ACME", severity = ["high", "critical"] }
         assert_eq!(err.key, "rules[0]");
         assert!(err.message.contains("string or a list"), "{err}");
         assert_eq!(load("[[rules]]\nconnection = \"b\"\n").unwrap_err().key, "rules[0].connection");
+    }
+
+    /// The examples in docs/rules.md load as written and route as described.
+    #[test]
+    fn documented_examples_load_and_match() {
+        let doc = include_str!("../../../docs/rules.md");
+        let mut conns = String::new();
+        for name in ["otrs-main", "bms-acme", "ninja-globex"] {
+            conns.push_str(&format!(
+                "[connections.{name}]\nkind = \"sandbox\"\nbase_url = \"http://localhost:1\"\nsecret = \"s\"\n"
+            ));
+        }
+        let blocks: Vec<&str> = doc
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .filter(|b| b.contains("[[rules]]"))
+            .collect();
+        assert_eq!(blocks.len(), 3, "the documented rule examples");
+        let load = |block: &str| {
+            let text = format!("[settings]\ndefault_connection = \"otrs-main\"\n{conns}{block}");
+            super::super::Config::from_toml_with_env(&text, Vec::new()).unwrap_or_else(|e| panic!("{e}\n{block}"))
+        };
+        let saviynt = load(blocks[1]);
+        let t = access("saviynt", AccessAction::RemoveAccess, "payroll");
+        assert_eq!(saviynt.rule_for(&t).map(|(i, _)| i), Some(0));
+        assert_eq!(saviynt.rule_for(&access("saviynt", AccessAction::AddAccess, "Payroll")).map(|(i, _)| i), Some(1));
+        assert_eq!(saviynt.rule_for(&access("saviynt", AccessAction::AddAccess, "CRM")).map(|(i, _)| i), Some(2));
+        let msp = load(blocks[2]);
+        let route = |t: &Task| msp.route_task(t.into(), None).map(|(c, r)| (c.to_string(), r.map(|(i, _)| i)));
+        assert_eq!(route(&alert("Acme Corp", "X", Severity::Critical)), Ok(("bms-acme".into(), Some(0))));
+        assert_eq!(route(&alert("acme corp", "X", Severity::Low)), Ok(("bms-acme".into(), Some(1))));
+        assert_eq!(route(&alert("Globex", "X", Severity::Low)), Ok(("ninja-globex".into(), Some(2))));
+        assert_eq!(route(&alert("Initech", "X", Severity::Low)), Ok(("otrs-main".into(), None)));
+        load(blocks[0]);
     }
 }

@@ -217,8 +217,8 @@ impl Engine {
             return Ok((found, false, group_key));
         }
         let target = self.resolve_target(task).await?;
-        let (mut req, rule) = super::ticket_request::ticket_request(&self.config, task, &view)
-            .map_err(ConnectorError::Config)?;
+        let (mut req, rule) =
+            super::ticket_request::ticket_request(&self.config, task, &view).map_err(ConnectorError::Config)?;
         if let Some((i, r)) = rule {
             tracing::info!(task = %task.id, rule = i, name = r.name.as_deref().unwrap_or(""), "ticket rule applies");
         }

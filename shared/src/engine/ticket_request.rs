@@ -46,7 +46,8 @@ pub fn ticket_request<'a>(
     for (name, value) in &o.custom_fields {
         let value = match value.as_str() {
             Some(t) => {
-                let out = render(t, view, conn).map_err(|e| format!("{}: {e}", at(&format!("custom_fields.{name}"))))?;
+                let out =
+                    render(t, view, conn).map_err(|e| format!("{}: {e}", at(&format!("custom_fields.{name}"))))?;
                 if out.is_empty() {
                     continue;
                 }
@@ -113,7 +114,8 @@ custom_fields = { Application = "{{ task.application }}", Risk = 3, Empty = "{{ 
     #[test]
     fn a_matching_rule_overrides_defaults_and_renders_templates() {
         let config = Config::from_toml_with_env(CONFIG, Vec::new()).unwrap();
-        let t = task(serde_json::json!({"source":"saviynt","external_id":"1","kind":"access","action":"remove_account",
+        let t =
+            task(serde_json::json!({"source":"saviynt","external_id":"1","kind":"access","action":"remove_account",
             "user":{"email":"ada@example.com"},"application":"Payroll"}));
         let view = crate::engine::task_json(&t);
         let (req, rule) = ticket_request(&config, &t, &view).unwrap();
@@ -126,12 +128,14 @@ custom_fields = { Application = "{{ task.application }}", Risk = 3, Empty = "{{ 
         assert_eq!(req.custom_fields.get("Risk"), Some(&serde_json::json!(3)));
         assert!(!req.custom_fields.contains_key("Empty"), "blank output sets nothing");
         // The ternary renders blank for other actions: the connection default stays.
-        let t = task(serde_json::json!({"source":"saviynt","external_id":"2","kind":"access","action":"create_account",
+        let t =
+            task(serde_json::json!({"source":"saviynt","external_id":"2","kind":"access","action":"create_account",
             "user":{"email":"ada@example.com"},"application":"Payroll"}));
         let (req, _) = ticket_request(&config, &t, &crate::engine::task_json(&t)).unwrap();
         assert_eq!(req.priority.as_deref(), Some("normal"));
         // No rule: defaults and the connection's templates.
-        let t = task(serde_json::json!({"source":"saviynt","external_id":"3","kind":"access","action":"create_account",
+        let t =
+            task(serde_json::json!({"source":"saviynt","external_id":"3","kind":"access","action":"create_account",
             "user":{"email":"ada@example.com"},"application":"CRM"}));
         let (req, rule) = ticket_request(&config, &t, &crate::engine::task_json(&t)).unwrap();
         assert!(rule.is_none());

@@ -365,7 +365,8 @@ impl BmsConnector {
                 .custom_fields
                 .iter()
                 .map(|(name, value)| {
-                    let custom_field_id = parse_id("custom field (BMS CustomFieldId)", name).map_err(ConnectorError::Config)?;
+                    let custom_field_id =
+                        parse_id("custom field (BMS CustomFieldId)", name).map_err(ConnectorError::Config)?;
                     let data = value.as_str().map_or_else(|| value.to_string(), str::to_string);
                     Ok(wire::CustomFieldData { custom_field_id, data })
                 })

@@ -354,7 +354,8 @@ impl Connector for NinjaOneConnector {
             .transpose()?;
         let mut attributes = Vec::new();
         for (name, value) in &req.custom_fields {
-            let attribute_id = parse_id("custom field (NinjaOne ticket attribute id)", name).map_err(ConnectorError::Config)?;
+            let attribute_id =
+                parse_id("custom field (NinjaOne ticket attribute id)", name).map_err(ConnectorError::Config)?;
             let value = value.as_str().map_or_else(|| value.to_string(), str::to_string);
             attributes.push(wire::AttributeValue { attribute_id, value });
         }

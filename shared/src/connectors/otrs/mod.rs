@@ -460,7 +460,11 @@ impl Connector for OtrsConnector {
                         "OTRS refused a dynamic field: '{}' (correlation) or one of the custom fields {} is not a \
                          valid ticket dynamic field",
                         self.opts.dynamic_field,
-                        req.custom_fields.keys().map(|k| format!("'{}'", truncate(k, 60))).collect::<Vec<_>>().join(", ")
+                        req.custom_fields
+                            .keys()
+                            .map(|k| format!("'{}'", truncate(k, 60)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                     ConnectorError::Rejected(m) if m.contains("Ticket->Owner") || m.contains("Ticket->Responsible") => {
                         ConnectorError::Rejected(format!(
