@@ -202,14 +202,13 @@ pub fn first_match<'a>(rules: &'a [Rule], task: Subject<'_>, connection: Option<
     })
 }
 
+/// The rule that applies to a task, with its index in `[[rules]]` (none: connection defaults).
+pub type Matched<'a> = Option<(usize, &'a Rule)>;
+
 impl super::Config {
     /// The connection for a task and the rule that applies to it: the connection the task names,
     /// else the first matching rule's, else the default (see [`super::Config::route`]).
-    pub fn route_task(
-        &self,
-        task: Subject<'_>,
-        requested: Option<&str>,
-    ) -> Result<(&str, Option<(usize, &Rule)>), String> {
+    pub fn route_task(&self, task: Subject<'_>, requested: Option<&str>) -> Result<(&str, Matched<'_>), String> {
         let rule = first_match(&self.rules, task, requested);
         let wanted = requested.or_else(|| rule.and_then(|(_, r)| r.connection.as_deref()));
         let (name, _) = self.route(wanted)?;
@@ -218,7 +217,7 @@ impl super::Config {
     }
 
     /// The rule applying to a task already routed to `connection`.
-    pub fn rule_for(&self, task: &Task) -> Option<(usize, &Rule)> {
+    pub fn rule_for(&self, task: &Task) -> Matched<'_> {
         first_match(&self.rules, task.into(), Some(&task.connection))
     }
 }

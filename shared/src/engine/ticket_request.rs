@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::{Config, Rule};
+use crate::config::Config;
+use crate::config::rules::Matched;
 use crate::connectors::TicketRequest;
 use crate::domain::{Task, TaskPayload};
 use crate::render::render;
@@ -15,7 +16,7 @@ pub fn ticket_request<'a>(
     config: &'a Config,
     task: &Task,
     view: &serde_json::Value,
-) -> Result<(TicketRequest, Option<(usize, &'a Rule)>), String> {
+) -> Result<(TicketRequest, Matched<'a>), String> {
     let conn = &task.connection;
     let cfg = config.connections.get(conn).ok_or_else(|| format!("connection '{conn}' is not configured"))?;
     let rule = config.rule_for(task);
