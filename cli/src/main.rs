@@ -5,6 +5,7 @@ mod connect;
 mod console;
 mod local;
 mod mappings;
+mod rules;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -74,6 +75,11 @@ enum Command {
     HashKey,
     /// Authorize an OAuth connection (NinjaOne) in the browser and store its refresh token.
     Connect(connect::ConnectArgs),
+    /// Routing and ticket rules ([[rules]] in the configuration).
+    Rules {
+        #[command(subcommand)]
+        cmd: rules::RulesCmd,
+    },
 }
 
 /// How `--log-format` writes log lines to stderr.
@@ -111,5 +117,6 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", bridge::engine::api::hash_key(key.trim()));
             Ok(())
         }
+        Command::Rules { cmd } => rules::run(cli.config.as_deref(), cmd),
     }
 }
