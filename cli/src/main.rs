@@ -1,6 +1,8 @@
 //! `ticket-bridge`: the local runner (`serve`) and admin commands.
 
 mod admin;
+mod connect;
+mod console;
 mod local;
 mod mappings;
 mod rules;
@@ -71,6 +73,8 @@ enum Command {
     Mappings(mappings::MappingsArgs),
     /// Print the SHA-256 to put in [[auth.api_keys]] for an API key read from stdin.
     HashKey,
+    /// Authorize an OAuth connection (NinjaOne) in the browser and store its refresh token.
+    Connect(connect::ConnectArgs),
     /// Routing and ticket rules ([[rules]] in the configuration).
     Rules {
         #[command(subcommand)]
@@ -106,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Tasks { cmd, server, api_key } => admin::tasks(&server, api_key.as_deref(), cmd).await,
         Command::Sandbox { cmd, server } => admin::sandbox(&server, cmd).await,
         Command::Mappings(args) => mappings::run(cli.config.as_deref(), &cli.data_dir, args).await,
+        Command::Connect(args) => connect::run(cli.config.as_deref(), &cli.data_dir, args).await,
         Command::HashKey => {
             let mut key = String::new();
             std::io::stdin().read_line(&mut key)?;

@@ -50,17 +50,27 @@ struct App {
     created: Lanes,
     desk_url: Option<String>,
     http: reqwest::Client,
+    console: crate::console::Console,
 }
 
 pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> Result<()> {
     let local = local::build(config, data_dir).await?;
     let engine = local.engine.clone();
-    let app = App {
+    let status = crate::console::ConnectionStatus::default();
+    let desk_url = local.desk.as_ref().map(|d| d.base_url().to_string());
+    let http = bridge::http::client_builder().build().context("cannot build the HTTP client")?;
+    let console = crate::console::Console {
         engine: engine.clone(),
-        created: spawn_workers(engine.clone()),
-        desk_url: local.desk.as_ref().map(|d| d.base_url().to_string()),
-        http: bridge::http::client_builder().build().context("cannot build the HTTP client")?,
+        desk_url: desk_url.clone(),
+        http: http.clone(),
+        sessions: Default::default(),
+        status: status.clone(),
     };
+    let app =
+        App { engine: engine.clone(), created: spawn_workers(engine.clone(), status.clone()), desk_url, http, console };
+    // One log line per connection with its check result; the console shows the same.
+    let (e, s) = (engine.clone(), status);
+    tokio::spawn(async move { s.check_all_and_log(&e).await });
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     if engine.config.auth.api_keys.is_empty() && engine.config.auth.hmac_secret.is_none() {
@@ -93,7 +103,7 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
 }
 
 /// The background loops: creation lanes fed by intake, the retry sweep, pollers, token upkeep.
-fn spawn_workers(engine: Arc<Engine>) -> Lanes {
+fn spawn_workers(engine: Arc<Engine>, status: crate::console::ConnectionStatus) -> Lanes {
     let lanes: Vec<_> = (0..CREATE_LANES)
         .map(|_| {
             let (tx, mut rx) = mpsc::unbounded_channel::<TaskId>();
@@ -124,7 +134,9 @@ fn spawn_workers(engine: Arc<Engine>) -> Lanes {
         let mut tick = tokio::time::interval(POLL_TICK);
         loop {
             tick.tick().await;
+            let started = std::time::Instant::now();
             for (conn, r) in e.poll_all(chrono::Utc::now()).await {
+                status.record_poll(&conn, r.clone(), started.elapsed());
                 if r.tickets > 0 {
                     tracing::info!(connection = %conn, tickets = r.tickets, requests = r.requests, completed = r.completed, "poll run");
                 }
@@ -150,6 +162,20 @@ async fn handle(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAdd
         return sandbox_proxy(&app, parts.method.as_str(), rest, body).await;
     }
     let limit = app.engine.config.settings.max_body_bytes;
+    if crate::console::owns(&path) {
+        let Ok(bytes) = to_bytes(body, limit).await else {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "form is too large").into_response();
+        };
+        let req = crate::console::ConsoleRequest {
+            method: parts.method.as_str(),
+            path: &path,
+            query: parts.uri.query(),
+            headers: &parts.headers,
+            body: &bytes,
+            peer_loopback: peer.ip().is_loopback(),
+        };
+        return crate::console::handle(&app.console, req).await;
+    }
     let bytes = match to_bytes(body, limit + 1).await {
         Ok(b) => b,
         Err(_) => {

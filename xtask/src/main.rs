@@ -1,8 +1,9 @@
 //! Developer and CI tasks: `cargo xtask <command>`.
 //!
 //! - `test [-- <extra test-runner args>]`: sets up `.venv` with the pinned `moto[server]`,
-//!   starts `moto_server` on a free loopback port, runs every workspace test against it and
-//!   always stops the server again. Exits with the test run's status.
+//!   installs Debian's `chromium` and `chromium-driver` (apt-get, when missing) for the console's
+//!   browser tests, starts `moto_server` on a free loopback port, runs every workspace test against
+//!   it and always stops the server again. Exits with the test run's status.
 //! - `moto [--port N]`: starts `moto_server` in the foreground and prints the environment to use.
 //! - `lint`: the SAM template (cfn-lint, `sam validate --lint`), clippy, rustfmt and the layer
 //!   rule of the library ([`lint`], [`layers`]).
@@ -30,6 +31,9 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+/// Debian packages of the console's browser tests (cli/tests/console_browser.rs).
+const BROWSER_PACKAGES: [&str; 2] = ["chromium", "chromium-driver"];
+
 /// Exact moto release the tests are written against.
 const MOTO_REQUIREMENT: &str = "moto[server]==5.2.5";
 const MOTO_VERSION: &str = "5.2.5";
@@ -40,7 +44,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  test [-- ARGS]   install moto (in .venv), start it on a free loopback port, run all workspace
+  test [-- ARGS]   install moto (in .venv) and chromium + chromium-driver (apt-get, when missing,
+                   for the console's browser tests), start moto on a free loopback port, run all workspace
                    tests (cargo nextest if installed, else cargo test), stop moto; ARGS go to the
                    test runner (e.g. `cargo xtask test -- secrets`)
   moto [--port N]  run moto_server in the foreground and print the environment for tests
@@ -129,12 +134,17 @@ fn test(root: &Path, args: &[String]) -> Result<i32> {
     };
     let started = Instant::now();
     let moto_server = ensure_venv(root)?;
+    // The console's browser tests drive Debian's headless Chromium through chromedriver.
+    let browser = Instant::now();
+    peer::ensure_packages(&BROWSER_PACKAGES)?;
+    println!("xtask: browser packages ready in {:.1}s", browser.elapsed().as_secs_f64());
     let moto = Moto::start(&moto_server, &target_dir(root))?;
     let endpoint = moto.endpoint();
     println!("xtask: moto_server ready at {endpoint} (log: {})", moto.log.display());
 
     let aws_env = |cmd: &mut Command| {
         cmd.current_dir(root)
+            .env("TB_BROWSER_TESTS", "required")
             .env("TB_AWS_ENDPOINT", &endpoint)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")

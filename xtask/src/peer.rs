@@ -40,7 +40,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<i32> {
 fn rt(root: &Path) -> Result<i32> {
     let started = Instant::now();
     let install = Instant::now();
-    ensure_packages()?;
+    ensure_packages(&PACKAGES)?;
     let install = install.elapsed();
 
     let setup = Instant::now();
@@ -97,12 +97,12 @@ fn rt(root: &Path) -> Result<i32> {
     Ok(status.map(exit_code).unwrap_or(1))
 }
 
-/// Installs the packages that `dpkg-query` does not report as installed (apt-get, as root or
-/// through `sudo -n`).
-fn ensure_packages() -> Result<()> {
-    let missing: Vec<&str> = PACKAGES.iter().copied().filter(|p| !installed(p)).collect();
+/// Installs the Debian `packages` that `dpkg-query` does not report as installed (apt-get, as root
+/// or through `sudo -n`).
+pub fn ensure_packages(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages.iter().copied().filter(|p| !installed(p)).collect();
     if missing.is_empty() {
-        println!("xtask: {} installed", PACKAGES.join(", "));
+        println!("xtask: {} installed", packages.join(", "));
         return Ok(());
     }
     println!("xtask: installing {} with apt-get", missing.join(", "));
@@ -126,7 +126,7 @@ fn ensure_packages() -> Result<()> {
     let mut install = vec!["install", "-y", "-q", "--no-install-recommends"];
     install.extend(&missing);
     apt(&install)?;
-    if let Some(p) = PACKAGES.iter().find(|p| !installed(p)) {
+    if let Some(p) = packages.iter().find(|p| !installed(p)) {
         bail!("apt-get succeeded but {p} is not installed");
     }
     Ok(())

@@ -2,7 +2,8 @@
 //!
 //! | method | path | notes |
 //! |---|---|---|
-//! | POST | /ws/oauth/token | form; `refresh_token` grant ROTATES the refresh token (a spent one is refused and counted as a replay); `client_credentials` gives no refresh token |
+//! | GET | /ws/oauth/authorize | `response_type=code`, `client_id`, `redirect_uri` (exactly a registered one), `scope`, `state`: the user consents at once and is sent (302) to `redirect_uri?code=…&state=…`; the code is single-use and bound to that redirect URI |
+//! | POST | /ws/oauth/token | form; `authorization_code` grant (`code`, `redirect_uri`) gives a refresh token when `offline_access` was granted; `refresh_token` grant ROTATES the refresh token (a spent one is refused and counted as a replay); `client_credentials` gives no refresh token |
 //! | POST | /v2/ticketing/ticket | `{clientId, ticketFormId, subject, description{public, body}, status, type?, priority?, requesterUid?}` |
 //! | GET | /v2/ticketing/ticket/{ticketId} | `status{statusId, name, displayName, parentId}` |
 //! | POST | /v2/ticketing/ticket/{ticketId}/comment | multipart, part `comment` = JSON `{body, public}` |
@@ -60,6 +61,8 @@ pub struct NinjaConfig {
     pub client_secret: String,
     pub access_ttl: Duration,
     pub max_page_size: usize,
+    /// Redirect URIs registered for the client app (authorization-code flow; exact match).
+    pub redirect_uris: Vec<String>,
 }
 
 impl Default for NinjaConfig {
@@ -69,6 +72,7 @@ impl Default for NinjaConfig {
             client_secret: "ninja-client-secret-value".into(),
             access_ttl: Duration::from_secs(3600),
             max_page_size: 1000,
+            redirect_uris: vec!["http://localhost:9090/".into()],
         }
     }
 }
@@ -92,6 +96,15 @@ struct St {
     config: NinjaConfig,
     spent: Mutex<HashSet<String>>,
     replays: AtomicU64,
+    /// Authorization codes issued: code → grant (`used` once exchanged).
+    codes: Mutex<HashMap<String, CodeGrant>>,
+}
+
+/// What an authorization code stands for.
+struct CodeGrant {
+    redirect_uri: String,
+    scope: String,
+    used: bool,
 }
 
 /// A running NinjaOne simulator.
@@ -103,7 +116,13 @@ pub struct NinjaOne {
 impl NinjaOne {
     pub async fn spawn(config: NinjaConfig) -> std::io::Result<Self> {
         let sim = Sim::new(profile());
-        let st = Arc::new(St { sim: sim.clone(), config, spent: Mutex::default(), replays: AtomicU64::new(0) });
+        let st = Arc::new(St {
+            sim: sim.clone(),
+            config,
+            spent: Mutex::default(),
+            replays: AtomicU64::new(0),
+            codes: Mutex::default(),
+        });
         let server = SimServer::spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), sim, routes(st.clone())).await?;
         Ok(Self { server, st })
     }
@@ -132,11 +151,12 @@ impl Deref for NinjaOne {
 
 /// The NinjaOne routes over `sim`.
 pub fn router(sim: Sim, config: NinjaConfig) -> Router {
-    routes(Arc::new(St { sim, config, spent: Mutex::default(), replays: AtomicU64::new(0) }))
+    routes(Arc::new(St { sim, config, spent: Mutex::default(), replays: AtomicU64::new(0), codes: Mutex::default() }))
 }
 
 fn routes(st: Arc<St>) -> Router {
     Router::new()
+        .route("/ws/oauth/authorize", get(oauth_authorize))
         .route("/ws/oauth/token", post(token))
         .route("/v2/ticketing/ticket", post(create))
         .route("/v2/ticketing/ticket/{ticketId}", get(get_ticket))
@@ -171,6 +191,41 @@ fn authorize(st: &St, headers: &HeaderMap) -> Result<(), Response> {
     }
 }
 
+/// Scopes a NinjaOne client app can be granted.
+const SCOPES: [&str; 4] = ["monitoring", "management", "control", "offline_access"];
+
+/// The authorization endpoint, with the user consenting at once. An unknown client or a redirect
+/// URI that is not registered gets an error page, never a redirect.
+async fn oauth_authorize(State(st): State<Arc<St>>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    if get("client_id") != st.config.client_id {
+        return (StatusCode::BAD_REQUEST, "unknown client_id").into_response();
+    }
+    let redirect = get("redirect_uri");
+    if !st.config.redirect_uris.iter().any(|r| r == redirect) {
+        return (StatusCode::BAD_REQUEST, "redirect_uri is not registered for this client").into_response();
+    }
+    let sep = if redirect.contains('?') { '&' } else { '?' };
+    let back = |params: &[(&str, &str)]| {
+        let query = params.iter().map(|(k, v)| format!("{k}={}", util::urlencode(v))).collect::<Vec<_>>().join("&");
+        (StatusCode::FOUND, [(axum::http::header::LOCATION, format!("{redirect}{sep}{query}"))]).into_response()
+    };
+    let state = get("state");
+    if get("response_type") != "code" {
+        return back(&[("error", "unsupported_response_type"), ("state", state)]);
+    }
+    let scope = get("scope");
+    if scope.split(' ').any(|s| !SCOPES.contains(&s)) {
+        return back(&[("error", "invalid_scope"), ("state", state)]);
+    }
+    let code = format!("code-{:032x}", rand::random::<u128>());
+    st.codes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(code.clone(), CodeGrant { redirect_uri: redirect.to_string(), scope: scope.to_string(), used: false });
+    back(&[("code", &code), ("state", state)])
+}
+
 async fn token(State(st): State<Arc<St>>, Form(f): Form<HashMap<String, String>>) -> Response {
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or_default();
     if get("client_id") != st.config.client_id || get("client_secret") != st.config.client_secret {
@@ -179,6 +234,41 @@ async fn token(State(st): State<Arc<St>>, Form(f): Form<HashMap<String, String>>
     let tokens = st.sim.tokens();
     let ttl = st.config.access_ttl;
     match get("grant_type") {
+        "authorization_code" => {
+            let scope = {
+                let mut codes = st.codes.lock().unwrap_or_else(|p| p.into_inner());
+                match codes.get_mut(get("code")) {
+                    None => {
+                        return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "authorization code is invalid");
+                    }
+                    Some(g) if g.used => {
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "authorization code was already used",
+                        );
+                    }
+                    Some(g) if g.redirect_uri != get("redirect_uri") => {
+                        return oauth_error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            "redirect_uri does not match the authorization request",
+                        );
+                    }
+                    Some(g) => {
+                        g.used = true;
+                        g.scope.clone()
+                    }
+                }
+            };
+            let (access, _) = tokens.issue(TokenKind::Access, &st.config.client_id, &[], Some(ttl));
+            let mut body =
+                json!({"access_token": access, "token_type": "Bearer", "expires_in": ttl.as_secs(), "scope": scope});
+            if scope.split(' ').any(|s| s == "offline_access") {
+                body["refresh_token"] = tokens.issue(TokenKind::Refresh, &st.config.client_id, &[], None).0.into();
+            }
+            Json(body).into_response()
+        }
         "refresh_token" => {
             let rt = get("refresh_token").to_string();
             match tokens.check(&rt, TokenKind::Refresh) {

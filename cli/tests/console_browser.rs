@@ -1,0 +1,265 @@
+//! The web console in a real headless Chromium driven over WebDriver (Debian's `chromium` and
+//! `chromium-driver`; `cargo xtask test` installs them and sets TB_BROWSER_TESTS=required), plus
+//! its HTTP-level guarantees (cookie flags, CSRF, loopback-only open mode) checked without a browser.
+//! Screenshots of every page go to target/console-screenshots/.
+
+mod support;
+mod webdriver;
+
+use std::path::PathBuf;
+use support::{Serve, free_port, wait_for, wait_healthy, write_config};
+use webdriver::{Browser, Driver, browser_paths, browser_required};
+
+fn shots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots")
+}
+
+/// The browser, or `None` (test skipped with a note) when it is not installed and not required.
+async fn browser(log_dir: &std::path::Path) -> Option<(Driver, Browser)> {
+    match browser_paths() {
+        Ok((driver, chromium)) => {
+            let d = Driver::start(&driver, &chromium, &log_dir.join("chromedriver.log")).await;
+            let b = d.session().await;
+            Some((d, b))
+        }
+        Err(why) if !browser_required() => {
+            eprintln!("browser test skipped: {why}; `cargo xtask test` installs it");
+            None
+        }
+        Err(why) => panic!("{why}"),
+    }
+}
+
+async fn submit(http: &reqwest::Client, base: &str, external_id: &str, name: &str) -> String {
+    let body = serde_json::json!({"source":"saviynt","external_id":external_id,"kind":"access","action":"create_account",
+        "user":{"id":"u-1","name":name,"email":"ada@example.com"},"application":"Payroll"});
+    let res = http.post(format!("{base}/v1/tasks")).json(&body).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    let v: serde_json::Value = res.json().await.unwrap();
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// Local mode (no config, no keys: open on loopback): a task with `<script>` in its title shows as
+/// text; closing its sandbox ticket in the console completes it; a dead letter is replayed; a
+/// mapping preview is run and applied; the pages are keyboard-reachable.
+#[tokio::test]
+async fn console_local_mode_runs_tasks_dead_letters_mappings_and_the_desk() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_driver, b)) = browser(dir.path()).await else { return };
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _serve = Serve::start(port, dir.path(), None);
+    let http = reqwest::Client::new();
+    wait_healthy(&http, &base).await;
+
+    // Tasks: the hostile title is shown as text, and no script element exists on the page.
+    let id = submit(&http, &base, "TASK-<script>", "<script>alert(1)</script>").await;
+    b.goto(&format!("{base}/")).await;
+    b.find(&format!("tr[data-task='{id}']")).await;
+    let row = b.text(&format!("tr[data-task='{id}']")).await;
+    assert!(row.contains("Create Account: <script>alert(1)</script> in Payroll"), "{row}");
+    assert!(row.contains("TASK-<script>"), "{row}");
+    assert!(b.all("script").await.is_empty(), "a <script> reached the DOM");
+    // Keyboard: the first Tab lands on the skip link.
+    b.keys("\u{E004}").await;
+    assert_eq!(b.active_attr("href").await, "#main");
+    // Search by external id narrows the list.
+    b.fill("#f-q", "nothing-like-this").await;
+    b.click_and_load("form.filters button[type=submit]").await;
+    b.find("#no-tasks").await;
+    b.fill("#f-q", "task-<scr").await;
+    b.click_and_load("form.filters button[type=submit]").await;
+    b.find(&format!("tr[data-task='{id}']")).await;
+    b.screenshot(&shots().join("tasks.png")).await;
+
+    // Detail: wait for the ticket, close it on the desk page, watch the task complete.
+    b.click_and_load(&format!("tr[data-task='{id}'] a")).await;
+    b.reload_until("#task-state", "the ticket to open", |s| s == "ticket_open").await;
+    let ticket = b.text("#ticket-link").await;
+    assert!(ticket.starts_with("SBX-"), "{ticket}");
+    let task_url = b.current_url().await;
+    b.goto(&format!("{base}/desk")).await;
+    b.find("#desk-tickets").await;
+    b.screenshot(&shots().join("desk.png")).await;
+    let close = b.all("#desk-tickets button[id^=close-]").await;
+    assert_eq!(close.len(), 1, "one open ticket on the desk");
+    b.click_and_load("#desk-tickets button[id^=close-]").await;
+    let notice = b.text(".notice").await;
+    assert!(notice.contains("set to Resolved"), "{notice}");
+    b.goto(&task_url).await;
+    b.reload_until("#task-state", "completion", |s| s == "completed").await;
+    assert_eq!(b.text("#task-result").await, "fulfilled");
+    let timeline = b.text("#timeline").await;
+    assert!(timeline.contains("ticket_created") && timeline.contains("completed: Resolved"), "{timeline}");
+    b.screenshot(&shots().join("task-detail.png")).await;
+
+    // Dead letters: the desk refuses the next creation for good, the task fails, replay it.
+    let fault = serde_json::json!({"kind":"status","status":400,"times":1,"route":"POST /api/v1/tickets"});
+    let r = http.post(format!("{base}/sandbox/faults")).json(&fault).send().await.unwrap();
+    assert!(r.status().is_success(), "arming the fault: {}", r.status());
+    let dead = submit(&http, &base, "TASK-DEAD", "Bob").await;
+    wait_for("dead letter", || async {
+        let t: serde_json::Value = http.get(format!("{base}/v1/tasks/{dead}")).send().await.ok()?.json().await.ok()?;
+        (t["state"] == "failed").then_some(t)
+    })
+    .await;
+    b.goto(&format!("{base}/dead-letters")).await;
+    let row = b.text(&format!("tr[data-task='{dead}']")).await;
+    assert!(row.contains("TASK-DEAD") && row.contains("400"), "the reason is shown: {row}");
+    b.screenshot(&shots().join("dead-letters.png")).await;
+    b.click(&format!("#sel-{dead}")).await;
+    b.click_and_load("#replay-form button").await;
+    let notice = b.text(".notice").await;
+    assert_eq!(notice, "Replayed 1 task(s).");
+    b.goto(&format!("{base}/tasks/{dead}")).await;
+    b.reload_until("#task-state", "the replayed task's ticket", |s| s == "ticket_open").await;
+
+    // Mappings: preview, then apply with customer creation, then the preview says already mapped.
+    b.goto(&format!("{base}/mappings")).await;
+    b.fill("#organizations", "id,name\norg-1,Acme Corp\norg-2,Globex").await;
+    b.click("#auto_create").await;
+    b.click_and_load("#preview").await;
+    assert_eq!(b.text("td[data-count=to_create]").await, "2");
+    assert!(b.text(".notice").await.contains("nothing was changed"));
+    b.screenshot(&shots().join("mappings-preview.png")).await;
+    b.click_and_load("#apply").await;
+    let notice = b.text(".notice").await;
+    assert!(notice.contains("2 customer(s) created") && notice.contains("0 failure(s)"), "{notice}");
+    let mappings = b.text("#mappings").await;
+    assert!(mappings.contains("Acme Corp") && mappings.contains("Globex"), "{mappings}");
+    b.click_and_load("#preview").await;
+    assert_eq!(b.text("td[data-count=already_mapped]").await, "2");
+    // Manual match of a third organization to one of the customers now in the target.
+    let options = b.all("#customers option").await;
+    assert_eq!(options.len(), 2, "the datalist lists the target's customers");
+    b.screenshot(&shots().join("mappings.png")).await;
+
+    // Connections: the start-up check is shown in words.
+    b.goto(&format!("{base}/connections")).await;
+    let health = b.text("#conn-sandbox .health").await;
+    assert!(health.starts_with("OK"), "{health}");
+    b.screenshot(&shots().join("connections.png")).await;
+    b.quit().await;
+}
+
+/// With API keys: the console asks for an admin key, refuses others, and shows why a connection
+/// fails its check (a NinjaOne tenant with a wrong client secret).
+#[tokio::test]
+async fn console_signs_in_with_an_admin_key_and_explains_a_failing_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_driver, b)) = browser(dir.path()).await else { return };
+    let (config, _target) = keyed_config(dir.path()).await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _serve = Serve::start(port, dir.path(), Some(&config));
+    wait_healthy(&reqwest::Client::new(), &base).await;
+
+    b.goto(&format!("{base}/connections")).await;
+    assert!(b.current_url().await.ends_with("/login"), "signed-out users are sent to sign in");
+    b.screenshot(&shots().join("sign-in.png")).await;
+    b.fill("#api_key", TASKS_KEY).await;
+    b.click_and_load("form[action='/login'] button").await;
+    assert!(b.text(".notice").await.contains("not admin-scoped"));
+    b.fill("#api_key", ADMIN_KEY).await;
+    b.click_and_load("form[action='/login'] button").await;
+    b.find("#tasks, #no-tasks").await;
+    assert!(!b.current_url().await.contains(ADMIN_KEY) && !b.source().await.contains(ADMIN_KEY));
+
+    b.goto(&format!("{base}/connections")).await;
+    let health = b.reload_until("#conn-itsm .health", "the start-up check", |s| s != "not checked yet").await;
+    assert!(health.starts_with("check failed"), "{health}");
+    let steps = b.text("#conn-itsm .steps, #conn-itsm .health").await;
+    assert!(steps.to_lowercase().contains("client") || steps.contains("401"), "the cause is named: {steps}");
+    b.screenshot(&shots().join("connections-failure.png")).await;
+    // Re-check from the page gives the same explanation.
+    b.click_and_load("#conn-itsm form button").await;
+    assert!(b.text(".notice").await.starts_with("itsm: check failed"));
+
+    b.click_and_load("header form button").await;
+    assert!(b.current_url().await.ends_with("/login"));
+    b.goto(&format!("{base}/")).await;
+    assert!(b.current_url().await.ends_with("/login"), "signed out for good");
+    b.quit().await;
+}
+
+const ADMIN_KEY: &str = "console-admin-key-0123456789";
+const TASKS_KEY: &str = "console-tasks-key-0123456789";
+
+/// A config with an admin and a tasks key and one NinjaOne simulator connection whose client
+/// secret is wrong.
+async fn keyed_config(dir: &std::path::Path) -> (PathBuf, sandbox::targets::SpawnedTarget) {
+    let mut target = sandbox::targets::spawn(sandbox::targets::Target::Ninjaone).await.unwrap();
+    for (k, v) in target.secret.iter_mut() {
+        if k == "client_secret" {
+            *v = "not-the-secret".into();
+        }
+    }
+    let path = write_config(dir, &target, toml::Table::new());
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    let hash = |k: &str| bridge::engine::api::hash_key(k);
+    text.push_str(&format!(
+        "\n[[auth.api_keys]]\nname = \"ops\"\nsha256 = \"{}\"\nscope = \"admin\"\n\n[[auth.api_keys]]\nname = \"intake\"\nsha256 = \"{}\"\nscope = \"tasks\"\n",
+        hash(ADMIN_KEY),
+        hash(TASKS_KEY)
+    ));
+    std::fs::write(&path, text).unwrap();
+    (path, target)
+}
+
+/// Without a browser: the session cookie's flags, CSRF on every form, the key never echoed.
+#[tokio::test]
+async fn console_cookie_is_httponly_strict_and_forms_need_the_csrf_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, _target) = keyed_config(dir.path()).await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _serve = Serve::start(port, dir.path(), Some(&config));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    wait_healthy(&http, &base).await;
+
+    let res = http.get(format!("{base}/login")).send().await.unwrap();
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "plain http on loopback: no Secure flag");
+    let session = cookie.split(';').next().unwrap().to_string();
+    let page = res.text().await.unwrap();
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+
+    // Without the CSRF token, sign-in is refused even with the right key.
+    let res = http
+        .post(format!("{base}/login"))
+        .header("cookie", &session)
+        .form(&[("api_key", ADMIN_KEY)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+    let res = http
+        .post(format!("{base}/login"))
+        .header("cookie", &session)
+        .header("x-forwarded-proto", "https")
+        .form(&[("api_key", ADMIN_KEY), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 303);
+    let signed = res.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(signed.contains("Secure"), "Secure where the browser came over https: {signed}");
+    assert!(!signed.contains(ADMIN_KEY), "the key stays on the server");
+    let new_session = signed.split(';').next().unwrap().to_string();
+    assert_ne!(new_session, session, "a new session id on sign-in");
+    // The old id is dead; the new one works; a form without its token is refused.
+    let old = http.get(format!("{base}/")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(old.status().as_u16(), 303);
+    let ok = http.get(format!("{base}/connections")).header("cookie", &new_session).send().await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert!(ok.headers()["content-security-policy"].to_str().unwrap().starts_with("default-src 'none'"));
+    let res = http
+        .post(format!("{base}/connections/itsm/check"))
+        .header("cookie", &new_session)
+        .form(&[("csrf", "forged")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 403);
+}
