@@ -22,6 +22,8 @@ use crate::local;
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// How often pollers wake up (each connection's lease paces real polls to its interval).
 const POLL_TICK: Duration = Duration::from_secs(2);
+/// How often the outbox sender looks for due callbacks and events.
+const DELIVER_EVERY: Duration = Duration::from_secs(1);
 /// How often token upkeep runs.
 const TOKENS_EVERY: Duration = Duration::from_secs(60);
 /// Tickets created at once from intake. Tasks about one user share a lane, so the alerts of one
@@ -128,6 +130,17 @@ fn spawn_workers(engine: Arc<Engine>) -> Lanes {
                 if r.tickets > 0 {
                     tracing::info!(connection = %conn, tickets = r.tickets, requests = r.requests, completed = r.completed, "poll run");
                 }
+            }
+        }
+    });
+    let e = engine.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(DELIVER_EVERY);
+        loop {
+            tick.tick().await;
+            let r = e.deliver_due(chrono::Utc::now()).await;
+            if r.attempted > 0 {
+                tracing::info!(?r, "outbox run");
             }
         }
     });

@@ -359,15 +359,23 @@ impl Engine {
         if task.apply(event, now).is_err() {
             return Ok(Outcome::Skipped);
         }
-        match self.store.update_task(&task).await {
-            Ok(saved) => {
+        // A dead-lettered task owes its event and callback: stored in the same write as the state.
+        let owed =
+            if outcome == Outcome::DeadLetter { self.completion_deliveries(&task, now) } else { Vec::new() };
+        let written = if owed.is_empty() {
+            self.store.update_task(&task).await
+        } else {
+            self.store.update_task_with_deliveries(&task, &owed).await
+        };
+        match written {
+            Ok(_saved) => {
                 match outcome {
                     Outcome::Created => self.metrics.incr("TicketsCreated", 1),
                     Outcome::Noted => self.metrics.incr("NotesAdded", 1),
                     Outcome::Retry => self.metrics.incr("Retries", 1),
                     Outcome::DeadLetter => {
                         self.metrics.incr("DeadLetters", 1);
-                        self.notifier.publish(self, &saved, now).await;
+                        self.deliver_stored(owed, &self.notifier, now).await;
                     }
                     Outcome::Skipped => {}
                 }
