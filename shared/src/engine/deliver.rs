@@ -75,7 +75,7 @@ impl Engine {
                 return None;
             }
         };
-        let result = self.send(&claimed, notifier, now).await;
+        let result = self.send(&claimed, notifier).await;
         let retain = now + Duration::days(i64::from(s.retention_days));
         let mut done = claimed;
         match result {
@@ -117,7 +117,7 @@ impl Engine {
         Duration::seconds(i64::try_from(secs).unwrap_or(3600))
     }
 
-    async fn send(&self, d: &Delivery, notifier: &Notifier, now: DateTime<Utc>) -> Result<(), Failure> {
+    async fn send(&self, d: &Delivery, notifier: &Notifier) -> Result<(), Failure> {
         match d.kind {
             DeliveryKind::Event => {
                 let mut detail = d.payload.clone();
@@ -151,7 +151,7 @@ impl Engine {
                 };
                 let body = serde_json::to_vec(&d.payload).unwrap_or_default();
                 notifier
-                    .deliver(url, key.as_bytes(), &body, &d.id, now)
+                    .deliver(url, key.as_bytes(), &body, &d.id)
                     .await
                     .map_err(|e| Failure { message: e.message, permanent: e.permanent })
             }

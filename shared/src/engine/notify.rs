@@ -173,7 +173,6 @@ impl Notifier {
         key: &[u8],
         body: &[u8],
         delivery: &str,
-        now: DateTime<Utc>,
     ) -> Result<(), CallbackError> {
         let permanent = |message: String| CallbackError { message, permanent: true };
         let parsed = self.check_url_syntax(url).map_err(permanent)?;
@@ -189,12 +188,12 @@ impl Notifier {
         }
         let client = builder.build().map_err(|e| CallbackError { message: format!("http client: {e}"), permanent: false })?;
         let mut last = String::new();
-        for (attempt, delay) in std::iter::once(Duration::ZERO).chain(self.retry_delays.iter().copied()).enumerate() {
+        for delay in std::iter::once(Duration::ZERO).chain(self.retry_delays.iter().copied()) {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let ts = now.timestamp() + i64::try_from(attempt).unwrap_or(0);
-            let ts = ts.max(Utc::now().timestamp());
+            // Signed with the wall clock at sending time: receivers check its age.
+            let ts = Utc::now().timestamp();
             let res = client
                 .post(parsed.clone())
                 .header("content-type", "application/json")
