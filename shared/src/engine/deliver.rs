@@ -151,7 +151,7 @@ impl Engine {
                 };
                 let body = serde_json::to_vec(&d.payload).unwrap_or_default();
                 notifier
-                    .deliver(url, key.as_bytes(), &body, &d.id)
+                    .deliver_as(url, key.as_bytes(), &body, &d.id)
                     .await
                     .map_err(|e| Failure { message: e.message, permanent: e.permanent })
             }

@@ -165,9 +165,15 @@ impl Notifier {
         Ok(Some((host, first)))
     }
 
+    /// POSTs a signed body to `url` under a fresh delivery id, retrying non-2xx answers with backoff
+    /// (callers outside the outbox; the outbox uses [`Notifier::deliver_as`] with the entry's id).
+    pub async fn deliver(&self, url: &str, key: &[u8], body: &[u8], _now: DateTime<Utc>) -> Result<(), String> {
+        self.deliver_as(url, key, body, &ulid::Ulid::new().to_string()).await.map_err(|e| e.message)
+    }
+
     /// POSTs a signed body to `url` with the stable `delivery` id in `X-Bridge-Delivery`, retrying
     /// non-2xx answers along `retry_delays`. A target the URL guard refuses is a permanent error.
-    pub async fn deliver(
+    pub async fn deliver_as(
         &self,
         url: &str,
         key: &[u8],
