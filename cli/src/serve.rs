@@ -55,6 +55,10 @@ struct App {
 }
 
 pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> Result<()> {
+    if let Ok(step) = std::env::var("TB_FAILPOINT") {
+        bridge::engine::failpoint::arm(&step).map_err(anyhow::Error::msg)?;
+        tracing::warn!(step = %step, "test crash point armed: the process aborts at this step");
+    }
     let local = local::build(config, data_dir).await?;
     let engine = local.engine.clone();
     let app = App {

@@ -111,8 +111,14 @@ impl Engine {
     }
 
     async fn process_claimed(&self, task: Task, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        super::failpoint::hit("claimed");
         let result = self.open_or_note(&task, now).await;
-        self.record(task, result, now).await
+        if result.is_ok() {
+            super::failpoint::hit("ticket_created");
+        }
+        let outcome = self.record(task, result, now).await;
+        super::failpoint::hit("recorded");
+        outcome
     }
 
     /// Talks to the ITSM. Never writes the task.

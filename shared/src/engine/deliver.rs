@@ -76,6 +76,9 @@ impl Engine {
             }
         };
         let result = self.send(&claimed, notifier).await;
+        if result.is_ok() && claimed.kind == DeliveryKind::Callback {
+            super::failpoint::hit("callback_sent");
+        }
         let retain = now + Duration::days(i64::from(s.retention_days));
         let mut done = claimed;
         match result {

@@ -5,6 +5,7 @@
 pub mod api;
 mod create;
 mod deliver;
+pub mod failpoint;
 pub mod deliveries_api;
 pub mod intake;
 mod mappings_api;
@@ -139,6 +140,7 @@ impl Engine {
         match self.store.create_task(&task).await? {
             Created::New(t) => {
                 self.metrics.incr("TasksAccepted", 1);
+                failpoint::hit("accepted");
                 tracing::info!(task = %t.id, source = %t.source, external_id = %t.external_id, connection = %t.connection, "task accepted");
                 Ok(Accepted { task: t, new: true })
             }

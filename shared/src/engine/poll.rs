@@ -112,6 +112,9 @@ impl Engine {
             }
         }
         self.metrics.incr("Polls", u64::from(report.tickets));
+        if !statuses.is_empty() {
+            super::failpoint::hit("polled");
+        }
         for task in tasks {
             let Some(ticket) = task.ticket.as_ref() else { continue };
             let Some(remote) = statuses.get(&ticket.id) else { continue };
@@ -182,6 +185,7 @@ impl Engine {
                 self.store.release_group(&saved.connection, key, &t.id).await?;
             }
             tracing::info!(task = %saved.id, ticket = %saved.ticket.as_ref().map(|t| t.id.as_str()).unwrap_or(""), outcome = ?saved.outcome, "task completed");
+            super::failpoint::hit("completed");
             self.deliver_stored(owed, &self.notifier, now).await;
             return Ok(Applied::Completed);
         }
