@@ -172,10 +172,8 @@ async fn matrix(target: Target) {
         assert_eq!(*ids, 1, "{target:?}/{step}: every copy of the callback carries one delivery id");
     }
     assert_eq!(rows.len(), 7);
-    let cases: Vec<_> = rows
-        .iter()
-        .map(|(step, (t, c, _))| serde_json::json!({"step": step, "tickets": t, "callbacks": c}))
-        .collect();
+    let cases: Vec<_> =
+        rows.iter().map(|(step, (t, c, _))| serde_json::json!({"step": step, "tickets": t, "callbacks": c})).collect();
     let name = format!("{target:?}").to_lowercase();
     let v = serde_json::json!({"suite": "crash_points", "class": "serve abort at each step boundary, restart",
         "target": name, "route": "-", "runs": rows.len(), "tasks": rows.len(),

@@ -7,8 +7,7 @@
 use std::sync::Arc;
 
 use bridge::domain::{
-    Alert, Delivery, DeliveryKind, DeliveryState, NewTask, Outcome, Severity, Task, TaskEvent, TaskPayload,
-    TicketRef,
+    Alert, Delivery, DeliveryKind, DeliveryState, NewTask, Outcome, Severity, Task, TaskEvent, TaskPayload, TicketRef,
 };
 use bridge::store::dynamo::{DynamoStore, create_table};
 use bridge::store::sqlite::SqliteStore;
@@ -102,22 +101,12 @@ async fn stored_open_task(s: &dyn Store, ext: &str, t0: DateTime<Utc>) -> Task {
 /// `task` closed at `now` (not stored) and the two entries it owes.
 fn closed(task: &Task, now: DateTime<Utc>) -> (Task, Vec<Delivery>) {
     let mut t = task.clone();
-    t.apply(
-        TaskEvent::Closed { outcome: Outcome::Fulfilled, remote_status: "Closed".into(), retain_until: now },
-        now,
-    )
-    .unwrap();
+    t.apply(TaskEvent::Closed { outcome: Outcome::Fulfilled, remote_status: "Closed".into(), retain_until: now }, now)
+        .unwrap();
     let body = serde_json::json!({"id": t.id, "state": "completed"});
     let event = Delivery::new(DeliveryKind::Event, t.id.clone(), "conn", "TaskCompleted", None, body.clone(), now);
-    let callback = Delivery::new(
-        DeliveryKind::Callback,
-        t.id.clone(),
-        "conn",
-        "TaskCompleted",
-        t.callback_url.clone(),
-        body,
-        now,
-    );
+    let callback =
+        Delivery::new(DeliveryKind::Callback, t.id.clone(), "conn", "TaskCompleted", t.callback_url.clone(), body, now);
     (t, vec![event, callback])
 }
 
@@ -207,8 +196,13 @@ async fn claims_and_results_are_version_checked_and_move_the_entry_between_lists
     ok.delivered(t0, t0 + Duration::days(1));
     let ok = s.update_delivery(&ok).await.unwrap();
     assert!(!ids(&s.due_deliveries(t0 + Duration::days(2), 10).await.unwrap()).contains(&entry.id.as_str()));
-    assert_eq!(ids(&s.list_deliveries(DeliveryState::Delivered, 10, None).await.unwrap().items), vec![entry.id.as_str()]);
-    assert!(!ids(&s.list_deliveries(DeliveryState::Pending, 10, None).await.unwrap().items).contains(&entry.id.as_str()));
+    assert_eq!(
+        ids(&s.list_deliveries(DeliveryState::Delivered, 10, None).await.unwrap().items),
+        vec![entry.id.as_str()]
+    );
+    assert!(
+        !ids(&s.list_deliveries(DeliveryState::Pending, 10, None).await.unwrap().items).contains(&entry.id.as_str())
+    );
     // Replayed: same id, due again.
     let mut again = ok;
     again.replay(t0).unwrap();
@@ -241,7 +235,9 @@ async fn dead_entries_list_in_pages_newest_first(s: &dyn Store) {
     loop {
         let page = s.list_deliveries(DeliveryState::Dead, 2, cursor.as_deref()).await.unwrap();
         assert!(page.items.len() <= 2);
-        assert!(page.items.iter().all(|d| d.state == DeliveryState::Dead && d.last_error.as_deref() == Some("HTTP 500")));
+        assert!(
+            page.items.iter().all(|d| d.state == DeliveryState::Dead && d.last_error.as_deref() == Some("HTTP 500"))
+        );
         seen.extend(page.items.into_iter().map(|d| d.id));
         pages += 1;
         cursor = page.cursor;

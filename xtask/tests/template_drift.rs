@@ -38,8 +38,7 @@ const FUNCTION_ENGINE_FILES: &[(&str, &[&str])] = &[
 ];
 
 /// Calls that pull in another file's calls (`marker` found in a function's files → scan `file` too).
-const INCLUDES: &[(&str, &str)] =
-    &[("self.notifier.", "engine/notify.rs"), ("self.deliver_", "engine/deliver.rs")];
+const INCLUDES: &[(&str, &str)] = &[("self.notifier.", "engine/notify.rs"), ("self.deliver_", "engine/deliver.rs")];
 
 /// Store methods reached through helpers in `store/mod.rs` rather than a direct `store.x(` call.
 #[rustfmt::skip]

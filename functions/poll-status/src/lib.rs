@@ -14,8 +14,13 @@ pub async fn handle(engine: &Engine, _event: LambdaEvent<Value>) -> Result<Value
     }
     // Callbacks and events not acknowledged yet (the outbox): one attempt each that is due.
     let outbox = engine.deliver_due(now).await;
-    tracing::info!(attempted = outbox.attempted, delivered = outbox.delivered, retrying = outbox.retrying,
-        dead = outbox.dead, "outbox run");
+    tracing::info!(
+        attempted = outbox.attempted,
+        delivered = outbox.delivered,
+        retrying = outbox.retrying,
+        dead = outbox.dead,
+        "outbox run"
+    );
     if let Some(doc) = engine.metrics.to_emf("TicketBridge", "poll-status", now.timestamp_millis()) {
         println!("{doc}");
     }

@@ -192,7 +192,10 @@ mod tests {
         let id = d.id.clone();
         assert_eq!(d.due(), Some(now));
         d.failed("HTTP 503".into(), Some(now + chrono::Duration::seconds(5)), now, now);
-        assert_eq!((d.state, d.attempts, d.due()), (DeliveryState::Pending, 1, Some(now + chrono::Duration::seconds(5))));
+        assert_eq!(
+            (d.state, d.attempts, d.due()),
+            (DeliveryState::Pending, 1, Some(now + chrono::Duration::seconds(5)))
+        );
         d.failed("HTTP 503".into(), None, now, now);
         assert_eq!((d.state, d.attempts, d.due()), (DeliveryState::Dead, 2, None));
         assert!(d.replay(now).is_ok());

@@ -7,9 +7,9 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
+use super::deliveries_api::delivery_json;
 use super::{ApiError, Engine, intake, notify, task_json};
 use crate::config::KeyScope;
-use super::deliveries_api::delivery_json;
 use crate::domain::{DeliveryState, Task, TaskState};
 
 /// Allowed clock skew / replay window for signed requests.

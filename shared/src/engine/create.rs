@@ -366,8 +366,7 @@ impl Engine {
             return Ok(Outcome::Skipped);
         }
         // A dead-lettered task owes its event and callback: stored in the same write as the state.
-        let owed =
-            if outcome == Outcome::DeadLetter { self.completion_deliveries(&task, now) } else { Vec::new() };
+        let owed = if outcome == Outcome::DeadLetter { self.completion_deliveries(&task, now) } else { Vec::new() };
         let written = if owed.is_empty() {
             self.store.update_task(&task).await
         } else {

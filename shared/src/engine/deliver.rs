@@ -32,8 +32,15 @@ impl Engine {
             _ => "TaskFailed",
         };
         let body = task_json(task);
-        let mut out =
-            vec![Delivery::new(DeliveryKind::Event, task.id.clone(), &task.connection, detail_type, None, body.clone(), now)];
+        let mut out = vec![Delivery::new(
+            DeliveryKind::Event,
+            task.id.clone(),
+            &task.connection,
+            detail_type,
+            None,
+            body.clone(),
+            now,
+        )];
         if let Some(url) = &task.callback_url {
             out.push(Delivery::new(
                 DeliveryKind::Callback,
@@ -115,7 +122,8 @@ impl Engine {
     fn delivery_backoff(&self, attempts: u32) -> Duration {
         use rand::Rng;
         let s = &self.config.settings;
-        let cap = s.delivery_retry_base_secs.max(1).saturating_mul(1u64 << attempts.min(20)).min(s.retry_max_secs.max(1));
+        let cap =
+            s.delivery_retry_base_secs.max(1).saturating_mul(1u64 << attempts.min(20)).min(s.retry_max_secs.max(1));
         let secs = rand::rng().random_range(cap.div_ceil(2)..=cap);
         Duration::seconds(i64::try_from(secs).unwrap_or(3600))
     }

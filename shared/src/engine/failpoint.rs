@@ -6,15 +6,17 @@
 use std::sync::OnceLock;
 
 /// The step boundaries, in the order a task passes them.
-pub const STEPS: [&str; 7] = ["accepted", "claimed", "ticket_created", "recorded", "polled", "completed", "callback_sent"];
+pub const STEPS: [&str; 7] =
+    ["accepted", "claimed", "ticket_created", "recorded", "polled", "completed", "callback_sent"];
 
 static ARMED: OnceLock<&'static str> = OnceLock::new();
 
 /// Arms the crash point `step`; an unknown name is an error naming the valid ones.
 pub fn arm(step: &str) -> Result<(), String> {
-    let known = STEPS.iter().find(|s| **s == step).ok_or_else(|| {
-        format!("TB_FAILPOINT: unknown step '{step}'; expected one of {}", STEPS.join(", "))
-    })?;
+    let known = STEPS
+        .iter()
+        .find(|s| **s == step)
+        .ok_or_else(|| format!("TB_FAILPOINT: unknown step '{step}'; expected one of {}", STEPS.join(", ")))?;
     ARMED.set(known).map_err(|_| "a failpoint is already armed".to_string())
 }
 

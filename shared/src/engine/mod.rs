@@ -5,8 +5,8 @@
 pub mod api;
 mod create;
 mod deliver;
-pub mod failpoint;
 pub mod deliveries_api;
+pub mod failpoint;
 pub mod intake;
 mod mappings_api;
 pub mod metrics;

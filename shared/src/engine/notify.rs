@@ -8,7 +8,6 @@ use sha2::Sha256;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-
 /// An event other systems can subscribe to (EventBridge in AWS, the log locally).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BridgeEvent {
@@ -173,13 +172,7 @@ impl Notifier {
 
     /// POSTs a signed body to `url` with the stable `delivery` id in `X-Bridge-Delivery`, retrying
     /// non-2xx answers along `retry_delays`. A target the URL guard refuses is a permanent error.
-    pub async fn deliver_as(
-        &self,
-        url: &str,
-        key: &[u8],
-        body: &[u8],
-        delivery: &str,
-    ) -> Result<(), CallbackError> {
+    pub async fn deliver_as(&self, url: &str, key: &[u8], body: &[u8], delivery: &str) -> Result<(), CallbackError> {
         let permanent = |message: String| CallbackError { message, permanent: true };
         let parsed = self.check_url_syntax(url).map_err(permanent)?;
         let mut builder = crate::http::client_builder()
@@ -192,7 +185,8 @@ impl Notifier {
             // Resolution failures may pass; private targets will not.
             Err(m) => return Err(CallbackError { permanent: m.contains("private"), message: m }),
         }
-        let client = builder.build().map_err(|e| CallbackError { message: format!("http client: {e}"), permanent: false })?;
+        let client =
+            builder.build().map_err(|e| CallbackError { message: format!("http client: {e}"), permanent: false })?;
         let mut last = String::new();
         for delay in std::iter::once(Duration::ZERO).chain(self.retry_delays.iter().copied()) {
             if !delay.is_zero() {

@@ -33,7 +33,9 @@ use table::{PK, SK, STATE_AT, STATE_INDEX, STATE_PK, TTL_ATTRIBUTE};
 use super::{
     Created, MappingRecord, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
 };
-use crate::domain::{ContactEntry, Delivery, DeliveryState, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping};
+use crate::domain::{
+    ContactEntry, Delivery, DeliveryState, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping,
+};
 
 /// Attempts of a write that lost a race it may retry (transaction conflicts, vanished items).
 const MAX_ATTEMPTS: u32 = 8;

@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use thiserror::Error;
 
-use crate::domain::{ContactEntry, Delivery, DeliveryState, Lease, OrgMapping, Task, TaskEvent, TaskId, TaskState, TicketGroup, UserMapping};
+use crate::domain::{
+    ContactEntry, Delivery, DeliveryState, Lease, OrgMapping, Task, TaskEvent, TaskId, TaskState, TicketGroup,
+    UserMapping,
+};
 
 #[cfg(feature = "dynamo")]
 pub mod dynamo;

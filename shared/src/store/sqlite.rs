@@ -13,7 +13,9 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::{
     Created, MappingRecord, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
 };
-use crate::domain::{ContactEntry, Delivery, DeliveryState, Due, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping};
+use crate::domain::{
+    ContactEntry, Delivery, DeliveryState, Due, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping,
+};
 
 mod outbox;
 
@@ -165,7 +167,7 @@ fn write_task_update(conn: &Connection, task: &Task) -> Result<Task, StoreError>
     let mut next = task.clone();
     next.version = task.version + 1;
     let expected = i64::try_from(task.version).map_err(|_| StoreError::Conflict("version overflow".into()))?;
-let (kind, due_conn, due_at, expires) = index_columns(&next);
+    let (kind, due_conn, due_at, expires) = index_columns(&next);
     let body = to_json(next.id.as_str(), &next)?;
     let changed = conn
         .prepare_cached(
@@ -193,10 +195,9 @@ let (kind, due_conn, due_at, expires) = index_columns(&next);
         return Ok(next);
     }
     match load_task(conn, next.id.as_str())? {
-        Some(cur) => Err(StoreError::Conflict(format!(
-            "task {} is at version {}, not {}",
-            next.id, cur.version, expected
-        ))),
+        Some(cur) => {
+            Err(StoreError::Conflict(format!("task {} is at version {}, not {}", next.id, cur.version, expected)))
+        }
         None => Err(StoreError::NotFound(format!("task {}", next.id))),
     }
 }

@@ -142,7 +142,9 @@ async fn a_sender_dropped_mid_delivery_is_replaced_and_the_receiver_sees_the_sam
     let poll = tokio::spawn(async move { e.poll_connection(support::CONN, t0, false).await });
     let arrived = r.seen_changed.notified();
     if r.ids().is_empty() {
-        tokio::time::timeout(std::time::Duration::from_secs(20), arrived).await.expect("the callback reached the receiver");
+        tokio::time::timeout(std::time::Duration::from_secs(20), arrived)
+            .await
+            .expect("the callback reached the receiver");
     }
     poll.abort();
     assert!(poll.await.unwrap_err().is_cancelled());
@@ -201,7 +203,10 @@ async fn events_carry_their_delivery_id(backend: Backend) {
     assert_eq!(events.len(), 1);
     let event_id = events[0].detail["delivery_id"].as_str().expect("delivery_id in the event detail").to_string();
     let stored = h.store.get_delivery(&event_id).await.unwrap().expect("the event is an outbox entry");
-    assert_eq!((stored.kind, stored.state, stored.task_id.as_str()), (DeliveryKind::Event, DeliveryState::Delivered, id.as_str()));
+    assert_eq!(
+        (stored.kind, stored.state, stored.task_id.as_str()),
+        (DeliveryKind::Event, DeliveryState::Delivered, id.as_str())
+    );
     assert_ne!(r.ids()[0], event_id, "callback and event are separate entries");
 }
 

@@ -96,10 +96,9 @@ pub(super) fn update(conn: &Connection, d: &Delivery) -> Result<Delivery, StoreE
         return Ok(next);
     }
     match get(conn, &next.id)? {
-        Some(cur) => Err(StoreError::Conflict(format!(
-            "delivery {} is at version {}, not {expected}",
-            next.id, cur.version
-        ))),
+        Some(cur) => {
+            Err(StoreError::Conflict(format!("delivery {} is at version {}, not {expected}", next.id, cur.version)))
+        }
         None => Err(StoreError::NotFound(format!("delivery {}", next.id))),
     }
 }
@@ -155,8 +154,11 @@ pub(super) fn list(
     for (id, body) in rows.into_iter().take(limit) {
         items.push(from_json(&id, &body)?);
     }
-    let cursor =
-        if more { items.last().map(|d| encode_cursor(&format!("{}|{}", sortable_time(d.updated_at), d.id))) } else { None };
+    let cursor = if more {
+        items.last().map(|d| encode_cursor(&format!("{}|{}", sortable_time(d.updated_at), d.id)))
+    } else {
+        None
+    };
     Ok(Page { items, cursor })
 }
 
