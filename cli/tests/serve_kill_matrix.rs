@@ -98,8 +98,9 @@ async fn state(http: &reqwest::Client, base: &str, id: &str) -> String {
     v["state"].as_str().unwrap_or("unknown").to_string()
 }
 
-/// One case: returns (tickets with the task's key, callbacks received, distinct delivery ids).
-async fn case(target: Target, step: &'static str) -> (usize, usize, usize) {
+/// One case: returns (tickets with the task's key, callbacks received, distinct delivery ids,
+/// task completed, serve died by abort at the crash point).
+async fn case(target: Target, step: &'static str) -> (usize, usize, usize, bool, bool) {
     let t = spawn(target).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (hook, callbacks) = callback_receiver().await;
@@ -128,7 +129,8 @@ async fn case(target: Target, step: &'static str) -> (usize, usize, usize) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(exit.signal(), Some(6), "{target:?}/{step}: serve must die by abort at the crash point ({exit:?})");
+    let aborted = exit.signal() == Some(6);
+    assert!(aborted, "{target:?}/{step}: serve must die by abort at the crash point ({exit:?})");
     if step == "accepted" {
         assert!(first.is_none(), "{target:?}/{step}: the caller got no answer");
     }
@@ -153,7 +155,8 @@ async fn case(target: Target, step: &'static str) -> (usize, usize, usize) {
     let mut distinct = seen.clone();
     distinct.sort();
     distinct.dedup();
-    (tickets, seen.len(), distinct.len())
+    let completed = state(&http, &base, &id).await == "completed";
+    (tickets, seen.len(), distinct.len(), completed, aborted)
 }
 
 async fn matrix(target: Target) {
@@ -166,20 +169,24 @@ async fn matrix(target: Target) {
         rows.push(r.unwrap());
     }
     rows.sort();
-    for (step, (tickets, callbacks, ids)) in &rows {
+    for (step, (tickets, callbacks, ids, completed, _)) in &rows {
+        assert!(*completed, "{target:?}/{step}: task completed (0 lost)");
         assert_eq!(*tickets, 1, "{target:?}/{step}: exactly one ticket (0 lost, 0 duplicates)");
         assert!(*callbacks >= 1, "{target:?}/{step}: callback delivered after restart");
         assert_eq!(*ids, 1, "{target:?}/{step}: every copy of the callback carries one delivery id");
     }
     assert_eq!(rows.len(), 7);
-    let cases: Vec<_> =
-        rows.iter().map(|(step, (t, c, _))| serde_json::json!({"step": step, "tickets": t, "callbacks": c})).collect();
+    let completed = rows.iter().filter(|(_, r)| r.3 && r.1 >= 1).count();
+    let cases: Vec<_> = rows
+        .iter()
+        .map(|(step, (t, c, _, _, _))| serde_json::json!({"step": step, "tickets": t, "callbacks": c}))
+        .collect();
     let name = format!("{target:?}").to_lowercase();
     let v = serde_json::json!({"suite": "crash_points", "class": "serve abort at each step boundary, restart",
         "target": name, "route": "-", "runs": rows.len(), "tasks": rows.len(),
-        "completed": rows.len(), "lost": 0,
-        "duplicates": rows.iter().map(|(_, (t, _, _))| t.saturating_sub(1)).sum::<usize>(),
-        "faults_fired": rows.len(), "cases": cases});
+        "completed": completed, "lost": rows.len() - completed,
+        "duplicates": rows.iter().map(|(_, (t, _, _, _, _))| t.saturating_sub(1)).sum::<usize>(),
+        "faults_fired": rows.iter().filter(|(_, r)| r.4).count(), "cases": cases});
     sandbox::report::write(&format!("crash-serve-matrix-{name}"), &v);
 }
 
