@@ -81,6 +81,12 @@ pub struct Settings {
     pub token_refresh_window_secs: u64,
     /// Warn this many days before a personal access token expires.
     pub pat_warn_days: u32,
+    /// Attempts at a callback or event before it is dead-lettered (`GET /v1/deliveries?state=dead`).
+    pub delivery_max_attempts: u32,
+    /// First delay between delivery attempts; doubles per attempt up to `retry_max_secs`.
+    pub delivery_retry_base_secs: u64,
+    /// How long a sender's claim on a delivery lasts; a sender that dies is replaced after this.
+    pub delivery_claim_secs: u64,
 }
 
 impl Default for Settings {
@@ -101,6 +107,9 @@ impl Default for Settings {
             allow_private_callbacks: false,
             token_refresh_window_secs: 900,
             pat_warn_days: 14,
+            delivery_max_attempts: 10,
+            delivery_retry_base_secs: 10,
+            delivery_claim_secs: 60,
         }
     }
 }

@@ -183,6 +183,44 @@ async fn every_store_method_issues_exactly_the_actions_iam_grants() {
     assert!(s.get_contact("conn", "bob@acme.example", now).await.unwrap().is_some());
     seen.take("get_contact", &counter);
 
+    // Outbox: entries written with a task update (and a lost one), read, claimed (and a lost
+    // claim), due, listed.
+    let current = s.get_task(&first.id).await.unwrap().unwrap();
+    counter.reset();
+    let mut closed = current.clone();
+    closed
+        .apply(
+            TaskEvent::Closed {
+                outcome: bridge::domain::Outcome::Fulfilled,
+                remote_status: "Closed".into(),
+                retain_until: now,
+            },
+            now,
+        )
+        .unwrap();
+    let entry = bridge::domain::Delivery::new(
+        bridge::domain::DeliveryKind::Event,
+        closed.id.clone(),
+        "conn",
+        "TaskCompleted",
+        None,
+        serde_json::json!({}),
+        now,
+    );
+    s.update_task_with_deliveries(&closed, std::slice::from_ref(&entry)).await.unwrap();
+    let stale = s.update_task_with_deliveries(&closed, &[]).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    seen.take("update_task_with_deliveries", &counter);
+    assert!(s.get_delivery(&entry.id).await.unwrap().is_some());
+    seen.take("get_delivery", &counter);
+    s.update_delivery(&entry).await.unwrap();
+    assert!(matches!(s.update_delivery(&entry).await, Err(StoreError::Conflict(_))));
+    seen.take("update_delivery", &counter);
+    assert_eq!(s.due_deliveries(now + Duration::hours(1), 10).await.unwrap().len(), 1);
+    seen.take("due_deliveries", &counter);
+    assert_eq!(s.list_deliveries(bridge::domain::DeliveryState::Pending, 10, None).await.unwrap().items.len(), 1);
+    seen.take("list_deliveries", &counter);
+
     let table: BTreeMap<&str, BTreeSet<String>> = STORE_METHOD_ACTIONS
         .iter()
         .map(|(m, actions)| (*m, actions.iter().map(|(a, _)| a.to_string()).collect()))

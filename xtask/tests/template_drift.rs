@@ -27,18 +27,18 @@ const FUNCTION_ENGINE_FILES: &[(&str, &[&str])] = &[
     // api::handle: routing + auth (HMAC key from secrets), intake parsing, accept/get/cancel/replay/list.
     (
         "intake",
-        &["engine/api.rs", "engine/intake.rs", "engine/mod.rs"],
+        &["engine/api.rs", "engine/intake.rs", "engine/mod.rs", "engine/deliveries_api.rs"],
     ),
     // create_one (stream) and create_due (sweep).
     ("create-ticket", &["engine/create.rs"]),
-    // poll_all.
-    ("poll-status", &["engine/poll.rs"]),
+    // poll_all, then deliver_due (the outbox).
+    ("poll-status", &["engine/poll.rs", "engine/outbox.rs"]),
     // refresh_tokens.
     ("refresh-token", &["engine/tokens.rs"]),
 ];
 
 /// Calls that pull in another file's calls (`marker` found in a function's files → scan `file` too).
-const INCLUDES: &[(&str, &str)] = &[("self.notifier.", "engine/notify.rs")];
+const INCLUDES: &[(&str, &str)] = &[("self.notifier.", "engine/notify.rs"), ("self.deliver_", "engine/deliver.rs")];
 
 /// Store methods reached through helpers in `store/mod.rs` rather than a direct `store.x(` call.
 #[rustfmt::skip]

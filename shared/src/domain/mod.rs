@@ -1,12 +1,14 @@
 //! Pure domain model: tasks, tickets, connections and the task state machine. No I/O here.
 
 mod connection;
+mod delivery;
 mod names;
 mod state;
 mod task;
 mod ticket;
 
 pub use connection::*;
+pub use delivery::*;
 pub use names::*;
 pub use state::*;
 pub use task::*;

@@ -7,9 +7,10 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
+use super::deliveries_api::delivery_json;
 use super::{ApiError, Engine, intake, notify, task_json};
 use crate::config::KeyScope;
-use crate::domain::{Task, TaskState};
+use crate::domain::{DeliveryState, Task, TaskState};
 
 /// Allowed clock skew / replay window for signed requests.
 pub const SIGNATURE_WINDOW_SECS: i64 = 300;
@@ -171,11 +172,40 @@ async fn route(
             require_admin(&authenticate(engine, req, now).await?)?;
             Ok(ok(200, task_json(&engine.replay(id, now).await?)))
         }
+        ("GET", ["v1", "deliveries"]) => {
+            require_admin(&authenticate(engine, req, now).await?)?;
+            let q = Query::parse(req.query);
+            let state_s = q.get("state").unwrap_or("dead");
+            let state = DeliveryState::parse(state_s).ok_or_else(|| {
+                ApiError::invalid(
+                    Some("state"),
+                    format!(
+                        "unknown state '{state_s}'; expected one of {}",
+                        DeliveryState::ALL.map(|s| s.as_str()).join(", ")
+                    ),
+                )
+            })?;
+            let limit = match q.get("limit") {
+                None => 50,
+                Some(l) => l
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=500).contains(n))
+                    .ok_or_else(|| ApiError::invalid(Some("limit"), "must be an integer from 1 to 500"))?,
+            };
+            let page = engine.list_deliveries(state, limit, q.get("cursor")).await?;
+            let items: Vec<_> = page.items.iter().map(delivery_json).collect();
+            Ok(ok(200, serde_json::json!({"items": items, "cursor": page.cursor})))
+        }
+        ("POST", ["v1", "deliveries", id, "replay"]) => {
+            require_admin(&authenticate(engine, req, now).await?)?;
+            Ok(ok(200, delivery_json(&engine.replay_delivery(id, now).await?)))
+        }
         (_, ["v1", "admin", "connections", conn, rest @ ..]) => {
             require_admin(&authenticate(engine, req, now).await?)?;
             super::mappings_api::route(engine, req, conn, rest).await
         }
-        (_, ["healthz"] | ["v1", "tasks", ..]) => {
+        (_, ["healthz"] | ["v1", "tasks", ..] | ["v1", "deliveries", ..]) => {
             Err(ApiError::new(405, "method_not_allowed", None, format!("{} is not allowed on {path}", req.method)))
         }
         _ => Err(ApiError::not_found(format!("no route {path}"))),

@@ -111,8 +111,14 @@ impl Engine {
     }
 
     async fn process_claimed(&self, task: Task, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        super::failpoint::hit("claimed");
         let result = self.open_or_note(&task, now).await;
-        self.record(task, result, now).await
+        if result.is_ok() {
+            super::failpoint::hit("ticket_created");
+        }
+        let outcome = self.record(task, result, now).await;
+        super::failpoint::hit("recorded");
+        outcome
     }
 
     /// Talks to the ITSM. Never writes the task.
@@ -343,15 +349,22 @@ impl Engine {
         if task.apply(event, now).is_err() {
             return Ok(Outcome::Skipped);
         }
-        match self.store.update_task(&task).await {
-            Ok(saved) => {
+        // A dead-lettered task owes its event and callback: stored in the same write as the state.
+        let owed = if outcome == Outcome::DeadLetter { self.completion_deliveries(&task, now) } else { Vec::new() };
+        let written = if owed.is_empty() {
+            self.store.update_task(&task).await
+        } else {
+            self.store.update_task_with_deliveries(&task, &owed).await
+        };
+        match written {
+            Ok(_saved) => {
                 match outcome {
                     Outcome::Created => self.metrics.incr("TicketsCreated", 1),
                     Outcome::Noted => self.metrics.incr("NotesAdded", 1),
                     Outcome::Retry => self.metrics.incr("Retries", 1),
                     Outcome::DeadLetter => {
                         self.metrics.incr("DeadLetters", 1);
-                        self.notifier.publish(self, &saved, now).await;
+                        self.deliver_stored(owed, &self.notifier, now).await;
                     }
                     Outcome::Skipped => {}
                 }

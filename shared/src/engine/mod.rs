@@ -4,10 +4,14 @@
 
 pub mod api;
 mod create;
+mod deliver;
+pub mod deliveries_api;
+pub mod failpoint;
 pub mod intake;
 mod mappings_api;
 pub mod metrics;
 pub mod notify;
+pub mod outbox;
 mod poll;
 pub mod ticket_request;
 mod tokens;
@@ -25,6 +29,7 @@ use crate::store::{Created, Page, Store, StoreError};
 pub use create::CreateReport;
 pub use metrics::Metrics;
 pub use notify::{BridgeEvent, EventSink, LogEvents};
+pub use outbox::DeliveryReport;
 pub use poll::PollReport;
 pub use tokens::{TokenOutcome, TokenReport};
 
@@ -138,6 +143,7 @@ impl Engine {
         match self.store.create_task(&task).await? {
             Created::New(t) => {
                 self.metrics.incr("TasksAccepted", 1);
+                failpoint::hit("accepted");
                 tracing::info!(task = %t.id, source = %t.source, external_id = %t.external_id, connection = %t.connection, "task accepted");
                 Ok(Accepted { task: t, new: true })
             }
@@ -162,7 +168,7 @@ impl Engine {
     /// Cancels a task that is not final yet; 409 if it is.
     pub async fn cancel(&self, id: &str, now: DateTime<Utc>) -> Result<Task, ApiError> {
         let retain = now + self.retention();
-        let task = self.transition(id, now, |_| TaskEvent::Cancel { retain_until: retain }).await?;
+        let (task, owed) = self.transition(id, now, true, |_| TaskEvent::Cancel { retain_until: retain }).await?;
         if let Some(key) = &task.group_key
             && let Some(t) = &task.ticket
             && task.history.iter().all(|h| h.event != "noted")
@@ -171,7 +177,7 @@ impl Engine {
         }
         // The caller is waiting on this request (API Gateway gives up after 30 s): one quick
         // callback attempt, no long retry ladder.
-        self.notifier.quick().publish(self, &task, now).await;
+        self.deliver_stored(owed, &self.notifier.quick(), now).await;
         Ok(task)
     }
 
@@ -201,23 +207,31 @@ impl Engine {
 
     /// Puts a dead-lettered task back in the creation queue.
     pub async fn replay(&self, id: &str, now: DateTime<Utc>) -> Result<Task, ApiError> {
-        self.transition(id, now, |_| TaskEvent::Replay).await
+        Ok(self.transition(id, now, false, |_| TaskEvent::Replay).await?.0)
     }
 
-    /// Applies an event with optimistic locking, retrying on concurrent writes.
+    /// Applies an event with optimistic locking, retrying on concurrent writes. With `owes`, the
+    /// completion deliveries of the new state are stored in the same write (and returned).
     async fn transition(
         &self,
         id: &str,
         now: DateTime<Utc>,
+        owes: bool,
         event: impl Fn(&Task) -> TaskEvent,
-    ) -> Result<Task, ApiError> {
+    ) -> Result<(Task, Vec<crate::domain::Delivery>), ApiError> {
         for _ in 0..5 {
             let mut task = self.get(id).await?;
             if let Err(e) = task.apply(event(&task), now) {
                 return Err(ApiError::conflict(format!("task {} is {}: {e}", task.id, task.state.as_str())));
             }
-            match self.store.update_task(&task).await {
-                Ok(t) => return Ok(t),
+            let owed = if owes { self.completion_deliveries(&task, now) } else { Vec::new() };
+            let written = if owed.is_empty() {
+                self.store.update_task(&task).await
+            } else {
+                self.store.update_task_with_deliveries(&task, &owed).await
+            };
+            match written {
+                Ok(t) => return Ok((t, owed)),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }

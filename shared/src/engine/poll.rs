@@ -112,6 +112,9 @@ impl Engine {
             }
         }
         self.metrics.incr("Polls", u64::from(report.tickets));
+        if !statuses.is_empty() {
+            super::failpoint::hit("polled");
+        }
         for task in tasks {
             let Some(ticket) = task.ticket.as_ref() else { continue };
             let Some(remote) = statuses.get(&ticket.id) else { continue };
@@ -164,7 +167,14 @@ impl Engine {
         if task.apply(event, now).is_err() {
             return Ok(Applied::Unchanged);
         }
-        let saved = match self.store.update_task(&task).await {
+        // A closing task owes its event and callback: stored in the same write as the state.
+        let owed = if closing { self.completion_deliveries(&task, now) } else { Vec::new() };
+        let written = if closing {
+            self.store.update_task_with_deliveries(&task, &owed).await
+        } else {
+            self.store.update_task(&task).await
+        };
+        let saved = match written {
             Ok(t) => t,
             Err(StoreError::Conflict(_)) => return Ok(Applied::Unchanged),
             Err(e) => return Err(e),
@@ -175,7 +185,8 @@ impl Engine {
                 self.store.release_group(&saved.connection, key, &t.id).await?;
             }
             tracing::info!(task = %saved.id, ticket = %saved.ticket.as_ref().map(|t| t.id.as_str()).unwrap_or(""), outcome = ?saved.outcome, "task completed");
-            self.notifier.publish(self, &saved, now).await;
+            super::failpoint::hit("completed");
+            self.deliver_stored(owed, &self.notifier, now).await;
             return Ok(Applied::Completed);
         }
         Ok(Applied::Changed)

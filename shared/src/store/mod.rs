@@ -7,7 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use thiserror::Error;
 
-use crate::domain::{ContactEntry, Lease, OrgMapping, Task, TaskEvent, TaskId, TaskState, TicketGroup, UserMapping};
+use crate::domain::{
+    ContactEntry, Delivery, DeliveryState, Lease, OrgMapping, Task, TaskEvent, TaskId, TaskState, TicketGroup,
+    UserMapping,
+};
 
 #[cfg(feature = "dynamo")]
 pub mod dynamo;
@@ -158,6 +161,48 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(claimed)
     }
+
+    // ── Outbox (callbacks and events owed to receivers; see `domain::Delivery`) ──
+
+    /// Writes `task` exactly like [`Store::update_task`] and stores `deliveries` (new outbox
+    /// entries) in the same atomic write: both are stored or neither is.
+    async fn update_task_with_deliveries(&self, task: &Task, deliveries: &[Delivery]) -> Result<Task, StoreError> {
+        let _ = (task, deliveries);
+        Err(no_outbox())
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let _ = id;
+        Err(no_outbox())
+    }
+
+    /// Writes `delivery` if the stored version still equals `delivery.version` (returns the stored
+    /// copy, `version + 1`); [`StoreError::Conflict`] when someone else wrote first.
+    async fn update_delivery(&self, delivery: &Delivery) -> Result<Delivery, StoreError> {
+        let _ = delivery;
+        Err(no_outbox())
+    }
+
+    /// Pending deliveries with `next_attempt_at <= now`, oldest first.
+    async fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let _ = (now, limit);
+        Err(no_outbox())
+    }
+
+    /// Deliveries in `state`, newest update first.
+    async fn list_deliveries(
+        &self,
+        state: DeliveryState,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let _ = (state, limit, cursor);
+        Err(no_outbox())
+    }
+}
+
+fn no_outbox() -> StoreError {
+    StoreError::Backend("this store keeps no outbox".into())
 }
 
 /// Claims one task read elsewhere (e.g. from the stream): `None` if it is not due or another

@@ -39,6 +39,14 @@ pub const STORE_METHOD_ACTIONS: &[(&str, &[(&str, &str)])] = &[
     ("delete_user_mapping", &[("dynamodb:DeleteItem", "table")]),
     ("put_contact", &[("dynamodb:PutItem", "table")]),
     ("get_contact", &[("dynamodb:GetItem", "table")]),
+    // TransactWriteItems of the version-checked task Put and one conditional Put per entry; on a
+    // failed condition it reads the task to tell Conflict from NotFound.
+    ("update_task_with_deliveries", &[("dynamodb:PutItem", "table"), ("dynamodb:GetItem", "table")]),
+    ("get_delivery", &[("dynamodb:GetItem", "table")]),
+    // Conditional PutItem on the version; on a failed condition it reads the entry.
+    ("update_delivery", &[("dynamodb:PutItem", "table"), ("dynamodb:GetItem", "table")]),
+    ("due_deliveries", &[("dynamodb:Query", "index/due")]),
+    ("list_deliveries", &[("dynamodb:Query", "index/by_state")]),
 ];
 
 pub fn root() -> PathBuf {
