@@ -9,6 +9,7 @@ mod mappings_api;
 pub mod metrics;
 pub mod notify;
 mod poll;
+mod poll_changes;
 mod tokens;
 
 use chrono::{DateTime, Duration, Utc};

@@ -30,7 +30,7 @@ use items::{
 use table::{PK, SK, STATE_AT, STATE_INDEX, STATE_PK, TTL_ATTRIBUTE};
 
 use super::{
-    Created, MappingRecord, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
+    Created, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
 };
 use crate::domain::{ContactEntry, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping};
 
@@ -460,6 +460,14 @@ impl Store for DynamoStore {
         let entry: Option<ContactEntry> =
             self.get_item(contact_pk(connection), email).await?.map(|item| body(&item)).transpose()?;
         Ok(entry.filter(|e| e.expires_at > now))
+    }
+
+    async fn get_poll_mark(&self, connection: &str) -> Result<Option<PollMark>, StoreError> {
+        self.get_record(connection, POLL_MARK_KEY).await
+    }
+
+    async fn put_poll_mark(&self, mark: &PollMark) -> Result<(), StoreError> {
+        self.put_record(mark).await
     }
 }
 

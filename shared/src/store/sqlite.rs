@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Created, MappingRecord, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
+    Created, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
 };
 use crate::domain::{ContactEntry, Due, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping};
 
@@ -69,6 +69,12 @@ CREATE TABLE IF NOT EXISTS contacts (
     expires_at TEXT NOT NULL,
     body       TEXT NOT NULL,
     PRIMARY KEY (connection, email)
+) STRICT;
+CREATE TABLE IF NOT EXISTS poll_marks (
+    connection TEXT NOT NULL,
+    mark       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (connection, mark)
 ) STRICT;
 ";
 
@@ -531,6 +537,14 @@ impl Store for SqliteStore {
             body.map(|b| from_json(&email, &b)).transpose()
         })
         .await
+    }
+
+    async fn get_poll_mark(&self, connection: &str) -> Result<Option<PollMark>, StoreError> {
+        self.get_record(connection, POLL_MARK_KEY).await
+    }
+
+    async fn put_poll_mark(&self, mark: &PollMark) -> Result<(), StoreError> {
+        self.put_record(mark).await
     }
 }
 
