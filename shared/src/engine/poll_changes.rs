@@ -36,11 +36,16 @@ impl ReadPlan {
             (Self::Full { track: false, .. }, _) => return None,
             (Self::Full { mark, .. }, _) => (mark.as_ref(), 0),
         };
+        // After a changed read the mark is the newest stamp the target returned: no later than the
+        // target's clock when it answered, so every change after the read is stamped at or after
+        // it (the margin covers a change committed in the same second), and any change before the
+        // read was in the answer. It replaces the old mark even when older: a first mark taken
+        // from the bridge's clock is then corrected by the target's own.
         // A full read proves nothing about changes after it started: the old mark stays (it is at
         // most the target's time of the last read, so every later change is after it).
         let target_latest = if incremental { latest } else { None };
         let (high_water, from_target) = match (mark, target_latest) {
-            (Some(m), Some(l)) => (m.high_water.max(l), true),
+            (Some(_), Some(l)) => (l, true),
             (Some(m), None) => (m.high_water, m.from_target),
             (None, _) => (started, false),
         };
@@ -98,9 +103,9 @@ mod tests {
         // Nothing changed: the mark stays; never the bridge clock.
         let next = plan.next_mark("c", true, None, t0 + Duration::hours(1)).unwrap();
         assert_eq!(next.high_water, t0);
-        // An older target time never moves the mark back.
+        // The target's time replaces a mark ahead of it (a first mark from a faster bridge clock).
         let next = plan.next_mark("c", true, Some(t0 - Duration::seconds(5)), later).unwrap();
-        assert_eq!(next.high_water, t0);
+        assert_eq!((next.high_water, next.from_target), (t0 - Duration::seconds(5), true));
         // The changed read failed and a full read ran: cycle count restarts, mark stays.
         let next = plan.next_mark("c", false, Some(later), later).unwrap();
         assert_eq!((next.high_water, next.cycles_since_sweep), (t0, 0));
