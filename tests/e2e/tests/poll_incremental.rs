@@ -1,4 +1,4 @@
-//! Incremental status polling against the RT and Znuny/OTRS simulators, on both stores: cycles read
+//! Incremental status polling against the RT, Znuny/OTRS and Kaseya BMS simulators, on both stores: cycles read
 //! only what the target changed since the stored high-water mark (minus the margin), a full sweep
 //! runs every `full_sweep_every` cycles, and no change is lost to clock skew or to a change that
 //! lands while a cycle's read is in flight.
@@ -110,7 +110,11 @@ async fn change_during_cycle(target: Target, backend: Backend) {
     let ticket = tasks[1].1.clone();
     let done = h.target.done_status;
     // The read's last request: RT's search page; OTRS's TicketGet after its TicketSearch.
-    let route = if target == Target::Rt { "GET /REST/2.0/tickets" } else { "/Ticket/{TicketID}" };
+    let route = match target {
+        Target::Rt => "GET /REST/2.0/tickets",
+        Target::Bms => "/v2/servicedesk/tickets/search",
+        _ => "/Ticket/{TicketID}",
+    };
     h.sim().after_next_response(route, move |sim| {
         sim.close(&ticket, Some(done)).unwrap();
     });
@@ -152,6 +156,10 @@ macro_rules! cases {
             async fn rt_sqlite() { super::$case(Target::Rt, Backend::Sqlite).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn otrs_sqlite() { super::$case(Target::Otrs, Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn bms_sqlite() { super::$case(Target::Bms, Backend::Sqlite).await }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn bms_dynamo() { super::$case(Target::Bms, Backend::Dynamo).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn rt_dynamo() { super::$case(Target::Rt, Backend::Dynamo).await }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
