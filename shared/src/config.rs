@@ -223,11 +223,21 @@ pub struct PollSettings {
     /// Seconds subtracted from the high-water mark when asking for changes (clock skew between
     /// the target's stamps and the bridge, changes committed late, whole-second resolution).
     pub change_margin_secs: u64,
+    /// Secret (field `webhook_key`) that signs `POST /v1/hooks/<connection>`; none: hooks off.
+    pub webhook_secret: Option<String>,
+    /// Largest age (and clock skew) of a signed hook's `X-Bridge-Timestamp`, in seconds.
+    pub webhook_window_secs: u64,
 }
 
 impl Default for PollSettings {
     fn default() -> Self {
-        Self { incremental: true, full_sweep_every: 12, change_margin_secs: 120 }
+        Self {
+            incremental: true,
+            full_sweep_every: 12,
+            change_margin_secs: 120,
+            webhook_secret: None,
+            webhook_window_secs: 300,
+        }
     }
 }
 
@@ -373,6 +383,12 @@ impl Config {
                     key("polling.change_margin_secs"),
                     "must be between 2 (targets stamp whole seconds) and 86400",
                 ));
+            }
+            if c.polling.webhook_window_secs == 0 || c.polling.webhook_window_secs > 3600 {
+                return Err(ConfigError::new(key("polling.webhook_window_secs"), "must be between 1 and 3600"));
+            }
+            if c.polling.webhook_secret.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                return Err(ConfigError::new(key("polling.webhook_secret"), "must name a secret (or be left out)"));
             }
             for (field, tpl) in [
                 ("template.title", &c.template.title),

@@ -8,6 +8,7 @@ pub mod intake;
 mod mappings_api;
 pub mod metrics;
 pub mod notify;
+mod hooks;
 mod poll;
 mod poll_changes;
 mod tokens;

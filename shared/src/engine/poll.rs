@@ -183,7 +183,8 @@ impl Engine {
         }
     }
 
-    async fn apply_status(
+    /// Records one status read from the target on its task (no write when nothing changed).
+    pub(super) async fn apply_status(
         &self,
         mut task: Task,
         mapped: MappedStatus,
@@ -236,7 +237,8 @@ impl Engine {
     }
 }
 
-enum Applied {
+/// What [`Engine::apply_status`] did.
+pub(super) enum Applied {
     Completed,
     Changed,
     Unchanged,
