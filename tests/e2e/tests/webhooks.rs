@@ -116,8 +116,8 @@ async fn refusals_change_nothing(target: Target, backend: Backend) {
         (401, "bearer", hook(&h, CONN, Auth::Bearer("wrong-key"), body.clone()).await),
         (401, "sign the hook", hook(&h, CONN, Auth::None, body.clone()).await),
         (404, "999999", hook(&h, CONN, signed(), json!({"ticket_ids": [tasks[0].1, "999999"]})).await),
-        (400, "ticket_ids", hook(&h, CONN, signed(), json!({"ticket_ids": []})).await),
-        (400, "ticket_id", hook(&h, CONN, signed(), json!({"ticket": "1"})).await),
+        (422, "ticket_ids", hook(&h, CONN, signed(), json!({"ticket_ids": []})).await),
+        (422, "ticket_id", hook(&h, CONN, signed(), json!({"ticket": "1"})).await),
         (404, "no webhook", hook(&h, "nope", signed(), body.clone()).await),
     ];
     for (want, says, (status, body)) in cases {
