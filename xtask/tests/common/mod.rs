@@ -39,6 +39,8 @@ pub const STORE_METHOD_ACTIONS: &[(&str, &[(&str, &str)])] = &[
     ("delete_user_mapping", &[("dynamodb:DeleteItem", "table")]),
     ("put_contact", &[("dynamodb:PutItem", "table")]),
     ("get_contact", &[("dynamodb:GetItem", "table")]),
+    ("get_poll_mark", &[("dynamodb:GetItem", "table")]),
+    ("put_poll_mark", &[("dynamodb:PutItem", "table")]),
 ];
 
 pub fn root() -> PathBuf {
