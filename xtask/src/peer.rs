@@ -65,9 +65,11 @@ fn rt(root: &Path) -> Result<i32> {
         cmd.arg(FILTER);
         commands.push(cmd);
     } else {
-        for (package, test, filter) in
-            [("bridge", "connector_conformance", "rt::"), ("bridge", "connector_changes", "rt::"), ("ticket-bridge", "serve", "serve_rt")]
-        {
+        for (package, test, filter) in [
+            ("bridge", "connector_conformance", "rt::"),
+            ("bridge", "connector_changes", "rt::"),
+            ("ticket-bridge", "serve", "serve_rt"),
+        ] {
             let mut cmd = Command::new(crate::cargo());
             cmd.args(["test", "-p", package, "--test", test, filter, "--", "--test-threads", "1"]);
             commands.push(cmd);

@@ -15,8 +15,8 @@ use crate::config::ConnectionConfig;
 use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
 use crate::http::HttpClient;
 pub use crate::http::{ConnectorError, TokenKind, TokenState};
-pub use changes::ChangedTickets;
 use crate::secrets::Secrets;
+pub use changes::ChangedTickets;
 
 pub mod changes;
 pub mod generic;

@@ -21,8 +21,8 @@ use serde_json::{Map, Value, json};
 
 use super::changes::{parse_target_time, sql_time};
 use super::{
-    ChangedTickets, CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
-    allow_options, create_with_recovery,
+    ChangedTickets, CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind,
+    TokenState, allow_options, create_with_recovery,
 };
 use crate::config::ConnectionConfig;
 use crate::domain::{ConnectorKind, MappedStatus, Outcome, TicketRef};
@@ -425,7 +425,10 @@ impl Connector for RtConnector {
         let (items, requests) = self.search_counted(&query, "Status,LastUpdated").await?;
         let mut out = ChangedTickets { requests, ..ChangedTickets::default() };
         for item in items {
-            let id = item.get("id").and_then(id_text).ok_or_else(|| ConnectorError::Malformed("RT item without 'id'".into()))?;
+            let id = item
+                .get("id")
+                .and_then(id_text)
+                .ok_or_else(|| ConnectorError::Malformed("RT item without 'id'".into()))?;
             let name = item
                 .get("Status")
                 .and_then(Value::as_str)

@@ -99,8 +99,8 @@ fn authenticate(req: &ApiRequest<'_>, key: &[u8], now: DateTime<Utc>, window: i6
 
 /// The ticket ids a hook names: `ticket_id` (one) or `ticket_ids` (a list); strings or numbers.
 pub fn ticket_ids(body: &[u8]) -> Result<Vec<String>, ApiError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::invalid(None, format!("the body is not JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::invalid(None, format!("the body is not JSON: {e}")))?;
     let text = |v: &Value| match v {
         Value::String(s) if !s.trim().is_empty() && s.len() <= 64 => Some(s.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
@@ -108,7 +108,10 @@ pub fn ticket_ids(body: &[u8]) -> Result<Vec<String>, ApiError> {
     };
     let mut ids: Vec<String> = match (v.get("ticket_id"), v.get("ticket_ids")) {
         (Some(one), None) => {
-            vec![text(one).ok_or_else(|| ApiError::invalid(Some("ticket_id"), "must be a ticket id (string or number)"))?]
+            vec![
+                text(one)
+                    .ok_or_else(|| ApiError::invalid(Some("ticket_id"), "must be a ticket id (string or number)"))?,
+            ]
         }
         (None, Some(Value::Array(list))) if !list.is_empty() && list.len() <= MAX_HOOK_TICKETS => list
             .iter()

@@ -4,11 +4,11 @@
 
 pub mod api;
 mod create;
+mod hooks;
 pub mod intake;
 mod mappings_api;
 pub mod metrics;
 pub mod notify;
-mod hooks;
 mod poll;
 mod poll_changes;
 mod tokens;

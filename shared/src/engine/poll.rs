@@ -112,11 +112,8 @@ impl Engine {
             self.read_all(conn, cfg.poll_concurrency, &connector, &ids, &mut statuses, &mut report).await;
         }
         self.metrics.incr("Polls", u64::from(report.tickets));
-        let mut mark = if report.failed_batches == 0 {
-            plan.next_mark(conn, report.incremental, latest, started)
-        } else {
-            None
-        };
+        let mut mark =
+            if report.failed_batches == 0 { plan.next_mark(conn, report.incremental, latest, started) } else { None };
         for task in tasks {
             let Some(ticket) = task.ticket.as_ref() else { continue };
             let Some(remote) = statuses.get(&ticket.id) else { continue };

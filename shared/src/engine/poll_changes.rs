@@ -90,7 +90,13 @@ mod tests {
     use super::*;
 
     fn mark(hw: DateTime<Utc>, cycles: u32) -> PollMark {
-        PollMark { connection: "c".into(), high_water: hw, from_target: true, cycles_since_sweep: cycles, updated_at: hw }
+        PollMark {
+            connection: "c".into(),
+            high_water: hw,
+            from_target: true,
+            cycles_since_sweep: cycles,
+            updated_at: hw,
+        }
     }
 
     #[test]

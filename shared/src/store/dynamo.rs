@@ -30,7 +30,8 @@ use items::{
 use table::{PK, SK, STATE_AT, STATE_INDEX, STATE_PK, TTL_ATTRIBUTE};
 
 use super::{
-    Created, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
+    Created, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor,
+    sortable_time, ttl_seconds,
 };
 use crate::domain::{ContactEntry, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping};
 

@@ -11,7 +11,8 @@ use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Created, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
+    Created, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor,
+    sortable_time, ttl_seconds,
 };
 use crate::domain::{ContactEntry, Due, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping};
 

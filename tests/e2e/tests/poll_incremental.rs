@@ -123,7 +123,11 @@ async fn change_during_cycle(target: Target, backend: Backend) {
     assert_eq!(r.completed, 0, "{target:?}: the change landed after the read was answered: {r:?}");
     let closed = h.sim().find_ticket(&tasks[1].1).unwrap();
     let mark = h.store.get_poll_mark(CONN).await.unwrap().unwrap();
-    assert!(mark.high_water <= closed.updated_at, "{target:?}: mark {mark:?} passed the change at {}", closed.updated_at);
+    assert!(
+        mark.high_water <= closed.updated_at,
+        "{target:?}: mark {mark:?} passed the change at {}",
+        closed.updated_at
+    );
     let r = h.poll().await;
     assert_eq!((r.incremental, r.completed), (true, 1), "{target:?}: {r:?}");
     assert_eq!(h.task(&tasks[1].0).await.state, TaskState::Completed);

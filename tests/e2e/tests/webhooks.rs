@@ -67,7 +67,8 @@ async fn hook(h: &Harness, conn: &str, auth: Auth<'_>, body: serde_json::Value) 
         Auth::None => {}
     }
     let path = format!("/v1/hooks/{conn}");
-    let req = ApiRequest { method: "POST", path: &path, query: None, headers: &headers, body: &raw, peer_loopback: false };
+    let req =
+        ApiRequest { method: "POST", path: &path, query: None, headers: &headers, body: &raw, peer_loopback: false };
     let res = handle(&h.engine, req, Utc::now()).await;
     (res.status, res.body)
 }
@@ -98,7 +99,9 @@ async fn hook_completes_at_once(target: Target, backend: Backend) {
 /// What the payload says about the status is ignored: the target is read.
 async fn payload_is_not_trusted(target: Target, backend: Backend) {
     let (h, tasks) = setup(target, backend, 1).await;
-    let (s, body) = hook(&h, CONN, signed(), json!({"ticket_id": tasks[0].1, "status": h.target.done_status, "closed": true})).await;
+    let (s, body) =
+        hook(&h, CONN, signed(), json!({"ticket_id": tasks[0].1, "status": h.target.done_status, "closed": true}))
+            .await;
     assert_eq!((s, body["completed"].as_u64()), (200, Some(0)), "{body}");
     assert_eq!(h.task(&tasks[0].0).await.state, TaskState::TicketOpen);
 }

@@ -484,14 +484,8 @@ impl Sim {
             |s| {
                 let note_id = s.next_note_id;
                 let t = s.tickets.get_mut(&id)?;
-                let note = SimNote {
-                    id: note_id,
-                    subject,
-                    body,
-                    internal,
-                    author: author.to_string(),
-                    created_at: now,
-                };
+                let note =
+                    SimNote { id: note_id, subject, body, internal, author: author.to_string(), created_at: now };
                 t.notes.push(note.clone());
                 t.updated_at = note.created_at;
                 s.next_note_id += 1;

@@ -30,8 +30,8 @@ use crate::connectors::psa_util::{
     transport_diagnosis, truncate,
 };
 use crate::connectors::{
-    ChangedTickets, CheckReport, Connector, ConnectorError, Contact, Contract, Customer, LineChange, NoteRequest, RemoteStatus,
-    ServiceLine, TicketRequest, TokenKind, TokenState, create_with_recovery,
+    ChangedTickets, CheckReport, Connector, ConnectorError, Contact, Contract, Customer, LineChange, NoteRequest,
+    RemoteStatus, ServiceLine, TicketRequest, TokenKind, TokenState, create_with_recovery,
 };
 use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
 use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource, fields};

@@ -33,11 +33,11 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::{CatchAll, ConnectionConfig};
-use crate::connectors::psa_util::{self, Check, body_with_marker, transport_diagnosis, truncate};
 use crate::connectors::changes::{parse_target_time, sql_time};
+use crate::connectors::psa_util::{self, Check, body_with_marker, transport_diagnosis, truncate};
 use crate::connectors::{
-    ChangedTickets, CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
-    create_with_recovery,
+    ChangedTickets, CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind,
+    TokenState, create_with_recovery,
 };
 use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
 use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource};
