@@ -181,6 +181,7 @@ fn render_section(name: &str, rows: &[Row], notes: &str) -> String {
 fn title_of(name: &str) -> &str {
     let titles = [
         ("poll", "Polling: one poll cycle, 50 ms injected latency per target request"),
+        ("poll_changes", "Incremental polling: changed tickets only, N = 10,000, 1 % changed, 50 ms per request"),
         ("dynamo", "DynamoDB cost of one task's life (moto)"),
         ("lambda", "Lambda start-up and memory (local Runtime API emulator)"),
         ("intake", "Intake throughput (`ticket-bridge serve`, SQLite, wrk)"),

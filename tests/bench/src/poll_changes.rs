@@ -45,7 +45,7 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
          included when it happens). *naive* is one request per open ticket (the poll section measures it). Hourly \
          figures are computed from the two measured cycles: 11 × incremental + 1 × full (`full_sweep_every = 12` at \
          `poll_interval_secs = 300`), beside 12 × full today; BMS allows {BMS_LIMIT_PER_HOUR} calls per hour per \
-         endpoint and every status request here is the same endpoint.\n\n{table}"
+         endpoint; the hourly figure counts all status requests together (BMS's full read uses two endpoints, tickets/search and tickets/{id}, so each stays below the total).\n\n{table}"
     );
     Ok((rows, notes))
 }
@@ -83,6 +83,7 @@ async fn run_target(target: Target, rows: &mut Vec<Row>, table: &mut String) -> 
             body: format!("seeded by the poll benchmark\n\nTicket Bridge reference: tb-bench-{i}"),
             customer_id: t.catch_all.clone(),
             correlation_key: Some(format!("bench-{i}")),
+            fields: seed_fields(target, t.catch_all.as_deref(), now),
             ..Default::default()
         });
         let new: NewTask = serde_json::from_value(common::access_task(&format!("C-{i}")))?;
@@ -155,4 +156,29 @@ async fn run_target(target: Target, rows: &mut Vec<Row>, table: &mut String) -> 
         "11 × the measured incremental cycle + 1 × the measured full read",
     ));
     Ok(())
+}
+
+/// The ticket fields a ticket created through the API carries where the simulator's answers need
+/// them (BMS: account, location, priority, type, source, queue, open date are never null).
+fn seed_fields(
+    target: Target,
+    account: Option<&str>,
+    now: chrono::DateTime<Utc>,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    let mut f = std::collections::BTreeMap::new();
+    if target == Target::Bms {
+        let account: i64 = account.and_then(|a| a.parse().ok()).unwrap_or(100);
+        for (k, v) in [
+            ("AccountId", serde_json::json!(account)),
+            ("LocationId", serde_json::json!(account * 10 + 1)),
+            ("PriorityId", serde_json::json!(2)),
+            ("TypeId", serde_json::json!(1)),
+            ("SourceId", serde_json::json!(1)),
+            ("QueueId", serde_json::json!(1)),
+            ("OpenDate", serde_json::json!(now.format("%Y-%m-%dT%H:%M:%S").to_string())),
+        ] {
+            f.insert(k.to_string(), v);
+        }
+    }
+    f
 }
