@@ -45,7 +45,7 @@ pub async fn run() -> Result<(Vec<Row>, String)> {
          included when it happens). *naive* is one request per open ticket (the poll section measures it). Hourly \
          figures are computed from the two measured cycles: 11 × incremental + 1 × full (`full_sweep_every = 12` at \
          `poll_interval_secs = 300`), beside 12 × full today; BMS allows {BMS_LIMIT_PER_HOUR} calls per hour per \
-         endpoint; the hourly figure counts all status requests together (BMS's full read uses two endpoints, tickets/search and tickets/{id}, so each stays below the total).\n\n{table}"
+         endpoint; the hourly figure counts all status requests together (BMS's full read uses two endpoints, tickets/search and tickets/{{id}}, so each stays below the total).\n\n{table}"
     );
     Ok((rows, notes))
 }
