@@ -218,6 +218,39 @@ pub struct ConnectionConfig {
     /// Organization / contact sync settings (`ticket-bridge mappings`).
     #[serde(default)]
     pub mapping: MappingSettings,
+    /// Incremental status reads (`[connections.<name>.polling]`).
+    #[serde(default)]
+    pub polling: PollSettings,
+}
+
+/// How status polls read a connection: only what changed since the high-water mark where the
+/// target has a change filter, with a full sweep every `full_sweep_every` cycles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollSettings {
+    /// Read only changed tickets where the connector supports it (off: always the full read).
+    pub incremental: bool,
+    /// Every this many cycles, one full batched read (1 = every cycle is a full read).
+    pub full_sweep_every: u32,
+    /// Seconds subtracted from the high-water mark when asking for changes (clock skew between
+    /// the target's stamps and the bridge, changes committed late, whole-second resolution).
+    pub change_margin_secs: u64,
+    /// Secret (field `webhook_key`) that signs `POST /v1/hooks/<connection>`; none: hooks off.
+    pub webhook_secret: Option<String>,
+    /// Largest age (and clock skew) of a signed hook's `X-Bridge-Timestamp`, in seconds.
+    pub webhook_window_secs: u64,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        Self {
+            incremental: true,
+            full_sweep_every: 12,
+            change_margin_secs: 120,
+            webhook_secret: None,
+            webhook_window_secs: 300,
+        }
+    }
 }
 
 fn default_poll_interval() -> u64 {
@@ -357,6 +390,21 @@ impl Config {
             }
             if c.poll_concurrency == 0 || c.poll_concurrency > 64 {
                 return Err(ConfigError::new(key("poll_concurrency"), "must be between 1 and 64"));
+            }
+            if c.polling.full_sweep_every == 0 {
+                return Err(ConfigError::new(key("polling.full_sweep_every"), "must be at least 1"));
+            }
+            if c.polling.change_margin_secs < 2 || c.polling.change_margin_secs > 86_400 {
+                return Err(ConfigError::new(
+                    key("polling.change_margin_secs"),
+                    "must be between 2 (targets stamp whole seconds) and 86400",
+                ));
+            }
+            if c.polling.webhook_window_secs == 0 || c.polling.webhook_window_secs > 3600 {
+                return Err(ConfigError::new(key("polling.webhook_window_secs"), "must be between 1 and 3600"));
+            }
+            if c.polling.webhook_secret.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                return Err(ConfigError::new(key("polling.webhook_secret"), "must name a secret (or be left out)"));
             }
             for (field, tpl) in [
                 ("template.title", &c.template.title),

@@ -182,6 +182,17 @@ async fn every_store_method_issues_exactly_the_actions_iam_grants() {
     seen.take("put_contact", &counter);
     assert!(s.get_contact("conn", "bob@acme.example", now).await.unwrap().is_some());
     seen.take("get_contact", &counter);
+    let mark = bridge::store::PollMark {
+        connection: "conn".into(),
+        high_water: now,
+        from_target: true,
+        cycles_since_sweep: 1,
+        updated_at: now,
+    };
+    s.put_poll_mark(&mark).await.unwrap();
+    seen.take("put_poll_mark", &counter);
+    assert_eq!(s.get_poll_mark("conn").await.unwrap(), Some(mark));
+    seen.take("get_poll_mark", &counter);
 
     // Outbox: entries written with a task update (and a lost one), read, claimed (and a lost
     // claim), due, listed.

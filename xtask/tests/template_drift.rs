@@ -31,8 +31,8 @@ const FUNCTION_ENGINE_FILES: &[(&str, &[&str])] = &[
     ),
     // create_one (stream) and create_due (sweep).
     ("create-ticket", &["engine/create.rs"]),
-    // poll_all, then deliver_due (the outbox).
-    ("poll-status", &["engine/poll.rs", "engine/outbox.rs"]),
+    // poll_all (and its read plan / poll mark), then deliver_due (the outbox).
+    ("poll-status", &["engine/poll.rs", "engine/poll_changes.rs", "engine/outbox.rs"]),
     // refresh_tokens.
     ("refresh-token", &["engine/tokens.rs"]),
 ];

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConnectionConfig;
@@ -15,7 +16,9 @@ use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
 use crate::http::HttpClient;
 pub use crate::http::{ConnectorError, TokenKind, TokenState};
 use crate::secrets::Secrets;
+pub use changes::ChangedTickets;
 
+pub mod changes;
 pub mod generic;
 pub mod rt;
 pub mod sandbox;
@@ -220,6 +223,17 @@ pub trait Connector: Send + Sync {
 
     /// Renews the session/OAuth token now and stores the new secret version.
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError>;
+
+    /// The target's change filter used by [`Connector::changed_since`] (e.g. "TicketSQL LastUpdated"),
+    /// `None` where the API has none and polling stays a batched full read.
+    fn change_filter(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Statuses of the tickets the target changed after `since` (its clock), every page read.
+    async fn changed_since(&self, _since: DateTime<Utc>) -> Result<ChangedTickets, ConnectorError> {
+        Err(unsupported(self.kind(), "reading changed tickets"))
+    }
 }
 
 /// Builds the connector for connection `name` (no I/O; credentials are read on first use).

@@ -14,13 +14,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use reqwest::{Method, RequestBuilder};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::changes::{parse_target_time, sql_time};
 use super::{
-    CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
-    allow_options, create_with_recovery,
+    ChangedTickets, CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind,
+    TokenState, allow_options, create_with_recovery,
 };
 use crate::config::ConnectionConfig;
 use crate::domain::{ConnectorKind, MappedStatus, Outcome, TicketRef};
@@ -198,6 +200,11 @@ impl RtConnector {
 
     /// All pages of a TicketSQL search.
     async fn search(&self, query: &str, fields: &str) -> Result<Vec<Value>, ConnectorError> {
+        self.search_counted(query, fields).await.map(|(items, _)| items)
+    }
+
+    /// All pages of a TicketSQL search, with the number of pages requested.
+    async fn search_counted(&self, query: &str, fields: &str) -> Result<(Vec<Value>, u32), ConnectorError> {
         let mut out = Vec::new();
         let mut page = 1usize;
         loop {
@@ -215,7 +222,7 @@ impl RtConnector {
             // The next page is asked by number, not by following the `next_page` URL: RT builds
             // that from the request it saw, which behind a proxy may name another host or scheme.
             if !more || page >= 1000 {
-                return Ok(out);
+                return Ok((out, u32::try_from(page).unwrap_or(u32::MAX)));
             }
             page += 1;
         }
@@ -418,6 +425,38 @@ impl Connector for RtConnector {
 
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError> {
         self.token_state().await
+    }
+
+    fn change_filter(&self) -> Option<&'static str> {
+        Some("TicketSQL LastUpdated >")
+    }
+
+    /// `LastUpdated > 'YYYY-MM-DD HH:MM:SS'` (UTC; RT reads the value in the API user's time zone,
+    /// which must be UTC) over every queue (a technician may move a ticket), ordered by id.
+    /// `LastUpdated` comes back as `2026-11-30T14:00:05Z`, whole seconds.
+    async fn changed_since(&self, since: DateTime<Utc>) -> Result<ChangedTickets, ConnectorError> {
+        let query = format!("LastUpdated > {}", sql_quote(&sql_time(since)));
+        let (items, requests) = self.search_counted(&query, "Status,LastUpdated").await?;
+        let mut out = ChangedTickets { requests, ..ChangedTickets::default() };
+        for item in items {
+            let id = item
+                .get("id")
+                .and_then(id_text)
+                .ok_or_else(|| ConnectorError::Malformed("RT item without 'id'".into()))?;
+            let name = item
+                .get("Status")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ConnectorError::Malformed(format!("RT ticket {id} without 'Status'")))?
+                .to_string();
+            let updated = item
+                .get("LastUpdated")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ConnectorError::Malformed(format!("RT ticket {id} without 'LastUpdated'")))?;
+            let updated = parse_target_time(updated, "RT LastUpdated")?;
+            out.latest = out.latest.max(Some(updated));
+            out.statuses.push(RemoteStatus { ticket_id: id, category: category(&name), name });
+        }
+        Ok(out)
     }
 }
 

@@ -201,6 +201,10 @@ async fn route(
             require_admin(&authenticate(engine, req, now).await?)?;
             Ok(ok(200, delivery_json(&engine.replay_delivery(id, now).await?)))
         }
+        ("POST", ["v1", "hooks", conn]) => super::hooks::handle(engine, req, conn, now).await,
+        (_, ["v1", "hooks", _]) => {
+            Err(ApiError::new(405, "method_not_allowed", None, format!("{} is not allowed on {path}", req.method)))
+        }
         (_, ["v1", "admin", "connections", conn, rest @ ..]) => {
             require_admin(&authenticate(engine, req, now).await?)?;
             super::mappings_api::route(engine, req, conn, rest).await

@@ -7,12 +7,14 @@ mod create;
 mod deliver;
 pub mod deliveries_api;
 pub mod failpoint;
+mod hooks;
 pub mod intake;
 mod mappings_api;
 pub mod metrics;
 pub mod notify;
 pub mod outbox;
 mod poll;
+mod poll_changes;
 pub mod ticket_request;
 mod tokens;
 

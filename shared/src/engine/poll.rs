@@ -3,11 +3,12 @@
 //! complete their tasks. Unchanged tickets cost no write.
 
 use chrono::{DateTime, Duration, Utc};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::Engine;
-use crate::connectors::RemoteStatus;
+use super::poll_changes::ReadPlan;
+use crate::connectors::{Connector, RemoteStatus};
 use crate::domain::{MappedStatus, Task, TaskEvent};
 use crate::store::StoreError;
 
@@ -21,6 +22,8 @@ pub struct PollReport {
     pub failed_batches: u32,
     /// The run was skipped because another poller holds the connection (or polled it recently).
     pub skipped: bool,
+    /// The run read only the tickets the target changed since the high-water mark.
+    pub incremental: bool,
 }
 
 /// Upper bound of tasks one poll run takes per connection.
@@ -83,9 +86,77 @@ impl Engine {
         if ids.is_empty() {
             return report;
         }
+        let started = Utc::now();
+        let plan = self.read_plan(conn, cfg, connector.as_ref()).await;
+        let mut statuses: HashMap<String, RemoteStatus> = HashMap::with_capacity(ids.len());
+        let mut latest = None;
+        if let ReadPlan::Changes { since, .. } = &plan {
+            match connector.changed_since(*since).await {
+                Ok(changed) => {
+                    report.incremental = true;
+                    report.requests += changed.requests;
+                    latest = changed.latest;
+                    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+                    statuses.extend(
+                        changed
+                            .statuses
+                            .into_iter()
+                            .filter(|s| wanted.contains(s.ticket_id.as_str()))
+                            .map(|s| (s.ticket_id.clone(), s)),
+                    );
+                }
+                Err(e) => tracing::warn!(connection = conn, error = %e, "changed-ticket read failed; full read"),
+            }
+        }
+        if !report.incremental {
+            self.read_all(conn, cfg.poll_concurrency, &connector, &ids, &mut statuses, &mut report).await;
+        }
+        self.metrics.incr("Polls", u64::from(report.tickets));
+        if !statuses.is_empty() {
+            super::failpoint::hit("polled");
+        }
+        let mut mark =
+            if report.failed_batches == 0 { plan.next_mark(conn, report.incremental, latest, started) } else { None };
+        for task in tasks {
+            let Some(ticket) = task.ticket.as_ref() else { continue };
+            let Some(remote) = statuses.get(&ticket.id) else { continue };
+            let mapped = cfg.status_map.map(&remote.name, remote.category);
+            match self.apply_status(task, mapped, &remote.name, now).await {
+                Ok(Applied::Completed) => {
+                    report.changed += 1;
+                    report.completed += 1;
+                }
+                Ok(Applied::Changed) => report.changed += 1,
+                Ok(Applied::Unchanged) => {}
+                Err(e) => {
+                    // Read again next cycle: the mark must not pass a change that was not recorded.
+                    mark = None;
+                    tracing::warn!(connection = conn, error = %e, "recording poll result failed");
+                }
+            }
+        }
+        // The mark moves only after every read succeeded and every result was applied.
+        if let Some(mark) = mark
+            && let Err(e) = self.store.put_poll_mark(&mark).await
+        {
+            tracing::warn!(connection = conn, error = %e, "storing the poll mark failed");
+        }
+        report
+    }
+
+    /// Reads the statuses of `ids` in batches with bounded concurrency.
+    async fn read_all(
+        &self,
+        conn: &str,
+        concurrency: usize,
+        connector: &Arc<dyn Connector>,
+        ids: &[String],
+        statuses: &mut HashMap<String, RemoteStatus>,
+        report: &mut PollReport,
+    ) {
         // Fetch statuses in batches with bounded concurrency.
         let batch = connector.batch_size().max(1);
-        let sem = Arc::new(tokio::sync::Semaphore::new(cfg.poll_concurrency.max(1)));
+        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let mut set = tokio::task::JoinSet::new();
         for chunk in ids.chunks(batch) {
             let chunk = chunk.to_vec();
@@ -96,7 +167,6 @@ impl Engine {
                 connector.statuses(&chunk).await
             });
         }
-        let mut statuses: HashMap<String, RemoteStatus> = HashMap::with_capacity(ids.len());
         while let Some(res) = set.join_next().await {
             report.requests += 1;
             match res {
@@ -111,28 +181,10 @@ impl Engine {
                 }
             }
         }
-        self.metrics.incr("Polls", u64::from(report.tickets));
-        if !statuses.is_empty() {
-            super::failpoint::hit("polled");
-        }
-        for task in tasks {
-            let Some(ticket) = task.ticket.as_ref() else { continue };
-            let Some(remote) = statuses.get(&ticket.id) else { continue };
-            let mapped = cfg.status_map.map(&remote.name, remote.category);
-            match self.apply_status(task, mapped, &remote.name, now).await {
-                Ok(Applied::Completed) => {
-                    report.changed += 1;
-                    report.completed += 1;
-                }
-                Ok(Applied::Changed) => report.changed += 1,
-                Ok(Applied::Unchanged) => {}
-                Err(e) => tracing::warn!(connection = conn, error = %e, "recording poll result failed"),
-            }
-        }
-        report
     }
 
-    async fn apply_status(
+    /// Records one status read from the target on its task (no write when nothing changed).
+    pub(super) async fn apply_status(
         &self,
         mut task: Task,
         mapped: MappedStatus,
@@ -193,7 +245,8 @@ impl Engine {
     }
 }
 
-enum Applied {
+/// What [`Engine::apply_status`] did.
+pub(super) enum Applied {
     Completed,
     Changed,
     Unchanged,

@@ -31,7 +31,8 @@ use items::{
 use table::{PK, SK, STATE_AT, STATE_INDEX, STATE_PK, TTL_ATTRIBUTE};
 
 use super::{
-    Created, MappingRecord, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
+    Created, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor,
+    sortable_time, ttl_seconds,
 };
 use crate::domain::{
     ContactEntry, Delivery, DeliveryState, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping,
@@ -491,6 +492,14 @@ impl Store for DynamoStore {
         cursor: Option<&str>,
     ) -> Result<Page<Delivery>, StoreError> {
         self.outbox_list(state, limit, cursor).await
+    }
+
+    async fn get_poll_mark(&self, connection: &str) -> Result<Option<PollMark>, StoreError> {
+        self.get_record(connection, POLL_MARK_KEY).await
+    }
+
+    async fn put_poll_mark(&self, mark: &PollMark) -> Result<(), StoreError> {
+        self.put_record(mark).await
     }
 }
 

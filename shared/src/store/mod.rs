@@ -15,10 +15,12 @@ use crate::domain::{
 #[cfg(feature = "dynamo")]
 pub mod dynamo;
 mod mapping_record;
+mod poll_mark;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 pub use mapping_record::{MappingKind, MappingRecord};
+pub use poll_mark::{POLL_MARK_KEY, PollMark};
 
 /// Errors a store reports.
 #[derive(Debug, Error)]
@@ -198,6 +200,16 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Page<Delivery>, StoreError> {
         let _ = (state, limit, cursor);
         Err(no_outbox())
+    }
+
+    /// The status-poll high-water mark of `connection`, if a cycle ever stored one.
+    async fn get_poll_mark(&self, connection: &str) -> Result<Option<PollMark>, StoreError> {
+        Err(StoreError::Backend(format!("poll marks are not supported by this store (connection {connection})")))
+    }
+
+    /// Writes (inserts or replaces) a connection's poll mark.
+    async fn put_poll_mark(&self, mark: &PollMark) -> Result<(), StoreError> {
+        Err(StoreError::Backend(format!("poll marks are not supported by this store (connection {})", mark.connection)))
     }
 }
 

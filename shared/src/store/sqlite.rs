@@ -11,7 +11,8 @@ use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Created, MappingRecord, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
+    Created, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor,
+    sortable_time, ttl_seconds,
 };
 use crate::domain::{
     ContactEntry, Delivery, DeliveryState, Due, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping,
@@ -73,6 +74,12 @@ CREATE TABLE IF NOT EXISTS contacts (
     expires_at TEXT NOT NULL,
     body       TEXT NOT NULL,
     PRIMARY KEY (connection, email)
+) STRICT;
+CREATE TABLE IF NOT EXISTS poll_marks (
+    connection TEXT NOT NULL,
+    mark       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (connection, mark)
 ) STRICT;
 ";
 
@@ -568,6 +575,14 @@ impl Store for SqliteStore {
     ) -> Result<Page<Delivery>, StoreError> {
         let cursor = cursor.map(str::to_string);
         self.run(move |conn| outbox::list(conn, state, limit.max(1), cursor.as_deref())).await
+    }
+
+    async fn get_poll_mark(&self, connection: &str) -> Result<Option<PollMark>, StoreError> {
+        self.get_record(connection, POLL_MARK_KEY).await
+    }
+
+    async fn put_poll_mark(&self, mark: &PollMark) -> Result<(), StoreError> {
+        self.put_record(mark).await
     }
 }
 

@@ -399,6 +399,17 @@ fn run_search(st: &St, q: &serde_json::Map<String, Value>) -> Response {
             field_filters.push((format!("DynamicField_{name}"), strings(ops.get("Equals"))));
         }
     }
+    // `TicketChangeTimeNewerDate`: tickets with a history entry created at or after the time
+    // (`th.create_time >= '…'`, Kernel/System/Ticket/TicketSearch.pm), whole seconds, system time
+    // zone UTC. A value that is not `YYYY-MM-DD HH:MM:SS` makes the kernel search log an error and
+    // return nothing, which the operation answers as `{}`.
+    let changed_after = match get("TicketChangeTimeNewerDate") {
+        None => None,
+        Some(v) => match chrono::NaiveDateTime::parse_from_str(&v, "%Y-%m-%d %H:%M:%S") {
+            Ok(t) => Some(t.and_utc().timestamp()),
+            Err(_) => return Json(json!({})).into_response(),
+        },
+    };
     let limit = get("Limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(500);
     let ids: Vec<String> = st
         .sim
@@ -410,6 +421,7 @@ fn run_search(st: &St, q: &serde_json::Map<String, Value>) -> Response {
                 in_index(&t.body, t.created_at, b) || t.notes.iter().any(|n| in_index(&n.body, n.created_at, b))
             })
         })
+        .filter(|t| changed_after.is_none_or(|after| t.updated_at.timestamp() >= after))
         .filter(|t| get("Title").is_none_or(|b| contains_ci(&t.title, &b)))
         .filter(|t| states.is_empty() || states.contains(&t.status.to_lowercase()))
         .filter(|t| get("StateType").is_none_or(|ty| state_type(&t.status).eq_ignore_ascii_case(&ty)))

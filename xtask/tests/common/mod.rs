@@ -47,6 +47,8 @@ pub const STORE_METHOD_ACTIONS: &[(&str, &[(&str, &str)])] = &[
     ("update_delivery", &[("dynamodb:PutItem", "table"), ("dynamodb:GetItem", "table")]),
     ("due_deliveries", &[("dynamodb:Query", "index/due")]),
     ("list_deliveries", &[("dynamodb:Query", "index/by_state")]),
+    ("get_poll_mark", &[("dynamodb:GetItem", "table")]),
+    ("put_poll_mark", &[("dynamodb:PutItem", "table")]),
 ];
 
 pub fn root() -> PathBuf {

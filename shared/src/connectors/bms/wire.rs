@@ -209,6 +209,9 @@ pub struct Ticket {
     pub status_name: Option<String>,
     #[serde(default)]
     pub completed_date: Option<String>,
+    /// `LastActivityUpdate` (date-time; no zone given, read as UTC — assumed).
+    #[serde(default)]
+    pub last_activity_update: Option<String>,
 }
 
 impl Ticket {
