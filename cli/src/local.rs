@@ -109,5 +109,6 @@ fn sandbox_connection(base_url: &str) -> ConnectionConfig {
         callback_secret: None,
         options: Default::default(),
         mapping: Default::default(),
+        sync: Default::default(),
     }
 }

@@ -5,6 +5,9 @@
 //! (lower-cased; `__` separates levels, so `TICKET_BRIDGE__CONNECTIONS__BMS_MAIN__BASE_URL` is
 //! `connections.bms_main.base_url`). Values are read as TOML when they parse, else as strings.
 
+mod sync_settings;
+pub use sync_settings::SyncSettings;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -206,6 +209,9 @@ pub struct ConnectionConfig {
     /// Organization / contact sync settings (`ticket-bridge mappings`).
     #[serde(default)]
     pub mapping: MappingSettings,
+    /// Continuous PSA sync (customers, contacts, locations, assets).
+    #[serde(default)]
+    pub sync: SyncSettings,
 }
 
 fn default_poll_interval() -> u64 {

@@ -11,12 +11,15 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConnectionConfig;
-use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
+use crate::domain::{ConnectorKind, MappedStatus, RecordKind, TicketRef};
+use chrono::{DateTime, Utc};
 use crate::http::HttpClient;
 pub use crate::http::{ConnectorError, TokenKind, TokenState};
+pub use records::{PsaEntry, RecordPage};
 use crate::secrets::Secrets;
 
 pub mod generic;
+pub mod records;
 pub mod rt;
 pub mod sandbox;
 
@@ -41,6 +44,12 @@ pub struct TicketRequest {
     pub sub_issue_type: Option<String>,
     /// Task fields for templated (generic) connectors.
     pub fields: serde_json::Value,
+    /// The location of the user's contact (BMS `LocationId`), from the sync's contact records.
+    #[serde(default)]
+    pub location_id: Option<String>,
+    /// The asset the alert names (BMS `HardwareAssetId`), from the sync's asset records.
+    #[serde(default)]
+    pub asset_id: Option<String>,
 }
 
 /// An internal note added to an open ticket (grouped alerts).
@@ -210,6 +219,17 @@ pub trait Connector: Send + Sync {
 
     /// Renews the session/OAuth token now and stores the new secret version.
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError>;
+
+    /// Page `page` (1-based) of the target's entries of `kind` for the continuous sync: only those
+    /// changed since `since` where the API can filter by change time, else all of them.
+    async fn read_records(
+        &self,
+        _kind: RecordKind,
+        _since: Option<DateTime<Utc>>,
+        _page: u32,
+    ) -> Result<RecordPage, ConnectorError> {
+        Err(unsupported(self.kind(), &format!("reading {} for the sync", _kind.as_str())))
+    }
 }
 
 /// Builds the connector for connection `name` (no I/O; credentials are read on first use).

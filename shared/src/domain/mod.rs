@@ -2,12 +2,14 @@
 
 mod connection;
 mod names;
+mod psa_record;
 mod state;
 mod task;
 mod ticket;
 
 pub use connection::*;
 pub use names::*;
+pub use psa_record::*;
 pub use state::*;
 pub use task::*;
 pub use ticket::*;

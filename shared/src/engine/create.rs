@@ -240,7 +240,18 @@ impl Engine {
             issue_type: issue.issue_type,
             sub_issue_type: issue.sub_issue_type,
             fields: view,
+            location_id: None,
+            asset_id: None,
         };
+        let links = crate::mapping::ticket_links::ticket_links(
+            self.store.as_ref(),
+            &task.connection,
+            req.customer_id.as_deref(),
+            req.contact_id.as_deref(),
+            &task.payload,
+        )
+        .await;
+        let req = TicketRequest { location_id: links.location_id, asset_id: links.asset_id, ..req };
         let ticket = connector.create_ticket(&req).await?;
         self.remember_group(task, group_key.as_deref(), &ticket, now).await;
         Ok((ticket, false, group_key))

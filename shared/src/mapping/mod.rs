@@ -11,6 +11,8 @@ pub mod apply;
 mod apply_users;
 pub mod plan;
 pub mod source;
+pub mod sync;
+pub mod ticket_links;
 pub mod users;
 
 use thiserror::Error;

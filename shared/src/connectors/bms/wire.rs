@@ -176,6 +176,9 @@ pub struct TicketInput {
     pub contract_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_default_contract: Option<bool>,
+    /// The asset the alert names (continuous sync's asset records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_asset_id: Option<i64>,
 }
 
 /// The ticket fields we read (`TicketOutputDto` / `TicketListDto`).
