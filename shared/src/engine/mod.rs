@@ -9,6 +9,7 @@ mod mappings_api;
 pub mod metrics;
 pub mod notify;
 mod poll;
+pub mod sync;
 mod tokens;
 
 use chrono::{DateTime, Duration, Utc};
@@ -25,6 +26,7 @@ pub use create::CreateReport;
 pub use metrics::Metrics;
 pub use notify::{BridgeEvent, EventSink, LogEvents};
 pub use poll::PollReport;
+pub use sync::{SyncOutcomeKind, SyncReport};
 pub use tokens::{TokenOutcome, TokenReport};
 
 /// An error answered to an API caller: HTTP status, stable code, the field at fault.
