@@ -4,6 +4,8 @@ mod admin;
 mod local;
 mod mappings;
 mod serve;
+mod serve_sync;
+mod sync_cmd;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;

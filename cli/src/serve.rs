@@ -131,6 +131,7 @@ fn spawn_workers(engine: Arc<Engine>) -> Lanes {
             }
         }
     });
+    crate::serve_sync::spawn(engine.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TOKENS_EVERY);
         loop {

@@ -35,6 +35,8 @@ const FUNCTION_ENGINE_FILES: &[(&str, &[&str])] = &[
     ("poll-status", &["engine/poll.rs"]),
     // refresh_tokens.
     ("refresh-token", &["engine/tokens.rs"]),
+    // sync_mappings: the engine's lease and metrics, the run itself in the mapping layer.
+    ("sync-mappings", &["engine/sync.rs", "mapping/sync.rs"]),
 ];
 
 /// Calls that pull in another file's calls (`marker` found in a function's files → scan `file` too).

@@ -10,6 +10,7 @@
 pub mod apply;
 mod apply_users;
 pub mod plan;
+pub mod records;
 pub mod source;
 pub mod sync;
 pub mod ticket_links;

@@ -39,6 +39,11 @@ pub const STORE_METHOD_ACTIONS: &[(&str, &[(&str, &str)])] = &[
     ("delete_user_mapping", &[("dynamodb:DeleteItem", "table")]),
     ("put_contact", &[("dynamodb:PutItem", "table")]),
     ("get_contact", &[("dynamodb:GetItem", "table")]),
+    ("put_psa_record", &[("dynamodb:PutItem", "table")]),
+    ("get_psa_record", &[("dynamodb:GetItem", "table")]),
+    ("list_psa_records", &[("dynamodb:Query", "table")]),
+    ("put_sync_checkpoint", &[("dynamodb:PutItem", "table")]),
+    ("get_sync_checkpoint", &[("dynamodb:GetItem", "table")]),
 ];
 
 pub fn root() -> PathBuf {
