@@ -30,7 +30,7 @@ const FUNCTION_ENGINE_FILES: &[(&str, &[&str])] = &[
         &["engine/api.rs", "engine/intake.rs", "engine/mod.rs"],
     ),
     // create_one (stream) and create_due (sweep).
-    ("create-ticket", &["engine/create.rs"]),
+    ("create-ticket", &["engine/create.rs", "mapping/ticket_links.rs"]),
     // poll_all.
     ("poll-status", &["engine/poll.rs"]),
     // refresh_tokens.
