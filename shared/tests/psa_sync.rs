@@ -383,3 +383,74 @@ async fn dynamo_crash_and_timeout_resume_without_duplicates() {
     let (store, dir) = dynamo("resume").await;
     resumes_without_duplicates(store, dir).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The upstream pushes organizations and users (PUT /v1/mappings/{conn}/…): idempotent, linked at
+// once to what the sync read.
+
+async fn put(env: &Env, path: &str, content_type: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut headers = axum_headers();
+    headers.insert("content-type", content_type.parse().unwrap());
+    let req = bridge::engine::api::ApiRequest {
+        method: "PUT",
+        path,
+        query: None,
+        headers: &headers,
+        body: body.as_bytes(),
+        peer_loopback: true,
+    };
+    let r = bridge::engine::api::handle(&env.engine, req, Utc::now()).await;
+    (r.status, r.body)
+}
+
+fn axum_headers() -> http::HeaderMap {
+    http::HeaderMap::new()
+}
+
+async fn upstream_push(store: Arc<dyn Store>, dir: tempfile::TempDir) {
+    let sim = Bms::spawn(BmsConfig::default()).await.unwrap();
+    sim.add_account(1, "Default Customer");
+    sim.add_account(1003, "Company 03");
+    sim.add_contact("3001", Some("1003"), "help@company03.example", "Help Desk");
+    let conn = connection(sim.base_url(), 50, "[]", 0);
+    let env = Env::new(sim, store, dir, conn).await;
+    let first = finished(&env.engine.sync_connection(CONN, Utc::now(), &LogProgress).await);
+    assert_eq!((first[&RecordKind::Customers].pending, first[&RecordKind::Contacts].pending), (2, 1));
+
+    let orgs = json!({"organizations": [{"id": "org-x", "name": "Company 03"}, {"id": "org-y", "name": "Nowhere"}]});
+    let (s, r) = put(&env, "/v1/mappings/bms/organizations", "application/json", &orgs.to_string()).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r, json!({"received": 2, "new": 2, "updated": 0, "unchanged": 0, "matched": 1}));
+    let (_, r) = put(&env, "/v1/mappings/bms/organizations", "text/csv", "id,name\norg-x,Company 03\norg-y,Nowhere\n").await;
+    assert_eq!(r, json!({"received": 2, "new": 0, "updated": 0, "unchanged": 2, "matched": 0}), "idempotent");
+    assert_eq!(env.store().get_mapping(CONN, "org-x").await.unwrap().unwrap().customer_id.as_deref(), Some("1003"));
+    assert_eq!(env.store().get_mapping(CONN, "org-y").await.unwrap().unwrap().customer_id, None);
+    let rec = env.record(RecordKind::Customers, "1003", None, "").await.unwrap();
+    assert_eq!((rec.state, rec.upstream.as_deref()), (RecordState::Matched, Some("org-x")));
+
+    let users = json!({"users": [{"email": "Help@Company03.example", "org_id": "org-x"}]});
+    let (_, r) = put(&env, "/v1/mappings/bms/users", "application/json", &users.to_string()).await;
+    assert_eq!(r["matched"], 1, "{r}");
+    let u = env.store().get_user_mapping(CONN, "help@company03.example").await.unwrap().unwrap();
+    assert_eq!((u.contact_id.as_deref(), u.customer_id.as_deref()), (Some("3001"), Some("1003")));
+    let (_, r) = put(&env, "/v1/mappings/bms/users", "application/json", &users.to_string()).await;
+    assert_eq!((r["unchanged"].as_u64(), r["matched"].as_u64()), (Some(1), Some(0)));
+
+    let (s, r) = put(&env, "/v1/mappings/bms/users", "application/json", r#"{"users": [{"email": "nope"}]}"#).await;
+    assert_eq!((s, r["error"]["field"].as_str()), (422, Some("users[0].email")), "{r}");
+    let (s, _) = put(&env, "/v1/mappings/nope/users", "application/json", r#"{"users": []}"#).await;
+    assert_eq!(s, 404);
+    assert_eq!(env.store().list_user_mappings(CONN).await.unwrap().len(), 1, "nothing stored from bad input");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_upstream_push_is_idempotent_and_links_synced_records() {
+    let (store, dir) = sqlite().await;
+    upstream_push(store, dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamo_upstream_push_is_idempotent_and_links_synced_records() {
+    let (store, dir) = dynamo("push").await;
+    upstream_push(store, dir).await;
+}

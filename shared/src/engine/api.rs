@@ -171,6 +171,10 @@ async fn route(
             require_admin(&authenticate(engine, req, now).await?)?;
             Ok(ok(200, task_json(&engine.replay(id, now).await?)))
         }
+        (_, ["v1", "mappings", conn, rest @ ..]) => {
+            require_admin(&authenticate(engine, req, now).await?)?;
+            super::mappings_push_api::route(engine, req, conn, rest).await
+        }
         (_, ["v1", "admin", "connections", conn, rest @ ..]) => {
             require_admin(&authenticate(engine, req, now).await?)?;
             super::mappings_api::route(engine, req, conn, rest).await

@@ -6,6 +6,7 @@ pub mod api;
 mod create;
 pub mod intake;
 mod mappings_api;
+mod mappings_push_api;
 pub mod metrics;
 pub mod notify;
 mod poll;

@@ -14,6 +14,7 @@ pub mod records;
 pub mod source;
 pub mod sync;
 pub mod ticket_links;
+pub mod upstream_push;
 pub mod users;
 
 use thiserror::Error;
