@@ -92,7 +92,10 @@ fn emit<T: serde::Serialize>(out: Output, value: &T, human: impl FnOnce()) -> Re
 /// `mappings sync`: one run (or the rest of an interrupted one) now.
 pub async fn sync(engine: &Engine, conn: &str, out: Output) -> Result<()> {
     let pb = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-    pb.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
     let outcome = engine.sync_connection(conn, chrono::Utc::now(), &Spinner(pb.clone())).await;
     pb.finish_and_clear();
     emit(out, &outcome, || match &outcome {

@@ -11,9 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use bridge::config::{Config, ConnectionConfig};
-use bridge::domain::{
-    OrgMapping, PsaRecord, RecordKind, RecordState, SyncCheckpoint, SyncCounts,
-};
+use bridge::domain::{OrgMapping, PsaRecord, RecordKind, RecordState, SyncCheckpoint, SyncCounts};
 use bridge::engine::sync::SyncOutcomeKind;
 use bridge::engine::{Engine, LogEvents};
 use bridge::mapping::sync::{LogProgress, SyncProgress};
@@ -93,8 +91,10 @@ impl Env {
         config.connections.insert(CONN.into(), conn);
         config.validate().unwrap();
         let mut connectors = BTreeMap::new();
-        connectors
-            .insert(CONN.to_string(), bridge::connectors::build(CONN, &config.connections[CONN], secrets.clone()).unwrap());
+        connectors.insert(
+            CONN.to_string(),
+            bridge::connectors::build(CONN, &config.connections[CONN], secrets.clone()).unwrap(),
+        );
         let engine = Engine::new(Arc::new(config), store, secrets, connectors, Arc::new(LogEvents));
         Self { sim, engine, _dir: dir }
     }
@@ -284,7 +284,12 @@ async fn ticket_for(env: &Env, body: serde_json::Value) -> sandbox::SimTicket {
     let now = Utc::now();
     let accepted = env.engine.accept(new, now).await.unwrap();
     let report = env.engine.create_one(&accepted.task.id, now).await.unwrap();
-    assert_eq!(report.created, 1, "{report:?} {:?}", env.engine.get(accepted.task.id.as_str()).await.unwrap().last_error);
+    assert_eq!(
+        report.created,
+        1,
+        "{report:?} {:?}",
+        env.engine.get(accepted.task.id.as_str()).await.unwrap().last_error
+    );
     env.sim.tickets().into_iter().find(|t| t.correlation_key.as_deref() == Some(accepted.task.id.as_str())).unwrap()
 }
 
@@ -341,10 +346,11 @@ async fn resumes_without_duplicates(store: Arc<dyn Store>, dir: tempfile::TempDi
     // Invocation 2 crashes on its 5th page, after writing that page's records.
     let engine = Arc::new(env);
     let e2 = engine.clone();
-    let crash = tokio::spawn(async move {
-        e2.engine.sync_connection(CONN, t0, &CrashAt { at: 5, seen: AtomicU32::new(0) }).await
-    })
-    .await;
+    let crash =
+        tokio::spawn(
+            async move { e2.engine.sync_connection(CONN, t0, &CrashAt { at: 5, seen: AtomicU32::new(0) }).await },
+        )
+        .await;
     assert!(crash.is_err_and(|e| e.is_panic()), "the run crashed");
     let env = Arc::into_inner(engine).unwrap();
     assert_eq!(env.count(RecordKind::Assets).await, 22 * 100);
@@ -421,7 +427,8 @@ async fn upstream_push(store: Arc<dyn Store>, dir: tempfile::TempDir) {
     let (s, r) = put(&env, "/v1/mappings/bms/organizations", "application/json", &orgs.to_string()).await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r, json!({"received": 2, "new": 2, "updated": 0, "unchanged": 0, "matched": 1}));
-    let (_, r) = put(&env, "/v1/mappings/bms/organizations", "text/csv", "id,name\norg-x,Company 03\norg-y,Nowhere\n").await;
+    let (_, r) =
+        put(&env, "/v1/mappings/bms/organizations", "text/csv", "id,name\norg-x,Company 03\norg-y,Nowhere\n").await;
     assert_eq!(r, json!({"received": 2, "new": 0, "updated": 0, "unchanged": 2, "matched": 0}), "idempotent");
     assert_eq!(env.store().get_mapping(CONN, "org-x").await.unwrap().unwrap().customer_id.as_deref(), Some("1003"));
     assert_eq!(env.store().get_mapping(CONN, "org-y").await.unwrap().unwrap().customer_id, None);

@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::ConnectionConfig;
 use crate::domain::{ConnectorKind, MappedStatus, RecordKind, TicketRef};
-use chrono::{DateTime, Utc};
 use crate::http::HttpClient;
 pub use crate::http::{ConnectorError, TokenKind, TokenState};
-pub use records::{PsaEntry, RecordPage};
 use crate::secrets::Secrets;
+use chrono::{DateTime, Utc};
+pub use records::{PsaEntry, RecordPage};
 
 pub mod generic;
 pub mod records;

@@ -42,18 +42,25 @@ impl Engine {
     }
 
     /// Syncs one connection (whether or not scheduled runs are enabled for it).
-    pub async fn sync_connection(&self, name: &str, now: DateTime<Utc>, progress: &dyn SyncProgress) -> SyncOutcomeKind {
+    pub async fn sync_connection(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+        progress: &dyn SyncProgress,
+    ) -> SyncOutcomeKind {
         let (Some(cfg), Some(connector)) = (self.config.connections.get(name), self.connector(name).cloned()) else {
             return SyncOutcomeKind::Failed { error: format!("no connection '{name}'") };
         };
         let owner = ulid::Ulid::new().to_string();
-        let lease =
-            match self.store.acquire_lease(&format!("sync#{name}"), &owner, now, Duration::minutes(SYNC_LEASE_MINUTES)).await
-            {
-                Ok(Some(l)) => l,
-                Ok(None) => return SyncOutcomeKind::Busy,
-                Err(e) => return SyncOutcomeKind::Failed { error: format!("lease: {e}") },
-            };
+        let lease = match self
+            .store
+            .acquire_lease(&format!("sync#{name}"), &owner, now, Duration::minutes(SYNC_LEASE_MINUTES))
+            .await
+        {
+            Ok(Some(l)) => l,
+            Ok(None) => return SyncOutcomeKind::Busy,
+            Err(e) => return SyncOutcomeKind::Failed { error: format!("lease: {e}") },
+        };
         let sync = PsaSync {
             connection: name,
             store: self.store.as_ref(),

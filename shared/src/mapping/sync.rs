@@ -177,7 +177,8 @@ impl PsaSync<'_> {
                 }
             }
         }
-        let run = SyncRun { started_at: cursor.started_at, finished_at: Utc::now(), counts: cursor.counts.clone(), resumed };
+        let run =
+            SyncRun { started_at: cursor.started_at, finished_at: Utc::now(), counts: cursor.counts.clone(), resumed };
         cp.since = Some(cursor.started_at);
         cp.cursor = None;
         cp.last_run = Some(run);
@@ -218,9 +219,10 @@ impl PsaSync<'_> {
             }
             return Ok(None);
         }
-        let excluded_customer = e.customer_id.as_deref().is_some_and(|c| {
-            upstream.orgs.iter().any(|m| m.excluded && m.customer_id.as_deref() == Some(c))
-        });
+        let excluded_customer = e
+            .customer_id
+            .as_deref()
+            .is_some_and(|c| upstream.orgs.iter().any(|m| m.excluded && m.customer_id.as_deref() == Some(c)));
         let (state, link) = if excluded_customer {
             (RecordState::Excluded, None)
         } else {

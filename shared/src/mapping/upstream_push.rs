@@ -59,7 +59,10 @@ pub async fn push_orgs(
     let mut report = PushReport { received: orgs.len(), ..PushReport::default() };
     for org in orgs {
         let mut m = match existing.get(&org.id) {
-            Some(old) if old.org_name.as_deref() == Some(org.name.as_str()) && (old.customer_id.is_some() || old.excluded) => {
+            Some(old)
+                if old.org_name.as_deref() == Some(org.name.as_str())
+                    && (old.customer_id.is_some() || old.excluded) =>
+            {
                 report.unchanged += 1;
                 continue;
             }
@@ -163,7 +166,12 @@ pub async fn push_users(
             u.contact_id = Some(r.id.clone());
             u.customer_id = r.customer_id.clone();
             store
-                .put_psa_record(&PsaRecord { upstream: Some(email.clone()), state: RecordState::Matched, updated_at: now, ..r })
+                .put_psa_record(&PsaRecord {
+                    upstream: Some(email.clone()),
+                    state: RecordState::Matched,
+                    updated_at: now,
+                    ..r
+                })
                 .await?;
             report.matched += 1;
         }

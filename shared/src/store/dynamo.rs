@@ -33,7 +33,8 @@ use super::{
     Created, MappingRecord, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
 };
 use crate::domain::{
-    ContactEntry, Lease, OrgMapping, PsaRecord, RecordKind, SyncCheckpoint, Task, TaskId, TaskState, TicketGroup, UserMapping,
+    ContactEntry, Lease, OrgMapping, PsaRecord, RecordKind, SyncCheckpoint, Task, TaskId, TaskState, TicketGroup,
+    UserMapping,
 };
 
 /// Attempts of a write that lost a race it may retry (transaction conflicts, vanished items).

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, Utc};
 use thiserror::Error;
 
 use crate::domain::{
-    ContactEntry, Lease, OrgMapping, PsaRecord, RecordKind, SyncCheckpoint, Task, TaskEvent, TaskId, TaskState, TicketGroup,
-    UserMapping,
+    ContactEntry, Lease, OrgMapping, PsaRecord, RecordKind, SyncCheckpoint, Task, TaskEvent, TaskId, TaskState,
+    TicketGroup, UserMapping,
 };
 
 #[cfg(feature = "dynamo")]

@@ -814,7 +814,8 @@ async fn create_contact(State(st): State<Arc<St>>, headers: HeaderMap, bytes: By
     let Some(account) = req.get("AccountId").and_then(Value::as_i64).filter(|a| account_exists(&st, *a)) else {
         return fail(StatusCode::BAD_REQUEST, 400, "AccountId is required and must exist");
     };
-    let Some(location) = req.get("LocationId").and_then(Value::as_i64).filter(|l| lock(&st.crm).location_of(account, *l))
+    let Some(location) =
+        req.get("LocationId").and_then(Value::as_i64).filter(|l| lock(&st.crm).location_of(account, *l))
     else {
         return fail(StatusCode::BAD_REQUEST, 400, "LocationId does not belong to the account");
     };

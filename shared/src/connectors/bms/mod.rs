@@ -31,8 +31,8 @@ use crate::connectors::psa_util::{
     transport_diagnosis, truncate,
 };
 use crate::connectors::{
-    CheckReport, Connector, ConnectorError, Contact, Contract, Customer, LineChange, NoteRequest, RemoteStatus,
-    RecordPage, ServiceLine, TicketRequest, TokenKind, TokenState, create_with_recovery,
+    CheckReport, Connector, ConnectorError, Contact, Contract, Customer, LineChange, NoteRequest, RecordPage,
+    RemoteStatus, ServiceLine, TicketRequest, TokenKind, TokenState, create_with_recovery,
 };
 use crate::domain::{ConnectorKind, RecordKind, TicketDefaults, TicketRef};
 use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource, fields};

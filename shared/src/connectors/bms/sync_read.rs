@@ -158,7 +158,11 @@ impl BmsConnector {
     }
 
     /// Page `page` of the accounts modified since `since` (all accounts without it), by id.
-    async fn changed_accounts(&self, since: Option<DateTime<Utc>>, page: u32) -> Result<Vec<AccountRow>, ConnectorError> {
+    async fn changed_accounts(
+        &self,
+        since: Option<DateTime<Utc>>,
+        page: u32,
+    ) -> Result<Vec<AccountRow>, ConnectorError> {
         let mut query = vec![
             ("PageNumber", page.to_string()),
             ("PageSize", self.opts.page_size.to_string()),

@@ -87,7 +87,8 @@ impl Crm {
 
     /// Every location of an account, main first.
     pub(super) fn locations_json(&self, account: i64) -> Value {
-        let mut rows = vec![json!({"Id": account * 10 + 1, "Name": "Main Office", "AccountId": account, "IsMain": true})];
+        let mut rows =
+            vec![json!({"Id": account * 10 + 1, "Name": "Main Office", "AccountId": account, "IsMain": true})];
         rows.extend(
             self.locations
                 .iter()
@@ -129,7 +130,13 @@ impl Bms {
         let mut crm = lock(&self.st.crm);
         let id = crm.next_asset;
         crm.next_asset += 1;
-        crm.assets.push(SimAsset { id, account_id: account, name: name.into(), contact_id: contact, serial: format!("SN{id}") });
+        crm.assets.push(SimAsset {
+            id,
+            account_id: account,
+            name: name.into(),
+            contact_id: contact,
+            serial: format!("SN{id}"),
+        });
         id
     }
 
