@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::Engine;
 use crate::domain::{RecordKind, SyncCounts};
-use crate::mapping::sync::{PsaSync, SyncProgress, total};
+use crate::mapping::sync::{PsaSync, SyncProgress};
 
 /// How long one connection's sync lease lasts (a Lambda invocation's maximum).
 const SYNC_LEASE_MINUTES: i64 = 15;
@@ -108,15 +108,4 @@ impl Engine {
             }
         }
     }
-}
-
-/// Sums a report's finished and partial counts (all connections, all kinds).
-pub fn report_total(report: &SyncReport) -> SyncCounts {
-    let mut t = SyncCounts::default();
-    for o in report.values() {
-        if let SyncOutcomeKind::Finished { counts, .. } | SyncOutcomeKind::Partial { counts, .. } = o {
-            t.add(&total(&counts.iter().map(|(k, c)| (*k, *c)).collect::<Vec<_>>()));
-        }
-    }
-    t
 }
