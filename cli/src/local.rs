@@ -110,5 +110,6 @@ fn sandbox_connection(base_url: &str) -> ConnectionConfig {
         options: Default::default(),
         mapping: Default::default(),
         polling: Default::default(),
+        sync: Default::default(),
     }
 }

@@ -5,6 +5,9 @@
 //! (lower-cased; `__` separates levels, so `TICKET_BRIDGE__CONNECTIONS__BMS_MAIN__BASE_URL` is
 //! `connections.bms_main.base_url`). Values are read as TOML when they parse, else as strings.
 
+mod sync_settings;
+pub use sync_settings::SyncSettings;
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -221,6 +224,9 @@ pub struct ConnectionConfig {
     /// Incremental status reads (`[connections.<name>.polling]`).
     #[serde(default)]
     pub polling: PollSettings,
+    /// Continuous PSA sync (customers, contacts, locations, assets).
+    #[serde(default)]
+    pub sync: SyncSettings,
 }
 
 /// How status polls read a connection: only what changed since the high-water mark where the

@@ -30,11 +30,13 @@ const FUNCTION_ENGINE_FILES: &[(&str, &[&str])] = &[
         &["engine/api.rs", "engine/intake.rs", "engine/mod.rs", "engine/deliveries_api.rs"],
     ),
     // create_one (stream) and create_due (sweep).
-    ("create-ticket", &["engine/create.rs"]),
+    ("create-ticket", &["engine/create.rs", "mapping/ticket_links.rs"]),
     // poll_all (and its read plan / poll mark), then deliver_due (the outbox).
     ("poll-status", &["engine/poll.rs", "engine/poll_changes.rs", "engine/outbox.rs"]),
     // refresh_tokens.
     ("refresh-token", &["engine/tokens.rs"]),
+    // sync_mappings: the engine's lease and metrics, the run itself in the mapping layer.
+    ("sync-mappings", &["engine/sync.rs", "mapping/sync.rs"]),
 ];
 
 /// Calls that pull in another file's calls (`marker` found in a function's files → scan `file` too).

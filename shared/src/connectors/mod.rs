@@ -12,14 +12,16 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConnectionConfig;
-use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
+use crate::domain::{ConnectorKind, MappedStatus, RecordKind, TicketRef};
 use crate::http::HttpClient;
 pub use crate::http::{ConnectorError, TokenKind, TokenState};
 use crate::secrets::Secrets;
 pub use changes::ChangedTickets;
+pub use records::{PsaEntry, RecordPage};
 
 pub mod changes;
 pub mod generic;
+pub mod records;
 pub mod rt;
 pub mod sandbox;
 
@@ -54,6 +56,12 @@ pub struct TicketRequest {
     /// Target custom fields by name (OTRS dynamic fields, RT custom fields, NinjaOne attributes…).
     #[serde(default)]
     pub custom_fields: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The location of the user's contact (BMS `LocationId`), from the sync's contact records.
+    #[serde(default)]
+    pub location_id: Option<String>,
+    /// The asset the alert names (BMS `HardwareAssetId`), from the sync's asset records.
+    #[serde(default)]
+    pub asset_id: Option<String>,
 }
 
 /// An internal note added to an open ticket (grouped alerts).
@@ -233,6 +241,17 @@ pub trait Connector: Send + Sync {
     /// Statuses of the tickets the target changed after `since` (its clock), every page read.
     async fn changed_since(&self, _since: DateTime<Utc>) -> Result<ChangedTickets, ConnectorError> {
         Err(unsupported(self.kind(), "reading changed tickets"))
+    }
+
+    /// Page `page` (1-based) of the target's entries of `kind` for the continuous sync: only those
+    /// changed since `since` where the API can filter by change time, else all of them.
+    async fn read_records(
+        &self,
+        _kind: RecordKind,
+        _since: Option<DateTime<Utc>>,
+        _page: u32,
+    ) -> Result<RecordPage, ConnectorError> {
+        Err(unsupported(self.kind(), &format!("reading {} for the sync", _kind.as_str())))
     }
 }
 

@@ -3,6 +3,7 @@
 mod connection;
 mod delivery;
 mod names;
+mod psa_record;
 mod state;
 mod task;
 mod ticket;
@@ -10,6 +11,7 @@ mod ticket;
 pub use connection::*;
 pub use delivery::*;
 pub use names::*;
+pub use psa_record::*;
 pub use state::*;
 pub use task::*;
 pub use ticket::*;

@@ -205,6 +205,10 @@ async fn route(
         (_, ["v1", "hooks", _]) => {
             Err(ApiError::new(405, "method_not_allowed", None, format!("{} is not allowed on {path}", req.method)))
         }
+        (_, ["v1", "mappings", conn, rest @ ..]) => {
+            require_admin(&authenticate(engine, req, now).await?)?;
+            super::mappings_push_api::route(engine, req, conn, rest).await
+        }
         (_, ["v1", "admin", "connections", conn, rest @ ..]) => {
             require_admin(&authenticate(engine, req, now).await?)?;
             super::mappings_api::route(engine, req, conn, rest).await

@@ -231,6 +231,16 @@ impl Engine {
         req.customer_id = target.customer_id;
         req.contact_id = target.contact_id;
         req.contract_id = target.contract_id.or(req.contract_id);
+        let links = crate::mapping::ticket_links::ticket_links(
+            self.store.as_ref(),
+            &task.connection,
+            req.customer_id.as_deref(),
+            req.contact_id.as_deref(),
+            &task.payload,
+        )
+        .await;
+        req.location_id = links.location_id;
+        req.asset_id = links.asset_id;
         let ticket = connector.create_ticket(&req).await?;
         self.remember_group(task, group_key.as_deref(), &ticket, now).await;
         Ok((ticket, false, group_key))

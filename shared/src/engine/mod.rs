@@ -10,11 +10,13 @@ pub mod failpoint;
 mod hooks;
 pub mod intake;
 mod mappings_api;
+mod mappings_push_api;
 pub mod metrics;
 pub mod notify;
 pub mod outbox;
 mod poll;
 mod poll_changes;
+pub mod sync;
 pub mod ticket_request;
 mod tokens;
 
@@ -33,6 +35,7 @@ pub use metrics::Metrics;
 pub use notify::{BridgeEvent, EventSink, LogEvents};
 pub use outbox::DeliveryReport;
 pub use poll::PollReport;
+pub use sync::{SyncOutcomeKind, SyncReport};
 pub use tokens::{TokenOutcome, TokenReport};
 
 /// An error answered to an API caller: HTTP status, stable code, the field at fault.

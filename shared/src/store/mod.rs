@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, Utc};
 use thiserror::Error;
 
 use crate::domain::{
-    ContactEntry, Delivery, DeliveryState, Lease, OrgMapping, Task, TaskEvent, TaskId, TaskState, TicketGroup,
-    UserMapping,
+    ContactEntry, Delivery, DeliveryState, Lease, OrgMapping, PsaRecord, RecordKind, SyncCheckpoint, Task, TaskEvent,
+    TaskId, TaskState, TicketGroup, UserMapping,
 };
 
 #[cfg(feature = "dynamo")]
@@ -210,6 +210,31 @@ pub trait Store: Send + Sync + 'static {
     /// Writes (inserts or replaces) a connection's poll mark.
     async fn put_poll_mark(&self, mark: &PollMark) -> Result<(), StoreError> {
         Err(StoreError::Backend(format!("poll marks are not supported by this store (connection {})", mark.connection)))
+    }
+
+    /// Writes (inserts or replaces) a record read from the PSA by the sync (key [`PsaRecord::key`]).
+    async fn put_psa_record(&self, _record: &PsaRecord) -> Result<(), StoreError> {
+        Err(StoreError::Backend("PSA records are not supported by this store".into()))
+    }
+
+    /// The record stored under `key` ([`PsaRecord::key`]).
+    async fn get_psa_record(&self, _connection: &str, _key: &str) -> Result<Option<PsaRecord>, StoreError> {
+        Err(StoreError::Backend("PSA records are not supported by this store".into()))
+    }
+
+    /// Every record of one kind of a connection, by key.
+    async fn list_psa_records(&self, _connection: &str, _kind: RecordKind) -> Result<Vec<PsaRecord>, StoreError> {
+        Err(StoreError::Backend("PSA records are not supported by this store".into()))
+    }
+
+    /// Writes the sync checkpoint of a connection.
+    async fn put_sync_checkpoint(&self, _checkpoint: &SyncCheckpoint) -> Result<(), StoreError> {
+        Err(StoreError::Backend("sync checkpoints are not supported by this store".into()))
+    }
+
+    /// The sync checkpoint of a connection (none before its first run).
+    async fn get_sync_checkpoint(&self, _connection: &str) -> Result<Option<SyncCheckpoint>, StoreError> {
+        Err(StoreError::Backend("sync checkpoints are not supported by this store".into()))
     }
 }
 

@@ -15,7 +15,8 @@ use super::{
     sortable_time, ttl_seconds,
 };
 use crate::domain::{
-    ContactEntry, Delivery, DeliveryState, Due, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping,
+    ContactEntry, Delivery, DeliveryState, Due, Lease, OrgMapping, PsaRecord, RecordKind, SyncCheckpoint, Task, TaskId,
+    TaskState, TicketGroup, UserMapping,
 };
 
 mod outbox;
@@ -67,6 +68,18 @@ CREATE TABLE IF NOT EXISTS user_mappings (
     email      TEXT NOT NULL,
     body       TEXT NOT NULL,
     PRIMARY KEY (connection, email)
+) STRICT;
+CREATE TABLE IF NOT EXISTS psa_records (
+    connection TEXT NOT NULL,
+    record_key TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (connection, record_key)
+) STRICT;
+CREATE TABLE IF NOT EXISTS sync_state (
+    connection TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (connection, name)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS contacts (
     connection TEXT NOT NULL,
@@ -583,6 +596,27 @@ impl Store for SqliteStore {
 
     async fn put_poll_mark(&self, mark: &PollMark) -> Result<(), StoreError> {
         self.put_record(mark).await
+    }
+
+    async fn put_psa_record(&self, record: &PsaRecord) -> Result<(), StoreError> {
+        self.put_record(record).await
+    }
+
+    async fn get_psa_record(&self, connection: &str, key: &str) -> Result<Option<PsaRecord>, StoreError> {
+        self.get_record(connection, key).await
+    }
+
+    async fn list_psa_records(&self, connection: &str, kind: RecordKind) -> Result<Vec<PsaRecord>, StoreError> {
+        let all: Vec<PsaRecord> = self.list_records(connection).await?;
+        Ok(all.into_iter().filter(|r| r.kind == kind).collect())
+    }
+
+    async fn put_sync_checkpoint(&self, checkpoint: &SyncCheckpoint) -> Result<(), StoreError> {
+        self.put_record(checkpoint).await
+    }
+
+    async fn get_sync_checkpoint(&self, connection: &str) -> Result<Option<SyncCheckpoint>, StoreError> {
+        self.get_record(connection, SyncCheckpoint::NAME).await
     }
 }
 

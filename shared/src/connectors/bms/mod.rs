@@ -12,6 +12,7 @@
 //! the connector).
 
 mod crm;
+mod sync_read;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -31,9 +32,9 @@ use crate::connectors::psa_util::{
 };
 use crate::connectors::{
     ChangedTickets, CheckReport, Connector, ConnectorError, Contact, Contract, Customer, LineChange, NoteRequest,
-    RemoteStatus, ServiceLine, TicketRequest, TokenKind, TokenState, create_with_recovery,
+    RecordPage, RemoteStatus, ServiceLine, TicketRequest, TokenKind, TokenState, create_with_recovery,
 };
-use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
+use crate::domain::{ConnectorKind, RecordKind, TicketDefaults, TicketRef};
 use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource, fields};
 use crate::secrets::{Secret, Secrets};
 use wire::{Lookup, LookupItem, Payload};
@@ -344,7 +345,10 @@ impl BmsConnector {
             title: req.title.chars().take(250).collect(),
             details: body_with_marker(&req.body, &req.correlation_key),
             account_id,
-            location_id: self.location(account_id).await?,
+            location_id: match req.location_id.as_deref().filter(|l| !l.trim().is_empty()) {
+                Some(l) => parse_id("LocationId (location id)", l).map_err(ConnectorError::Config)?,
+                None => self.location(account_id).await?,
+            },
             status_id,
             priority_id,
             type_id,
@@ -371,6 +375,10 @@ impl BmsConnector {
                     Ok(wire::CustomFieldData { custom_field_id, data })
                 })
                 .collect::<Result<_, ConnectorError>>()?,
+            hardware_asset_id: match req.asset_id.as_deref().filter(|a| !a.trim().is_empty()) {
+                Some(a) => Some(parse_id("HardwareAssetId (asset id)", a).map_err(ConnectorError::Config)?),
+                None => None,
+            },
         })
     }
 
@@ -666,5 +674,14 @@ impl Connector for BmsConnector {
             }
             page += 1;
         }
+    }
+
+    async fn read_records(
+        &self,
+        kind: RecordKind,
+        since: Option<chrono::DateTime<Utc>>,
+        page: u32,
+    ) -> Result<RecordPage, ConnectorError> {
+        self.sync_page(kind, since, page).await
     }
 }

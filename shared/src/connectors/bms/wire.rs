@@ -182,6 +182,9 @@ pub struct TicketInput {
     /// Ticket custom field values (`CustomFieldDataInputDto`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub custom_fields_data: Vec<CustomFieldData>,
+    /// The asset the alert names (continuous sync's asset records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_asset_id: Option<i64>,
 }
 
 /// One custom field value of a new ticket.
