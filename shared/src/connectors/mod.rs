@@ -210,6 +210,14 @@ pub trait Connector: Send + Sync {
 
     /// Renews the session/OAuth token now and stores the new secret version.
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError>;
+
+    /// Adds `note` to the ticket of a cancelled task and closes it (or moves it to the target's
+    /// cancelled/rejected state). Safe to call again after a failure: a ticket already closed
+    /// stays closed. Targets whose API cannot close tickets answer [`ConnectorError::Unsupported`]
+    /// (the engine then adds the note alone).
+    async fn close_ticket(&self, _ticket: &TicketRef, _note: &NoteRequest) -> Result<(), ConnectorError> {
+        Err(unsupported(self.kind(), "closing tickets"))
+    }
 }
 
 /// Builds the connector for connection `name` (no I/O; credentials are read on first use).

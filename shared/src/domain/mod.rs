@@ -5,9 +5,11 @@ mod names;
 mod state;
 mod task;
 mod ticket;
+mod ticket_close;
 
 pub use connection::*;
 pub use names::*;
 pub use state::*;
 pub use task::*;
 pub use ticket::*;
+pub use ticket_close::*;

@@ -165,7 +165,8 @@ async fn route(
             if caller.sources.is_some() {
                 caller.visible(engine.get(id).await?)?;
             }
-            Ok(ok(200, task_json(&engine.cancel(id, now).await?)))
+            let reason = Query::parse(req.query).get("reason").map(str::to_string);
+            Ok(ok(200, task_json(&engine.cancel_because(id, reason, now).await?)))
         }
         ("POST", ["v1", "tasks", id, "replay"]) => {
             require_admin(&authenticate(engine, req, now).await?)?;

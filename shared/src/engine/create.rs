@@ -374,10 +374,16 @@ impl Engine {
                 Ok(outcome)
             }
             Err(StoreError::Conflict(_)) => {
-                // Someone changed the task meanwhile (e.g. it was cancelled). If we opened a ticket,
-                // it carries the task id, and a cancelled task's ticket is left to technicians.
+                // Someone changed the task meanwhile (e.g. it was cancelled). A ticket we opened for
+                // a task cancelled meanwhile is recorded and closed like any cancelled task's.
                 let current = self.store.get_task(&task.id).await?;
-                tracing::warn!(task = %task.id, state = ?current.map(|t| t.state), "task changed during ticket creation");
+                tracing::warn!(task = %task.id, state = ?current.as_ref().map(|t| t.state), "task changed during ticket creation");
+                if outcome == Outcome::Created
+                    && let (Some(mut current), Some(ticket)) = (current, task.ticket.clone())
+                    && current.apply(TaskEvent::LateTicket { ticket, close_at: now }, now).is_ok()
+                {
+                    self.store.update_task(&current).await?;
+                }
                 Ok(Outcome::Skipped)
             }
             Err(e) => Err(e),

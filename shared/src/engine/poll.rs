@@ -21,6 +21,8 @@ pub struct PollReport {
     pub failed_batches: u32,
     /// The run was skipped because another poller holds the connection (or polled it recently).
     pub skipped: bool,
+    /// Cancelled tasks whose ticket got its note/close this run (closed, noted, unsupported, failed).
+    pub tickets_closed: u32,
 }
 
 /// Upper bound of tasks one poll run takes per connection.
@@ -74,6 +76,15 @@ impl Engine {
             }
             if cursor.is_none() || tasks.len() >= MAX_PER_RUN {
                 break;
+            }
+        }
+        // Cancelled tasks still closing their ticket ride the poll queue: close them, poll the rest.
+        let (closing, tasks): (Vec<Task>, Vec<Task>) = tasks.into_iter().partition(Task::closing_ticket);
+        for task in closing {
+            match self.close_cancelled(task, now).await {
+                Ok(super::cancel::CloseAttempt::Done(_)) => report.tickets_closed += 1,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(connection = conn, error = %e, "recording a ticket close failed"),
             }
         }
         let mut ids: Vec<String> = tasks.iter().filter_map(|t| t.ticket.as_ref().map(|x| x.id.clone())).collect();

@@ -67,6 +67,8 @@ pub struct OtrsOptions {
     pub batch_size: usize,
     /// Technician link, with `{id}` / `{number}` placeholders.
     pub ticket_url: Option<String>,
+    /// State a cancelled task's ticket is moved to (a state of type `closed`).
+    pub close_state: String,
 }
 
 impl Default for OtrsOptions {
@@ -83,6 +85,7 @@ impl Default for OtrsOptions {
             session_minutes: 110,
             batch_size: 50,
             ticket_url: None,
+            close_state: "closed unsuccessful".into(),
         }
     }
 }
@@ -474,6 +477,16 @@ impl Connector for OtrsConnector {
         let route = self.opts.routes.update(&ticket.id)?;
         let article = wire::Article::internal(&note.title, &body_with_marker(&note.body, &note.correlation_key));
         let body = serde_json::json!({ "Article": article });
+        let _: wire::TicketReply = self.op(Method::PATCH, &route, &[], Some(body), false).await?;
+        Ok(())
+    }
+
+    /// One `TicketUpdate`: the state change and the internal article together (Znuny checks the
+    /// ticket attributes before it writes anything, so a refused state adds no article).
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        let route = self.opts.routes.update(&ticket.id)?;
+        let article = wire::Article::internal(&note.title, &body_with_marker(&note.body, &note.correlation_key));
+        let body = serde_json::json!({ "Ticket": { "State": self.opts.close_state }, "Article": article });
         let _: wire::TicketReply = self.op(Method::PATCH, &route, &[], Some(body), false).await?;
         Ok(())
     }
