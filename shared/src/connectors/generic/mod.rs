@@ -24,6 +24,10 @@
 //! url = "/api/v2/issues?ext_ref={{ correlation_key }}"
 //! [connections.desk.options.check]         # optional cheap authenticated read
 //! url = "/api/v2/myself"
+//! [connections.desk.options.close]         # optional: close a cancelled task's ticket
+//! method = "PATCH"
+//! url = "/api/v2/issues/{{ ticket.id }}"
+//! body = '{"status": "Cancelled", "resolution": {{ body }}}'
 //! [connections.desk.options.auth]          # none | header | bearer | basic | oauth2_client_credentials
 //! type = "oauth2_client_credentials"
 //! token_url = "/oauth/token"
@@ -33,7 +37,7 @@
 //! Template variables: create — the ticket request (`title`, `body`, `correlation_key`,
 //! `customer_id`, `contact_id`, `contact_email`, `contract_id`, `ticket_type`, `source`,
 //! `status`, `queue`, `priority`, `issue_type`, `sub_issue_type`, `fields` = task fields);
-//! find — `correlation_key`; note — `ticket` {id, number, url}, `title`, `body`; status — `ids`
+//! find — `correlation_key`; note and close — `ticket` {id, number, url}, `title`, `body`; status — `ids`
 //! (batch), `id` / `ticket.id` (single); everywhere — `connection`, `base_url`. Escaping rules:
 //! see [`spec`]. Secrets are never template variables; `auth` reads them from the secret.
 //!
@@ -420,6 +424,22 @@ impl Connector for GenericConnector {
             "ticket": ticket, "title": note.title, "body": note.body, "correlation_key": note.correlation_key,
         }));
         let resp = self.send(req, &ctx, false).await?;
+        self.body(&resp).map(|_| ())
+    }
+
+    /// The `close` request, which carries the note (`title`, `body`) itself; without one,
+    /// unsupported (the engine then adds the note through `note`).
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        let Some(req) = &self.spec.close else {
+            return Err(ConnectorError::Unsupported(format!(
+                "connections.{}.options.close is not configured",
+                self.name
+            )));
+        };
+        let ctx = self.context(json!({
+            "ticket": ticket, "title": note.title, "body": note.body, "correlation_key": note.correlation_key,
+        }));
+        let resp = self.send(req, &ctx, true).await?;
         self.body(&resp).map(|_| ())
     }
 

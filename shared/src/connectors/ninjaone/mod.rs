@@ -55,6 +55,8 @@ pub struct NinjaOptions {
     pub catalogue_minutes: i64,
     /// Technician link, with `{id}` / `{number}` placeholders.
     pub ticket_url: Option<String>,
+    /// Status (id or name) a cancelled task's ticket is set to (default `6000`, system CLOSED).
+    pub close_status: String,
 }
 
 impl Default for NinjaOptions {
@@ -68,6 +70,7 @@ impl Default for NinjaOptions {
             new_status: "1000".into(),
             catalogue_minutes: 10,
             ticket_url: None,
+            close_status: "6000".into(),
         }
     }
 }
@@ -385,6 +388,37 @@ impl Connector for NinjaOneConnector {
             }
         }
         Ok(None)
+    }
+
+    /// Private comment, then `PUT /v2/ticketing/ticket/{ticketId}` with the fields the spec
+    /// requires (`version, clientId, ticketFormId, subject, requesterUid, status`) read back from
+    /// the ticket after the comment, and the close status. A ticket without a requester cannot
+    /// be updated through the API (the spec requires `requesterUid`): unsupported, note only.
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        parse_id("NinjaOne ticket id", &ticket.id).map_err(ConnectorError::Rejected)?;
+        let status = if self.opts.close_status.trim().bytes().all(|b| b.is_ascii_digit()) {
+            self.opts.close_status.trim().to_string()
+        } else {
+            self.catalogue().await?.id_by_name(&self.opts.close_status).ok_or_else(|| {
+                ConnectorError::Config(format!(
+                    "options.close_status: NinjaOne has no status '{}'",
+                    truncate(&self.opts.close_status, 60)
+                ))
+            })?
+        };
+        let path = wire::ticket_path(&ticket.id);
+        let before: serde_json::Value = self.call(Method::GET, &path, &[], None, true).await?;
+        if before.get("requesterUid").and_then(serde_json::Value::as_str).is_none() {
+            return Err(ConnectorError::Unsupported(format!(
+                "NinjaOne ticket {} has no requester, and its update API requires requesterUid",
+                ticket.id
+            )));
+        }
+        self.add_note(ticket, note).await?;
+        let now: serde_json::Value = self.call(Method::GET, &path, &[], None, true).await?;
+        let body = wire::close_update(&now, &status)?;
+        let _: serde_json::Value = self.call(Method::PUT, &path, &[], Some(&body), true).await?;
+        Ok(())
     }
 
     async fn add_note(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {

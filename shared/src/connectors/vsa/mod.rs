@@ -57,11 +57,20 @@ pub struct VsaOptions {
     pub session_minutes: i64,
     /// Technician link, with `{id}` / `{number}` placeholders.
     pub ticket_url: Option<String>,
+    /// Status (name or id of the desk's status catalogue) a cancelled task's ticket is set to.
+    pub close_status: String,
 }
 
 impl Default for VsaOptions {
     fn default() -> Self {
-        Self { service_desk_id: None, page_size: 100, batch_size: 50, session_minutes: 30, ticket_url: None }
+        Self {
+            service_desk_id: None,
+            page_size: 100,
+            batch_size: 50,
+            session_minutes: 30,
+            ticket_url: None,
+            close_status: "Closed".into(),
+        }
     }
 }
 
@@ -401,6 +410,24 @@ impl Connector for VsaConnector {
             .map_err(|e| ConnectorError::Config(e.to_string()))?;
         wire::check_id(&ticket.id)?;
         self.call::<serde_json::Value>(Method::POST, &wire::notes_path(&ticket.id), &[], Some(&body), false).await?;
+        Ok(())
+    }
+
+    /// Hidden note, then `PUT automation/servicedesktickets/{ticketId}/status/{statusId}` (no body;
+    /// Kaseya's VSAModule `Update-VSASDTicketStatus`), the status resolved from the desk's catalogue.
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        wire::check_id(&ticket.id)?;
+        let status = self.resolve(Catalogue::Statuses, &self.opts.close_status).await.map_err(|e| match e {
+            ConnectorError::Config(_) => ConnectorError::Config(format!(
+                "options.close_status: service desk {} has no status '{}'",
+                self.desk,
+                truncate(&self.opts.close_status, 60)
+            )),
+            other => other,
+        })?;
+        self.add_note(ticket, note).await?;
+        let path = wire::status_path(&ticket.id, status);
+        self.call::<serde_json::Value>(Method::PUT, &path, &[], None, true).await?;
         Ok(())
     }
 
