@@ -59,7 +59,7 @@ impl Engine {
         // The caller is waiting on this request (API Gateway gives up after 30 s): one quick
         // callback attempt, no long retry ladder.
         self.notifier.quick().publish(self, &task, now).await;
-        if !task.closing_ticket() {
+        if !task.closing_ticket() || !self.close_inline {
             return Ok(task);
         }
         match tokio::time::timeout(INLINE_CLOSE, self.close_cancelled(task.clone(), now)).await {

@@ -21,6 +21,8 @@ pub struct CreateReport {
     pub skipped: u32,
     /// Store failures (the task stays due and is retried by the sweep).
     pub errors: u32,
+    /// Cancelled tasks (delivered by the stream) whose ticket got its note/close.
+    pub tickets_closed: u32,
 }
 
 impl CreateReport {
@@ -102,6 +104,17 @@ impl Engine {
             report.skipped += 1;
             return Ok(report);
         };
+        // A cancelled task whose ticket is still to be closed (its stream record): close it now.
+        if task.closing_ticket() {
+            if task.next_poll_at.is_none_or(|at| at <= now)
+                && let super::cancel::CloseAttempt::Done(_) = self.close_cancelled(task, now).await?
+            {
+                report.tickets_closed += 1;
+            } else {
+                report.skipped += 1;
+            }
+            return Ok(report);
+        }
         let lease = Duration::seconds(i64::try_from(self.config.settings.claim_secs).unwrap_or(300));
         match claim(self.store.as_ref(), task, now, lease).await? {
             Some(t) => report.add(self.process_claimed(t, now).await?),

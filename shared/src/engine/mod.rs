@@ -95,6 +95,10 @@ pub struct Engine {
     pub events: Arc<dyn EventSink>,
     pub notifier: notify::Notifier,
     pub metrics: Arc<Metrics>,
+    /// Whether a cancel request closes the task's ticket itself (the local runner) or leaves it to
+    /// the create lane (the stream delivers the cancelled task) and the poll lane (AWS: the intake
+    /// function may not store renewed tokens).
+    pub close_inline: bool,
 }
 
 /// Outcome of a submission: the task and whether it was new.
@@ -114,7 +118,16 @@ impl Engine {
         events: Arc<dyn EventSink>,
     ) -> Self {
         let notifier = notify::Notifier::new(config.settings.allow_private_callbacks);
-        Self { config, store, secrets, connectors, events, notifier, metrics: Arc::new(Metrics::default()) }
+        Self {
+            config,
+            store,
+            secrets,
+            connectors,
+            events,
+            notifier,
+            metrics: Arc::new(Metrics::default()),
+            close_inline: true,
+        }
     }
 
     fn retention(&self) -> Duration {

@@ -252,7 +252,27 @@ async fn ticket_opened_after_cancel_is_closed(backend: Backend) {
     assert!(ticket.notes.iter().any(|n| n.body.contains("withdrawn")), "{:?}", ticket.notes);
 }
 
+/// On AWS the intake function does not close (it may not store renewed tokens): the stream
+/// delivers the cancelled task to create-ticket, whose `create_one` closes the ticket.
+async fn create_lane_closes_when_intake_does_not(backend: Backend) {
+    let mut h = Harness::for_target(Target::Sandbox, backend, Grouping::None, |_| {}).await;
+    h.engine.close_inline = false;
+    let id = open_ticket(&h, Target::Sandbox, "CANCEL-STREAM").await;
+    let (s, body) = h.call("DELETE", &format!("/v1/tasks/{id}?reason=stream"), None).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["result"], "cancelled");
+    assert!(body["ticket_close"]["result"].is_null(), "left to the create lane: {body}");
+    assert!(!h.sim().is_closed_status(&h.sim().tickets()[0].status));
+    let report = h.engine.create_one(&bridge::domain::TaskId::parse(&id).unwrap(), Utc::now()).await.unwrap();
+    assert_eq!(report.tickets_closed, 1, "{report:?}");
+    assert_eq!(h.sim().tickets()[0].status, "Rejected");
+    // A redelivered record finds nothing left to do.
+    let again = h.engine.create_one(&bridge::domain::TaskId::parse(&id).unwrap(), Utc::now()).await.unwrap();
+    assert_eq!((again.tickets_closed, again.skipped), (0, 1));
+}
+
 both_stores!(
+    create_lane_closes_when_intake_does_not,
     failed_close_is_retried_by_the_poll_lane,
     close_gives_up_after_max_attempts,
     unsupported_close_leaves_the_note,
