@@ -5,6 +5,9 @@
 //! (lower-cased; `__` separates levels, so `TICKET_BRIDGE__CONNECTIONS__BMS_MAIN__BASE_URL` is
 //! `connections.bms_main.base_url`). Values are read as TOML when they parse, else as strings.
 
+mod retry;
+pub use retry::{RetryClass, RetryPolicy};
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -188,7 +191,8 @@ pub struct ConnectionConfig {
     /// Seconds between status polls of one ticket.
     #[serde(default = "default_poll_interval")]
     pub poll_interval_secs: u64,
-    /// Stop polling (dead-letter) after this many days open; 0 = never.
+    /// Stop polling tasks open longer than this many days (outcome `abandoned`, result `failed`,
+    /// event `TaskAbandoned`, callback); 0 = never (SailPoint: `provisioningMaxStatusCheckDays`).
     #[serde(default)]
     pub give_up_after_days: u32,
     /// Requests per hour this connection may make (BMS: 1,500 per endpoint).
@@ -206,6 +210,13 @@ pub struct ConnectionConfig {
     /// Organization / contact sync settings (`ticket-bridge mappings`).
     #[serde(default)]
     pub mapping: MappingSettings,
+    /// Which failures are retried and how many attempts a task gets (`[connections.<name>.retry]`).
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// An alert whose group's ticket closed at most this many minutes ago reopens that ticket with
+    /// a note instead of opening a new one (targets that can reopen); 0 = off.
+    #[serde(default)]
+    pub reopen_within_minutes: u32,
 }
 
 fn default_poll_interval() -> u64 {
@@ -338,6 +349,9 @@ impl Config {
             }
             if c.rate_limit_per_hour == 0 {
                 return Err(ConfigError::new(key("rate_limit_per_hour"), "must be at least 1"));
+            }
+            if let Some((field, m)) = c.retry.problem() {
+                return Err(ConfigError::new(key(&format!("retry.{field}")), m));
             }
             if c.poll_concurrency == 0 || c.poll_concurrency > 64 {
                 return Err(ConfigError::new(key("poll_concurrency"), "must be between 1 and 64"));

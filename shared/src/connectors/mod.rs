@@ -218,6 +218,13 @@ pub trait Connector: Send + Sync {
     async fn close_ticket(&self, _ticket: &TicketRef, _note: &NoteRequest) -> Result<(), ConnectorError> {
         Err(unsupported(self.kind(), "closing tickets"))
     }
+
+    /// Reopens a closed ticket (moves it back to an open status) and adds `note` (the alert that
+    /// reopened it). Targets that cannot answer [`ConnectorError::Unsupported`] before writing
+    /// anything (the engine then opens a new ticket).
+    async fn reopen_ticket(&self, _ticket: &TicketRef, _note: &NoteRequest) -> Result<(), ConnectorError> {
+        Err(unsupported(self.kind(), "reopening tickets"))
+    }
 }
 
 /// Builds the connector for connection `name` (no I/O; credentials are read on first use).

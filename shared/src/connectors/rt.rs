@@ -225,6 +225,23 @@ impl RtConnector {
         }
     }
 
+    /// `PUT /ticket/{id}` `{"Status"}`. REST2 answers 200 with a list of messages even when it
+    /// refuses a change (RT::REST2::Resource::Record::Writable), so the ticket is read back to tell.
+    async fn set_status(&self, ticket: &TicketRef, status: &str, setting: &str) -> Result<(), ConnectorError> {
+        let path = format!("/ticket/{}", super::encode_segment(&ticket.id));
+        let body = json!({ "Status": status });
+        let messages: Value = self.call(Method::PUT, &path, &[], Some(&body), true).await?.json()?;
+        let now: Value = self.call(Method::GET, &path, &[], None, true).await?.json()?;
+        match now.get("Status").and_then(Value::as_str) {
+            Some(s) if s.eq_ignore_ascii_case(status) => Ok(()),
+            Some(s) => Err(ConnectorError::Rejected(format!(
+                "RT kept ticket {} in status '{s}' ({setting} '{status}'): {messages}",
+                ticket.id
+            ))),
+            None => Err(ConnectorError::Malformed(format!("RT ticket {} without 'Status'", ticket.id))),
+        }
+    }
+
     fn correlation_query(&self, key: &str) -> String {
         match &self.correlation_field {
             Some(cf) => format!("'CF.{{{cf}}}' = {}", sql_quote(key)),
@@ -381,23 +398,17 @@ impl Connector for RtConnector {
         self.call(Method::POST, &path, &[], Some(&body), false).await.map(|_| ())
     }
 
-    /// Comment, then `PUT /ticket/{id}` `{"Status": close_status}`. REST2 answers 200 with a list
-    /// of messages even when it refuses a change (RT::REST2::Resource::Record::Writable), so the
-    /// ticket is read back to tell.
+    /// Comment, then `PUT /ticket/{id}` `{"Status": close_status}`, confirmed by reading it back.
     async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
         self.add_note(ticket, note).await?;
-        let path = format!("/ticket/{}", super::encode_segment(&ticket.id));
-        let body = json!({ "Status": self.close_status });
-        let messages: Value = self.call(Method::PUT, &path, &[], Some(&body), true).await?.json()?;
-        let now: Value = self.call(Method::GET, &path, &[], None, true).await?.json()?;
-        match now.get("Status").and_then(Value::as_str) {
-            Some(s) if s.eq_ignore_ascii_case(&self.close_status) => Ok(()),
-            Some(s) => Err(ConnectorError::Rejected(format!(
-                "RT kept ticket {} in status '{s}' (options.close_status '{}'): {messages}",
-                ticket.id, self.close_status
-            ))),
-            None => Err(ConnectorError::Malformed(format!("RT ticket {} without 'Status'", ticket.id))),
-        }
+        self.set_status(ticket, &self.close_status, "options.close_status").await
+    }
+
+    /// `PUT /ticket/{id}` `{"Status": "open"}` (RT's default lifecycle allows resolved/rejected →
+    /// open), confirmed by reading it back, then the comment.
+    async fn reopen_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        self.set_status(ticket, "open", "status 'open'").await?;
+        self.add_note(ticket, note).await
     }
 
     async fn statuses(&self, ticket_ids: &[String]) -> Result<Vec<RemoteStatus>, ConnectorError> {

@@ -63,6 +63,8 @@ pub enum Status {
 pub enum Outcome {
     Fulfilled,
     Rejected,
+    /// No final status within the connection's `give_up_after_days`: polling stopped.
+    Abandoned,
 }
 
 /// The one flat value a caller reads to tell how a task stands: a single path and value list
@@ -82,7 +84,8 @@ pub enum TaskResult {
     Rejected,
     /// The caller cancelled the task.
     Cancelled,
-    /// The bridge gave up creating the ticket (dead letter; an operator may replay it).
+    /// The bridge gave up: creating the ticket (dead letter; an operator may replay it), or
+    /// waiting for it to close (`outcome` `abandoned`, past `give_up_after_days`; final).
     Failed,
 }
 
@@ -151,6 +154,12 @@ pub enum TaskEvent {
     TicketCloseFailed { error: String, retry_at: DateTime<Utc> },
     /// The cancelled task's ticket got its note/close (or cannot): `detail` says what happened.
     TicketCloseDone { result: super::CloseResult, detail: String },
+    /// The ticket stayed open past the connection's give-up horizon: polling stops (final,
+    /// outcome `abandoned`).
+    PollAbandoned { reason: String, retain_until: DateTime<Utc> },
+    /// The group's ticket, closed within the connection's reopen window, was reopened with a note
+    /// for this alert, which now owns it; first poll at `next_poll_at`.
+    TicketReopened { ticket: TicketRef, next_poll_at: DateTime<Utc> },
 }
 
 impl TaskEvent {
@@ -169,6 +178,8 @@ impl TaskEvent {
             Self::LateTicket { .. } => "ticket_created_after_cancel",
             Self::TicketCloseFailed { .. } => "ticket_close_retry",
             Self::TicketCloseDone { result, .. } => result.event(),
+            Self::PollAbandoned { .. } => "abandoned",
+            Self::TicketReopened { .. } => "ticket_reopened",
         }
     }
 }
@@ -194,6 +205,7 @@ impl Task {
             },
             TaskState::Completed => match self.outcome {
                 Some(Outcome::Rejected) => TaskResult::Rejected,
+                Some(Outcome::Abandoned) => TaskResult::Failed,
                 _ => TaskResult::Fulfilled,
             },
             TaskState::Cancelled => TaskResult::Cancelled,
@@ -217,6 +229,16 @@ impl Task {
             }
             (S::Received, E::TicketCreated { ticket, next_poll_at }) => {
                 detail = Some(format!("ticket {}", ticket.display()));
+                self.attempts += 1;
+                self.state = S::TicketOpen;
+                self.status = Status::Open;
+                self.ticket = Some(ticket);
+                self.last_error = None;
+                self.next_attempt_at = None;
+                self.next_poll_at = Some(next_poll_at);
+            }
+            (S::Received, E::TicketReopened { ticket, next_poll_at }) => {
+                detail = Some(format!("ticket {} reopened", ticket.display()));
                 self.attempts += 1;
                 self.state = S::TicketOpen;
                 self.status = Status::Open;
@@ -302,6 +324,11 @@ impl Task {
                     c.result = Some(result);
                 }
                 self.next_poll_at = None;
+            }
+            (S::TicketOpen | S::Noted, E::PollAbandoned { reason, retain_until }) => {
+                self.last_error = Some(reason.clone());
+                detail = Some(reason);
+                self.finish(S::Completed, Some(Outcome::Abandoned), now, retain_until);
             }
             (S::Failed, E::Replay) => {
                 self.state = S::Received;
@@ -484,6 +511,8 @@ mod tests {
             Just(TaskEvent::LateTicket { ticket: ticket(), close_at: t }),
             Just(TaskEvent::TicketCloseFailed { error: "e".into(), retry_at: t }),
             Just(TaskEvent::TicketCloseDone { result: crate::domain::CloseResult::Closed, detail: "d".into() }),
+            Just(TaskEvent::PollAbandoned { reason: "r".into(), retain_until: t }),
+            Just(TaskEvent::TicketReopened { ticket: ticket(), next_poll_at: t }),
         ]
     }
 

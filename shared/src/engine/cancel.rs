@@ -80,8 +80,10 @@ impl Engine {
         let (event, attempt) = match result {
             Ok((r, detail)) => (TaskEvent::TicketCloseDone { result: r, detail }, CloseAttempt::Done(r)),
             Err(e) => {
-                let policy_limit = self.config.settings.max_attempts;
-                if e.is_transient() && work.attempts + 1 < policy_limit {
+                let default = crate::config::RetryPolicy::default();
+                let policy = self.config.connections.get(&task.connection).map_or(&default, |c| &c.retry);
+                let limit = policy.attempts(self.config.settings.max_attempts);
+                if super::retry::retries(policy, &e) && work.attempts + 1 < limit {
                     let retry_at = now + self.close_backoff(work.attempts, &e);
                     tracing::info!(task = %task.id, error = %e, %retry_at, "closing the ticket failed; will retry");
                     (TaskEvent::TicketCloseFailed { error: e.to_string(), retry_at }, CloseAttempt::Retry)

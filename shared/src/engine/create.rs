@@ -60,6 +60,16 @@ enum Outcome {
     Skipped,
 }
 
+/// How a task got its ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Opened {
+    Created,
+    /// A note on its group's open ticket.
+    Noted,
+    /// Its group's recently closed ticket, reopened (see `reopen.rs`).
+    Reopened,
+}
+
 /// Resolved target for a ticket: customer, contact, contract.
 struct Target {
     customer_id: Option<String>,
@@ -133,7 +143,7 @@ impl Engine {
         &self,
         task: &Task,
         now: DateTime<Utc>,
-    ) -> Result<(TicketRef, bool, Option<String>), ConnectorError> {
+    ) -> Result<(TicketRef, Opened, Option<String>), ConnectorError> {
         let conn_cfg = self
             .config
             .connections
@@ -160,7 +170,7 @@ impl Engine {
                             .map_err(ConnectorError::Config)?,
                     };
                     connector.add_note(&group.ticket, &note).await?;
-                    return Ok((group.ticket, true, group_key));
+                    return Ok((group.ticket, Opened::Noted, group_key));
                 }
                 GroupClaim::Ours(lease) => group_claim = lease,
             }
@@ -221,14 +231,21 @@ impl Engine {
         view: serde_json::Value,
         group_key: Option<String>,
         now: DateTime<Utc>,
-    ) -> Result<(TicketRef, bool, Option<String>), ConnectorError> {
+    ) -> Result<(TicketRef, Opened, Option<String>), ConnectorError> {
         // A previous claim may have created the ticket and crashed before recording it.
         if task.claims > 1
             && let Some(found) = connector.find_by_correlation(task.id.as_str()).await?
         {
             tracing::info!(task = %task.id, ticket = %found.id, "recovered ticket created by an earlier attempt");
             self.remember_group(task, group_key.as_deref(), &found, now).await;
-            return Ok((found, false, group_key));
+            return Ok((found, Opened::Created, group_key));
+        }
+        if let Some(key) = &group_key
+            && let Some(ticket) = self.try_reopen(task, conn_cfg, connector, key, now).await?
+        {
+            self.remember_group(task, Some(key), &ticket, now).await;
+            self.forget_closed_group(task, key, &ticket).await;
+            return Ok((ticket, Opened::Reopened, group_key));
         }
         let target = self.resolve_target(task).await?;
         let alert_type = match &task.payload {
@@ -256,7 +273,7 @@ impl Engine {
         };
         let ticket = connector.create_ticket(&req).await?;
         self.remember_group(task, group_key.as_deref(), &ticket, now).await;
-        Ok((ticket, false, group_key))
+        Ok((ticket, Opened::Created, group_key))
     }
 
     /// Makes a new ticket its group's open ticket. Losing the race to another task of the same
@@ -341,25 +358,28 @@ impl Engine {
     async fn record(
         &self,
         mut task: Task,
-        result: Result<(TicketRef, bool, Option<String>), ConnectorError>,
+        result: Result<(TicketRef, Opened, Option<String>), ConnectorError>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, StoreError> {
         let poll_at = now;
         let (event, outcome) = match result {
-            Ok((ticket, noted, group_key)) => {
+            Ok((ticket, opened, group_key)) => {
                 task.group_key = group_key;
-                if noted {
-                    (TaskEvent::Noted { ticket, next_poll_at: poll_at }, Outcome::Noted)
-                } else {
-                    (TaskEvent::TicketCreated { ticket, next_poll_at: poll_at }, Outcome::Created)
+                match opened {
+                    Opened::Noted => (TaskEvent::Noted { ticket, next_poll_at: poll_at }, Outcome::Noted),
+                    Opened::Created => (TaskEvent::TicketCreated { ticket, next_poll_at: poll_at }, Outcome::Created),
+                    Opened::Reopened => {
+                        (TaskEvent::TicketReopened { ticket, next_poll_at: poll_at }, Outcome::Created)
+                    }
                 }
             }
             Err(e) => {
                 let msg = e.to_string();
-                let limit = self.config.settings.max_attempts;
-                if !e.is_transient() && matches!(e, ConnectorError::Rejected(_) | ConnectorError::Config(_))
-                    || task.attempts + 1 >= limit
-                {
+                let policy = self.config.connections.get(&task.connection).map(|c| &c.retry);
+                let default = crate::config::RetryPolicy::default();
+                let policy = policy.unwrap_or(&default);
+                let limit = policy.attempts(self.config.settings.max_attempts);
+                if !super::retry::retries(policy, &e) || task.attempts + 1 >= limit {
                     tracing::warn!(task = %task.id, error = %msg, attempts = task.attempts + 1, "dead-lettering task");
                     (TaskEvent::GaveUp { error: msg }, Outcome::DeadLetter)
                 } else {

@@ -10,6 +10,8 @@ mod mappings_api;
 pub mod metrics;
 pub mod notify;
 mod poll;
+mod reopen;
+pub mod retry;
 mod tokens;
 
 use chrono::{DateTime, Duration, Utc};

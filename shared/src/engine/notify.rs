@@ -173,6 +173,9 @@ impl Notifier {
         let body = task_json(task);
         let event = BridgeEvent {
             detail_type: match task.state {
+                crate::domain::TaskState::Completed if task.outcome == Some(crate::domain::Outcome::Abandoned) => {
+                    "TaskAbandoned"
+                }
                 crate::domain::TaskState::Completed => "TaskCompleted",
                 crate::domain::TaskState::Cancelled => "TaskCancelled",
                 _ => "TaskFailed",

@@ -123,6 +123,9 @@ url = "/api/v2/issues?ext_ref={{ correlation_key }}"
 [close]
 url = "/api/v2/issues/{{ ticket.id }}/transitions"
 body = """{"status": "Won't Do", "comment": {{ body }}}"""
+[reopen]
+url = "/api/v2/issues/{{ ticket.id }}/transitions"
+body = '{"status": "Open", "comment": {{ body }}}'
 [check]
 url = "/api/v2/myself"
 [auth]

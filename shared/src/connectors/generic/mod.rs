@@ -28,6 +28,9 @@
 //! method = "PATCH"
 //! url = "/api/v2/issues/{{ ticket.id }}"
 //! body = '{"status": "Cancelled", "resolution": {{ body }}}'
+//! [connections.desk.options.reopen]        # optional: reopen a group's recently closed ticket
+//! url = "/api/v2/issues/{{ ticket.id }}/transitions"
+//! body = '{"status": "Open", "comment": {{ body }}}'
 //! [connections.desk.options.auth]          # none | header | bearer | basic | oauth2_client_credentials
 //! type = "oauth2_client_credentials"
 //! token_url = "/oauth/token"
@@ -37,7 +40,7 @@
 //! Template variables: create — the ticket request (`title`, `body`, `correlation_key`,
 //! `customer_id`, `contact_id`, `contact_email`, `contract_id`, `ticket_type`, `source`,
 //! `status`, `queue`, `priority`, `issue_type`, `sub_issue_type`, `fields` = task fields);
-//! find — `correlation_key`; note and close — `ticket` {id, number, url}, `title`, `body`; status — `ids`
+//! find — `correlation_key`; note, close and reopen — `ticket` {id, number, url}, `title`, `body`; status — `ids`
 //! (batch), `id` / `ticket.id` (single); everywhere — `connection`, `base_url`. Escaping rules:
 //! see [`spec`]. Secrets are never template variables; `auth` reads them from the secret.
 //!
@@ -433,6 +436,21 @@ impl Connector for GenericConnector {
         let Some(req) = &self.spec.close else {
             return Err(ConnectorError::Unsupported(format!(
                 "connections.{}.options.close is not configured",
+                self.name
+            )));
+        };
+        let ctx = self.context(json!({
+            "ticket": ticket, "title": note.title, "body": note.body, "correlation_key": note.correlation_key,
+        }));
+        let resp = self.send(req, &ctx, true).await?;
+        self.body(&resp).map(|_| ())
+    }
+
+    /// The `reopen` request (carrying the note); without one, unsupported (a new ticket opens).
+    async fn reopen_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        let Some(req) = &self.spec.reopen else {
+            return Err(ConnectorError::Unsupported(format!(
+                "connections.{}.options.reopen is not configured",
                 self.name
             )));
         };
