@@ -40,7 +40,8 @@ async fn open_past_horizon_is_abandoned(backend: Backend) {
     // Past it: the ticket closed meanwhile completes as usual; the other is abandoned.
     let closing_ticket = h.task(&closing).await.ticket.unwrap().id;
     h.sim().close(&closing_ticket, Some(h.target.done_status)).unwrap();
-    let r = h.poll_at(Utc::now() + Duration::days(3) + Duration::minutes(1)).await;
+    let at = Utc::now() + Duration::days(3) + Duration::minutes(1);
+    let r = h.poll_at(at).await;
     assert_eq!((r.abandoned, r.completed), (1, 1), "{r:?}");
     let done = h.task(&closing).await;
     assert_eq!((done.state, done.outcome), (TaskState::Completed, Some(Outcome::Fulfilled)));
@@ -65,7 +66,7 @@ async fn open_past_horizon_is_abandoned(backend: Backend) {
         headers["x-bridge-timestamp"].to_str().unwrap(),
         raw,
         headers["x-bridge-signature"].to_str().unwrap(),
-        Utc::now(),
+        at, // the poll run's clock signed it
         300,
     )
     .unwrap();

@@ -49,18 +49,18 @@ async fn harness(target: Target, backend: Backend, minutes: u32) -> Harness {
     h
 }
 
-/// Submits an alert for bob and runs its creation at `at`; returns the task id.
-async fn alert_at(h: &Harness, external_id: &str, at: chrono::DateTime<Utc>) -> String {
+/// Submits an alert for bob and runs its creation `later` than now; returns the task id.
+async fn alert_at(h: &Harness, external_id: &str, later: Duration) -> String {
     let (s, body) = h.submit(support::alert(external_id, "bob@acme.io", "Too Many Downloads")).await;
     assert_eq!(s, 201, "{body}");
     let id = body["id"].as_str().unwrap().to_string();
-    h.engine.create_one(&bridge::domain::TaskId::parse(&id).unwrap(), at).await.unwrap();
+    h.engine.create_one(&bridge::domain::TaskId::parse(&id).unwrap(), Utc::now() + later).await.unwrap();
     id
 }
 
 /// Opens the group's ticket, has the technician close it, and polls so the task completes.
 async fn open_and_close(h: &Harness, target: Target) -> String {
-    let first = alert_at(h, "R-1", Utc::now()).await;
+    let first = alert_at(h, "R-1", Duration::zero()).await;
     let t = h.task(&first).await;
     assert_eq!(t.state, TaskState::TicketOpen, "{target:?}: {:?}", t.last_error);
     let ticket = t.ticket.unwrap().id;
@@ -72,7 +72,7 @@ async fn open_and_close(h: &Harness, target: Target) -> String {
 async fn alert_within_window_reopens(target: Target, backend: Backend) {
     let h = harness(target, backend, 60).await;
     let ticket = open_and_close(&h, target).await;
-    let second = alert_at(&h, "R-2", Utc::now() + Duration::minutes(5)).await;
+    let second = alert_at(&h, "R-2", Duration::minutes(5)).await;
     let t = h.task(&second).await;
     assert_eq!(t.state, TaskState::TicketOpen, "{target:?}: {:?}", t.last_error);
     let tickets = h.sim().tickets();
@@ -84,7 +84,8 @@ async fn alert_within_window_reopens(target: Target, backend: Backend) {
         assert!(tickets[0].notes.iter().any(|n| n.body.contains("Reopened by Ticket Bridge")), "{target:?}");
         // The reopened ticket is polled for its new owner and completes it when closed again.
         h.sim().close(&ticket, Some(h.target.done_status)).unwrap();
-        assert_eq!(h.poll().await.completed, 1, "{target:?}");
+        // (its first poll is due at its creation run's time, 5 minutes ahead)
+        assert_eq!(h.poll_at(Utc::now() + Duration::minutes(10)).await.completed, 1, "{target:?}");
         assert_eq!(h.task(&second).await.state, TaskState::Completed);
     } else {
         assert_eq!(tickets.len(), 2, "{target:?}: cannot reopen, so a new ticket");
@@ -120,7 +121,7 @@ targets!(
 async fn after_the_window_a_new_ticket_opens(backend: Backend) {
     let h = harness(Target::Sandbox, backend, 30).await;
     let ticket = open_and_close(&h, Target::Sandbox).await;
-    let late = alert_at(&h, "R-LATE", Utc::now() + Duration::minutes(31)).await;
+    let late = alert_at(&h, "R-LATE", Duration::minutes(31)).await;
     let t = h.task(&late).await;
     assert_eq!(t.state, TaskState::TicketOpen);
     assert_ne!(t.ticket.as_ref().unwrap().id, ticket);
@@ -131,7 +132,7 @@ async fn after_the_window_a_new_ticket_opens(backend: Backend) {
 async fn zero_never_reopens(backend: Backend) {
     let h = harness(Target::Sandbox, backend, 0).await;
     let ticket = open_and_close(&h, Target::Sandbox).await;
-    let next = alert_at(&h, "R-NEXT", Utc::now()).await;
+    let next = alert_at(&h, "R-NEXT", Duration::zero()).await;
     assert_ne!(h.task(&next).await.ticket.unwrap().id, ticket);
     assert_eq!(h.sim().tickets().len(), 2);
 }
