@@ -266,8 +266,11 @@ pub async fn close_ticket_notes_and_closes(h: Harness) {
         req.contact_id = Some("1fa74a18-a329-40d8-b5b7-0a22624f7800".into());
     }
     let t = h.connector.create_ticket(&req).await.unwrap();
-    let note =
-        NoteRequest { correlation_key: key(), title: "Cancelled by the requester".into(), body: "no longer needed".into() };
+    let note = NoteRequest {
+        correlation_key: key(),
+        title: "Cancelled by the requester".into(),
+        body: "no longer needed".into(),
+    };
     h.connector.close_ticket(&t, &note).await.unwrap();
     let stored = h.state().ticket(t.id.parse().unwrap()).await.unwrap();
     let with_text = stored.notes.iter().filter(|n| n.body.contains("no longer needed")).count();
@@ -275,7 +278,8 @@ pub async fn close_ticket_notes_and_closes(h: Harness) {
     let status = h.connector.statuses(std::slice::from_ref(&t.id)).await.unwrap();
     assert_eq!(status.len(), 1, "{status:?}");
     assert!(
-        matches!(status[0].category, Some(bridge::domain::MappedStatus::Closed(_))) || h.sim.is_closed_status(&stored.status),
+        matches!(status[0].category, Some(bridge::domain::MappedStatus::Closed(_)))
+            || h.sim.is_closed_status(&stored.status),
         "{:?} / {}",
         status[0],
         stored.status

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bridge::domain::{
-    Alert, CloseResult, ContactEntry, Lease, MappedStatus, NewTask, OrgMapping, Outcome, Severity, Task, TaskEvent, TaskId,
-    TaskPayload, TaskResult, TaskState, TicketGroup, TicketRef, UserMapping,
+    Alert, CloseResult, ContactEntry, Lease, MappedStatus, NewTask, OrgMapping, Outcome, Severity, Task, TaskEvent,
+    TaskId, TaskPayload, TaskResult, TaskState, TicketGroup, TicketRef, UserMapping,
 };
 use bridge::store::dynamo::{DynamoStore, OpCounter, client_with_op_counter, create_table, table};
 use bridge::store::sqlite::SqliteStore;
@@ -1015,19 +1015,14 @@ async fn cancelled_ticket_close_rides_the_poll_queue(h: &Harness) {
 
     // A failed attempt moves it to the retry time: not due before, due after.
     let retry_at = now + Duration::minutes(5);
-    let retried =
-        advance(s, back, TaskEvent::TicketCloseFailed { error: "503".into(), retry_at }, now).await;
+    let retried = advance(s, back, TaskEvent::TicketCloseFailed { error: "503".into(), retry_at }, now).await;
     assert!(!ids(&s.due_for_polling("c", now, 100, None).await.unwrap().items).contains(&retried.id));
     let later = retry_at + Duration::seconds(1);
     assert!(ids(&s.due_for_polling("c", later, 100, None).await.unwrap().items).contains(&retried.id));
 
-    let done = advance(
-        s,
-        retried,
-        TaskEvent::TicketCloseDone { result: CloseResult::Closed, detail: "closed".into() },
-        now,
-    )
-    .await;
+    let done =
+        advance(s, retried, TaskEvent::TicketCloseDone { result: CloseResult::Closed, detail: "closed".into() }, now)
+            .await;
     assert!(!ids(&s.due_for_polling("c", later, 100, None).await.unwrap().items).contains(&done.id), "done");
     let back = s.get_task(&done.id).await.unwrap().unwrap();
     assert_eq!(back.ticket_close.as_ref().map(|c| (c.result, c.attempts)), Some((Some(CloseResult::Closed), 1)));

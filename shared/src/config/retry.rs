@@ -80,7 +80,11 @@ impl RetryPolicy {
         if self.max_attempts == Some(0) {
             return Some(("max_attempts", "must be at least 1".into()));
         }
-        if let Some(s) = self.retry_statuses.iter().find(|s| !(400..=499).contains(*s) || matches!(s, 401 | 403 | 404 | 408 | 410 | 429)) {
+        if let Some(s) = self
+            .retry_statuses
+            .iter()
+            .find(|s| !(400..=499).contains(*s) || matches!(s, 401 | 403 | 404 | 408 | 410 | 429))
+        {
             return Some((
                 "retry_statuses",
                 format!(

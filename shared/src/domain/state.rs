@@ -294,7 +294,10 @@ impl Task {
             (S::Received | S::TicketOpen | S::Noted | S::Failed, E::Cancel { retain_until }) => {
                 self.finish(S::Cancelled, None, now, retain_until);
             }
-            (S::Received | S::TicketOpen | S::Noted | S::Failed, E::CancelBecause { retain_until, reason, close_at }) => {
+            (
+                S::Received | S::TicketOpen | S::Noted | S::Failed,
+                E::CancelBecause { retain_until, reason, close_at },
+            ) => {
                 let had_ticket = self.ticket.is_some() && matches!(self.state, S::TicketOpen | S::Noted);
                 let note_only = self.state == S::Noted;
                 detail = reason.clone();

@@ -30,12 +30,7 @@ impl Engine {
     /// Cancels a task for `reason`; 409 if it is final. A task with a ticket then notes/closes it
     /// right away (bounded by a few seconds); whatever is left is finished by the poll lane. The
     /// task shows `cancelled` whatever happens to the ticket; the ticket's fate is in its history.
-    pub async fn cancel_because(
-        &self,
-        id: &str,
-        reason: Option<String>,
-        now: DateTime<Utc>,
-    ) -> Result<Task, ApiError> {
+    pub async fn cancel_because(&self, id: &str, reason: Option<String>, now: DateTime<Utc>) -> Result<Task, ApiError> {
         let reason = reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
         if let Some(r) = &reason
             && r.chars().count() > MAX_REASON_CHARS
@@ -64,7 +59,9 @@ impl Engine {
         }
         match tokio::time::timeout(INLINE_CLOSE, self.close_cancelled(task.clone(), now)).await {
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(task = %task.id, error = %e, "recording the ticket close failed; the poll lane retries"),
+            Ok(Err(e)) => {
+                tracing::warn!(task = %task.id, error = %e, "recording the ticket close failed; the poll lane retries")
+            }
             Err(_) => tracing::info!(task = %task.id, "closing the ticket takes long; the poll lane finishes it"),
         }
         Ok(self.store.get_task(&task.id).await.ok().flatten().unwrap_or(task))
@@ -178,4 +175,3 @@ fn cancel_note(task: &Task, reason: Option<&str>, note_only: bool) -> NoteReques
         ),
     }
 }
-

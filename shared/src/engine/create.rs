@@ -368,9 +368,7 @@ impl Engine {
                 match opened {
                     Opened::Noted => (TaskEvent::Noted { ticket, next_poll_at: poll_at }, Outcome::Noted),
                     Opened::Created => (TaskEvent::TicketCreated { ticket, next_poll_at: poll_at }, Outcome::Created),
-                    Opened::Reopened => {
-                        (TaskEvent::TicketReopened { ticket, next_poll_at: poll_at }, Outcome::Created)
-                    }
+                    Opened::Reopened => (TaskEvent::TicketReopened { ticket, next_poll_at: poll_at }, Outcome::Created),
                 }
             }
             Err(e) => {

@@ -59,11 +59,8 @@ mod tests {
 
     #[test]
     fn classes_and_4xx_codes_are_chosen_per_connection() {
-        let p = RetryPolicy {
-            max_attempts: Some(2),
-            retry_on: vec![RetryClass::ServerError],
-            retry_statuses: vec![409],
-        };
+        let p =
+            RetryPolicy { max_attempts: Some(2), retry_on: vec![RetryClass::ServerError], retry_statuses: vec![409] };
         assert!(retries(&p, &ConnectorError::Server("s".into())));
         assert!(!retries(&p, &ConnectorError::Timeout("t".into())));
         assert!(!retries(&p, &ConnectorError::Unauthorized("u".into())));

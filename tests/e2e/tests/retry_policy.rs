@@ -16,8 +16,13 @@ const CREATE: &str = "POST /api/v1/tickets";
 async fn harness(backend: Backend, policy: Option<RetryPolicy>) -> Harness {
     Harness::for_target(Target::Sandbox, backend, Grouping::None, |c| {
         c.settings.max_attempts = 5;
+        let conn = c.connections.get_mut(support::CONN).unwrap();
+        // One HTTP request per engine attempt: the policy under test is the engine's.
+        let http: toml::Table = toml::from_str("max_retries = 0\nbackoff_base_ms = 1\nbackoff_max_ms = 1").unwrap();
+        conn.options.insert("http".into(), toml::Value::Table(http));
+        conn.rate_limit_per_hour = 1_000_000;
         if let Some(p) = policy {
-            c.connections.get_mut(support::CONN).unwrap().retry = p;
+            conn.retry = p;
         }
     })
     .await

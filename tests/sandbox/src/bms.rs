@@ -626,8 +626,15 @@ async fn resolve(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<S
     let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(&bytes) else {
         return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON");
     };
-    if let Some(k) = req.keys().find(|k| !["Id", "Comment", "StatusId", "IsPublishToKnowledgeBase", "IsInternal", "KnowledgeBaseCategoryId"].contains(&k.as_str())) {
-        return fail(StatusCode::BAD_REQUEST, 400, format!("Could not find member '{k}' on object of type 'ResolveTicketDto'"));
+    if let Some(k) = req.keys().find(|k| {
+        !["Id", "Comment", "StatusId", "IsPublishToKnowledgeBase", "IsInternal", "KnowledgeBaseCategoryId"]
+            .contains(&k.as_str())
+    }) {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            400,
+            format!("Could not find member '{k}' on object of type 'ResolveTicketDto'"),
+        );
     }
     let Some(comment) = req.get("Comment").and_then(Value::as_str).filter(|c| !c.is_empty()) else {
         return fail(StatusCode::BAD_REQUEST, 400, "The Comment field is required.");

@@ -332,7 +332,12 @@ async fn search(
 }
 
 /// `{"status", "comment"?}`: moves the issue to `status` (a known status), adding the comment.
-async fn transition(State(st): State<Arc<GState>>, headers: HeaderMap, Path(id): Path<String>, bytes: Bytes) -> Response {
+async fn transition(
+    State(st): State<Arc<GState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Response {
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }

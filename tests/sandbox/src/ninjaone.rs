@@ -332,7 +332,12 @@ async fn get_ticket(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Pat
 /// `update` (PUT): the spec's required members (`version, clientId, ticketFormId, subject,
 /// requesterUid, status`), `status` a status id; a `version` other than the ticket's is refused
 /// (the spec calls it the ticket version; the refusal and its code are assumed).
-async fn update_ticket(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<String>, bytes: Bytes) -> Response {
+async fn update_ticket(
+    State(st): State<Arc<St>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Response {
     if let Err(r) = authorize(&st, &headers) {
         return r;
     }
