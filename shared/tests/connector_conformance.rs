@@ -287,6 +287,23 @@ pub async fn close_ticket_notes_and_closes(h: Harness) {
     h.connector.close_ticket(&t, &note).await.unwrap();
     let again = h.state().ticket(t.id.parse().unwrap()).await.unwrap();
     assert_eq!(again.status, stored.status, "closing again keeps it closed");
+    // Reopen window: back to an open status with the note, where the target can reopen.
+    let reopen = NoteRequest { correlation_key: key(), title: "Reopened".into(), body: "alert again".into() };
+    match h.connector.reopen_ticket(&t, &reopen).await {
+        Ok(()) => {
+            let status = h.connector.statuses(std::slice::from_ref(&t.id)).await.unwrap();
+            assert!(!matches!(status[0].category, Some(bridge::domain::MappedStatus::Closed(_))), "{status:?}");
+            let open = h.state().ticket(t.id.parse().unwrap()).await.unwrap();
+            assert!(!h.sim.is_closed_status(&open.status), "{}", open.status);
+            assert!(open.notes.iter().any(|n| n.body.contains("alert again")), "{:?}", open.notes);
+        }
+        Err(ConnectorError::Unsupported(_)) => {
+            assert_eq!(h.connector.kind(), bridge::domain::ConnectorKind::Bms, "only BMS cannot reopen");
+            let unchanged = h.state().ticket(t.id.parse().unwrap()).await.unwrap();
+            assert_eq!(unchanged.notes.len(), again.notes.len(), "nothing written");
+        }
+        Err(e) => panic!("reopen failed: {e}"),
+    }
 }
 
 macro_rules! conformance {
