@@ -3,6 +3,7 @@
 mod admin;
 mod local;
 mod mappings;
+mod rules;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -70,6 +71,11 @@ enum Command {
     Mappings(mappings::MappingsArgs),
     /// Print the SHA-256 to put in [[auth.api_keys]] for an API key read from stdin.
     HashKey,
+    /// Routing and ticket rules ([[rules]] in the configuration).
+    Rules {
+        #[command(subcommand)]
+        cmd: rules::RulesCmd,
+    },
 }
 
 /// How `--log-format` writes log lines to stderr.
@@ -106,5 +112,6 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", bridge::engine::api::hash_key(key.trim()));
             Ok(())
         }
+        Command::Rules { cmd } => rules::run(cli.config.as_deref(), cmd),
     }
 }

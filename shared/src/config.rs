@@ -15,6 +15,9 @@ use thiserror::Error;
 
 use crate::domain::{ConnectorKind, Grouping, MatchMode, StatusMap, TicketDefaults};
 
+pub mod rules;
+pub use rules::{Rule, RuleMatch, TicketOverrides};
+
 /// Environment prefix for overrides.
 pub const ENV_PREFIX: &str = "TICKET_BRIDGE__";
 
@@ -236,6 +239,9 @@ pub struct Config {
     pub settings: Settings,
     pub auth: AuthConfig,
     pub connections: BTreeMap<String, ConnectionConfig>,
+    /// Ordered routing and ticket rules (`[[rules]]`, see [`rules`]); the first match wins.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
 }
 
 impl Config {
@@ -269,6 +275,7 @@ impl Config {
             .parse()
             .map_err(|e: toml::de::Error| ConfigError::new(span_key(text, e.span()), e.message().to_string()))?;
         apply_env(&mut table, env)?;
+        rules::precheck(&table)?;
         let config: Config = Config::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
             // Re-parse from rendered text to get a span we can turn into a key path.
             let rendered = toml::to_string(&table).unwrap_or_default();
@@ -376,6 +383,8 @@ impl Config {
                 }
             }
         }
+        let names: Vec<&str> = self.connections.keys().map(String::as_str).collect();
+        rules::validate(&self.rules, &names)?;
         Ok(())
     }
 

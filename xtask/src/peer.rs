@@ -25,7 +25,8 @@ const RT_SERVER: &str = "/usr/share/request-tracker5/libexec/rt-server";
 /// Custom fields the suites use (`sandbox::rt_peer::CORRELATION_CF`, the serve test's customer).
 const CUSTOM_FIELDS: [&str; 2] = ["TicketBridgeKey", "Customer"];
 /// The tests that run against the real RT: the RT conformance suite and the serve end-to-end flow.
-const FILTER: &str = "(binary(connector_conformance) & test(/^rt::/)) | (binary(serve) & test(=serve_rt))";
+const FILTER: &str = "(binary(connector_conformance) & test(/^rt::/)) | (binary(assignee_fields) & test(/^rt::/)) \
+     | (binary(serve) & test(=serve_rt))";
 /// How long RT may take to answer HTTP after start (it loads all of RT per worker).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -63,9 +64,11 @@ fn rt(root: &Path) -> Result<i32> {
         cmd.arg(FILTER);
         commands.push(cmd);
     } else {
-        for (package, test, filter) in
-            [("bridge", "connector_conformance", "rt::"), ("ticket-bridge", "serve", "serve_rt")]
-        {
+        for (package, test, filter) in [
+            ("bridge", "connector_conformance", "rt::"),
+            ("bridge", "assignee_fields", "rt::"),
+            ("ticket-bridge", "serve", "serve_rt"),
+        ] {
             let mut cmd = Command::new(crate::cargo());
             cmd.args(["test", "-p", package, "--test", test, filter, "--", "--test-threads", "1"]);
             commands.push(cmd);

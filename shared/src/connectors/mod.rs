@@ -41,6 +41,16 @@ pub struct TicketRequest {
     pub sub_issue_type: Option<String>,
     /// Task fields for templated (generic) connectors.
     pub fields: serde_json::Value,
+    /// Agent (or team) the ticket is assigned to, as the target names it (login, id or e-mail; see
+    /// docs/psa-connectors.md per target).
+    #[serde(default)]
+    pub assignee: Option<String>,
+    /// Secondary responsible agent (OTRS/Znuny `Responsible`).
+    #[serde(default)]
+    pub responsible: Option<String>,
+    /// Target custom fields by name (OTRS dynamic fields, RT custom fields, NinjaOne attributes…).
+    #[serde(default)]
+    pub custom_fields: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// An internal note added to an open ticket (grouped alerts).

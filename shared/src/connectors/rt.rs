@@ -352,7 +352,21 @@ impl Connector for RtConnector {
         if let Some(s) = &req.status {
             body.insert("Status".into(), json!(s));
         }
+        // RT loads the owner by id, name, then e-mail; one it cannot load or who lacks OwnTicket
+        // leaves the ticket with Nobody (a non-fatal error; the create still answers 201).
+        if let Some(owner) = &req.assignee {
+            body.insert("Owner".into(), json!(owner));
+        }
         let mut cfs = Map::new();
+        // Rule custom fields first; the bridge's own fields win on a name clash.
+        for (name, value) in &req.custom_fields {
+            let text = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            let v = match value {
+                Value::Array(items) => json!(items.iter().map(text).collect::<Vec<_>>()),
+                other => json!(text(other)),
+            };
+            cfs.insert(name.clone(), v);
+        }
         if let Some(cf) = &self.correlation_field {
             cfs.insert(cf.clone(), json!(req.correlation_key));
         }

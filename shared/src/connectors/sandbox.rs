@@ -239,7 +239,7 @@ impl Connector for SandboxConnector {
     }
 
     async fn create_ticket(&self, req: &TicketRequest) -> Result<TicketRef, ConnectorError> {
-        let body = json!({
+        let mut body = json!({
             "title": req.title,
             "body": req.body,
             "correlation_key": req.correlation_key,
@@ -251,6 +251,14 @@ impl Connector for SandboxConnector {
             "type": req.ticket_type,
             "status": req.status,
         });
+        if let Some(o) = body.as_object_mut() {
+            if let Some(a) = &req.assignee {
+                o.insert("assignee".into(), json!(a));
+            }
+            if !req.custom_fields.is_empty() {
+                o.insert("custom_fields".into(), json!(req.custom_fields));
+            }
+        }
         create_with_recovery(
             &self.http,
             || async {

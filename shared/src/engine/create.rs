@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 
 use super::{Engine, task_json};
-use crate::connectors::{ConnectorError, NoteRequest, TicketRequest};
+use crate::connectors::{ConnectorError, NoteRequest};
 use crate::domain::{ContactEntry, Task, TaskEvent, TaskPayload, TaskState, TicketGroup, TicketRef, UserMapping};
 use crate::render::render;
 use crate::store::{StoreError, claim};
@@ -175,7 +175,7 @@ impl Engine {
                 GroupClaim::Ours(lease) => group_claim = lease,
             }
         }
-        let result = self.open_ticket(task, conn_cfg, connector.as_ref(), view, group_key, now).await;
+        let result = self.open_ticket(task, connector.as_ref(), view, group_key, now).await;
         if let Some(lease) = group_claim
             && let Err(e) = self.store.release_lease(&lease).await
         {
@@ -226,7 +226,6 @@ impl Engine {
     async fn open_ticket(
         &self,
         task: &Task,
-        conn_cfg: &crate::config::ConnectionConfig,
         connector: &dyn crate::connectors::Connector,
         view: serde_json::Value,
         group_key: Option<String>,
@@ -241,36 +240,21 @@ impl Engine {
             return Ok((found, Opened::Created, group_key));
         }
         if let Some(key) = &group_key
-            && let Some(ticket) = self.try_reopen(task, conn_cfg, connector, key, now).await?
+            && let Some(ticket) = self.try_reopen(task, connector, key, now).await?
         {
             self.remember_group(task, Some(key), &ticket, now).await;
             self.forget_closed_group(task, key, &ticket).await;
             return Ok((ticket, Opened::Reopened, group_key));
         }
         let target = self.resolve_target(task).await?;
-        let alert_type = match &task.payload {
-            TaskPayload::Alert(a) => Some(a.alert_type.as_str()),
-            TaskPayload::Access(_) => None,
-        };
-        let d = &conn_cfg.defaults;
-        let issue = d.issue_for(alert_type);
-        let req = TicketRequest {
-            correlation_key: task.id.to_string(),
-            title: render(&conn_cfg.template.title, &view, &task.connection).map_err(ConnectorError::Config)?,
-            body: render(&conn_cfg.template.body, &view, &task.connection).map_err(ConnectorError::Config)?,
-            customer_id: target.customer_id,
-            contact_id: target.contact_id,
-            contact_email: task.payload.user_email().map(str::to_string),
-            contract_id: target.contract_id.or_else(|| d.contract.clone()),
-            ticket_type: d.ticket_type.clone(),
-            source: d.source.clone(),
-            status: d.status.clone(),
-            queue: d.queue.clone(),
-            priority: d.priority.clone(),
-            issue_type: issue.issue_type,
-            sub_issue_type: issue.sub_issue_type,
-            fields: view,
-        };
+        let (mut req, rule) =
+            super::ticket_request::ticket_request(&self.config, task, &view).map_err(ConnectorError::Config)?;
+        if let Some((i, r)) = rule {
+            tracing::info!(task = %task.id, rule = i, name = r.name.as_deref().unwrap_or(""), "ticket rule applies");
+        }
+        req.customer_id = target.customer_id;
+        req.contact_id = target.contact_id;
+        req.contract_id = target.contract_id.or(req.contract_id);
         let ticket = connector.create_ticket(&req).await?;
         self.remember_group(task, group_key.as_deref(), &ticket, now).await;
         Ok((ticket, Opened::Created, group_key))

@@ -12,6 +12,7 @@ pub mod notify;
 mod poll;
 mod reopen;
 pub mod retry;
+pub mod ticket_request;
 mod tokens;
 
 use chrono::{DateTime, Duration, Utc};
@@ -141,8 +142,10 @@ impl Engine {
     /// A repeat with an identical body returns the first task; a different body under the same key
     /// is a 409 and stores nothing.
     pub async fn accept(&self, new: NewTask, now: DateTime<Utc>) -> Result<Accepted, ApiError> {
-        let (conn, _) =
-            self.config.route(new.connection.as_deref()).map_err(|m| ApiError::invalid(Some("connection"), m))?;
+        let (conn, _) = self
+            .config
+            .route_task((&new).into(), new.connection.as_deref())
+            .map_err(|m| ApiError::invalid(Some("connection"), m))?;
         let conn = conn.to_string();
         if let Some(url) = &new.callback_url {
             self.notifier.check_url_syntax(url).map_err(|m| ApiError::invalid(Some("callback_url"), m))?;

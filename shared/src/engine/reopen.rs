@@ -6,7 +6,6 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::Engine;
-use crate::config::ConnectionConfig;
 use crate::connectors::{Connector, ConnectorError, NoteRequest};
 use crate::domain::{Task, TicketGroup, TicketRef};
 use crate::render::render;
@@ -50,14 +49,13 @@ impl Engine {
     pub(super) async fn try_reopen(
         &self,
         task: &Task,
-        cfg: &ConnectionConfig,
         connector: &dyn Connector,
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<TicketRef>, ConnectorError> {
-        if cfg.reopen_within_minutes == 0 {
+        let Some(cfg) = self.config.connections.get(&task.connection).filter(|c| c.reopen_within_minutes > 0) else {
             return Ok(None);
-        }
+        };
         let closed = closed_key(key);
         let store_err = |e| ConnectorError::Server(format!("store: {e}"));
         let Some(group) = self.store.get_group(&task.connection, &closed).await.map_err(store_err)? else {

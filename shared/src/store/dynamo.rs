@@ -215,6 +215,9 @@ impl Store for DynamoStore {
                     None => None,
                 };
                 match first {
+                    // Our own write, already applied by an earlier attempt the SDK retried after a lost
+                    // answer: it is new for the caller, not a duplicate.
+                    Some(t) if t.id == task.id => return Ok(Created::New(t)),
                     Some(t) => return Ok(Created::Existing(t)),
                     None => stale = Some(first_id),
                 }

@@ -469,6 +469,10 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
         "ContractId",
         "OpenDate",
         "UseDefaultContract",
+        // Kept as sent: the BMS document gives their shapes (employee id, custom field id + Data)
+        // but not how an unknown id is answered, so the simulator does not invent a refusal.
+        "AssigneeId",
+        "CustomFieldsData",
     ] {
         if let Some(v) = req.get(k).filter(|v| !v.is_null()) {
             fields.insert(k.to_string(), v.clone());

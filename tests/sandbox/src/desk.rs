@@ -280,6 +280,11 @@ struct CreateReq {
     #[serde(rename = "type")]
     ticket_type: Option<String>,
     status: Option<String>,
+    /// Agent the ticket is assigned to.
+    assignee: Option<String>,
+    /// Custom fields by name (any JSON values).
+    #[serde(default)]
+    custom_fields: serde_json::Map<String, Value>,
 }
 
 async fn create(State(st): State<Arc<DeskState>>, headers: HeaderMap, bytes: Bytes) -> Response {
@@ -305,6 +310,12 @@ async fn create(State(st): State<Arc<DeskState>>, headers: HeaderMap, bytes: Byt
     let mut fields = std::collections::BTreeMap::new();
     if let Some(t) = req.ticket_type {
         fields.insert("type".to_string(), Value::String(t));
+    }
+    if let Some(a) = req.assignee {
+        fields.insert("assignee".to_string(), Value::String(a));
+    }
+    if !req.custom_fields.is_empty() {
+        fields.insert("custom_fields".to_string(), Value::Object(req.custom_fields));
     }
     let t = st.sim.create_ticket(NewTicket {
         number: None,

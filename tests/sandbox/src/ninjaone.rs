@@ -304,6 +304,16 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
     if let Some(t) = req.get("type").filter(|t| !t.is_null()) {
         fields.insert("type".to_string(), t.clone());
     }
+    // Kept as sent (the OpenAPI document gives the shapes; how NinjaOne answers an unknown
+    // technician or attribute id is not documented, so the simulator does not invent a refusal).
+    if let Some(a) = req.get("assignedAppUserId").filter(|a| !a.is_null()) {
+        fields.insert("assignedAppUserId".to_string(), a.clone());
+    }
+    for attr in req.get("attributes").and_then(Value::as_array).into_iter().flatten() {
+        if let (Some(id), Some(v)) = (attr.get("attributeId").and_then(Value::as_i64), attr.get("value")) {
+            fields.insert(format!("attribute.{id}"), v.clone());
+        }
+    }
     let t = st.sim.create_ticket(NewTicket {
         title: subject.to_string(),
         correlation_key: marker_key(&body),

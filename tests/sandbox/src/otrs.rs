@@ -68,6 +68,8 @@ pub struct OtrsConfig {
     pub search_index_delay: Duration,
     /// Words of each article the search index keeps (`Ticket::SearchIndex::Attribute` WordCountMax).
     pub word_count_max: usize,
+    /// Logins of valid agents (TicketCreate refuses any other `Owner` / `Responsible`).
+    pub agents: Vec<String>,
 }
 
 impl Default for OtrsConfig {
@@ -80,6 +82,7 @@ impl Default for OtrsConfig {
             dynamic_fields: vec!["TicketBridgeRef".into()],
             search_index_delay: Duration::from_secs(60),
             word_count_max: 1000,
+            agents: vec!["bridge-agent".into(), "jane.tech".into()],
         }
     }
 }
@@ -272,6 +275,19 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
     let mut fields = BTreeMap::new();
     if let Some(ty) = text("Type") {
         fields.insert("Type".to_string(), json!(ty));
+    }
+    // TicketCreate::_CheckTicket: an Owner / Responsible given must be a valid agent
+    // (TicketCommon ValidateOwner / ValidateResponsible, by login).
+    for role in ["Owner", "Responsible"] {
+        if let Some(login) = text(role) {
+            if !st.config.agents.iter().any(|a| a == &login) {
+                return op_error(
+                    "TicketCreate.InvalidParameter",
+                    format!("TicketCreate: Ticket->{role}ID or Ticket->{role} parameter is invalid!"),
+                );
+            }
+            fields.insert(role.to_string(), json!(login));
+        }
     }
     // TicketCreate::_CheckDynamicField: a hash or a list of {Name, Value}; an unknown name is
     // refused before anything is created.

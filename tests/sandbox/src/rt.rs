@@ -179,6 +179,7 @@ fn ticket_json(t: &SimTicket, base: &str) -> Value {
             k.strip_prefix("CF.").map(|name| json!({"name": name, "type": "customfield", "values": [v]}))
         })
         .collect();
+    let owner = t.fields.get("Owner").and_then(Value::as_str).unwrap_or("Nobody");
     json!({
         "id": t.id,
         "type": "ticket",
@@ -186,7 +187,7 @@ fn ticket_json(t: &SimTicket, base: &str) -> Value {
         "Subject": t.title,
         "Status": t.status,
         "Queue": {"id": t.queue, "type": "queue", "_url": format!("{base}/queue/{}", t.queue.as_deref().unwrap_or(""))},
-        "Owner": {"id": "Nobody", "type": "user", "_url": format!("{base}/user/Nobody")},
+        "Owner": {"id": owner, "type": "user", "_url": format!("{base}/user/{owner}")},
         "Requestor": t.requester.iter().map(|r| json!({"id": r, "type": "user", "_url": format!("{base}/user/{r}")})).collect::<Vec<_>>(),
         "Priority": t.priority.clone().unwrap_or_else(|| "0".into()),
         "Created": t.created_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
@@ -332,6 +333,14 @@ async fn create(
             }
             fields.insert(format!("CF.{name}"), Value::String(text_of(Some(v)).unwrap_or_default()));
         }
+    }
+    // RT loads the proposed owner by id, name, then e-mail; one it cannot load (or who may not own
+    // tickets) is a non-fatal error and the ticket keeps Nobody (RT::Record::Role::Roles
+    // _ResolveRoles, RT::Ticket::Create).
+    if let Some(owner) = text_of(body.get("Owner"))
+        && let Some((name, _)) = st.config.users.iter().find(|(n, _)| n.eq_ignore_ascii_case(&owner))
+    {
+        fields.insert("Owner".to_string(), Value::String(name.clone()));
     }
     let correlation_key = st
         .config

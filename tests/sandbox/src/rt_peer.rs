@@ -194,6 +194,9 @@ impl RtPeer {
             };
             fields.insert(format!("CF.{name}"), Value::String(value.to_string()));
         }
+        if let Some(owner) = t.pointer("/Owner/id").and_then(Value::as_str).filter(|o| *o != "Nobody") {
+            fields.insert("Owner".to_string(), Value::String(owner.to_string()));
+        }
         let title = text("Subject").unwrap_or_default();
         let correlation_key = fields
             .get(&format!("CF.{CORRELATION_CF}"))

@@ -369,6 +369,13 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, Path(desk): Path<
         Err(r) => return r,
     }
     fields.insert("ServiceDeskId".to_string(), json!(st.config.service_desk_id));
+    // Kept as sent: VSAModule's New-VSASDTicket passes Assignee (a string) and Attributes (a
+    // hashtable) through unchanged; how VSA answers an unknown assignee is not documented.
+    for k in ["Assignee", "Attributes"] {
+        if let Some(v) = req.get(k).filter(|v| !v.is_null()) {
+            fields.insert(k.to_string(), v.clone());
+        }
+    }
     let description = req.get("Description").and_then(Value::as_str).unwrap_or_default().to_string();
     let seq = st.sim.next_id() - FIRST_ID + 1;
     let t = st.sim.create_ticket(NewTicket {

@@ -359,6 +359,21 @@ impl BmsConnector {
             sub_issue_type_id,
             use_default_contract: (contract_id.is_none() && self.opts.use_default_contract).then_some(true),
             contract_id,
+            assignee_id: req
+                .assignee
+                .as_deref()
+                .map(|a| parse_id("assignee (BMS AssigneeId, an employee id)", a).map_err(ConnectorError::Config))
+                .transpose()?,
+            custom_fields_data: req
+                .custom_fields
+                .iter()
+                .map(|(name, value)| {
+                    let custom_field_id =
+                        parse_id("custom field (BMS CustomFieldId)", name).map_err(ConnectorError::Config)?;
+                    let data = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+                    Ok(wire::CustomFieldData { custom_field_id, data })
+                })
+                .collect::<Result<_, ConnectorError>>()?,
         })
     }
 

@@ -192,6 +192,20 @@ pub struct TicketInput {
     pub contract_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub use_default_contract: Option<bool>,
+    /// Primary assignee (employee id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee_id: Option<i64>,
+    /// Ticket custom field values (`CustomFieldDataInputDto`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub custom_fields_data: Vec<CustomFieldData>,
+}
+
+/// One custom field value of a new ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CustomFieldData {
+    pub custom_field_id: i64,
+    pub data: String,
 }
 
 /// The ticket fields we read (`TicketOutputDto` / `TicketListDto`).

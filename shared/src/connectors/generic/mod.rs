@@ -39,7 +39,8 @@
 //!
 //! Template variables: create — the ticket request (`title`, `body`, `correlation_key`,
 //! `customer_id`, `contact_id`, `contact_email`, `contract_id`, `ticket_type`, `source`,
-//! `status`, `queue`, `priority`, `issue_type`, `sub_issue_type`, `fields` = task fields);
+//! `status`, `queue`, `priority`, `issue_type`, `sub_issue_type`, `fields` = task fields,
+//! `assignee`, `responsible`, `custom_fields` = a rule's custom fields by name);
 //! find — `correlation_key`; note, close and reopen — `ticket` {id, number, url}, `title`, `body`; status — `ids`
 //! (batch), `id` / `ticket.id` (single); everywhere — `connection`, `base_url`. Escaping rules:
 //! see [`spec`]. Secrets are never template variables; `auth` reads them from the secret.

@@ -384,6 +384,19 @@ impl Connector for NinjaOneConnector {
         let client_id = parse_id("clientId (organization id)", client).map_err(ConnectorError::Config)?;
         let pick =
             |r: &Option<String>, d: &Option<String>| r.clone().or_else(|| d.clone()).filter(|s| !s.trim().is_empty());
+        // NinjaOne takes ids only: the technician's app user id and ticket attribute ids.
+        let assigned_app_user_id = req
+            .assignee
+            .as_deref()
+            .map(|a| parse_id("assignee (NinjaOne app user id)", a).map_err(ConnectorError::Config))
+            .transpose()?;
+        let mut attributes = Vec::new();
+        for (name, value) in &req.custom_fields {
+            let attribute_id =
+                parse_id("custom field (NinjaOne ticket attribute id)", name).map_err(ConnectorError::Config)?;
+            let value = value.as_str().map_or_else(|| value.to_string(), str::to_string);
+            attributes.push(wire::AttributeValue { attribute_id, value });
+        }
         let ticket = wire::NewTicket {
             client_id,
             ticket_form_id: self.opts.ticket_form_id,
@@ -395,6 +408,8 @@ impl Connector for NinjaOneConnector {
             requester_uid: req.contact_id.clone().or_else(|| {
                 req.customer_id.is_none().then(|| self.catch_all.as_ref().and_then(|c| c.contact_id.clone())).flatten()
             }),
+            assigned_app_user_id,
+            attributes,
         };
         let body = serde_json::to_value(&ticket).map_err(|e| ConnectorError::Config(e.to_string()))?;
         let create = || async {

@@ -300,6 +300,20 @@ pub struct NewTicket {
     pub priority: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requester_uid: Option<String>,
+    /// Technician (app user id) the ticket is assigned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_app_user_id: Option<i64>,
+    /// Ticket attribute values (`attributeId` + string `value`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<AttributeValue>,
+}
+
+/// One ticket attribute value of a new ticket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AttributeValue {
+    pub attribute_id: i64,
+    pub value: String,
 }
 
 /// The `comment` part of the comment call.
@@ -527,9 +541,13 @@ mod tests {
             ticket_type: Some("TASK".into()),
             priority: None,
             requester_uid: None,
+            assigned_app_user_id: Some(9),
+            attributes: vec![AttributeValue { attribute_id: 3, value: "x".into() }],
         };
         let v = serde_json::to_value(&t).unwrap();
         assert_eq!(v["clientId"], 2);
+        assert_eq!(v["assignedAppUserId"], 9);
+        assert_eq!(v["attributes"], serde_json::json!([{"attributeId": 3, "value": "x"}]));
         assert_eq!(v["type"], "TASK");
         assert_eq!(v["description"]["public"], false);
         assert!(v.get("priority").is_none());

@@ -441,20 +441,52 @@ impl Connector for OtrsConnector {
             customer_user,
             customer_id: req.customer_id.clone().or_else(|| self.catch_all.as_ref().map(|c| c.customer_id.clone())),
             ticket_type: req.ticket_type.clone().or_else(|| d.ticket_type.clone()),
+            owner: req.assignee.clone(),
+            responsible: req.responsible.clone(),
         };
+        if let Some(bad) = req.custom_fields.keys().find(|k| !wire::valid_field_name(k)) {
+            return Err(ConnectorError::Config(format!(
+                "custom field '{}' is not an OTRS dynamic field name (letters and digits only)",
+                truncate(bad, 60)
+            )));
+        }
+        // The correlation field first; then the rule's custom fields as further dynamic fields.
+        let mut dynamic = vec![serde_json::json!({"Name": self.opts.dynamic_field, "Value": req.correlation_key})];
+        for (name, value) in &req.custom_fields {
+            if *name != self.opts.dynamic_field {
+                dynamic.push(serde_json::json!({"Name": name, "Value": value}));
+            }
+        }
         let article = wire::Article::internal(&req.title, &body_with_marker(&req.body, &req.correlation_key));
         let body = serde_json::json!({
             "Ticket": ticket,
             "Article": article,
-            "DynamicField": wire::dynamic_field_value(&self.opts.dynamic_field, &req.correlation_key),
+            "DynamicField": dynamic,
         });
         let route = self.opts.routes.ticket_create.clone();
         let create = || async {
             let reply: wire::TicketReply =
                 self.op(Method::POST, &route, &[], Some(body.clone()), false).await.map_err(|e| match e {
                     // TicketCreate validates the field before creating anything.
-                    ConnectorError::Rejected(m) if m.contains("DynamicField->Name") => {
+                    ConnectorError::Rejected(m) if m.contains("DynamicField->Name") && req.custom_fields.is_empty() => {
                         ConnectorError::Config(self.missing_field())
+                    }
+                    ConnectorError::Rejected(m) if m.contains("DynamicField->Name") => ConnectorError::Config(format!(
+                        "OTRS refused a dynamic field: '{}' (correlation) or one of the custom fields {} is not a \
+                         valid ticket dynamic field",
+                        self.opts.dynamic_field,
+                        req.custom_fields
+                            .keys()
+                            .map(|k| format!("'{}'", truncate(k, 60)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+                    ConnectorError::Rejected(m) if m.contains("Ticket->Owner") || m.contains("Ticket->Responsible") => {
+                        ConnectorError::Rejected(format!(
+                            "{m} (owner '{}', responsible '{}': OTRS needs the login of a valid agent)",
+                            req.assignee.as_deref().map(|a| truncate(a, 60)).unwrap_or_default(),
+                            req.responsible.as_deref().map(|a| truncate(a, 60)).unwrap_or_default()
+                        ))
                     }
                     e => e,
                 })?;

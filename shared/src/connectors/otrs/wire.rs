@@ -342,6 +342,12 @@ pub struct NewTicket {
     pub customer_id: Option<String>,
     #[serde(default, rename = "Type", skip_serializing_if = "Option::is_none")]
     pub ticket_type: Option<String>,
+    /// Agent login (TicketCreate validates it: an unknown or invalid agent is InvalidParameter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Responsible agent login (validated like `Owner`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responsible: Option<String>,
 }
 
 /// An internal note article.

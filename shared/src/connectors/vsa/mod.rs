@@ -404,6 +404,8 @@ impl Connector for VsaConnector {
             category,
             submitter_email: req.contact_email.clone(),
             submitter_name: None,
+            assignee: req.assignee.clone(),
+            attributes: req.custom_fields.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
         let body = serde_json::to_value(&ticket).map_err(|e| ConnectorError::Config(e.to_string()))?;
         let create = || async {

@@ -316,6 +316,12 @@ pub struct NewTicket {
     pub submitter_email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub submitter_name: Option<String>,
+    /// Assignee as VSA names it (passed through like VSAModule's New-VSASDTicket does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// Additional ticket attributes (custom fields) by name.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub attributes: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The create call answers with the new ticket, or only its id.
