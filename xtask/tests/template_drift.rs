@@ -41,7 +41,7 @@ const FUNCTION_ENGINE_FILES: &[(&str, &[&str])] = &[
 const INCLUDES: &[(&str, &str)] = &[
     ("self.notifier.", "engine/notify.rs"),
     // Closing a cancelled task's ticket (create-ticket's stream records, poll-status's queue).
-    ("self.close_cancelled(", "engine/cancel.rs"),
+    ("self.close_cancelled(", "engine/ticket_close.rs"),
     // Reopen window: remembered when a group ticket closes, reopened when the group's alert opens.
     ("self.try_reopen(", "engine/reopen.rs"),
     ("self.remember_closed_group(", "engine/reopen.rs"),

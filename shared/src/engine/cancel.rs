@@ -4,32 +4,19 @@
 //! poll queue until done, so a crash or a failing target between cancel and close is retried by
 //! the next poll run, with backoff, up to `max_attempts`.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{ApiError, Engine};
-use crate::connectors::{ConnectorError, NoteRequest};
-use crate::domain::{CloseResult, Task, TaskEvent, TaskPayload, TicketRef};
-use crate::store::StoreError;
-
-/// Longest time a cancel request spends closing the ticket itself; the poll lane finishes after.
-const INLINE_CLOSE: std::time::Duration = std::time::Duration::from_secs(8);
+use crate::domain::{Task, TaskEvent};
 
 /// Longest cancel reason kept (characters).
 pub const MAX_REASON_CHARS: usize = 500;
 
-/// What one close attempt did (counted in poll reports).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseAttempt {
-    Done(CloseResult),
-    Retry,
-    /// Nothing to do (not closing, or another worker recorded first).
-    Skipped,
-}
-
 impl Engine {
-    /// Cancels a task for `reason`; 409 if it is final. A task with a ticket then notes/closes it
-    /// right away (bounded by a few seconds); whatever is left is finished by the poll lane. The
-    /// task shows `cancelled` whatever happens to the ticket; the ticket's fate is in its history.
+    /// Cancels a task for `reason`; 409 if it is final. A task with a ticket is left due for its
+    /// ticket's note/close, which the creation lane does (`create_one`: the stream on AWS, the
+    /// local runner's worker) and the poll lane retries. The task shows `cancelled` whatever
+    /// happens to the ticket; the ticket's fate is in `ticket_close` and its history.
     pub async fn cancel_because(&self, id: &str, reason: Option<String>, now: DateTime<Utc>) -> Result<Task, ApiError> {
         let reason = reason.map(|r| r.trim().to_string()).filter(|r| !r.is_empty());
         if let Some(r) = &reason
@@ -54,124 +41,6 @@ impl Engine {
         // The caller is waiting on this request (API Gateway gives up after 30 s): one quick
         // callback attempt, no long retry ladder.
         self.notifier.quick().publish(self, &task, now).await;
-        if !task.closing_ticket() || !self.close_inline {
-            return Ok(task);
-        }
-        match tokio::time::timeout(INLINE_CLOSE, self.close_cancelled(task.clone(), now)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(task = %task.id, error = %e, "recording the ticket close failed; the poll lane retries")
-            }
-            Err(_) => tracing::info!(task = %task.id, "closing the ticket takes long; the poll lane finishes it"),
-        }
-        Ok(self.store.get_task(&task.id).await.ok().flatten().unwrap_or(task))
-    }
-
-    /// Notes/closes the ticket of a cancelled task and records the result (version-checked).
-    pub(crate) async fn close_cancelled(&self, mut task: Task, now: DateTime<Utc>) -> Result<CloseAttempt, StoreError> {
-        let Some(work) = task.ticket_close.clone().filter(|_| task.closing_ticket()) else {
-            return Ok(CloseAttempt::Skipped);
-        };
-        let Some(ticket) = task.ticket.clone() else { return Ok(CloseAttempt::Skipped) };
-        let result = self.note_and_close(&task, &ticket, work.reason.as_deref(), work.note_only).await;
-        let (event, attempt) = match result {
-            Ok((r, detail)) => (TaskEvent::TicketCloseDone { result: r, detail }, CloseAttempt::Done(r)),
-            Err(e) => {
-                let default = crate::config::RetryPolicy::default();
-                let policy = self.config.connections.get(&task.connection).map_or(&default, |c| &c.retry);
-                let limit = policy.attempts(self.config.settings.max_attempts);
-                if super::retry::retries(policy, &e) && work.attempts + 1 < limit {
-                    let retry_at = now + self.close_backoff(work.attempts, &e);
-                    tracing::info!(task = %task.id, error = %e, %retry_at, "closing the ticket failed; will retry");
-                    (TaskEvent::TicketCloseFailed { error: e.to_string(), retry_at }, CloseAttempt::Retry)
-                } else {
-                    tracing::warn!(task = %task.id, error = %e, "closing the ticket failed for good");
-                    let detail = format!("ticket {} left open: {e}", ticket.display());
-                    (
-                        TaskEvent::TicketCloseDone { result: CloseResult::Failed, detail },
-                        CloseAttempt::Done(CloseResult::Failed),
-                    )
-                }
-            }
-        };
-        if task.apply(event, now).is_err() {
-            return Ok(CloseAttempt::Skipped);
-        }
-        match self.store.update_task(&task).await {
-            Ok(_) => {
-                if let CloseAttempt::Done(r) = attempt {
-                    self.metrics.incr(
-                        match r {
-                            CloseResult::Closed => "TicketsClosed",
-                            CloseResult::Failed => "TicketCloseFailures",
-                            CloseResult::Noted | CloseResult::Unsupported => "CancelNotes",
-                        },
-                        1,
-                    );
-                }
-                Ok(attempt)
-            }
-            Err(StoreError::Conflict(_)) => Ok(CloseAttempt::Skipped),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Talks to the target. Never writes the task.
-    async fn note_and_close(
-        &self,
-        task: &Task,
-        ticket: &TicketRef,
-        reason: Option<&str>,
-        note_only: bool,
-    ) -> Result<(CloseResult, String), ConnectorError> {
-        let connector = self
-            .connector(&task.connection)
-            .ok_or_else(|| ConnectorError::Config(format!("connection '{}' is not configured", task.connection)))?;
-        let note = cancel_note(task, reason, note_only);
-        let shown = ticket.display();
-        if note_only {
-            connector.add_note(ticket, &note).await?;
-            return Ok((CloseResult::Noted, format!("note added to group ticket {shown}; the ticket stays open")));
-        }
-        match connector.close_ticket(ticket, &note).await {
-            Ok(()) => Ok((CloseResult::Closed, format!("note added and ticket {shown} closed"))),
-            Err(ConnectorError::Unsupported(why)) => {
-                connector.add_note(ticket, &note).await?;
-                Ok((CloseResult::Unsupported, format!("note added; ticket {shown} left open ({why})")))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn close_backoff(&self, attempts: u32, err: &ConnectorError) -> Duration {
-        let s = &self.config.settings;
-        let secs = s.retry_base_secs.saturating_mul(1u64 << attempts.min(20)).min(s.retry_max_secs);
-        let floor = match err {
-            ConnectorError::RateLimited { retry_after_secs: Some(r) } => *r,
-            _ => 0,
-        };
-        Duration::seconds(i64::try_from(secs.max(floor)).unwrap_or(3600))
-    }
-}
-
-/// The note a cancelled task leaves on its ticket.
-fn cancel_note(task: &Task, reason: Option<&str>, note_only: bool) -> NoteRequest {
-    let what = match &task.payload {
-        TaskPayload::Access(a) => format!("{} request for {}", a.action.as_str(), a.application),
-        TaskPayload::Alert(a) => format!("alert '{}'", a.alert_type),
-    };
-    let why = reason.map(|r| format!("\nReason: {r}")).unwrap_or_default();
-    let next = if note_only {
-        "This alert needs no further work; the ticket stays open for the group's other alerts."
-    } else {
-        "No further work is needed; Ticket Bridge closes this ticket."
-    };
-    NoteRequest {
-        correlation_key: task.id.to_string(),
-        title: "Cancelled by the requester".into(),
-        body: format!(
-            "The {what} ({} {}) was cancelled by its source.{why}\n{next}\n(Ticket Bridge task {})",
-            task.source, task.external_id, task.id
-        ),
+        Ok(task)
     }
 }

@@ -117,7 +117,7 @@ impl Engine {
         // A cancelled task whose ticket is still to be closed (its stream record): close it now.
         if task.closing_ticket() {
             if task.next_poll_at.is_none_or(|at| at <= now)
-                && let super::cancel::CloseAttempt::Done(_) = self.close_cancelled(task, now).await?
+                && let super::ticket_close::CloseAttempt::Done(_) = self.close_cancelled(task, now).await?
             {
                 report.tickets_closed += 1;
             } else {

@@ -12,6 +12,7 @@ pub mod notify;
 mod poll;
 mod reopen;
 pub mod retry;
+mod ticket_close;
 pub mod ticket_request;
 mod tokens;
 
@@ -98,10 +99,6 @@ pub struct Engine {
     pub events: Arc<dyn EventSink>,
     pub notifier: notify::Notifier,
     pub metrics: Arc<Metrics>,
-    /// Whether a cancel request closes the task's ticket itself (the local runner) or leaves it to
-    /// the create lane (the stream delivers the cancelled task) and the poll lane (AWS: the intake
-    /// function may not store renewed tokens).
-    pub close_inline: bool,
 }
 
 /// Outcome of a submission: the task and whether it was new.
@@ -121,16 +118,7 @@ impl Engine {
         events: Arc<dyn EventSink>,
     ) -> Self {
         let notifier = notify::Notifier::new(config.settings.allow_private_callbacks);
-        Self {
-            config,
-            store,
-            secrets,
-            connectors,
-            events,
-            notifier,
-            metrics: Arc::new(Metrics::default()),
-            close_inline: true,
-        }
+        Self { config, store, secrets, connectors, events, notifier, metrics: Arc::new(Metrics::default()) }
     }
 
     fn retention(&self) -> Duration {

@@ -84,7 +84,7 @@ impl Engine {
         let (closing, tasks): (Vec<Task>, Vec<Task>) = tasks.into_iter().partition(Task::closing_ticket);
         for task in closing {
             match self.close_cancelled(task, now).await {
-                Ok(super::cancel::CloseAttempt::Done(_)) => report.tickets_closed += 1,
+                Ok(super::ticket_close::CloseAttempt::Done(_)) => report.tickets_closed += 1,
                 Ok(_) => {}
                 Err(e) => tracing::warn!(connection = conn, error = %e, "recording a ticket close failed"),
             }

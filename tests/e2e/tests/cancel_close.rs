@@ -69,11 +69,23 @@ async fn open_ticket(h: &Harness, target: Target, external_id: &str) -> String {
     id
 }
 
+/// `DELETE /v1/tasks/{id}{query}` (200, result `cancelled`, close pending), then the creation
+/// lane's run for the task as the stream (or the local runner's worker) delivers it; returns the
+/// task as the API then shows it.
+async fn cancel(h: &Harness, id: &str, query: &str) -> serde_json::Value {
+    let (s, body) = h.call("DELETE", &format!("/v1/tasks/{id}{query}"), None).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["result"], "cancelled", "{body}");
+    h.create(id).await;
+    let (s, body) = h.call("GET", &format!("/v1/tasks/{id}"), None).await;
+    assert_eq!(s, 200, "{body}");
+    body
+}
+
 async fn cancel_closes_the_ticket(target: Target, backend: Backend) {
     let h = Harness::for_target(target, backend, Grouping::None, |_| {}).await;
     let id = open_ticket(&h, target, &format!("CANCEL-{target:?}")).await;
-    let (s, body) = h.call("DELETE", &format!("/v1/tasks/{id}?reason=role%20withdrawn%20by%20HR"), None).await;
-    assert_eq!(s, 200, "{target:?}: {body}");
+    let body = cancel(&h, &id, "?reason=role%20withdrawn%20by%20HR").await;
     assert_eq!(body["result"], "cancelled", "{target:?}: {body}");
     assert_eq!(body["ticket_close"]["result"], "closed", "{target:?}: {body}");
     assert_eq!(body["ticket_close"]["reason"], "role withdrawn by HR");
@@ -129,9 +141,7 @@ async fn failed_close_is_retried_by_the_poll_lane(backend: Backend) {
     let h = Harness::for_target(Target::Sandbox, backend, Grouping::None, |_| {}).await;
     let id = open_ticket(&h, Target::Sandbox, "CANCEL-RETRY").await;
     h.sim().faults().inject_on("PATCH /api/v1/tickets/{id}", Fault::Status { status: 503 }, 10_000);
-    let (s, body) = h.call("DELETE", &format!("/v1/tasks/{id}"), None).await;
-    assert_eq!(s, 200, "{body}");
-    assert_eq!(body["result"], "cancelled");
+    let body = cancel(&h, &id, "").await;
     assert!(body["ticket_close"]["result"].is_null(), "still pending: {body}");
     let t = h.task(&id).await;
     assert!(t.closing_ticket());
@@ -154,8 +164,7 @@ async fn close_gives_up_after_max_attempts(backend: Backend) {
     let h = Harness::for_target(Target::Sandbox, backend, Grouping::None, |c| c.settings.max_attempts = 2).await;
     let id = open_ticket(&h, Target::Sandbox, "CANCEL-GIVEUP").await;
     h.sim().faults().inject_on("PATCH /api/v1/tickets/{id}", Fault::Status { status: 503 }, 10_000);
-    let (s, _) = h.call("DELETE", &format!("/v1/tasks/{id}"), None).await;
-    assert_eq!(s, 200);
+    cancel(&h, &id, "").await;
     let r = h.poll_at(Utc::now() + Duration::hours(1)).await;
     assert_eq!(r.tickets_closed, 1, "{r:?}");
     let t = h.task(&id).await;
@@ -190,8 +199,7 @@ async fn unsupported_close_leaves_the_note(backend: Backend) {
     let (_, task) = h.submit(body).await;
     let id = task["id"].as_str().unwrap().to_string();
     h.create(&id).await;
-    let (s, body) = h.call("DELETE", &format!("/v1/tasks/{id}?reason=duplicate"), None).await;
-    assert_eq!(s, 200, "{body}");
+    let body = cancel(&h, &id, "?reason=duplicate").await;
     assert_eq!(body["ticket_close"]["result"], "unsupported", "{body}");
     let ticket = &h.sim().tickets()[0];
     assert!(!h.sim().is_closed_status(&ticket.status), "left open: {ticket:?}");
@@ -208,15 +216,13 @@ async fn grouped_alert_notes_the_shared_ticket(backend: Backend) {
     h.create(&a).await;
     h.create(&b).await;
     assert_eq!(h.task(&b).await.state, TaskState::Noted);
-    let (s, body) = h.call("DELETE", &format!("/v1/tasks/{b}?reason=false%20positive"), None).await;
-    assert_eq!(s, 200, "{body}");
+    let body = cancel(&h, &b, "?reason=false%20positive").await;
     assert_eq!(body["ticket_close"]["result"], "noted", "{body}");
     assert_eq!(body["ticket_close"]["note_only"], true);
     let ticket = &h.sim().tickets()[0];
     assert!(!h.sim().is_closed_status(&ticket.status), "shared ticket stays open");
     assert!(ticket.notes.iter().any(|n| n.body.contains("false positive")));
-    let (s, body) = h.call("DELETE", &format!("/v1/tasks/{a}"), None).await;
-    assert_eq!(s, 200, "{body}");
+    let body = cancel(&h, &a, "").await;
     assert_eq!(body["ticket_close"]["result"], "closed", "{body}");
     assert_eq!(h.sim().tickets()[0].status, "Rejected");
 }
@@ -252,11 +258,10 @@ async fn ticket_opened_after_cancel_is_closed(backend: Backend) {
     assert!(ticket.notes.iter().any(|n| n.body.contains("withdrawn")), "{:?}", ticket.notes);
 }
 
-/// On AWS the intake function does not close (it may not store renewed tokens): the stream
-/// delivers the cancelled task to create-ticket, whose `create_one` closes the ticket.
+/// The API does not close (on AWS intake may not store renewed tokens): the stream (locally: the
+/// runner's worker) delivers the cancelled task to `create_one`, which closes the ticket.
 async fn create_lane_closes_when_intake_does_not(backend: Backend) {
-    let mut h = Harness::for_target(Target::Sandbox, backend, Grouping::None, |_| {}).await;
-    h.engine.close_inline = false;
+    let h = Harness::for_target(Target::Sandbox, backend, Grouping::None, |_| {}).await;
     let id = open_ticket(&h, Target::Sandbox, "CANCEL-STREAM").await;
     let (s, body) = h.call("DELETE", &format!("/v1/tasks/{id}?reason=stream"), None).await;
     assert_eq!(s, 200, "{body}");
