@@ -111,5 +111,7 @@ fn sandbox_connection(base_url: &str) -> ConnectionConfig {
         mapping: Default::default(),
         polling: Default::default(),
         sync: Default::default(),
+        retry: Default::default(),
+        reopen_within_minutes: 0,
     }
 }

@@ -7,6 +7,8 @@
 
 mod sync_settings;
 pub use sync_settings::SyncSettings;
+mod retry;
+pub use retry::{RetryClass, RetryPolicy};
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -203,7 +205,8 @@ pub struct ConnectionConfig {
     /// Seconds between status polls of one ticket.
     #[serde(default = "default_poll_interval")]
     pub poll_interval_secs: u64,
-    /// Stop polling (dead-letter) after this many days open; 0 = never.
+    /// Stop polling tasks open longer than this many days (outcome `abandoned`, result `failed`,
+    /// event `TaskAbandoned`, callback); 0 = never (SailPoint: `provisioningMaxStatusCheckDays`).
     #[serde(default)]
     pub give_up_after_days: u32,
     /// Requests per hour this connection may make (BMS: 1,500 per endpoint).
@@ -227,6 +230,13 @@ pub struct ConnectionConfig {
     /// Continuous PSA sync (customers, contacts, locations, assets).
     #[serde(default)]
     pub sync: SyncSettings,
+    /// Which failures are retried and how many attempts a task gets (`[connections.<name>.retry]`).
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// An alert whose group's ticket closed at most this many minutes ago reopens that ticket with
+    /// a note instead of opening a new one (targets that can reopen); 0 = off.
+    #[serde(default)]
+    pub reopen_within_minutes: u32,
 }
 
 /// How status polls read a connection: only what changed since the high-water mark where the
@@ -393,6 +403,9 @@ impl Config {
             }
             if c.rate_limit_per_hour == 0 {
                 return Err(ConfigError::new(key("rate_limit_per_hour"), "must be at least 1"));
+            }
+            if let Some((field, m)) = c.retry.problem() {
+                return Err(ConfigError::new(key(&format!("retry.{field}")), m));
             }
             if c.poll_concurrency == 0 || c.poll_concurrency > 64 {
                 return Err(ConfigError::new(key("poll_concurrency"), "must be between 1 and 64"));

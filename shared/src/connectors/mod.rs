@@ -253,6 +253,21 @@ pub trait Connector: Send + Sync {
     ) -> Result<RecordPage, ConnectorError> {
         Err(unsupported(self.kind(), &format!("reading {} for the sync", _kind.as_str())))
     }
+
+    /// Adds `note` to the ticket of a cancelled task and closes it (or moves it to the target's
+    /// cancelled/rejected state). Safe to call again after a failure: a ticket already closed
+    /// stays closed. Targets whose API cannot close tickets answer [`ConnectorError::Unsupported`]
+    /// (the engine then adds the note alone).
+    async fn close_ticket(&self, _ticket: &TicketRef, _note: &NoteRequest) -> Result<(), ConnectorError> {
+        Err(unsupported(self.kind(), "closing tickets"))
+    }
+
+    /// Reopens a closed ticket (moves it back to an open status) and adds `note` (the alert that
+    /// reopened it). Targets that cannot answer [`ConnectorError::Unsupported`] before writing
+    /// anything (the engine then opens a new ticket).
+    async fn reopen_ticket(&self, _ticket: &TicketRef, _note: &NoteRequest) -> Result<(), ConnectorError> {
+        Err(unsupported(self.kind(), "reopening tickets"))
+    }
 }
 
 /// Builds the connector for connection `name` (no I/O; credentials are read on first use).

@@ -39,6 +39,7 @@ struct RtOptions {
     rest_path: Option<String>,
     #[allow(dead_code)]
     http: Option<toml::Value>,
+    close_status: Option<String>,
 }
 
 /// Connector for RT 5.
@@ -53,6 +54,8 @@ pub struct RtConnector {
     per_page: usize,
     http: HttpClient,
     creds: SecretCache,
+    /// Status a cancelled task's ticket is set to (default `rejected`).
+    close_status: String,
 }
 
 /// The default lifecycle's category of an RT status.
@@ -112,7 +115,7 @@ impl RtConnector {
         allow_options(
             name,
             &config.options,
-            &["queue", "correlation_field", "customer_field", "per_page", "rest_path", "http"],
+            &["queue", "correlation_field", "customer_field", "per_page", "rest_path", "http", "close_status"],
         )?;
         let opts = RtOptions::deserialize(toml::Value::Table(config.options.clone()))
             .map_err(|e| ConnectorError::Config(format!("connections.{name}.options: {e}")))?;
@@ -144,6 +147,7 @@ impl RtConnector {
             per_page,
             http,
             creds: SecretCache::new(secrets, &config.secret, redactor),
+            close_status: opts.close_status.unwrap_or_else(|| "rejected".into()),
         })
     }
 
@@ -225,6 +229,23 @@ impl RtConnector {
                 return Ok((out, u32::try_from(page).unwrap_or(u32::MAX)));
             }
             page += 1;
+        }
+    }
+
+    /// `PUT /ticket/{id}` `{"Status"}`. REST2 answers 200 with a list of messages even when it
+    /// refuses a change (RT::REST2::Resource::Record::Writable), so the ticket is read back to tell.
+    async fn set_status(&self, ticket: &TicketRef, status: &str, setting: &str) -> Result<(), ConnectorError> {
+        let path = format!("/ticket/{}", super::encode_segment(&ticket.id));
+        let body = json!({ "Status": status });
+        let messages: Value = self.call(Method::PUT, &path, &[], Some(&body), true).await?.json()?;
+        let now: Value = self.call(Method::GET, &path, &[], None, true).await?.json()?;
+        match now.get("Status").and_then(Value::as_str) {
+            Some(s) if s.eq_ignore_ascii_case(status) => Ok(()),
+            Some(s) => Err(ConnectorError::Rejected(format!(
+                "RT kept ticket {} in status '{s}' ({setting} '{status}'): {messages}",
+                ticket.id
+            ))),
+            None => Err(ConnectorError::Malformed(format!("RT ticket {} without 'Status'", ticket.id))),
         }
     }
 
@@ -396,6 +417,19 @@ impl Connector for RtConnector {
         let body = json!({ "Subject": note.title, "Content": note.body, "ContentType": "text/plain" });
         let path = format!("/ticket/{}/comment", super::encode_segment(&ticket.id));
         self.call(Method::POST, &path, &[], Some(&body), false).await.map(|_| ())
+    }
+
+    /// Comment, then `PUT /ticket/{id}` `{"Status": close_status}`, confirmed by reading it back.
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        self.add_note(ticket, note).await?;
+        self.set_status(ticket, &self.close_status, "options.close_status").await
+    }
+
+    /// `PUT /ticket/{id}` `{"Status": "open"}` (RT's default lifecycle allows resolved/rejected →
+    /// open), confirmed by reading it back, then the comment.
+    async fn reopen_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        self.set_status(ticket, "open", "status 'open'").await?;
+        self.add_note(ticket, note).await
     }
 
     async fn statuses(&self, ticket_ids: &[String]) -> Result<Vec<RemoteStatus>, ConnectorError> {

@@ -7,6 +7,7 @@ mod psa_record;
 mod state;
 mod task;
 mod ticket;
+mod ticket_close;
 
 pub use connection::*;
 pub use delivery::*;
@@ -15,3 +16,4 @@ pub use psa_record::*;
 pub use state::*;
 pub use task::*;
 pub use ticket::*;
+pub use ticket_close::*;

@@ -24,6 +24,10 @@ pub struct PollReport {
     pub skipped: bool,
     /// The run read only the tickets the target changed since the high-water mark.
     pub incremental: bool,
+    /// Cancelled tasks whose ticket got its note/close this run (closed, noted, unsupported, failed).
+    pub tickets_closed: u32,
+    /// Tasks whose ticket stayed open past `give_up_after_days`: polling stopped (outcome `abandoned`).
+    pub abandoned: u32,
 }
 
 /// Upper bound of tasks one poll run takes per connection.
@@ -79,6 +83,15 @@ impl Engine {
                 break;
             }
         }
+        // Cancelled tasks still closing their ticket ride the poll queue: close them, poll the rest.
+        let (closing, tasks): (Vec<Task>, Vec<Task>) = tasks.into_iter().partition(Task::closing_ticket);
+        for task in closing {
+            match self.close_cancelled(task, now).await {
+                Ok(super::ticket_close::CloseAttempt::Done(_)) => report.tickets_closed += 1,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(connection = conn, error = %e, "recording a ticket close failed"),
+            }
+        }
         let mut ids: Vec<String> = tasks.iter().filter_map(|t| t.ticket.as_ref().map(|x| x.id.clone())).collect();
         ids.sort();
         ids.dedup();
@@ -117,10 +130,24 @@ impl Engine {
         }
         let mut mark =
             if report.failed_batches == 0 { plan.next_mark(conn, report.incremental, latest, started) } else { None };
+        let horizon = (cfg.give_up_after_days > 0).then(|| now - Duration::days(i64::from(cfg.give_up_after_days)));
         for task in tasks {
             let Some(ticket) = task.ticket.as_ref() else { continue };
-            let Some(remote) = statuses.get(&ticket.id) else { continue };
-            let mapped = cfg.status_map.map(&remote.name, remote.category);
+            let remote = statuses.get(&ticket.id);
+            let mapped = remote.map(|r| cfg.status_map.map(&r.name, r.category));
+            // Open past the give-up horizon (and not closing now): stop polling it.
+            if let Some(h) = horizon
+                && task.created_at <= h
+                && !matches!(mapped, Some(MappedStatus::Closed(_)))
+            {
+                match self.abandon(task, cfg.give_up_after_days, remote.map(|r| r.name.as_str()), now).await {
+                    Ok(true) => report.abandoned += 1,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(connection = conn, error = %e, "recording a give-up failed"),
+                }
+                continue;
+            }
+            let (Some(remote), Some(mapped)) = (remote, mapped) else { continue };
             match self.apply_status(task, mapped, &remote.name, now).await {
                 Ok(Applied::Completed) => {
                     report.changed += 1;
@@ -183,6 +210,39 @@ impl Engine {
         }
     }
 
+    /// Ends a task open past the connection's give-up horizon: outcome `abandoned`, result
+    /// `failed`, the reason in `last_error` and the history; event `TaskAbandoned` and callback.
+    async fn abandon(
+        &self,
+        mut task: Task,
+        days: u32,
+        remote: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let status = remote.map(|r| format!(" (ticket status '{r}')")).unwrap_or_default();
+        let reason = format!(
+            "ticket still open after {days} days{status}: polling stopped (connection setting give_up_after_days)"
+        );
+        let retain_until = now + Duration::days(i64::from(self.config.settings.retention_days));
+        if task.apply(TaskEvent::PollAbandoned { reason, retain_until }, now).is_err() {
+            return Ok(false);
+        }
+        // The event and callback it owes are stored in the same write as the state.
+        let owed = self.completion_deliveries(&task, now);
+        let saved = match self.store.update_task_with_deliveries(&task, &owed).await {
+            Ok(t) => t,
+            Err(StoreError::Conflict(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        self.metrics.incr("Abandoned", 1);
+        if let (Some(key), Some(t)) = (&saved.group_key, &saved.ticket) {
+            self.store.release_group(&saved.connection, key, &t.id).await?;
+        }
+        tracing::warn!(task = %saved.id, days, "task abandoned: ticket open past give_up_after_days");
+        self.deliver_stored(owed, &self.notifier, now).await;
+        Ok(true)
+    }
+
     /// Records one status read from the target on its task (no write when nothing changed).
     pub(super) async fn apply_status(
         &self,
@@ -234,6 +294,7 @@ impl Engine {
         if closing {
             self.metrics.incr("Completions", 1);
             if let (Some(key), Some(t)) = (&saved.group_key, &saved.ticket) {
+                self.remember_closed_group(&saved, now).await;
                 self.store.release_group(&saved.connection, key, &t.id).await?;
             }
             tracing::info!(task = %saved.id, ticket = %saved.ticket.as_ref().map(|t| t.id.as_str()).unwrap_or(""), outcome = ?saved.outcome, "task completed");

@@ -243,6 +243,7 @@ fn routes(st: Arc<St>) -> Router {
         .route("/v2/servicedesk/tickets/search", post(search))
         .route("/v2/servicedesk/tickets/{ticketId}", get(get_ticket))
         .route("/v2/servicedesk/tickets/{ticketId}/notes", post(add_note))
+        .route("/v2/servicedesk/tickets/{ticketId}/resolve", post(resolve))
         .route("/v2/crm/contacts/search", get(contacts))
         .route("/v2/crm/accounts/lookup", get(accounts))
         .route("/v2/crm/accounts", post(create_account))
@@ -634,6 +635,50 @@ async fn add_note(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<
             ok(json!({"Id": n.id, "Details": n.body, "IsInternal": n.internal, "CreatedOn": fmt_time(n.created_at)}))
         }
         None => fail(StatusCode::NOT_FOUND, 404, format!("Ticket {id} was not found")),
+    }
+}
+
+/// `ResolveTicket` (`ResolveTicketDto`: `Comment` required, `StatusId`, `IsInternal`, no other
+/// members): the comment becomes a note and the ticket takes the status (default `Completed`,
+/// assumed), which sets `CompletedDate`.
+async fn resolve(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<String>, bytes: Bytes) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    if let Err(r) = json_only(&headers) {
+        return r;
+    }
+    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(&bytes) else {
+        return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON");
+    };
+    if let Some(k) = req.keys().find(|k| {
+        !["Id", "Comment", "StatusId", "IsPublishToKnowledgeBase", "IsInternal", "KnowledgeBaseCategoryId"]
+            .contains(&k.as_str())
+    }) {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            400,
+            format!("Could not find member '{k}' on object of type 'ResolveTicketDto'"),
+        );
+    }
+    let Some(comment) = req.get("Comment").and_then(Value::as_str).filter(|c| !c.is_empty()) else {
+        return fail(StatusCode::BAD_REQUEST, 400, "The Comment field is required.");
+    };
+    let status = match req.get("StatusId").filter(|v| !v.is_null()) {
+        None => "Completed",
+        Some(v) => match v.as_i64().and_then(|i| STATUSES.iter().find(|(sid, _)| *sid == i)) {
+            Some((_, name)) => *name,
+            None => return fail(StatusCode::BAD_REQUEST, 400, format!("Status {v} was not found")),
+        },
+    };
+    let internal = req.get("IsInternal").and_then(Value::as_bool).unwrap_or(false);
+    let Some(tid) = id.parse::<u64>().ok().filter(|i| st.sim.ticket(*i).is_some()) else {
+        return fail(StatusCode::NOT_FOUND, 404, format!("Ticket {id} was not found"));
+    };
+    st.sim.add_note(tid, None, comment.to_string(), internal, "api");
+    match st.sim.set_status(&tid.to_string(), status) {
+        Ok(t) => ok(ticket_json(&t)),
+        Err(_) => fail(StatusCode::NOT_FOUND, 404, format!("Ticket {id} was not found")),
     }
 }
 

@@ -495,6 +495,13 @@ async fn update(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<St
     let Some(t) = id.parse::<u64>().ok().and_then(|i| st.sim.ticket(i)) else {
         return op_error("TicketUpdate.AccessDenied", "TicketUpdate: User does not have access to the ticket!");
     };
+    // TicketUpdate.pm checks the Ticket attributes (_CheckTicket) before it writes anything.
+    let state = req.get("Ticket").and_then(|x| x.get("State")).and_then(Value::as_str);
+    if let Some(state) = state
+        && st.sim.canonical_status(state).is_none()
+    {
+        return op_error("TicketUpdate.InvalidParameter", "TicketUpdate: Ticket->State is invalid!");
+    }
     let mut article_id = None;
     if let Some(a) = req.get("Article") {
         let (subject, body, internal) = match article_text(a) {
@@ -508,7 +515,7 @@ async fn update(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<St
         };
         article_id = st.sim.add_note(t.id, Some(subject), body, internal, "agent").map(|n| n.id.to_string());
     }
-    if let Some(state) = req.get("Ticket").and_then(|x| x.get("State")).and_then(Value::as_str)
+    if let Some(state) = state
         && let Err(e) = st.sim.set_status(&t.id.to_string(), state)
     {
         return op_error("TicketUpdate.InvalidParameter", e);

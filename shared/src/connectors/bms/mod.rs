@@ -66,6 +66,8 @@ pub struct BmsOptions {
     pub location_name: String,
     /// `EmailTypeId` of the address of created contacts (omitted when unset).
     pub email_type_id: Option<i64>,
+    /// Status (name or id) a cancelled task's ticket is resolved with; unset: BMS's own choice.
+    pub close_status: Option<String>,
 }
 
 impl Default for BmsOptions {
@@ -82,6 +84,7 @@ impl Default for BmsOptions {
             account_manager_id: None,
             location_name: "Main Office".into(),
             email_type_id: None,
+            close_status: None,
         }
     }
 }
@@ -527,6 +530,24 @@ impl Connector for BmsConnector {
         };
         let body = serde_json::to_value(&input).map_err(|e| ConnectorError::Config(e.to_string()))?;
         self.call::<serde_json::Value>(Method::POST, &wire::notes_path(id), &[], Some(&body), false).await?;
+        Ok(())
+    }
+
+    /// `POST /v2/servicedesk/tickets/{ticketId}/resolve` (`ResolveTicketDto`): the note is the
+    /// internal resolution comment, so note and close are one request.
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        let id = parse_id("BMS ticket id", &ticket.id).map_err(ConnectorError::Rejected)?;
+        let status_id = match &self.opts.close_status {
+            Some(s) => Some(self.resolve(Lookup::Statuses, s).await.map_err(|e| match e {
+                ConnectorError::Config(m) => ConnectorError::Config(format!("options.close_status: {m}")),
+                other => other,
+            })?),
+            None => None,
+        };
+        let text = body_with_marker(&format!("{}\n\n{}", note.title, note.body), &note.correlation_key);
+        let input = wire::ResolveInput { comment: text, status_id, is_internal: true };
+        let body = serde_json::to_value(&input).map_err(|e| ConnectorError::Config(e.to_string()))?;
+        self.call::<serde_json::Value>(Method::POST, &wire::resolve_path(id), &[], Some(&body), true).await?;
         Ok(())
     }
 

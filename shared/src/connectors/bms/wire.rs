@@ -24,6 +24,22 @@ pub fn notes_path(id: i64) -> String {
     format!("{TICKETS_PATH}/{id}/notes")
 }
 
+/// `POST /v2/servicedesk/tickets/{ticketId}/resolve`.
+pub fn resolve_path(id: i64) -> String {
+    format!("{TICKETS_PATH}/{id}/resolve")
+}
+
+/// `ResolveTicketDto` (required `Comment`; no other members allowed).
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolveInput {
+    #[serde(rename = "Comment")]
+    pub comment: String,
+    #[serde(rename = "StatusId", skip_serializing_if = "Option::is_none")]
+    pub status_id: Option<i64>,
+    #[serde(rename = "IsInternal")]
+    pub is_internal: bool,
+}
+
 /// `/v2/crm/accounts/{id}/locations/lookup`.
 pub fn locations_path(account_id: i64) -> String {
     format!("/v2/crm/accounts/{account_id}/locations/lookup")

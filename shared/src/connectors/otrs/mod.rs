@@ -68,6 +68,10 @@ pub struct OtrsOptions {
     pub batch_size: usize,
     /// Technician link, with `{id}` / `{number}` placeholders.
     pub ticket_url: Option<String>,
+    /// State a cancelled task's ticket is moved to (a state of type `closed`).
+    pub close_state: String,
+    /// State a reopened ticket is moved to (a state of type `open`).
+    pub reopen_state: String,
 }
 
 impl Default for OtrsOptions {
@@ -84,6 +88,8 @@ impl Default for OtrsOptions {
             session_minutes: 110,
             batch_size: 50,
             ticket_url: None,
+            close_state: "closed unsuccessful".into(),
+            reopen_state: "open".into(),
         }
     }
 }
@@ -138,6 +144,15 @@ pub struct OtrsConnector {
 }
 
 impl OtrsConnector {
+    /// One `TicketUpdate` with the new state and an internal article together.
+    async fn update_state(&self, ticket: &TicketRef, note: &NoteRequest, state: &str) -> Result<(), ConnectorError> {
+        let route = self.opts.routes.update(&ticket.id)?;
+        let article = wire::Article::internal(&note.title, &body_with_marker(&note.body, &note.correlation_key));
+        let body = serde_json::json!({ "Ticket": { "State": state }, "Article": article });
+        let _: wire::TicketReply = self.op(Method::PATCH, &route, &[], Some(body), false).await?;
+        Ok(())
+    }
+
     /// Builds the connector for connection `name`.
     pub fn new(name: &str, cfg: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Self, ConnectorError> {
         let opts: OtrsOptions = psa_util::options(name, cfg)?;
@@ -509,6 +524,17 @@ impl Connector for OtrsConnector {
         let body = serde_json::json!({ "Article": article });
         let _: wire::TicketReply = self.op(Method::PATCH, &route, &[], Some(body), false).await?;
         Ok(())
+    }
+
+    /// One `TicketUpdate`: the state change and the internal article together (Znuny checks the
+    /// ticket attributes before it writes anything, so a refused state adds no article).
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        self.update_state(ticket, note, &self.opts.close_state).await
+    }
+
+    /// The same single `TicketUpdate`, to `options.reopen_state`.
+    async fn reopen_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        self.update_state(ticket, note, &self.opts.reopen_state).await
     }
 
     async fn statuses(&self, ticket_ids: &[String]) -> Result<Vec<RemoteStatus>, ConnectorError> {
