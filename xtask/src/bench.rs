@@ -1,13 +1,17 @@
 //! `cargo xtask bench [-- ARGS]`: starts moto, builds the release binaries the start-up and
 //! intake benchmarks exec, and runs the `bench` crate, which rewrites docs/benchmarks.md.
-//! ARGS go to the bench binary (e.g. `-- --only poll,dynamo`).
+//! ARGS go to the bench binary (e.g. `-- --only poll,dynamo`). On a fresh machine it installs what
+//! the sections exec: wrk (Debian package) for the intake section.
 
 use anyhow::{Result, bail};
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use super::{Moto, cargo, ensure_venv, exit_code, run_cmd, target_dir};
+use super::{Moto, cargo, ensure_venv, exit_code, peer, run_cmd, target_dir};
+
+/// Debian packages the benchmarks exec: wrk for the intake section's closed-loop peak.
+const BENCH_PACKAGES: [&str; 1] = ["wrk"];
 
 pub fn bench(root: &Path, args: &[String]) -> Result<i32> {
     let extra: &[String] = match args.split_first() {
@@ -22,6 +26,10 @@ pub fn bench(root: &Path, args: &[String]) -> Result<i32> {
     };
     // BENCH_SKIP_BUILD=1 reuses the release binaries already in target/release.
     let skip_build = std::env::var_os("BENCH_SKIP_BUILD").is_some_and(|v| v != "0");
+    if wants("intake") {
+        // The intake section drives `ticket-bridge serve` with wrk for its peak throughput.
+        peer::ensure_packages(&BENCH_PACKAGES)?;
+    }
     if (wants("lambda") || wants("intake")) && !skip_build {
         // Release builds of what the start-up and intake benchmarks exec (cached in target/release).
         let mut build = Command::new(cargo());

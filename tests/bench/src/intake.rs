@@ -1,5 +1,7 @@
 //! Benchmark 5: `ticket-bridge serve` (release build, SQLite, built-in sandbox desk) under wrk
-//! from a second process: 30 s, 32 connections, unique and duplicate external ids.
+//! from a second process: 30 s, 32 connections, unique and duplicate external ids. Then a constant-rate
+//! (open-loop, wrk2-style) load of unique ids at 50 % and 90 % of wrk's unique-key rate, whose latencies
+//! are shown plain and corrected for coordinated omission.
 
 use anyhow::{Context, Result, bail};
 use std::io::Write;
@@ -8,10 +10,24 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::constant_rate::{self, Percentiles, RateResult};
 use crate::{Row, repo_root};
 
 const SECS: u32 = 30;
 const CONNECTIONS: u32 = 32;
+/// Length of each constant-rate run.
+const RATE_SECS: u32 = 20;
+/// Constant-rate loads as fractions of wrk's measured unique-key throughput.
+const RATE_FRACTIONS: [f64; 2] = [0.5, 0.9];
+
+/// wrk's closed-loop runs (label, result) and the constant-rate runs.
+type Measured = (Vec<(&'static str, WrkResult)>, Vec<RateResult>);
+
+fn unique_body(run: &str, i: u64) -> String {
+    format!(
+        r#"{{"source":"rate","external_id":"R-{run}-{i}","kind":"access","action":"add_access","user":{{"id":"u-1","email":"ada@example.com"}},"application":"Payroll","entitlements":["payroll-admin"]}}"#
+    )
+}
 
 const UNIQUE_LUA: &str = r#"
 local n = 0
@@ -117,7 +133,7 @@ pub fn run() -> Result<(Vec<Row>, String)> {
         .stderr(log)
         .spawn()
         .with_context(|| format!("cannot start {}", bin.display()))?;
-    let result = (|| -> Result<Vec<(&str, WrkResult)>> {
+    let result = (|| -> Result<Measured> {
         wait_listening(port, Duration::from_secs(30))?;
         let mut out = Vec::new();
         for (label, lua) in [("unique keys", UNIQUE_LUA), ("duplicate key", DUPLICATE_LUA)] {
@@ -137,11 +153,29 @@ pub fn run() -> Result<(Vec<Row>, String)> {
             }
             out.push((label, r));
         }
-        Ok(out)
+        let peak = out.first().map(|(_, r)| r.rps).unwrap_or(0.0);
+        let url = format!("http://127.0.0.1:{port}/v1/tasks");
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let mut rates = Vec::new();
+        for fraction in RATE_FRACTIONS {
+            let rate = (peak * fraction).round().max(1.0);
+            let tag = ulid::Ulid::new().to_string();
+            eprintln!(
+                "bench: constant rate {rate:.0} req/s ({:.0} % of wrk's {peak:.0}): {RATE_SECS} s",
+                fraction * 100.0
+            );
+            let r =
+                rt.block_on(constant_rate::run(&url, rate, RATE_SECS, CONNECTIONS as usize, |i| unique_body(&tag, i)))?;
+            if r.requests > 0 && r.non_2xx + r.errors == r.requests {
+                bail!("every constant-rate request at {rate:.0} req/s failed");
+            }
+            rates.push(r);
+        }
+        Ok((out, rates))
     })();
     let _ = child.kill();
     let _ = child.wait();
-    let results = result?;
+    let (results, rates) = result?;
     let mut rows = Vec::new();
     let mut notes = format!(
         "`target/release/ticket-bridge serve` without a config (SQLite store, built-in sandbox desk, log level info to a \
@@ -176,5 +210,42 @@ pub fn run() -> Result<(Vec<Row>, String)> {
             "wrk --latency percentiles (plain wrk: not corrected for coordinated omission)",
         ));
     }
+    notes.push_str(&format!(
+        "\nConstant rate (open loop, wrk2-style): a Rust load generator in the bench crate (tokio, reqwest, at most \
+         {CONNECTIONS} requests in flight) schedules request *i* at start + *i*/rate and sends unique-key bodies for \
+         {RATE_SECS} s at {} of the unique-key req/s wrk measured above. *Plain* latency runs from the actual send, \
+         *corrected* from the scheduled send, so waiting behind a slow answer counts (coordinated omission).\n\n\
+         | rate | achieved | requests | non-2xx | errors | latency | p50 | p90 | p99 | p99.9 | max |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|\n",
+        RATE_FRACTIONS.map(|f| format!("{:.0} %", f * 100.0)).join(" and ")
+    ));
+    for r in &rates {
+        for (kind, p) in [("plain", &r.plain), ("corrected", &r.corrected)] {
+            notes.push_str(&format!(
+                "| {:.0} req/s | {:.0} req/s | {} | {} | {} | {kind} | {} |\n",
+                r.target_rps,
+                r.achieved_rps,
+                r.requests,
+                r.non_2xx,
+                r.errors,
+                percentile_cells(p)
+            ));
+        }
+        rows.push(Row::new(
+            format!("intake constant {:.0} req/s: p99 plain / corrected", r.target_rps),
+            format!("{:.2} ms / {:.2} ms", r.plain.p99, r.corrected.p99),
+            "p99 ≤ 10 ms",
+            Some(r.corrected.p99 <= 10.0 && r.non_2xx == 0 && r.errors == 0),
+            format!(
+                "open-loop constant rate {RATE_SECS} s, unique keys; corrected = from the scheduled send (coordinated \
+                 omission); {} non-2xx, {} errors of {}",
+                r.non_2xx, r.errors, r.requests
+            ),
+        ));
+    }
     Ok((rows, notes))
+}
+
+fn percentile_cells(p: &Percentiles) -> String {
+    [p.p50, p.p90, p.p99, p.p999, p.max].map(|v| format!("{v:.2} ms")).join(" | ")
 }

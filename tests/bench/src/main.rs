@@ -5,6 +5,7 @@
 //! (moto) for `dynamo` and `lambda`; `cargo xtask bench` sets everything up.
 
 mod common;
+mod constant_rate;
 mod dynamo;
 mod intake;
 mod lambda;
@@ -184,7 +185,7 @@ fn title_of(name: &str) -> &str {
         ("poll_changes", "Incremental polling: changed tickets only, N = 10,000, 1 % changed, 50 ms per request"),
         ("dynamo", "DynamoDB cost of one task's life (moto)"),
         ("lambda", "Lambda start-up and memory (local Runtime API emulator)"),
-        ("intake", "Intake throughput (`ticket-bridge serve`, SQLite, wrk)"),
+        ("intake", "Intake throughput (`ticket-bridge serve`, SQLite, wrk and constant-rate load)"),
         ("package", "Packaging (cargo-lambda, arm64 zip)"),
     ];
     titles.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).unwrap_or(name)
