@@ -233,7 +233,7 @@ async fn soak_serve_sandbox() {
 
     // Wait (on the counted condition) until every task has its callback; give up after a limit
     // that scales with n.
-    let limit = Duration::from_secs(120 + (n as u64) / 50);
+    let limit = Duration::from_secs(120 + (n as u64) / 10);
     let deadline = Instant::now() + limit;
     loop {
         let got = {
