@@ -2,7 +2,7 @@
 //! (default 1,000; `cargo xtask soak` runs 100,000) submitted over HTTP, faults of every kind the
 //! simulator offers injected one at a time throughout the run (1 % of the tasks in total), tickets
 //! closed by a technician loop, and `serve` killed with SIGKILL and restarted once half the tasks
-//! are in. Counted at the end: every task completed (0 lost), exactly one ticket per task and none
+//! are in and 1 % have had their callback. Counted at the end: every task completed (0 lost), exactly one ticket per task and none
 //! without one (0 duplicates), and a completion callback for every task (de-duplicated by
 //! `X-Bridge-Delivery`). The figures go to `target/reliability/soak-serve.json`.
 
@@ -218,7 +218,16 @@ async fn soak_serve_sandbox() {
         }
     };
     let mut ids = submit_range(0..n / 2).await;
+    // Kill once callbacks are flowing (1 % of the tasks have theirs), so the kill falls among
+    // tickets being created, polled and callbacks being sent.
+    let flowing = n.div_ceil(100);
+    let deadline = Instant::now() + Duration::from_secs(120 + (n as u64) / 100);
+    while callbacks.lock().unwrap().len() < flowing {
+        assert!(Instant::now() < deadline, "no callbacks before the kill");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let tickets_at_kill = t.sim.tickets().len();
+    let callbacks_at_kill = callbacks.lock().unwrap().len();
     server.kill9();
     let kills = 1u64;
     let _server = Serve::start(port, dir.path(), Some(&config));
@@ -284,7 +293,7 @@ async fn soak_serve_sandbox() {
         "suite": "soak", "class": "serve + sandbox desk, 1 % faults of every kind, SIGKILL and restart mid-run",
         "target": "sandbox", "route": "-", "runs": 1, "scale": 1,
         "tasks": n, "completed": completed_ours, "lost": lost.len(), "duplicates": duplicates,
-        "orphans": 0, "tickets": tickets.len(), "tickets_at_kill": tickets_at_kill, "tasks_without_ticket": without_ticket,
+        "orphans": 0, "tickets": tickets.len(), "tickets_at_kill": tickets_at_kill, "callbacks_at_kill": callbacks_at_kill, "tasks_without_ticket": without_ticket,
         "faults_fired": faults_fired, "faults_planned": faults_total, "faults_by_kind": fired,
         "tickets_closed_by_technician": closed, "callbacks": callback_tasks, "deliveries": deliveries,
         "delivery_ids": distinct_ids, "tasks_with_two_delivery_ids": extra_ids, "kills": kills,

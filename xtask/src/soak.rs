@@ -82,7 +82,7 @@ fn soak_report(root: &Path, json: &Path) -> Result<()> {
          the sandbox desk simulator; tasks are submitted over HTTP (16 at a time), one fault at a time is \
          armed on the simulator (kinds in turn, 1 % of the task count in total) and counted when a request \
          consumed it, a technician loop closes open tickets, and `serve` is killed with SIGKILL once half \
-         the tasks are accepted and restarted on the same data dir. Callbacks go to a local receiver that \
+         the tasks are accepted and 1 % have had their callback, and restarted on the same data dir. Callbacks go to a local receiver that \
          records each POST with its `X-Bridge-Delivery` id. CI runs the same test at 1,000 tasks.\n\n\
          | figure | value |\n|---|---|\n",
     );
@@ -92,6 +92,7 @@ fn soak_report(root: &Path, json: &Path) -> Result<()> {
         ("lost (not completed)", "lost"),
         ("tickets in the simulator", "tickets"),
         ("tickets at the kill", "tickets_at_kill"),
+        ("tasks with a callback at the kill", "callbacks_at_kill"),
         ("duplicate tickets (extra per task + without a task)", "duplicates"),
         ("tasks without a ticket", "tasks_without_ticket"),
         ("tickets closed by the technician", "tickets_closed_by_technician"),
