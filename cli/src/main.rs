@@ -7,6 +7,8 @@ mod local;
 mod mappings;
 mod rules;
 mod serve;
+mod serve_sync;
+mod sync_cmd;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;

@@ -160,6 +160,7 @@ fn spawn_workers(engine: Arc<Engine>, status: crate::console::ConnectionStatus) 
             }
         }
     });
+    crate::serve_sync::spawn(engine.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TOKENS_EVERY);
         loop {

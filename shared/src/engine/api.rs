@@ -75,8 +75,10 @@ pub fn hash_key(key: &str) -> String {
 /// intake function's 29 s, with room for the request itself.
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
 
-/// Called with each newly stored task, before a `wait` begins. The local runner queues the task's
-/// ticket creation here; on AWS the table's stream does that, so Lambda passes nothing.
+/// Called with each newly stored task, before a `wait` begins, and with each cancelled task whose
+/// ticket is to be closed. The local runner queues the task for its creation worker here (whose
+/// `create_one` opens the ticket, or closes a cancelled task's); on AWS the table's stream does
+/// that, so Lambda passes nothing.
 pub type OnAccepted<'a> = &'a (dyn Fn(&Task) + Send + Sync);
 
 /// Routes and answers one request.
@@ -166,7 +168,12 @@ async fn route(
             if caller.sources.is_some() {
                 caller.visible(engine.get(id).await?)?;
             }
-            Ok(ok(200, task_json(&engine.cancel(id, now).await?)))
+            let reason = Query::parse(req.query).get("reason").map(str::to_string);
+            let task = engine.cancel_because(id, reason, now).await?;
+            if task.closing_ticket() {
+                on_accepted(&task);
+            }
+            Ok(ok(200, task_json(&task)))
         }
         ("POST", ["v1", "tasks", id, "replay"]) => {
             require_admin(&authenticate(engine, req, now).await?)?;
@@ -200,6 +207,14 @@ async fn route(
         ("POST", ["v1", "deliveries", id, "replay"]) => {
             require_admin(&authenticate(engine, req, now).await?)?;
             Ok(ok(200, delivery_json(&engine.replay_delivery(id, now).await?)))
+        }
+        ("POST", ["v1", "hooks", conn]) => super::hooks::handle(engine, req, conn, now).await,
+        (_, ["v1", "hooks", _]) => {
+            Err(ApiError::new(405, "method_not_allowed", None, format!("{} is not allowed on {path}", req.method)))
+        }
+        (_, ["v1", "mappings", conn, rest @ ..]) => {
+            require_admin(&authenticate(engine, req, now).await?)?;
+            super::mappings_push_api::route(engine, req, conn, rest).await
         }
         (_, ["v1", "admin", "connections", conn, rest @ ..]) => {
             require_admin(&authenticate(engine, req, now).await?)?;

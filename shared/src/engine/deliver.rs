@@ -27,6 +27,7 @@ impl Engine {
     /// `callback_url`. Stored with the state change through [`crate::store::Store::update_task_with_deliveries`].
     pub(crate) fn completion_deliveries(&self, task: &Task, now: DateTime<Utc>) -> Vec<Delivery> {
         let detail_type = match task.state {
+            TaskState::Completed if task.outcome == Some(crate::domain::Outcome::Abandoned) => "TaskAbandoned",
             TaskState::Completed => "TaskCompleted",
             TaskState::Cancelled => "TaskCancelled",
             _ => "TaskFailed",

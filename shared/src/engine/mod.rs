@@ -3,16 +3,24 @@
 //! the Lambda functions and the local runner only adapt events to these calls.
 
 pub mod api;
+mod cancel;
 mod create;
 mod deliver;
 pub mod deliveries_api;
 pub mod failpoint;
+mod hooks;
 pub mod intake;
 mod mappings_api;
+mod mappings_push_api;
 pub mod metrics;
 pub mod notify;
 pub mod outbox;
 mod poll;
+mod poll_changes;
+mod reopen;
+pub mod retry;
+pub mod sync;
+mod ticket_close;
 pub mod ticket_request;
 mod tokens;
 
@@ -31,6 +39,7 @@ pub use metrics::Metrics;
 pub use notify::{BridgeEvent, EventSink, LogEvents};
 pub use outbox::DeliveryReport;
 pub use poll::PollReport;
+pub use sync::{SyncOutcomeKind, SyncReport};
 pub use tokens::{TokenOutcome, TokenReport};
 
 /// An error answered to an API caller: HTTP status, stable code, the field at fault.
@@ -165,20 +174,10 @@ impl Engine {
         self.store.get_task(&tid).await?.ok_or_else(|| ApiError::not_found(format!("no task {tid}")))
     }
 
-    /// Cancels a task that is not final yet; 409 if it is.
+    /// Cancels a task that is not final yet; 409 if it is. Its ticket, if any, gets a note and is
+    /// closed (see [`Engine::cancel_because`]).
     pub async fn cancel(&self, id: &str, now: DateTime<Utc>) -> Result<Task, ApiError> {
-        let retain = now + self.retention();
-        let (task, owed) = self.transition(id, now, true, |_| TaskEvent::Cancel { retain_until: retain }).await?;
-        if let Some(key) = &task.group_key
-            && let Some(t) = &task.ticket
-            && task.history.iter().all(|h| h.event != "noted")
-        {
-            self.store.release_group(&task.connection, key, &t.id).await.ok();
-        }
-        // The caller is waiting on this request (API Gateway gives up after 30 s): one quick
-        // callback attempt, no long retry ladder.
-        self.deliver_stored(owed, &self.notifier.quick(), now).await;
-        Ok(task)
+        self.cancel_because(id, None, now).await
     }
 
     /// Re-reads a task until it leaves `received` (ticket open, note added, dead-lettered or

@@ -11,10 +11,12 @@ use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Created, MappingRecord, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
+    Created, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor,
+    sortable_time, ttl_seconds,
 };
 use crate::domain::{
-    ContactEntry, Delivery, DeliveryState, Due, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping,
+    ContactEntry, Delivery, DeliveryState, Due, Lease, OrgMapping, PsaRecord, RecordKind, SyncCheckpoint, Task, TaskId,
+    TaskState, TicketGroup, UserMapping,
 };
 
 mod outbox;
@@ -67,12 +69,30 @@ CREATE TABLE IF NOT EXISTS user_mappings (
     body       TEXT NOT NULL,
     PRIMARY KEY (connection, email)
 ) STRICT;
+CREATE TABLE IF NOT EXISTS psa_records (
+    connection TEXT NOT NULL,
+    record_key TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (connection, record_key)
+) STRICT;
+CREATE TABLE IF NOT EXISTS sync_state (
+    connection TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (connection, name)
+) STRICT;
 CREATE TABLE IF NOT EXISTS contacts (
     connection TEXT NOT NULL,
     email      TEXT NOT NULL,
     expires_at TEXT NOT NULL,
     body       TEXT NOT NULL,
     PRIMARY KEY (connection, email)
+) STRICT;
+CREATE TABLE IF NOT EXISTS poll_marks (
+    connection TEXT NOT NULL,
+    mark       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (connection, mark)
 ) STRICT;
 ";
 
@@ -568,6 +588,35 @@ impl Store for SqliteStore {
     ) -> Result<Page<Delivery>, StoreError> {
         let cursor = cursor.map(str::to_string);
         self.run(move |conn| outbox::list(conn, state, limit.max(1), cursor.as_deref())).await
+    }
+
+    async fn get_poll_mark(&self, connection: &str) -> Result<Option<PollMark>, StoreError> {
+        self.get_record(connection, POLL_MARK_KEY).await
+    }
+
+    async fn put_poll_mark(&self, mark: &PollMark) -> Result<(), StoreError> {
+        self.put_record(mark).await
+    }
+
+    async fn put_psa_record(&self, record: &PsaRecord) -> Result<(), StoreError> {
+        self.put_record(record).await
+    }
+
+    async fn get_psa_record(&self, connection: &str, key: &str) -> Result<Option<PsaRecord>, StoreError> {
+        self.get_record(connection, key).await
+    }
+
+    async fn list_psa_records(&self, connection: &str, kind: RecordKind) -> Result<Vec<PsaRecord>, StoreError> {
+        let all: Vec<PsaRecord> = self.list_records(connection).await?;
+        Ok(all.into_iter().filter(|r| r.kind == kind).collect())
+    }
+
+    async fn put_sync_checkpoint(&self, checkpoint: &SyncCheckpoint) -> Result<(), StoreError> {
+        self.put_record(checkpoint).await
+    }
+
+    async fn get_sync_checkpoint(&self, connection: &str) -> Result<Option<SyncCheckpoint>, StoreError> {
+        self.get_record(connection, SyncCheckpoint::NAME).await
     }
 }
 

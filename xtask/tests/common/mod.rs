@@ -47,6 +47,13 @@ pub const STORE_METHOD_ACTIONS: &[(&str, &[(&str, &str)])] = &[
     ("update_delivery", &[("dynamodb:PutItem", "table"), ("dynamodb:GetItem", "table")]),
     ("due_deliveries", &[("dynamodb:Query", "index/due")]),
     ("list_deliveries", &[("dynamodb:Query", "index/by_state")]),
+    ("get_poll_mark", &[("dynamodb:GetItem", "table")]),
+    ("put_poll_mark", &[("dynamodb:PutItem", "table")]),
+    ("put_psa_record", &[("dynamodb:PutItem", "table")]),
+    ("get_psa_record", &[("dynamodb:GetItem", "table")]),
+    ("list_psa_records", &[("dynamodb:Query", "table")]),
+    ("put_sync_checkpoint", &[("dynamodb:PutItem", "table")]),
+    ("get_sync_checkpoint", &[("dynamodb:GetItem", "table")]),
 ];
 
 pub fn root() -> PathBuf {
