@@ -66,7 +66,7 @@ async fn open_past_horizon_is_abandoned(backend: Backend) {
         headers["x-bridge-timestamp"].to_str().unwrap(),
         raw,
         headers["x-bridge-signature"].to_str().unwrap(),
-        at, // the poll run's clock signed it
+        Utc::now(), // the outbox signs with the wall clock at sending time, not the poll run's clock
         300,
     )
     .unwrap();
