@@ -3,6 +3,7 @@
 //! the Lambda functions and the local runner only adapt events to these calls.
 
 pub mod api;
+pub mod cold_start;
 mod create;
 pub mod intake;
 mod mappings_api;
@@ -22,6 +23,7 @@ use crate::domain::{NewTask, Task, TaskEvent, TaskId, TaskState};
 use crate::secrets::Secrets;
 use crate::store::{Created, Page, Store, StoreError};
 
+pub use cold_start::ColdStartCheck;
 pub use create::CreateReport;
 pub use metrics::Metrics;
 pub use notify::{BridgeEvent, EventSink, LogEvents};
