@@ -10,6 +10,7 @@ pub mod oauth_connect;
 pub mod session;
 pub mod status;
 mod tasks;
+mod time_filter;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
