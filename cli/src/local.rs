@@ -109,5 +109,9 @@ fn sandbox_connection(base_url: &str) -> ConnectionConfig {
         callback_secret: None,
         options: Default::default(),
         mapping: Default::default(),
+        polling: Default::default(),
+        sync: Default::default(),
+        retry: Default::default(),
+        reopen_within_minutes: 0,
     }
 }

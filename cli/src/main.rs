@@ -8,6 +8,8 @@ mod mappings;
 mod oauth;
 mod rules;
 mod serve;
+mod serve_sync;
+mod sync_cmd;
 
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;

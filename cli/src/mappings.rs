@@ -112,6 +112,15 @@ pub enum MappingsCmd {
         #[command(subcommand)]
         cmd: ContactsCmd,
     },
+    /// Run the continuous PSA sync now (or continue an interrupted run).
+    Sync,
+    /// The sync's checkpoint and the last run's counts.
+    Status,
+    /// The records the sync read (customers, contacts, locations, assets): list, preview, apply.
+    Records {
+        #[command(subcommand)]
+        cmd: crate::sync_cmd::RecordsCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -288,6 +297,9 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, args: MappingsArgs) -> 
             })
         }
         MappingsCmd::Contacts { cmd } => contacts(cmd, out, conn, &mappings).await,
+        MappingsCmd::Sync => crate::sync_cmd::sync(engine, conn, out).await,
+        MappingsCmd::Status => crate::sync_cmd::status(engine, conn, out).await,
+        MappingsCmd::Records { cmd } => crate::sync_cmd::records(engine, conn, out, cmd).await,
     }
 }
 

@@ -22,6 +22,8 @@ use crate::local;
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// How often pollers wake up (each connection's lease paces real polls to its interval).
 const POLL_TICK: Duration = Duration::from_secs(2);
+/// How often the outbox sender looks for due callbacks and events.
+const DELIVER_EVERY: Duration = Duration::from_secs(1);
 /// How often token upkeep runs.
 const TOKENS_EVERY: Duration = Duration::from_secs(60);
 /// Tickets created at once from intake. Tasks about one user share a lane, so the alerts of one
@@ -54,6 +56,10 @@ struct App {
 }
 
 pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> Result<()> {
+    if let Ok(step) = std::env::var("TB_FAILPOINT") {
+        bridge::engine::failpoint::arm(&step).map_err(anyhow::Error::msg)?;
+        tracing::warn!(step = %step, "test crash point armed: the process aborts at this step");
+    }
     let local = local::build(config, data_dir).await?;
     let engine = local.engine.clone();
     let status = crate::console::ConnectionStatus::default();
@@ -144,6 +150,18 @@ fn spawn_workers(engine: Arc<Engine>, status: crate::console::ConnectionStatus) 
             }
         }
     });
+    let e = engine.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(DELIVER_EVERY);
+        loop {
+            tick.tick().await;
+            let r = e.deliver_due(chrono::Utc::now()).await;
+            if r.attempted > 0 {
+                tracing::info!(?r, "outbox run");
+            }
+        }
+    });
+    crate::serve_sync::spawn(engine.clone());
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(TOKENS_EVERY);
         loop {

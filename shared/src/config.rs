@@ -5,6 +5,11 @@
 //! (lower-cased; `__` separates levels, so `TICKET_BRIDGE__CONNECTIONS__BMS_MAIN__BASE_URL` is
 //! `connections.bms_main.base_url`). Values are read as TOML when they parse, else as strings.
 
+mod sync_settings;
+pub use sync_settings::SyncSettings;
+mod retry;
+pub use retry::{RetryClass, RetryPolicy};
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -81,6 +86,12 @@ pub struct Settings {
     pub token_refresh_window_secs: u64,
     /// Warn this many days before a personal access token expires.
     pub pat_warn_days: u32,
+    /// Attempts at a callback or event before it is dead-lettered (`GET /v1/deliveries?state=dead`).
+    pub delivery_max_attempts: u32,
+    /// First delay between delivery attempts; doubles per attempt up to `retry_max_secs`.
+    pub delivery_retry_base_secs: u64,
+    /// How long a sender's claim on a delivery lasts; a sender that dies is replaced after this.
+    pub delivery_claim_secs: u64,
 }
 
 impl Default for Settings {
@@ -101,6 +112,9 @@ impl Default for Settings {
             allow_private_callbacks: false,
             token_refresh_window_secs: 900,
             pat_warn_days: 14,
+            delivery_max_attempts: 10,
+            delivery_retry_base_secs: 10,
+            delivery_claim_secs: 60,
         }
     }
 }
@@ -191,7 +205,8 @@ pub struct ConnectionConfig {
     /// Seconds between status polls of one ticket.
     #[serde(default = "default_poll_interval")]
     pub poll_interval_secs: u64,
-    /// Stop polling (dead-letter) after this many days open; 0 = never.
+    /// Stop polling tasks open longer than this many days (outcome `abandoned`, result `failed`,
+    /// event `TaskAbandoned`, callback); 0 = never (SailPoint: `provisioningMaxStatusCheckDays`).
     #[serde(default)]
     pub give_up_after_days: u32,
     /// Requests per hour this connection may make (BMS: 1,500 per endpoint).
@@ -209,6 +224,49 @@ pub struct ConnectionConfig {
     /// Organization / contact sync settings (`ticket-bridge mappings`).
     #[serde(default)]
     pub mapping: MappingSettings,
+    /// Incremental status reads (`[connections.<name>.polling]`).
+    #[serde(default)]
+    pub polling: PollSettings,
+    /// Continuous PSA sync (customers, contacts, locations, assets).
+    #[serde(default)]
+    pub sync: SyncSettings,
+    /// Which failures are retried and how many attempts a task gets (`[connections.<name>.retry]`).
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// An alert whose group's ticket closed at most this many minutes ago reopens that ticket with
+    /// a note instead of opening a new one (targets that can reopen); 0 = off.
+    #[serde(default)]
+    pub reopen_within_minutes: u32,
+}
+
+/// How status polls read a connection: only what changed since the high-water mark where the
+/// target has a change filter, with a full sweep every `full_sweep_every` cycles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollSettings {
+    /// Read only changed tickets where the connector supports it (off: always the full read).
+    pub incremental: bool,
+    /// Every this many cycles, one full batched read (1 = every cycle is a full read).
+    pub full_sweep_every: u32,
+    /// Seconds subtracted from the high-water mark when asking for changes (clock skew between
+    /// the target's stamps and the bridge, changes committed late, whole-second resolution).
+    pub change_margin_secs: u64,
+    /// Secret (field `webhook_key`) that signs `POST /v1/hooks/<connection>`; none: hooks off.
+    pub webhook_secret: Option<String>,
+    /// Largest age (and clock skew) of a signed hook's `X-Bridge-Timestamp`, in seconds.
+    pub webhook_window_secs: u64,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        Self {
+            incremental: true,
+            full_sweep_every: 12,
+            change_margin_secs: 120,
+            webhook_secret: None,
+            webhook_window_secs: 300,
+        }
+    }
 }
 
 fn default_poll_interval() -> u64 {
@@ -346,8 +404,26 @@ impl Config {
             if c.rate_limit_per_hour == 0 {
                 return Err(ConfigError::new(key("rate_limit_per_hour"), "must be at least 1"));
             }
+            if let Some((field, m)) = c.retry.problem() {
+                return Err(ConfigError::new(key(&format!("retry.{field}")), m));
+            }
             if c.poll_concurrency == 0 || c.poll_concurrency > 64 {
                 return Err(ConfigError::new(key("poll_concurrency"), "must be between 1 and 64"));
+            }
+            if c.polling.full_sweep_every == 0 {
+                return Err(ConfigError::new(key("polling.full_sweep_every"), "must be at least 1"));
+            }
+            if c.polling.change_margin_secs < 2 || c.polling.change_margin_secs > 86_400 {
+                return Err(ConfigError::new(
+                    key("polling.change_margin_secs"),
+                    "must be between 2 (targets stamp whole seconds) and 86400",
+                ));
+            }
+            if c.polling.webhook_window_secs == 0 || c.polling.webhook_window_secs > 3600 {
+                return Err(ConfigError::new(key("polling.webhook_window_secs"), "must be between 1 and 3600"));
+            }
+            if c.polling.webhook_secret.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                return Err(ConfigError::new(key("polling.webhook_secret"), "must name a secret (or be left out)"));
             }
             for (field, tpl) in [
                 ("template.title", &c.template.title),

@@ -256,6 +256,56 @@ fn hang_opts() -> Opts {
     Opts { timeout_ms: 1_000, max_retries: 1, ..Opts::default() }
 }
 
+/// `close_ticket` (cancel propagation): one note carrying the text, and a status the target counts
+/// as closed, read back from the target (the simulator, or the real RT under `cargo xtask peer rt`).
+/// Closing again keeps it closed.
+pub async fn close_ticket_notes_and_closes(h: Harness) {
+    let mut req = request(&key(), "Cancelled later");
+    if h.connector.kind() == bridge::domain::ConnectorKind::Ninjaone {
+        // NinjaOne's update API requires a requester.
+        req.contact_id = Some("1fa74a18-a329-40d8-b5b7-0a22624f7800".into());
+    }
+    let t = h.connector.create_ticket(&req).await.unwrap();
+    let note = NoteRequest {
+        correlation_key: key(),
+        title: "Cancelled by the requester".into(),
+        body: "no longer needed".into(),
+    };
+    h.connector.close_ticket(&t, &note).await.unwrap();
+    let stored = h.state().ticket(t.id.parse().unwrap()).await.unwrap();
+    let with_text = stored.notes.iter().filter(|n| n.body.contains("no longer needed")).count();
+    assert_eq!(with_text, 1, "{:?}", stored.notes);
+    let status = h.connector.statuses(std::slice::from_ref(&t.id)).await.unwrap();
+    assert_eq!(status.len(), 1, "{status:?}");
+    assert!(
+        matches!(status[0].category, Some(bridge::domain::MappedStatus::Closed(_)))
+            || h.sim.is_closed_status(&stored.status),
+        "{:?} / {}",
+        status[0],
+        stored.status
+    );
+    h.connector.close_ticket(&t, &note).await.unwrap();
+    let again = h.state().ticket(t.id.parse().unwrap()).await.unwrap();
+    assert_eq!(again.status, stored.status, "closing again keeps it closed");
+    // Reopen window: back to an open status with the note, where the target can reopen.
+    let reopen = NoteRequest { correlation_key: key(), title: "Reopened".into(), body: "alert again".into() };
+    match h.connector.reopen_ticket(&t, &reopen).await {
+        Ok(()) => {
+            let status = h.connector.statuses(std::slice::from_ref(&t.id)).await.unwrap();
+            assert!(!matches!(status[0].category, Some(bridge::domain::MappedStatus::Closed(_))), "{status:?}");
+            let open = h.state().ticket(t.id.parse().unwrap()).await.unwrap();
+            assert!(!h.sim.is_closed_status(&open.status), "{}", open.status);
+            assert!(open.notes.iter().any(|n| n.body.contains("alert again")), "{:?}", open.notes);
+        }
+        Err(ConnectorError::Unsupported(_)) => {
+            assert_eq!(h.connector.kind(), bridge::domain::ConnectorKind::Bms, "only BMS cannot reopen");
+            let unchanged = h.state().ticket(t.id.parse().unwrap()).await.unwrap();
+            assert_eq!(unchanged.notes.len(), again.notes.len(), "nothing written");
+        }
+        Err(e) => panic!("reopen failed: {e}"),
+    }
+}
+
 macro_rules! conformance {
     ($($name:ident => $factory:path),* $(,)?) => {$(
         mod $name {
@@ -280,6 +330,8 @@ macro_rules! conformance {
             async fn revoked_token() { super::revoked_token($factory(Opts::default()).await).await }
             #[tokio::test]
             async fn rate_limit_is_respected() { super::rate_limit_is_respected($factory(rate_opts()).await).await }
+            #[tokio::test]
+            async fn close_ticket_notes_and_closes() { super::close_ticket_notes_and_closes($factory(Opts::default()).await).await }
         }
     )*};
 }

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bridge::domain::{
-    Alert, ContactEntry, Lease, MappedStatus, NewTask, OrgMapping, Outcome, Severity, Task, TaskEvent, TaskId,
-    TaskPayload, TaskResult, TaskState, TicketGroup, TicketRef, UserMapping,
+    Alert, CloseResult, ContactEntry, Lease, MappedStatus, NewTask, OrgMapping, Outcome, Severity, Task, TaskEvent,
+    TaskId, TaskPayload, TaskResult, TaskState, TicketGroup, TicketRef, UserMapping,
 };
 use bridge::store::dynamo::{DynamoStore, OpCounter, client_with_op_counter, create_table, table};
 use bridge::store::sqlite::SqliteStore;
@@ -166,6 +166,7 @@ conformance!(
     org_and_user_mappings_share_a_partition_without_mixing,
     contact_cache_expiry,
     foreign_cursor_rejected,
+    cancelled_ticket_close_rides_the_poll_queue,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -989,4 +990,41 @@ async fn sqlite_purge_expired_removes_finished_tasks_and_stale_contacts() {
     // The purged task's key is free again.
     let again = new_task("idp", "gone", "c", t0 + Duration::days(2));
     assert!(matches!(s.create_task(&again).await.unwrap(), Created::New(_)));
+}
+
+/// A task cancelled with an open ticket stays in its connection's poll queue (at `close_at`, then
+/// at each retry time) until its ticket's close is recorded, and reads back with `ticket_close`.
+async fn cancelled_ticket_close_rides_the_poll_queue(h: &Harness) {
+    let s = h.store();
+    let t0 = Utc::now() - Duration::minutes(10);
+    let now = Utc::now();
+    let retain = now + Duration::days(30);
+    let open = open_task(s, "close-me", "c", t0, t0).await;
+    let cancelled = advance(
+        s,
+        open,
+        TaskEvent::CancelBecause { retain_until: retain, reason: Some("withdrawn".into()), close_at: t0 },
+        t0,
+    )
+    .await;
+    let back = s.get_task(&cancelled.id).await.unwrap().unwrap();
+    assert_eq!(back.state, TaskState::Cancelled);
+    assert_eq!(back.ticket_close.as_ref().and_then(|c| c.reason.as_deref()), Some("withdrawn"));
+    assert!(ids(&s.due_for_polling("c", now, 100, None).await.unwrap().items).contains(&back.id), "due to close");
+    assert!(!ids(&s.due_for_creation(now, 100, None).await.unwrap().items).contains(&back.id));
+
+    // A failed attempt moves it to the retry time: not due before, due after.
+    let retry_at = now + Duration::minutes(5);
+    let retried = advance(s, back, TaskEvent::TicketCloseFailed { error: "503".into(), retry_at }, now).await;
+    assert!(!ids(&s.due_for_polling("c", now, 100, None).await.unwrap().items).contains(&retried.id));
+    let later = retry_at + Duration::seconds(1);
+    assert!(ids(&s.due_for_polling("c", later, 100, None).await.unwrap().items).contains(&retried.id));
+
+    let done =
+        advance(s, retried, TaskEvent::TicketCloseDone { result: CloseResult::Closed, detail: "closed".into() }, now)
+            .await;
+    assert!(!ids(&s.due_for_polling("c", later, 100, None).await.unwrap().items).contains(&done.id), "done");
+    let back = s.get_task(&done.id).await.unwrap().unwrap();
+    assert_eq!(back.ticket_close.as_ref().map(|c| (c.result, c.attempts)), Some((Some(CloseResult::Closed), 1)));
+    assert_eq!(back.result(), TaskResult::Cancelled);
 }

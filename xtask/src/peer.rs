@@ -5,7 +5,8 @@
 //! through `RT_SITE_CONFIG` / `RT_SITE_CONFIG_DIR`: no web path, low bcrypt cost, mail to files),
 //! creates root's auth token and the correlation custom field with RT's own Perl API
 //! (`xtask/rt_peer_setup.pl`), serves it with `rt-server` on a free loopback port, runs the
-//! connector conformance suite and the `serve` end-to-end test against it (`TB_RT_URL`,
+//! connector conformance suite, the change-filter test (`connector_changes`) and the `serve`
+//! end-to-end test against it (`TB_RT_URL`,
 //! `TB_RT_TOKEN`), then stops the server and removes the folder.
 
 use anyhow::{Context, Result, bail};
@@ -26,7 +27,7 @@ const RT_SERVER: &str = "/usr/share/request-tracker5/libexec/rt-server";
 const CUSTOM_FIELDS: [&str; 2] = ["TicketBridgeKey", "Customer"];
 /// The tests that run against the real RT: the RT conformance suite and the serve end-to-end flow.
 const FILTER: &str = "(binary(connector_conformance) & test(/^rt::/)) | (binary(assignee_fields) & test(/^rt::/)) \
-     | (binary(serve) & test(=serve_rt))";
+     | (binary(connector_changes) & test(/^rt::/)) | (binary(serve) & test(=serve_rt))";
 /// How long RT may take to answer HTTP after start (it loads all of RT per worker).
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -67,6 +68,7 @@ fn rt(root: &Path) -> Result<i32> {
         for (package, test, filter) in [
             ("bridge", "connector_conformance", "rt::"),
             ("bridge", "assignee_fields", "rt::"),
+            ("bridge", "connector_changes", "rt::"),
             ("ticket-bridge", "serve", "serve_rt"),
         ] {
             let mut cmd = Command::new(crate::cargo());

@@ -182,6 +182,72 @@ async fn every_store_method_issues_exactly_the_actions_iam_grants() {
     seen.take("put_contact", &counter);
     assert!(s.get_contact("conn", "bob@acme.example", now).await.unwrap().is_some());
     seen.take("get_contact", &counter);
+    let mark = bridge::store::PollMark {
+        connection: "conn".into(),
+        high_water: now,
+        from_target: true,
+        cycles_since_sweep: 1,
+        updated_at: now,
+    };
+    s.put_poll_mark(&mark).await.unwrap();
+    seen.take("put_poll_mark", &counter);
+    assert_eq!(s.get_poll_mark("conn").await.unwrap(), Some(mark));
+    seen.take("get_poll_mark", &counter);
+
+    // Outbox: entries written with a task update (and a lost one), read, claimed (and a lost
+    // claim), due, listed.
+    let current = s.get_task(&first.id).await.unwrap().unwrap();
+    counter.reset();
+    let mut closed = current.clone();
+    closed
+        .apply(
+            TaskEvent::Closed {
+                outcome: bridge::domain::Outcome::Fulfilled,
+                remote_status: "Closed".into(),
+                retain_until: now,
+            },
+            now,
+        )
+        .unwrap();
+    let entry = bridge::domain::Delivery::new(
+        bridge::domain::DeliveryKind::Event,
+        closed.id.clone(),
+        "conn",
+        "TaskCompleted",
+        None,
+        serde_json::json!({}),
+        now,
+    );
+    s.update_task_with_deliveries(&closed, std::slice::from_ref(&entry)).await.unwrap();
+    let stale = s.update_task_with_deliveries(&closed, &[]).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    seen.take("update_task_with_deliveries", &counter);
+    assert!(s.get_delivery(&entry.id).await.unwrap().is_some());
+    seen.take("get_delivery", &counter);
+    s.update_delivery(&entry).await.unwrap();
+    assert!(matches!(s.update_delivery(&entry).await, Err(StoreError::Conflict(_))));
+    seen.take("update_delivery", &counter);
+    assert_eq!(s.due_deliveries(now + Duration::hours(1), 10).await.unwrap().len(), 1);
+    seen.take("due_deliveries", &counter);
+    assert_eq!(s.list_deliveries(bridge::domain::DeliveryState::Pending, 10, None).await.unwrap().items.len(), 1);
+    seen.take("list_deliveries", &counter);
+
+    // The continuous sync's records and checkpoint.
+    let record: bridge::domain::PsaRecord = serde_json::from_value(serde_json::json!({
+        "connection": "conn", "key": "assets#c-1#laptop 42", "kind": "assets", "id": "9", "name": "Laptop 42",
+        "customer_id": "c-1", "state": "created", "updated_at": now
+    }))
+    .unwrap();
+    s.put_psa_record(&record).await.unwrap();
+    seen.take("put_psa_record", &counter);
+    assert!(s.get_psa_record("conn", &record.key).await.unwrap().is_some());
+    seen.take("get_psa_record", &counter);
+    assert_eq!(s.list_psa_records("conn", bridge::domain::RecordKind::Assets).await.unwrap().len(), 1);
+    seen.take("list_psa_records", &counter);
+    s.put_sync_checkpoint(&bridge::domain::SyncCheckpoint::new("conn", now)).await.unwrap();
+    seen.take("put_sync_checkpoint", &counter);
+    assert!(s.get_sync_checkpoint("conn").await.unwrap().is_some());
+    seen.take("get_sync_checkpoint", &counter);
 
     let table: BTreeMap<&str, BTreeSet<String>> = STORE_METHOD_ACTIONS
         .iter()

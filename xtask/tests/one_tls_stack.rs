@@ -48,7 +48,7 @@ fn product_code_builds_http_clients_only_through_client_builder() {
 #[test]
 fn shipped_binaries_link_ring_and_not_aws_lc() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    for package in ["intake", "create-ticket", "poll-status", "refresh-token", "ticket-bridge"] {
+    for package in ["intake", "create-ticket", "poll-status", "refresh-token", "sync-mappings", "ticket-bridge"] {
         let tree = |krate: &str| {
             let out = Command::new(&cargo)
                 .current_dir(root())

@@ -1,4 +1,5 @@
-//! poll-status: on a schedule, polls open tickets of every connection whose interval has passed.
+//! poll-status: on a schedule, polls open tickets of every connection whose interval has passed,
+//! then sends the callbacks and events of the outbox that are due.
 
 use bridge::engine::Engine;
 use lambda_runtime::{Error, LambdaEvent};
@@ -11,6 +12,15 @@ pub async fn handle(engine: &Engine, _event: LambdaEvent<Value>) -> Result<Value
         tracing::info!(connection = %conn, tickets = r.tickets, requests = r.requests, changed = r.changed,
             completed = r.completed, failed_batches = r.failed_batches, skipped = r.skipped, "poll run");
     }
+    // Callbacks and events not acknowledged yet (the outbox): one attempt each that is due.
+    let outbox = engine.deliver_due(now).await;
+    tracing::info!(
+        attempted = outbox.attempted,
+        delivered = outbox.delivered,
+        retrying = outbox.retrying,
+        dead = outbox.dead,
+        "outbox run"
+    );
     if let Some(doc) = engine.metrics.to_emf("TicketBridge", "poll-status", now.timestamp_millis()) {
         println!("{doc}");
     }

@@ -8,15 +8,20 @@ use std::future::Future;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConnectionConfig;
-use crate::domain::{ConnectorKind, MappedStatus, TicketRef};
+use crate::domain::{ConnectorKind, MappedStatus, RecordKind, TicketRef};
 use crate::http::HttpClient;
 pub use crate::http::{ConnectorError, TokenKind, TokenState};
 use crate::secrets::Secrets;
+pub use changes::ChangedTickets;
+pub use records::{PsaEntry, RecordPage};
 
+pub mod changes;
 pub mod generic;
+pub mod records;
 pub mod rt;
 pub mod sandbox;
 
@@ -51,6 +56,12 @@ pub struct TicketRequest {
     /// Target custom fields by name (OTRS dynamic fields, RT custom fields, NinjaOne attributes…).
     #[serde(default)]
     pub custom_fields: std::collections::BTreeMap<String, serde_json::Value>,
+    /// The location of the user's contact (BMS `LocationId`), from the sync's contact records.
+    #[serde(default)]
+    pub location_id: Option<String>,
+    /// The asset the alert names (BMS `HardwareAssetId`), from the sync's asset records.
+    #[serde(default)]
+    pub asset_id: Option<String>,
 }
 
 /// An internal note added to an open ticket (grouped alerts).
@@ -220,6 +231,43 @@ pub trait Connector: Send + Sync {
 
     /// Renews the session/OAuth token now and stores the new secret version.
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError>;
+
+    /// The target's change filter used by [`Connector::changed_since`] (e.g. "TicketSQL LastUpdated"),
+    /// `None` where the API has none and polling stays a batched full read.
+    fn change_filter(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Statuses of the tickets the target changed after `since` (its clock), every page read.
+    async fn changed_since(&self, _since: DateTime<Utc>) -> Result<ChangedTickets, ConnectorError> {
+        Err(unsupported(self.kind(), "reading changed tickets"))
+    }
+
+    /// Page `page` (1-based) of the target's entries of `kind` for the continuous sync: only those
+    /// changed since `since` where the API can filter by change time, else all of them.
+    async fn read_records(
+        &self,
+        _kind: RecordKind,
+        _since: Option<DateTime<Utc>>,
+        _page: u32,
+    ) -> Result<RecordPage, ConnectorError> {
+        Err(unsupported(self.kind(), &format!("reading {} for the sync", _kind.as_str())))
+    }
+
+    /// Adds `note` to the ticket of a cancelled task and closes it (or moves it to the target's
+    /// cancelled/rejected state). Safe to call again after a failure: a ticket already closed
+    /// stays closed. Targets whose API cannot close tickets answer [`ConnectorError::Unsupported`]
+    /// (the engine then adds the note alone).
+    async fn close_ticket(&self, _ticket: &TicketRef, _note: &NoteRequest) -> Result<(), ConnectorError> {
+        Err(unsupported(self.kind(), "closing tickets"))
+    }
+
+    /// Reopens a closed ticket (moves it back to an open status) and adds `note` (the alert that
+    /// reopened it). Targets that cannot answer [`ConnectorError::Unsupported`] before writing
+    /// anything (the engine then opens a new ticket).
+    async fn reopen_ticket(&self, _ticket: &TicketRef, _note: &NoteRequest) -> Result<(), ConnectorError> {
+        Err(unsupported(self.kind(), "reopening tickets"))
+    }
 }
 
 /// Builds the connector for connection `name` (no I/O; credentials are read on first use).

@@ -14,13 +14,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use reqwest::{Method, RequestBuilder};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::changes::{parse_target_time, sql_time};
 use super::{
-    CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
-    allow_options, create_with_recovery,
+    ChangedTickets, CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind,
+    TokenState, allow_options, create_with_recovery,
 };
 use crate::config::ConnectionConfig;
 use crate::domain::{ConnectorKind, MappedStatus, Outcome, TicketRef};
@@ -37,6 +39,7 @@ struct RtOptions {
     rest_path: Option<String>,
     #[allow(dead_code)]
     http: Option<toml::Value>,
+    close_status: Option<String>,
 }
 
 /// Connector for RT 5.
@@ -51,6 +54,8 @@ pub struct RtConnector {
     per_page: usize,
     http: HttpClient,
     creds: SecretCache,
+    /// Status a cancelled task's ticket is set to (default `rejected`).
+    close_status: String,
 }
 
 /// The default lifecycle's category of an RT status.
@@ -110,7 +115,7 @@ impl RtConnector {
         allow_options(
             name,
             &config.options,
-            &["queue", "correlation_field", "customer_field", "per_page", "rest_path", "http"],
+            &["queue", "correlation_field", "customer_field", "per_page", "rest_path", "http", "close_status"],
         )?;
         let opts = RtOptions::deserialize(toml::Value::Table(config.options.clone()))
             .map_err(|e| ConnectorError::Config(format!("connections.{name}.options: {e}")))?;
@@ -142,6 +147,7 @@ impl RtConnector {
             per_page,
             http,
             creds: SecretCache::new(secrets, &config.secret, redactor),
+            close_status: opts.close_status.unwrap_or_else(|| "rejected".into()),
         })
     }
 
@@ -198,6 +204,11 @@ impl RtConnector {
 
     /// All pages of a TicketSQL search.
     async fn search(&self, query: &str, fields: &str) -> Result<Vec<Value>, ConnectorError> {
+        self.search_counted(query, fields).await.map(|(items, _)| items)
+    }
+
+    /// All pages of a TicketSQL search, with the number of pages requested.
+    async fn search_counted(&self, query: &str, fields: &str) -> Result<(Vec<Value>, u32), ConnectorError> {
         let mut out = Vec::new();
         let mut page = 1usize;
         loop {
@@ -215,9 +226,26 @@ impl RtConnector {
             // The next page is asked by number, not by following the `next_page` URL: RT builds
             // that from the request it saw, which behind a proxy may name another host or scheme.
             if !more || page >= 1000 {
-                return Ok(out);
+                return Ok((out, u32::try_from(page).unwrap_or(u32::MAX)));
             }
             page += 1;
+        }
+    }
+
+    /// `PUT /ticket/{id}` `{"Status"}`. REST2 answers 200 with a list of messages even when it
+    /// refuses a change (RT::REST2::Resource::Record::Writable), so the ticket is read back to tell.
+    async fn set_status(&self, ticket: &TicketRef, status: &str, setting: &str) -> Result<(), ConnectorError> {
+        let path = format!("/ticket/{}", super::encode_segment(&ticket.id));
+        let body = json!({ "Status": status });
+        let messages: Value = self.call(Method::PUT, &path, &[], Some(&body), true).await?.json()?;
+        let now: Value = self.call(Method::GET, &path, &[], None, true).await?.json()?;
+        match now.get("Status").and_then(Value::as_str) {
+            Some(s) if s.eq_ignore_ascii_case(status) => Ok(()),
+            Some(s) => Err(ConnectorError::Rejected(format!(
+                "RT kept ticket {} in status '{s}' ({setting} '{status}'): {messages}",
+                ticket.id
+            ))),
+            None => Err(ConnectorError::Malformed(format!("RT ticket {} without 'Status'", ticket.id))),
         }
     }
 
@@ -391,6 +419,19 @@ impl Connector for RtConnector {
         self.call(Method::POST, &path, &[], Some(&body), false).await.map(|_| ())
     }
 
+    /// Comment, then `PUT /ticket/{id}` `{"Status": close_status}`, confirmed by reading it back.
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        self.add_note(ticket, note).await?;
+        self.set_status(ticket, &self.close_status, "options.close_status").await
+    }
+
+    /// `PUT /ticket/{id}` `{"Status": "open"}` (RT's default lifecycle allows resolved/rejected →
+    /// open), confirmed by reading it back, then the comment.
+    async fn reopen_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        self.set_status(ticket, "open", "status 'open'").await?;
+        self.add_note(ticket, note).await
+    }
+
     async fn statuses(&self, ticket_ids: &[String]) -> Result<Vec<RemoteStatus>, ConnectorError> {
         let ids: Vec<u64> = ticket_ids.iter().filter_map(|i| i.parse().ok()).collect();
         let mut out = Vec::new();
@@ -418,6 +459,38 @@ impl Connector for RtConnector {
 
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError> {
         self.token_state().await
+    }
+
+    fn change_filter(&self) -> Option<&'static str> {
+        Some("TicketSQL LastUpdated >")
+    }
+
+    /// `LastUpdated > 'YYYY-MM-DD HH:MM:SS'` (UTC; RT reads the value in the API user's time zone,
+    /// which must be UTC) over every queue (a technician may move a ticket), ordered by id.
+    /// `LastUpdated` comes back as `2026-11-30T14:00:05Z`, whole seconds.
+    async fn changed_since(&self, since: DateTime<Utc>) -> Result<ChangedTickets, ConnectorError> {
+        let query = format!("LastUpdated > {}", sql_quote(&sql_time(since)));
+        let (items, requests) = self.search_counted(&query, "Status,LastUpdated").await?;
+        let mut out = ChangedTickets { requests, ..ChangedTickets::default() };
+        for item in items {
+            let id = item
+                .get("id")
+                .and_then(id_text)
+                .ok_or_else(|| ConnectorError::Malformed("RT item without 'id'".into()))?;
+            let name = item
+                .get("Status")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ConnectorError::Malformed(format!("RT ticket {id} without 'Status'")))?
+                .to_string();
+            let updated = item
+                .get("LastUpdated")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ConnectorError::Malformed(format!("RT ticket {id} without 'LastUpdated'")))?;
+            let updated = parse_target_time(updated, "RT LastUpdated")?;
+            out.latest = out.latest.max(Some(updated));
+            out.statuses.push(RemoteStatus { ticket_id: id, category: category(&name), name });
+        }
+        Ok(out)
     }
 }
 

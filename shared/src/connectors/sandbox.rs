@@ -284,6 +284,20 @@ impl Connector for SandboxConnector {
         self.call(Method::POST, &path, &[], Some(&body), false).await.map(|_| ())
     }
 
+    /// Note, then `PATCH /api/v1/tickets/{id}` to status `Rejected` (category `rejected`).
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        self.add_note(ticket, note).await?;
+        let path = format!("/api/v1/tickets/{}", encode_segment(&ticket.id));
+        self.call(Method::PATCH, &path, &[], Some(&json!({"status": "Rejected"})), true).await.map(|_| ())
+    }
+
+    /// `PATCH /api/v1/tickets/{id}` to status `In Progress`, then the note.
+    async fn reopen_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        let path = format!("/api/v1/tickets/{}", encode_segment(&ticket.id));
+        self.call(Method::PATCH, &path, &[], Some(&json!({"status": "In Progress"})), true).await?;
+        self.add_note(ticket, note).await
+    }
+
     async fn statuses(&self, ticket_ids: &[String]) -> Result<Vec<RemoteStatus>, ConnectorError> {
         // The desk's ids are numbers; anything else cannot exist there.
         let ids: Vec<&String> = ticket_ids.iter().filter(|i| i.parse::<u64>().is_ok()).collect();

@@ -63,6 +63,8 @@ pub enum Status {
 pub enum Outcome {
     Fulfilled,
     Rejected,
+    /// No final status within the connection's `give_up_after_days`: polling stopped.
+    Abandoned,
 }
 
 /// The one flat value a caller reads to tell how a task stands: a single path and value list
@@ -82,7 +84,8 @@ pub enum TaskResult {
     Rejected,
     /// The caller cancelled the task.
     Cancelled,
-    /// The bridge gave up creating the ticket (dead letter; an operator may replay it).
+    /// The bridge gave up: creating the ticket (dead letter; an operator may replay it), or
+    /// waiting for it to close (`outcome` `abandoned`, past `give_up_after_days`; final).
     Failed,
 }
 
@@ -141,6 +144,22 @@ pub enum TaskEvent {
     Cancel { retain_until: DateTime<Utc> },
     /// An operator replays a dead-lettered task.
     Replay,
+    /// Cancelled by the caller, for `reason` if given. A task with a ticket keeps it in the poll
+    /// queue from `close_at` until its note/close is done (see [`super::TicketClose`]).
+    CancelBecause { retain_until: DateTime<Utc>, reason: Option<String>, close_at: DateTime<Utc> },
+    /// A creation that was under way when the task was cancelled opened `ticket` after all: it is
+    /// recorded and closed like the ticket of a task cancelled while open.
+    LateTicket { ticket: TicketRef, close_at: DateTime<Utc> },
+    /// Closing a cancelled task's ticket failed; try again at `retry_at`.
+    TicketCloseFailed { error: String, retry_at: DateTime<Utc> },
+    /// The cancelled task's ticket got its note/close (or cannot): `detail` says what happened.
+    TicketCloseDone { result: super::CloseResult, detail: String },
+    /// The ticket stayed open past the connection's give-up horizon: polling stops (final,
+    /// outcome `abandoned`).
+    PollAbandoned { reason: String, retain_until: DateTime<Utc> },
+    /// The group's ticket, closed within the connection's reopen window, was reopened with a note
+    /// for this alert, which now owns it; first poll at `next_poll_at`.
+    TicketReopened { ticket: TicketRef, next_poll_at: DateTime<Utc> },
 }
 
 impl TaskEvent {
@@ -155,6 +174,12 @@ impl TaskEvent {
             Self::Closed { .. } => "completed",
             Self::Cancel { .. } => "cancelled",
             Self::Replay => "replayed",
+            Self::CancelBecause { .. } => "cancelled",
+            Self::LateTicket { .. } => "ticket_created_after_cancel",
+            Self::TicketCloseFailed { .. } => "ticket_close_retry",
+            Self::TicketCloseDone { result, .. } => result.event(),
+            Self::PollAbandoned { .. } => "abandoned",
+            Self::TicketReopened { .. } => "ticket_reopened",
         }
     }
 }
@@ -180,6 +205,7 @@ impl Task {
             },
             TaskState::Completed => match self.outcome {
                 Some(Outcome::Rejected) => TaskResult::Rejected,
+                Some(Outcome::Abandoned) => TaskResult::Failed,
                 _ => TaskResult::Fulfilled,
             },
             TaskState::Cancelled => TaskResult::Cancelled,
@@ -203,6 +229,16 @@ impl Task {
             }
             (S::Received, E::TicketCreated { ticket, next_poll_at }) => {
                 detail = Some(format!("ticket {}", ticket.display()));
+                self.attempts += 1;
+                self.state = S::TicketOpen;
+                self.status = Status::Open;
+                self.ticket = Some(ticket);
+                self.last_error = None;
+                self.next_attempt_at = None;
+                self.next_poll_at = Some(next_poll_at);
+            }
+            (S::Received, E::TicketReopened { ticket, next_poll_at }) => {
+                detail = Some(format!("ticket {} reopened", ticket.display()));
                 self.attempts += 1;
                 self.state = S::TicketOpen;
                 self.status = Status::Open;
@@ -257,6 +293,45 @@ impl Task {
             }
             (S::Received | S::TicketOpen | S::Noted | S::Failed, E::Cancel { retain_until }) => {
                 self.finish(S::Cancelled, None, now, retain_until);
+            }
+            (
+                S::Received | S::TicketOpen | S::Noted | S::Failed,
+                E::CancelBecause { retain_until, reason, close_at },
+            ) => {
+                let had_ticket = self.ticket.is_some() && matches!(self.state, S::TicketOpen | S::Noted);
+                let note_only = self.state == S::Noted;
+                detail = reason.clone();
+                self.finish(S::Cancelled, None, now, retain_until);
+                if had_ticket {
+                    self.ticket_close = Some(super::TicketClose { reason, note_only, attempts: 0, result: None });
+                    self.next_poll_at = Some(close_at);
+                }
+            }
+            (S::Cancelled, E::LateTicket { ticket, close_at }) if self.ticket.is_none() => {
+                detail = Some(format!("ticket {}", ticket.display()));
+                let reason = self.history.iter().rev().find(|h| h.event == "cancelled").and_then(|h| h.detail.clone());
+                self.ticket = Some(ticket);
+                self.ticket_close = Some(super::TicketClose { reason, note_only: false, attempts: 0, result: None });
+                self.next_poll_at = Some(close_at);
+            }
+            (S::Cancelled, E::TicketCloseFailed { error, retry_at }) if self.closing_ticket() => {
+                detail = Some(error);
+                if let Some(c) = self.ticket_close.as_mut() {
+                    c.attempts += 1;
+                }
+                self.next_poll_at = Some(retry_at);
+            }
+            (S::Cancelled, E::TicketCloseDone { result, detail: d }) if self.closing_ticket() => {
+                detail = Some(d);
+                if let Some(c) = self.ticket_close.as_mut() {
+                    c.result = Some(result);
+                }
+                self.next_poll_at = None;
+            }
+            (S::TicketOpen | S::Noted, E::PollAbandoned { reason, retain_until }) => {
+                self.last_error = Some(reason.clone());
+                detail = Some(reason);
+                self.finish(S::Completed, Some(Outcome::Abandoned), now, retain_until);
             }
             (S::Failed, E::Replay) => {
                 self.state = S::Received;
@@ -435,6 +510,12 @@ mod tests {
             Just(TaskEvent::Closed { outcome: Outcome::Rejected, remote_status: "r".into(), retain_until: t }),
             Just(TaskEvent::Cancel { retain_until: t }),
             Just(TaskEvent::Replay),
+            Just(TaskEvent::CancelBecause { retain_until: t, reason: Some("why".into()), close_at: t }),
+            Just(TaskEvent::LateTicket { ticket: ticket(), close_at: t }),
+            Just(TaskEvent::TicketCloseFailed { error: "e".into(), retry_at: t }),
+            Just(TaskEvent::TicketCloseDone { result: crate::domain::CloseResult::Closed, detail: "d".into() }),
+            Just(TaskEvent::PollAbandoned { reason: "r".into(), retain_until: t }),
+            Just(TaskEvent::TicketReopened { ticket: ticket(), next_poll_at: t }),
         ]
     }
 
@@ -449,7 +530,9 @@ mod tests {
                 let before = t.clone();
                 let result = t.apply(ev, now);
                 if was_final {
-                    prop_assert!(result.is_err(), "final state left");
+                    // Only a cancelled task's ticket work may still change it.
+                    prop_assert_eq!(t.state, before.state, "final state left");
+                    prop_assert!(result.is_err() || before.state == TaskState::Cancelled);
                 }
                 if result.is_err() {
                     prop_assert_eq!(&t, &before, "refused event changed the task");
@@ -475,7 +558,10 @@ mod tests {
                     }
                     TaskState::Cancelled => {
                         prop_assert_eq!(t.status, Status::Closed);
-                        prop_assert!(t.expires_at.is_some() && t.due().is_none());
+                        prop_assert!(t.expires_at.is_some());
+                        // Due (in the poll queue) exactly while its ticket's close is pending.
+                        prop_assert_eq!(t.due().is_some(), t.closing_ticket());
+                        prop_assert!(!t.closing_ticket() || t.next_poll_at.is_some());
                     }
                     TaskState::Failed => {
                         prop_assert!(t.due().is_none() && t.last_error.is_some());

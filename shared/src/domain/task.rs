@@ -241,6 +241,9 @@ pub struct Task {
     pub history: Vec<HistoryEntry>,
     /// Optimistic-lock version; stores bump it on every successful update.
     pub version: u64,
+    /// Cancelled with a ticket: the close (or note) to carry out, and its result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket_close: Option<crate::domain::TicketClose>,
 }
 
 /// Where a task sits in the work queues; stores derive their due index from this.
@@ -281,7 +284,15 @@ impl Task {
             fingerprint,
             history: vec![HistoryEntry { at: now, event: "received".into(), detail: None }],
             version: 0,
+            ticket_close: None,
         }
+    }
+
+    /// Whether this cancelled task still has to note/close its ticket.
+    pub fn closing_ticket(&self) -> bool {
+        self.state == TaskState::Cancelled
+            && self.ticket.is_some()
+            && self.ticket_close.as_ref().is_some_and(|c| c.result.is_none())
     }
 
     /// The work queue this task is in, if any.
@@ -289,6 +300,8 @@ impl Task {
         match self.state {
             TaskState::Received => self.next_attempt_at.map(Due::Create),
             TaskState::TicketOpen | TaskState::Noted => self.next_poll_at.map(Due::Poll),
+            // A cancelled task whose ticket still needs its note/close waits in the poll queue.
+            TaskState::Cancelled if self.closing_ticket() => self.next_poll_at.map(Due::Poll),
             _ => None,
         }
     }

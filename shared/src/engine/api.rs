@@ -7,9 +7,10 @@ use sha2::{Digest, Sha256};
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
+use super::deliveries_api::delivery_json;
 use super::{ApiError, Engine, intake, notify, task_json};
 use crate::config::KeyScope;
-use crate::domain::{Task, TaskState};
+use crate::domain::{DeliveryState, Task, TaskState};
 
 /// Allowed clock skew / replay window for signed requests.
 pub const SIGNATURE_WINDOW_SECS: i64 = 300;
@@ -74,8 +75,10 @@ pub fn hash_key(key: &str) -> String {
 /// intake function's 29 s, with room for the request itself.
 pub const MAX_WAIT: Duration = Duration::from_secs(20);
 
-/// Called with each newly stored task, before a `wait` begins. The local runner queues the task's
-/// ticket creation here; on AWS the table's stream does that, so Lambda passes nothing.
+/// Called with each newly stored task, before a `wait` begins, and with each cancelled task whose
+/// ticket is to be closed. The local runner queues the task for its creation worker here (whose
+/// `create_one` opens the ticket, or closes a cancelled task's); on AWS the table's stream does
+/// that, so Lambda passes nothing.
 pub type OnAccepted<'a> = &'a (dyn Fn(&Task) + Send + Sync);
 
 /// Routes and answers one request.
@@ -165,17 +168,59 @@ async fn route(
             if caller.sources.is_some() {
                 caller.visible(engine.get(id).await?)?;
             }
-            Ok(ok(200, task_json(&engine.cancel(id, now).await?)))
+            let reason = Query::parse(req.query).get("reason").map(str::to_string);
+            let task = engine.cancel_because(id, reason, now).await?;
+            if task.closing_ticket() {
+                on_accepted(&task);
+            }
+            Ok(ok(200, task_json(&task)))
         }
         ("POST", ["v1", "tasks", id, "replay"]) => {
             require_admin(&authenticate(engine, req, now).await?)?;
             Ok(ok(200, task_json(&engine.replay(id, now).await?)))
         }
+        ("GET", ["v1", "deliveries"]) => {
+            require_admin(&authenticate(engine, req, now).await?)?;
+            let q = Query::parse(req.query);
+            let state_s = q.get("state").unwrap_or("dead");
+            let state = DeliveryState::parse(state_s).ok_or_else(|| {
+                ApiError::invalid(
+                    Some("state"),
+                    format!(
+                        "unknown state '{state_s}'; expected one of {}",
+                        DeliveryState::ALL.map(|s| s.as_str()).join(", ")
+                    ),
+                )
+            })?;
+            let limit = match q.get("limit") {
+                None => 50,
+                Some(l) => l
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=500).contains(n))
+                    .ok_or_else(|| ApiError::invalid(Some("limit"), "must be an integer from 1 to 500"))?,
+            };
+            let page = engine.list_deliveries(state, limit, q.get("cursor")).await?;
+            let items: Vec<_> = page.items.iter().map(delivery_json).collect();
+            Ok(ok(200, serde_json::json!({"items": items, "cursor": page.cursor})))
+        }
+        ("POST", ["v1", "deliveries", id, "replay"]) => {
+            require_admin(&authenticate(engine, req, now).await?)?;
+            Ok(ok(200, delivery_json(&engine.replay_delivery(id, now).await?)))
+        }
+        ("POST", ["v1", "hooks", conn]) => super::hooks::handle(engine, req, conn, now).await,
+        (_, ["v1", "hooks", _]) => {
+            Err(ApiError::new(405, "method_not_allowed", None, format!("{} is not allowed on {path}", req.method)))
+        }
+        (_, ["v1", "mappings", conn, rest @ ..]) => {
+            require_admin(&authenticate(engine, req, now).await?)?;
+            super::mappings_push_api::route(engine, req, conn, rest).await
+        }
         (_, ["v1", "admin", "connections", conn, rest @ ..]) => {
             require_admin(&authenticate(engine, req, now).await?)?;
             super::mappings_api::route(engine, req, conn, rest).await
         }
-        (_, ["healthz"] | ["v1", "tasks", ..]) => {
+        (_, ["healthz"] | ["v1", "tasks", ..] | ["v1", "deliveries", ..]) => {
             Err(ApiError::new(405, "method_not_allowed", None, format!("{} is not allowed on {path}", req.method)))
         }
         _ => Err(ApiError::not_found(format!("no route {path}"))),

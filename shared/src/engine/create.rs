@@ -21,6 +21,8 @@ pub struct CreateReport {
     pub skipped: u32,
     /// Store failures (the task stays due and is retried by the sweep).
     pub errors: u32,
+    /// Cancelled tasks (delivered by the stream) whose ticket got its note/close.
+    pub tickets_closed: u32,
 }
 
 impl CreateReport {
@@ -56,6 +58,16 @@ enum Outcome {
     Retry,
     DeadLetter,
     Skipped,
+}
+
+/// How a task got its ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Opened {
+    Created,
+    /// A note on its group's open ticket.
+    Noted,
+    /// Its group's recently closed ticket, reopened (see `reopen.rs`).
+    Reopened,
 }
 
 /// Resolved target for a ticket: customer, contact, contract.
@@ -102,6 +114,17 @@ impl Engine {
             report.skipped += 1;
             return Ok(report);
         };
+        // A cancelled task whose ticket is still to be closed (its stream record): close it now.
+        if task.closing_ticket() {
+            if task.next_poll_at.is_none_or(|at| at <= now)
+                && let super::ticket_close::CloseAttempt::Done(_) = self.close_cancelled(task, now).await?
+            {
+                report.tickets_closed += 1;
+            } else {
+                report.skipped += 1;
+            }
+            return Ok(report);
+        }
         let lease = Duration::seconds(i64::try_from(self.config.settings.claim_secs).unwrap_or(300));
         match claim(self.store.as_ref(), task, now, lease).await? {
             Some(t) => report.add(self.process_claimed(t, now).await?),
@@ -111,8 +134,14 @@ impl Engine {
     }
 
     async fn process_claimed(&self, task: Task, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+        super::failpoint::hit("claimed");
         let result = self.open_or_note(&task, now).await;
-        self.record(task, result, now).await
+        if result.is_ok() {
+            super::failpoint::hit("ticket_created");
+        }
+        let outcome = self.record(task, result, now).await;
+        super::failpoint::hit("recorded");
+        outcome
     }
 
     /// Talks to the ITSM. Never writes the task.
@@ -120,7 +149,7 @@ impl Engine {
         &self,
         task: &Task,
         now: DateTime<Utc>,
-    ) -> Result<(TicketRef, bool, Option<String>), ConnectorError> {
+    ) -> Result<(TicketRef, Opened, Option<String>), ConnectorError> {
         let conn_cfg = self
             .config
             .connections
@@ -147,7 +176,7 @@ impl Engine {
                             .map_err(ConnectorError::Config)?,
                     };
                     connector.add_note(&group.ticket, &note).await?;
-                    return Ok((group.ticket, true, group_key));
+                    return Ok((group.ticket, Opened::Noted, group_key));
                 }
                 GroupClaim::Ours(lease) => group_claim = lease,
             }
@@ -207,14 +236,21 @@ impl Engine {
         view: serde_json::Value,
         group_key: Option<String>,
         now: DateTime<Utc>,
-    ) -> Result<(TicketRef, bool, Option<String>), ConnectorError> {
+    ) -> Result<(TicketRef, Opened, Option<String>), ConnectorError> {
         // A previous claim may have created the ticket and crashed before recording it.
         if task.claims > 1
             && let Some(found) = connector.find_by_correlation(task.id.as_str()).await?
         {
             tracing::info!(task = %task.id, ticket = %found.id, "recovered ticket created by an earlier attempt");
             self.remember_group(task, group_key.as_deref(), &found, now).await;
-            return Ok((found, false, group_key));
+            return Ok((found, Opened::Created, group_key));
+        }
+        if let Some(key) = &group_key
+            && let Some(ticket) = self.try_reopen(task, connector, key, now).await?
+        {
+            self.remember_group(task, Some(key), &ticket, now).await;
+            self.forget_closed_group(task, key, &ticket).await;
+            return Ok((ticket, Opened::Reopened, group_key));
         }
         let target = self.resolve_target(task).await?;
         let (mut req, rule) =
@@ -225,9 +261,19 @@ impl Engine {
         req.customer_id = target.customer_id;
         req.contact_id = target.contact_id;
         req.contract_id = target.contract_id.or(req.contract_id);
+        let links = crate::mapping::ticket_links::ticket_links(
+            self.store.as_ref(),
+            &task.connection,
+            req.customer_id.as_deref(),
+            req.contact_id.as_deref(),
+            &task.payload,
+        )
+        .await;
+        req.location_id = links.location_id;
+        req.asset_id = links.asset_id;
         let ticket = connector.create_ticket(&req).await?;
         self.remember_group(task, group_key.as_deref(), &ticket, now).await;
-        Ok((ticket, false, group_key))
+        Ok((ticket, Opened::Created, group_key))
     }
 
     /// Makes a new ticket its group's open ticket. Losing the race to another task of the same
@@ -312,25 +358,26 @@ impl Engine {
     async fn record(
         &self,
         mut task: Task,
-        result: Result<(TicketRef, bool, Option<String>), ConnectorError>,
+        result: Result<(TicketRef, Opened, Option<String>), ConnectorError>,
         now: DateTime<Utc>,
     ) -> Result<Outcome, StoreError> {
         let poll_at = now;
         let (event, outcome) = match result {
-            Ok((ticket, noted, group_key)) => {
+            Ok((ticket, opened, group_key)) => {
                 task.group_key = group_key;
-                if noted {
-                    (TaskEvent::Noted { ticket, next_poll_at: poll_at }, Outcome::Noted)
-                } else {
-                    (TaskEvent::TicketCreated { ticket, next_poll_at: poll_at }, Outcome::Created)
+                match opened {
+                    Opened::Noted => (TaskEvent::Noted { ticket, next_poll_at: poll_at }, Outcome::Noted),
+                    Opened::Created => (TaskEvent::TicketCreated { ticket, next_poll_at: poll_at }, Outcome::Created),
+                    Opened::Reopened => (TaskEvent::TicketReopened { ticket, next_poll_at: poll_at }, Outcome::Created),
                 }
             }
             Err(e) => {
                 let msg = e.to_string();
-                let limit = self.config.settings.max_attempts;
-                if !e.is_transient() && matches!(e, ConnectorError::Rejected(_) | ConnectorError::Config(_))
-                    || task.attempts + 1 >= limit
-                {
+                let policy = self.config.connections.get(&task.connection).map(|c| &c.retry);
+                let default = crate::config::RetryPolicy::default();
+                let policy = policy.unwrap_or(&default);
+                let limit = policy.attempts(self.config.settings.max_attempts);
+                if !super::retry::retries(policy, &e) || task.attempts + 1 >= limit {
                     tracing::warn!(task = %task.id, error = %msg, attempts = task.attempts + 1, "dead-lettering task");
                     (TaskEvent::GaveUp { error: msg }, Outcome::DeadLetter)
                 } else {
@@ -343,25 +390,38 @@ impl Engine {
         if task.apply(event, now).is_err() {
             return Ok(Outcome::Skipped);
         }
-        match self.store.update_task(&task).await {
-            Ok(saved) => {
+        // A dead-lettered task owes its event and callback: stored in the same write as the state.
+        let owed = if outcome == Outcome::DeadLetter { self.completion_deliveries(&task, now) } else { Vec::new() };
+        let written = if owed.is_empty() {
+            self.store.update_task(&task).await
+        } else {
+            self.store.update_task_with_deliveries(&task, &owed).await
+        };
+        match written {
+            Ok(_saved) => {
                 match outcome {
                     Outcome::Created => self.metrics.incr("TicketsCreated", 1),
                     Outcome::Noted => self.metrics.incr("NotesAdded", 1),
                     Outcome::Retry => self.metrics.incr("Retries", 1),
                     Outcome::DeadLetter => {
                         self.metrics.incr("DeadLetters", 1);
-                        self.notifier.publish(self, &saved, now).await;
+                        self.deliver_stored(owed, &self.notifier, now).await;
                     }
                     Outcome::Skipped => {}
                 }
                 Ok(outcome)
             }
             Err(StoreError::Conflict(_)) => {
-                // Someone changed the task meanwhile (e.g. it was cancelled). If we opened a ticket,
-                // it carries the task id, and a cancelled task's ticket is left to technicians.
+                // Someone changed the task meanwhile (e.g. it was cancelled). A ticket we opened for
+                // a task cancelled meanwhile is recorded and closed like any cancelled task's.
                 let current = self.store.get_task(&task.id).await?;
-                tracing::warn!(task = %task.id, state = ?current.map(|t| t.state), "task changed during ticket creation");
+                tracing::warn!(task = %task.id, state = ?current.as_ref().map(|t| t.state), "task changed during ticket creation");
+                if outcome == Outcome::Created
+                    && let (Some(mut current), Some(ticket)) = (current, task.ticket.clone())
+                    && current.apply(TaskEvent::LateTicket { ticket, close_at: now }, now).is_ok()
+                {
+                    self.store.update_task(&current).await?;
+                }
                 Ok(Outcome::Skipped)
             }
             Err(e) => Err(e),

@@ -197,7 +197,7 @@ fn json_body<T: DeserializeOwned>(engine: &Engine, req: &ApiRequest<'_>) -> Resu
 
 /// The list text and its format from a JSON body (`{"<list>": [...], "match"?, "auto_create"?}`)
 /// or a CSV body (options in the query string); options override the connection's settings.
-fn list_body(
+pub(super) fn list_body(
     engine: &Engine,
     req: &ApiRequest<'_>,
     query: &[(String, String)],

@@ -3,13 +3,25 @@
 //! the Lambda functions and the local runner only adapt events to these calls.
 
 pub mod api;
+mod cancel;
 pub mod cold_start;
 mod create;
+mod deliver;
+pub mod deliveries_api;
+pub mod failpoint;
+mod hooks;
 pub mod intake;
 mod mappings_api;
+mod mappings_push_api;
 pub mod metrics;
 pub mod notify;
+pub mod outbox;
 mod poll;
+mod poll_changes;
+mod reopen;
+pub mod retry;
+pub mod sync;
+mod ticket_close;
 pub mod ticket_request;
 mod tokens;
 
@@ -27,7 +39,9 @@ pub use cold_start::ColdStartCheck;
 pub use create::CreateReport;
 pub use metrics::Metrics;
 pub use notify::{BridgeEvent, EventSink, LogEvents};
+pub use outbox::DeliveryReport;
 pub use poll::PollReport;
+pub use sync::{SyncOutcomeKind, SyncReport};
 pub use tokens::{TokenOutcome, TokenReport};
 
 /// An error answered to an API caller: HTTP status, stable code, the field at fault.
@@ -140,6 +154,7 @@ impl Engine {
         match self.store.create_task(&task).await? {
             Created::New(t) => {
                 self.metrics.incr("TasksAccepted", 1);
+                failpoint::hit("accepted");
                 tracing::info!(task = %t.id, source = %t.source, external_id = %t.external_id, connection = %t.connection, "task accepted");
                 Ok(Accepted { task: t, new: true })
             }
@@ -161,20 +176,10 @@ impl Engine {
         self.store.get_task(&tid).await?.ok_or_else(|| ApiError::not_found(format!("no task {tid}")))
     }
 
-    /// Cancels a task that is not final yet; 409 if it is.
+    /// Cancels a task that is not final yet; 409 if it is. Its ticket, if any, gets a note and is
+    /// closed (see [`Engine::cancel_because`]).
     pub async fn cancel(&self, id: &str, now: DateTime<Utc>) -> Result<Task, ApiError> {
-        let retain = now + self.retention();
-        let task = self.transition(id, now, |_| TaskEvent::Cancel { retain_until: retain }).await?;
-        if let Some(key) = &task.group_key
-            && let Some(t) = &task.ticket
-            && task.history.iter().all(|h| h.event != "noted")
-        {
-            self.store.release_group(&task.connection, key, &t.id).await.ok();
-        }
-        // The caller is waiting on this request (API Gateway gives up after 30 s): one quick
-        // callback attempt, no long retry ladder.
-        self.notifier.quick().publish(self, &task, now).await;
-        Ok(task)
+        self.cancel_because(id, None, now).await
     }
 
     /// Re-reads a task until it leaves `received` (ticket open, note added, dead-lettered or
@@ -203,23 +208,31 @@ impl Engine {
 
     /// Puts a dead-lettered task back in the creation queue.
     pub async fn replay(&self, id: &str, now: DateTime<Utc>) -> Result<Task, ApiError> {
-        self.transition(id, now, |_| TaskEvent::Replay).await
+        Ok(self.transition(id, now, false, |_| TaskEvent::Replay).await?.0)
     }
 
-    /// Applies an event with optimistic locking, retrying on concurrent writes.
+    /// Applies an event with optimistic locking, retrying on concurrent writes. With `owes`, the
+    /// completion deliveries of the new state are stored in the same write (and returned).
     async fn transition(
         &self,
         id: &str,
         now: DateTime<Utc>,
+        owes: bool,
         event: impl Fn(&Task) -> TaskEvent,
-    ) -> Result<Task, ApiError> {
+    ) -> Result<(Task, Vec<crate::domain::Delivery>), ApiError> {
         for _ in 0..5 {
             let mut task = self.get(id).await?;
             if let Err(e) = task.apply(event(&task), now) {
                 return Err(ApiError::conflict(format!("task {} is {}: {e}", task.id, task.state.as_str())));
             }
-            match self.store.update_task(&task).await {
-                Ok(t) => return Ok(t),
+            let owed = if owes { self.completion_deliveries(&task, now) } else { Vec::new() };
+            let written = if owed.is_empty() {
+                self.store.update_task(&task).await
+            } else {
+                self.store.update_task_with_deliveries(&task, &owed).await
+            };
+            match written {
+                Ok(t) => return Ok((t, owed)),
                 Err(StoreError::Conflict(_)) => continue,
                 Err(e) => return Err(e.into()),
             }

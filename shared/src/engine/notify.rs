@@ -8,9 +8,6 @@ use sha2::Sha256;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use super::{Engine, task_json};
-use crate::domain::Task;
-
 /// An event other systems can subscribe to (EventBridge in AWS, the log locally).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BridgeEvent {
@@ -167,75 +164,42 @@ impl Notifier {
         Ok(Some((host, first)))
     }
 
-    /// Publishes the finished task: event, then callback (if any). Failures are logged and
-    /// counted, never raised: the task's state is already recorded.
-    pub async fn publish(&self, engine: &Engine, task: &Task, now: DateTime<Utc>) {
-        let body = task_json(task);
-        let event = BridgeEvent {
-            detail_type: match task.state {
-                crate::domain::TaskState::Completed => "TaskCompleted",
-                crate::domain::TaskState::Cancelled => "TaskCancelled",
-                _ => "TaskFailed",
-            }
-            .into(),
-            detail: body.clone(),
-        };
-        if let Err(e) = engine.events.publish(&event).await {
-            tracing::warn!(task = %task.id, error = %e, "event publish failed");
-        }
-        let Some(url) = &task.callback_url else { return };
-        let conn = engine.config.connections.get(&task.connection);
-        let secret_name = conn.map(|c| c.callback_secret.clone().unwrap_or_else(|| c.secret.clone()));
-        let key = match secret_name {
-            Some(name) => match engine.secrets.get(&name).await {
-                Ok(s) => s.get("callback_key").map(str::to_string),
-                Err(e) => {
-                    tracing::warn!(task = %task.id, error = %e, "callback key unavailable");
-                    None
-                }
-            },
-            None => None,
-        };
-        let Some(key) = key else {
-            tracing::warn!(task = %task.id, "callback not sent: no callback_key in the connection's secret");
-            engine.metrics.incr("CallbacksFailed", 1);
-            return;
-        };
-        let payload = serde_json::to_vec(&body).unwrap_or_default();
-        match self.deliver(url, key.as_bytes(), &payload, now).await {
-            Ok(()) => engine.metrics.incr("CallbacksDelivered", 1),
-            Err(e) => {
-                engine.metrics.incr("CallbacksFailed", 1);
-                tracing::warn!(task = %task.id, error = %e, "callback delivery failed");
-            }
-        }
+    /// POSTs a signed body to `url` under a fresh delivery id, retrying non-2xx answers with backoff
+    /// (callers outside the outbox; the outbox uses [`Notifier::deliver_as`] with the entry's id).
+    pub async fn deliver(&self, url: &str, key: &[u8], body: &[u8], _now: DateTime<Utc>) -> Result<(), String> {
+        self.deliver_as(url, key, body, &ulid::Ulid::new().to_string()).await.map_err(|e| e.message)
     }
 
-    /// POSTs a signed body to `url`, retrying non-2xx answers with backoff.
-    pub async fn deliver(&self, url: &str, key: &[u8], body: &[u8], now: DateTime<Utc>) -> Result<(), String> {
-        let parsed = self.check_url_syntax(url)?;
+    /// POSTs a signed body to `url` with the stable `delivery` id in `X-Bridge-Delivery`, retrying
+    /// non-2xx answers along `retry_delays`. A target the URL guard refuses is a permanent error.
+    pub async fn deliver_as(&self, url: &str, key: &[u8], body: &[u8], delivery: &str) -> Result<(), CallbackError> {
+        let permanent = |message: String| CallbackError { message, permanent: true };
+        let parsed = self.check_url_syntax(url).map_err(permanent)?;
         let mut builder = crate::http::client_builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(self.timeout)
             .connect_timeout(Duration::from_secs(5));
-        if let Some((host, addr)) = self.resolve_target(&parsed).await? {
-            builder = builder.resolve(&host, addr);
+        match self.resolve_target(&parsed).await {
+            Ok(Some((host, addr))) => builder = builder.resolve(&host, addr),
+            Ok(None) => {}
+            // Resolution failures may pass; private targets will not.
+            Err(m) => return Err(CallbackError { permanent: m.contains("private"), message: m }),
         }
-        let client = builder.build().map_err(|e| format!("http client: {e}"))?;
-        let delivery = ulid::Ulid::new().to_string();
+        let client =
+            builder.build().map_err(|e| CallbackError { message: format!("http client: {e}"), permanent: false })?;
         let mut last = String::new();
-        for (attempt, delay) in std::iter::once(Duration::ZERO).chain(self.retry_delays.iter().copied()).enumerate() {
+        for delay in std::iter::once(Duration::ZERO).chain(self.retry_delays.iter().copied()) {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let ts = now.timestamp() + i64::try_from(attempt).unwrap_or(0);
-            let ts = ts.max(Utc::now().timestamp());
+            // Signed with the wall clock at sending time: receivers check its age.
+            let ts = Utc::now().timestamp();
             let res = client
                 .post(parsed.clone())
                 .header("content-type", "application/json")
                 .header("x-bridge-timestamp", ts.to_string())
                 .header("x-bridge-signature", sign(key, ts, body))
-                .header("x-bridge-delivery", &delivery)
+                .header("x-bridge-delivery", delivery)
                 .body(body.to_vec())
                 .send()
                 .await;
@@ -245,8 +209,16 @@ impl Notifier {
                 Err(e) => last = format!("callback request failed: {}", e.without_url()),
             }
         }
-        Err(last)
+        Err(CallbackError { message: last, permanent: false })
     }
+}
+
+/// Why a callback was not acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackError {
+    pub message: String,
+    /// Retrying cannot help (the URL is refused by the guard); the entry is dead-lettered at once.
+    pub permanent: bool,
 }
 
 #[cfg(test)]

@@ -3,11 +3,12 @@
 //! complete their tasks. Unchanged tickets cost no write.
 
 use chrono::{DateTime, Duration, Utc};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::Engine;
-use crate::connectors::RemoteStatus;
+use super::poll_changes::ReadPlan;
+use crate::connectors::{Connector, RemoteStatus};
 use crate::domain::{MappedStatus, Task, TaskEvent};
 use crate::store::StoreError;
 
@@ -21,6 +22,12 @@ pub struct PollReport {
     pub failed_batches: u32,
     /// The run was skipped because another poller holds the connection (or polled it recently).
     pub skipped: bool,
+    /// The run read only the tickets the target changed since the high-water mark.
+    pub incremental: bool,
+    /// Cancelled tasks whose ticket got its note/close this run (closed, noted, unsupported, failed).
+    pub tickets_closed: u32,
+    /// Tasks whose ticket stayed open past `give_up_after_days`: polling stopped (outcome `abandoned`).
+    pub abandoned: u32,
 }
 
 /// Upper bound of tasks one poll run takes per connection.
@@ -76,6 +83,15 @@ impl Engine {
                 break;
             }
         }
+        // Cancelled tasks still closing their ticket ride the poll queue: close them, poll the rest.
+        let (closing, tasks): (Vec<Task>, Vec<Task>) = tasks.into_iter().partition(Task::closing_ticket);
+        for task in closing {
+            match self.close_cancelled(task, now).await {
+                Ok(super::ticket_close::CloseAttempt::Done(_)) => report.tickets_closed += 1,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(connection = conn, error = %e, "recording a ticket close failed"),
+            }
+        }
         let mut ids: Vec<String> = tasks.iter().filter_map(|t| t.ticket.as_ref().map(|x| x.id.clone())).collect();
         ids.sort();
         ids.dedup();
@@ -83,9 +99,91 @@ impl Engine {
         if ids.is_empty() {
             return report;
         }
+        let started = Utc::now();
+        let plan = self.read_plan(conn, cfg, connector.as_ref()).await;
+        let mut statuses: HashMap<String, RemoteStatus> = HashMap::with_capacity(ids.len());
+        let mut latest = None;
+        if let ReadPlan::Changes { since, .. } = &plan {
+            match connector.changed_since(*since).await {
+                Ok(changed) => {
+                    report.incremental = true;
+                    report.requests += changed.requests;
+                    latest = changed.latest;
+                    let wanted: HashSet<&str> = ids.iter().map(String::as_str).collect();
+                    statuses.extend(
+                        changed
+                            .statuses
+                            .into_iter()
+                            .filter(|s| wanted.contains(s.ticket_id.as_str()))
+                            .map(|s| (s.ticket_id.clone(), s)),
+                    );
+                }
+                Err(e) => tracing::warn!(connection = conn, error = %e, "changed-ticket read failed; full read"),
+            }
+        }
+        if !report.incremental {
+            self.read_all(conn, cfg.poll_concurrency, &connector, &ids, &mut statuses, &mut report).await;
+        }
+        self.metrics.incr("Polls", u64::from(report.tickets));
+        if !statuses.is_empty() {
+            super::failpoint::hit("polled");
+        }
+        let mut mark =
+            if report.failed_batches == 0 { plan.next_mark(conn, report.incremental, latest, started) } else { None };
+        let horizon = (cfg.give_up_after_days > 0).then(|| now - Duration::days(i64::from(cfg.give_up_after_days)));
+        for task in tasks {
+            let Some(ticket) = task.ticket.as_ref() else { continue };
+            let remote = statuses.get(&ticket.id);
+            let mapped = remote.map(|r| cfg.status_map.map(&r.name, r.category));
+            // Open past the give-up horizon (and not closing now): stop polling it.
+            if let Some(h) = horizon
+                && task.created_at <= h
+                && !matches!(mapped, Some(MappedStatus::Closed(_)))
+            {
+                match self.abandon(task, cfg.give_up_after_days, remote.map(|r| r.name.as_str()), now).await {
+                    Ok(true) => report.abandoned += 1,
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(connection = conn, error = %e, "recording a give-up failed"),
+                }
+                continue;
+            }
+            let (Some(remote), Some(mapped)) = (remote, mapped) else { continue };
+            match self.apply_status(task, mapped, &remote.name, now).await {
+                Ok(Applied::Completed) => {
+                    report.changed += 1;
+                    report.completed += 1;
+                }
+                Ok(Applied::Changed) => report.changed += 1,
+                Ok(Applied::Unchanged) => {}
+                Err(e) => {
+                    // Read again next cycle: the mark must not pass a change that was not recorded.
+                    mark = None;
+                    tracing::warn!(connection = conn, error = %e, "recording poll result failed");
+                }
+            }
+        }
+        // The mark moves only after every read succeeded and every result was applied.
+        if let Some(mark) = mark
+            && let Err(e) = self.store.put_poll_mark(&mark).await
+        {
+            tracing::warn!(connection = conn, error = %e, "storing the poll mark failed");
+        }
+        report
+    }
+
+    /// Reads the statuses of `ids` in batches with bounded concurrency.
+    async fn read_all(
+        &self,
+        conn: &str,
+        concurrency: usize,
+        connector: &Arc<dyn Connector>,
+        ids: &[String],
+        statuses: &mut HashMap<String, RemoteStatus>,
+        report: &mut PollReport,
+    ) {
         // Fetch statuses in batches with bounded concurrency.
         let batch = connector.batch_size().max(1);
-        let sem = Arc::new(tokio::sync::Semaphore::new(cfg.poll_concurrency.max(1)));
+        let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let mut set = tokio::task::JoinSet::new();
         for chunk in ids.chunks(batch) {
             let chunk = chunk.to_vec();
@@ -96,7 +194,6 @@ impl Engine {
                 connector.statuses(&chunk).await
             });
         }
-        let mut statuses: HashMap<String, RemoteStatus> = HashMap::with_capacity(ids.len());
         while let Some(res) = set.join_next().await {
             report.requests += 1;
             match res {
@@ -111,25 +208,43 @@ impl Engine {
                 }
             }
         }
-        self.metrics.incr("Polls", u64::from(report.tickets));
-        for task in tasks {
-            let Some(ticket) = task.ticket.as_ref() else { continue };
-            let Some(remote) = statuses.get(&ticket.id) else { continue };
-            let mapped = cfg.status_map.map(&remote.name, remote.category);
-            match self.apply_status(task, mapped, &remote.name, now).await {
-                Ok(Applied::Completed) => {
-                    report.changed += 1;
-                    report.completed += 1;
-                }
-                Ok(Applied::Changed) => report.changed += 1,
-                Ok(Applied::Unchanged) => {}
-                Err(e) => tracing::warn!(connection = conn, error = %e, "recording poll result failed"),
-            }
-        }
-        report
     }
 
-    async fn apply_status(
+    /// Ends a task open past the connection's give-up horizon: outcome `abandoned`, result
+    /// `failed`, the reason in `last_error` and the history; event `TaskAbandoned` and callback.
+    async fn abandon(
+        &self,
+        mut task: Task,
+        days: u32,
+        remote: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let status = remote.map(|r| format!(" (ticket status '{r}')")).unwrap_or_default();
+        let reason = format!(
+            "ticket still open after {days} days{status}: polling stopped (connection setting give_up_after_days)"
+        );
+        let retain_until = now + Duration::days(i64::from(self.config.settings.retention_days));
+        if task.apply(TaskEvent::PollAbandoned { reason, retain_until }, now).is_err() {
+            return Ok(false);
+        }
+        // The event and callback it owes are stored in the same write as the state.
+        let owed = self.completion_deliveries(&task, now);
+        let saved = match self.store.update_task_with_deliveries(&task, &owed).await {
+            Ok(t) => t,
+            Err(StoreError::Conflict(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        self.metrics.incr("Abandoned", 1);
+        if let (Some(key), Some(t)) = (&saved.group_key, &saved.ticket) {
+            self.store.release_group(&saved.connection, key, &t.id).await?;
+        }
+        tracing::warn!(task = %saved.id, days, "task abandoned: ticket open past give_up_after_days");
+        self.deliver_stored(owed, &self.notifier, now).await;
+        Ok(true)
+    }
+
+    /// Records one status read from the target on its task (no write when nothing changed).
+    pub(super) async fn apply_status(
         &self,
         mut task: Task,
         mapped: MappedStatus,
@@ -164,7 +279,14 @@ impl Engine {
         if task.apply(event, now).is_err() {
             return Ok(Applied::Unchanged);
         }
-        let saved = match self.store.update_task(&task).await {
+        // A closing task owes its event and callback: stored in the same write as the state.
+        let owed = if closing { self.completion_deliveries(&task, now) } else { Vec::new() };
+        let written = if closing {
+            self.store.update_task_with_deliveries(&task, &owed).await
+        } else {
+            self.store.update_task(&task).await
+        };
+        let saved = match written {
             Ok(t) => t,
             Err(StoreError::Conflict(_)) => return Ok(Applied::Unchanged),
             Err(e) => return Err(e),
@@ -172,17 +294,20 @@ impl Engine {
         if closing {
             self.metrics.incr("Completions", 1);
             if let (Some(key), Some(t)) = (&saved.group_key, &saved.ticket) {
+                self.remember_closed_group(&saved, now).await;
                 self.store.release_group(&saved.connection, key, &t.id).await?;
             }
             tracing::info!(task = %saved.id, ticket = %saved.ticket.as_ref().map(|t| t.id.as_str()).unwrap_or(""), outcome = ?saved.outcome, "task completed");
-            self.notifier.publish(self, &saved, now).await;
+            super::failpoint::hit("completed");
+            self.deliver_stored(owed, &self.notifier, now).await;
             return Ok(Applied::Completed);
         }
         Ok(Applied::Changed)
     }
 }
 
-enum Applied {
+/// What [`Engine::apply_status`] did.
+pub(super) enum Applied {
     Completed,
     Changed,
     Unchanged,

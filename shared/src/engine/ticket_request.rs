@@ -77,6 +77,9 @@ pub fn ticket_request<'a>(
         assignee: pick("assignee", &o.assignee, &None)?,
         responsible: pick("responsible", &o.responsible, &None)?,
         custom_fields,
+        // Filled from the continuous sync's records by the creator (engine/create.rs).
+        location_id: None,
+        asset_id: None,
     };
     Ok((req, rule))
 }

@@ -10,7 +10,11 @@
 pub mod apply;
 mod apply_users;
 pub mod plan;
+pub mod records;
 pub mod source;
+pub mod sync;
+pub mod ticket_links;
+pub mod upstream_push;
 pub mod users;
 
 use thiserror::Error;

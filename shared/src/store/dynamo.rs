@@ -7,6 +7,7 @@
 mod counter;
 mod due;
 mod items;
+mod outbox;
 pub mod table;
 
 use std::time::Duration as StdDuration;
@@ -30,9 +31,13 @@ use items::{
 use table::{PK, SK, STATE_AT, STATE_INDEX, STATE_PK, TTL_ATTRIBUTE};
 
 use super::{
-    Created, MappingRecord, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
+    Created, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor,
+    sortable_time, ttl_seconds,
 };
-use crate::domain::{ContactEntry, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping};
+use crate::domain::{
+    ContactEntry, Delivery, DeliveryState, Lease, OrgMapping, PsaRecord, RecordKind, SyncCheckpoint, Task, TaskId,
+    TaskState, TicketGroup, UserMapping,
+};
 
 /// Attempts of a write that lost a race it may retry (transaction conflicts, vanished items).
 const MAX_ATTEMPTS: u32 = 8;
@@ -463,6 +468,60 @@ impl Store for DynamoStore {
         let entry: Option<ContactEntry> =
             self.get_item(contact_pk(connection), email).await?.map(|item| body(&item)).transpose()?;
         Ok(entry.filter(|e| e.expires_at > now))
+    }
+
+    async fn update_task_with_deliveries(&self, task: &Task, deliveries: &[Delivery]) -> Result<Task, StoreError> {
+        self.outbox_update_task(task, deliveries).await
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        self.outbox_get(id).await
+    }
+
+    async fn update_delivery(&self, delivery: &Delivery) -> Result<Delivery, StoreError> {
+        self.outbox_update(delivery).await
+    }
+
+    async fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.outbox_due(now, limit).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        state: DeliveryState,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Delivery>, StoreError> {
+        self.outbox_list(state, limit, cursor).await
+    }
+
+    async fn get_poll_mark(&self, connection: &str) -> Result<Option<PollMark>, StoreError> {
+        self.get_record(connection, POLL_MARK_KEY).await
+    }
+
+    async fn put_poll_mark(&self, mark: &PollMark) -> Result<(), StoreError> {
+        self.put_record(mark).await
+    }
+
+    async fn put_psa_record(&self, record: &PsaRecord) -> Result<(), StoreError> {
+        self.put_record(record).await
+    }
+
+    async fn get_psa_record(&self, connection: &str, key: &str) -> Result<Option<PsaRecord>, StoreError> {
+        self.get_record(connection, key).await
+    }
+
+    async fn list_psa_records(&self, connection: &str, kind: RecordKind) -> Result<Vec<PsaRecord>, StoreError> {
+        let prefix = format!("{}{}#", PsaRecord::KIND.sort_prefix, kind.as_str());
+        self.query_prefix(map_pk(connection), &prefix, "list PSA records").await
+    }
+
+    async fn put_sync_checkpoint(&self, checkpoint: &SyncCheckpoint) -> Result<(), StoreError> {
+        self.put_record(checkpoint).await
+    }
+
+    async fn get_sync_checkpoint(&self, connection: &str) -> Result<Option<SyncCheckpoint>, StoreError> {
+        self.get_record(connection, SyncCheckpoint::NAME).await
     }
 }
 

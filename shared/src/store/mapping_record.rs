@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::domain::{OrgMapping, UserMapping};
+use crate::domain::{OrgMapping, PsaRecord, SyncCheckpoint, UserMapping};
 
 /// Where one kind of mapping is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,5 +46,27 @@ impl MappingRecord for UserMapping {
     }
     fn record_key(&self) -> &str {
         &self.email
+    }
+}
+
+impl MappingRecord for PsaRecord {
+    const KIND: MappingKind =
+        MappingKind { what: "PSA record", table: "psa_records", key_column: "record_key", sort_prefix: "REC#" };
+    fn connection(&self) -> &str {
+        &self.connection
+    }
+    fn record_key(&self) -> &str {
+        &self.key
+    }
+}
+
+impl MappingRecord for SyncCheckpoint {
+    const KIND: MappingKind =
+        MappingKind { what: "sync checkpoint", table: "sync_state", key_column: "name", sort_prefix: "SYNC#" };
+    fn connection(&self) -> &str {
+        &self.connection
+    }
+    fn record_key(&self) -> &str {
+        &self.name
     }
 }

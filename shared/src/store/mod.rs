@@ -7,15 +7,20 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use thiserror::Error;
 
-use crate::domain::{ContactEntry, Lease, OrgMapping, Task, TaskEvent, TaskId, TaskState, TicketGroup, UserMapping};
+use crate::domain::{
+    ContactEntry, Delivery, DeliveryState, Lease, OrgMapping, PsaRecord, RecordKind, SyncCheckpoint, Task, TaskEvent,
+    TaskId, TaskState, TicketGroup, UserMapping,
+};
 
 #[cfg(feature = "dynamo")]
 pub mod dynamo;
 mod mapping_record;
+mod poll_mark;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 pub use mapping_record::{MappingKind, MappingRecord};
+pub use poll_mark::{POLL_MARK_KEY, PollMark};
 
 /// Errors a store reports.
 #[derive(Debug, Error)]
@@ -158,6 +163,83 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(claimed)
     }
+
+    // ── Outbox (callbacks and events owed to receivers; see `domain::Delivery`) ──
+
+    /// Writes `task` exactly like [`Store::update_task`] and stores `deliveries` (new outbox
+    /// entries) in the same atomic write: both are stored or neither is.
+    async fn update_task_with_deliveries(&self, task: &Task, deliveries: &[Delivery]) -> Result<Task, StoreError> {
+        let _ = (task, deliveries);
+        Err(no_outbox())
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let _ = id;
+        Err(no_outbox())
+    }
+
+    /// Writes `delivery` if the stored version still equals `delivery.version` (returns the stored
+    /// copy, `version + 1`); [`StoreError::Conflict`] when someone else wrote first.
+    async fn update_delivery(&self, delivery: &Delivery) -> Result<Delivery, StoreError> {
+        let _ = delivery;
+        Err(no_outbox())
+    }
+
+    /// Pending deliveries with `next_attempt_at <= now`, oldest first.
+    async fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let _ = (now, limit);
+        Err(no_outbox())
+    }
+
+    /// Deliveries in `state`, newest update first.
+    async fn list_deliveries(
+        &self,
+        state: DeliveryState,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let _ = (state, limit, cursor);
+        Err(no_outbox())
+    }
+
+    /// The status-poll high-water mark of `connection`, if a cycle ever stored one.
+    async fn get_poll_mark(&self, connection: &str) -> Result<Option<PollMark>, StoreError> {
+        Err(StoreError::Backend(format!("poll marks are not supported by this store (connection {connection})")))
+    }
+
+    /// Writes (inserts or replaces) a connection's poll mark.
+    async fn put_poll_mark(&self, mark: &PollMark) -> Result<(), StoreError> {
+        Err(StoreError::Backend(format!("poll marks are not supported by this store (connection {})", mark.connection)))
+    }
+
+    /// Writes (inserts or replaces) a record read from the PSA by the sync (key [`PsaRecord::key`]).
+    async fn put_psa_record(&self, _record: &PsaRecord) -> Result<(), StoreError> {
+        Err(StoreError::Backend("PSA records are not supported by this store".into()))
+    }
+
+    /// The record stored under `key` ([`PsaRecord::key`]).
+    async fn get_psa_record(&self, _connection: &str, _key: &str) -> Result<Option<PsaRecord>, StoreError> {
+        Err(StoreError::Backend("PSA records are not supported by this store".into()))
+    }
+
+    /// Every record of one kind of a connection, by key.
+    async fn list_psa_records(&self, _connection: &str, _kind: RecordKind) -> Result<Vec<PsaRecord>, StoreError> {
+        Err(StoreError::Backend("PSA records are not supported by this store".into()))
+    }
+
+    /// Writes the sync checkpoint of a connection.
+    async fn put_sync_checkpoint(&self, _checkpoint: &SyncCheckpoint) -> Result<(), StoreError> {
+        Err(StoreError::Backend("sync checkpoints are not supported by this store".into()))
+    }
+
+    /// The sync checkpoint of a connection (none before its first run).
+    async fn get_sync_checkpoint(&self, _connection: &str) -> Result<Option<SyncCheckpoint>, StoreError> {
+        Err(StoreError::Backend("sync checkpoints are not supported by this store".into()))
+    }
+}
+
+fn no_outbox() -> StoreError {
+    StoreError::Backend("this store keeps no outbox".into())
 }
 
 /// Claims one task read elsewhere (e.g. from the stream): `None` if it is not due or another

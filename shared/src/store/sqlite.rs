@@ -11,9 +11,15 @@ use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Created, MappingRecord, Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds,
+    Created, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor,
+    sortable_time, ttl_seconds,
 };
-use crate::domain::{ContactEntry, Due, Lease, OrgMapping, Task, TaskId, TaskState, TicketGroup, UserMapping};
+use crate::domain::{
+    ContactEntry, Delivery, DeliveryState, Due, Lease, OrgMapping, PsaRecord, RecordKind, SyncCheckpoint, Task, TaskId,
+    TaskState, TicketGroup, UserMapping,
+};
+
+mod outbox;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS tasks (
@@ -63,12 +69,30 @@ CREATE TABLE IF NOT EXISTS user_mappings (
     body       TEXT NOT NULL,
     PRIMARY KEY (connection, email)
 ) STRICT;
+CREATE TABLE IF NOT EXISTS psa_records (
+    connection TEXT NOT NULL,
+    record_key TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (connection, record_key)
+) STRICT;
+CREATE TABLE IF NOT EXISTS sync_state (
+    connection TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (connection, name)
+) STRICT;
 CREATE TABLE IF NOT EXISTS contacts (
     connection TEXT NOT NULL,
     email      TEXT NOT NULL,
     expires_at TEXT NOT NULL,
     body       TEXT NOT NULL,
     PRIMARY KEY (connection, email)
+) STRICT;
+CREATE TABLE IF NOT EXISTS poll_marks (
+    connection TEXT NOT NULL,
+    mark       TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    PRIMARY KEY (connection, mark)
 ) STRICT;
 ";
 
@@ -158,6 +182,46 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
 }
 
+/// The version-checked task update of [`Store::update_task`] on `conn` (a transaction or not).
+fn write_task_update(conn: &Connection, task: &Task) -> Result<Task, StoreError> {
+    let mut next = task.clone();
+    next.version = task.version + 1;
+    let expected = i64::try_from(task.version).map_err(|_| StoreError::Conflict("version overflow".into()))?;
+    let (kind, due_conn, due_at, expires) = index_columns(&next);
+    let body = to_json(next.id.as_str(), &next)?;
+    let changed = conn
+        .prepare_cached(
+            "UPDATE tasks SET connection = ?1, state = ?2, due_kind = ?3, due_conn = ?4, due_at = ?5,
+                              updated_at = ?6, version = ?7, expires_at = ?8, body = ?9
+             WHERE id = ?10 AND version = ?11",
+        )
+        .and_then(|mut st| {
+            st.execute(params![
+                next.connection,
+                next.state.as_str(),
+                kind,
+                due_conn,
+                due_at,
+                sortable_time(next.updated_at),
+                expected + 1,
+                expires,
+                body,
+                next.id.as_str(),
+                expected,
+            ])
+        })
+        .map_err(db)?;
+    if changed == 1 {
+        return Ok(next);
+    }
+    match load_task(conn, next.id.as_str())? {
+        Some(cur) => {
+            Err(StoreError::Conflict(format!("task {} is at version {}, not {}", next.id, cur.version, expected)))
+        }
+        None => Err(StoreError::NotFound(format!("task {}", next.id))),
+    }
+}
+
 impl SqliteStore {
     /// Opens (or creates) the database at `path` in WAL mode and creates the schema.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
@@ -175,6 +239,7 @@ impl SqliteStore {
     fn init(conn: Connection) -> Result<Self, StoreError> {
         conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db)?;
         conn.execute_batch(SCHEMA).map_err(db)?;
+        conn.execute_batch(outbox::SCHEMA).map_err(db)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -211,6 +276,7 @@ impl SqliteStore {
                 .execute("DELETE FROM tasks WHERE expires_at IS NOT NULL AND expires_at <= ?1", [secs])
                 .map_err(db)?;
             tx.execute("DELETE FROM contacts WHERE expires_at <= ?1", [sortable_time(now)]).map_err(db)?;
+            outbox::purge(&tx, secs)?;
             tx.commit().map_err(db)?;
             Ok(n)
         })
@@ -283,46 +349,8 @@ impl Store for SqliteStore {
     }
 
     async fn update_task(&self, task: &Task) -> Result<Task, StoreError> {
-        let mut next = task.clone();
-        next.version = task.version + 1;
-        let expected = i64::try_from(task.version).map_err(|_| StoreError::Conflict("version overflow".into()))?;
-        self.run(move |conn| {
-            let (kind, due_conn, due_at, expires) = index_columns(&next);
-            let body = to_json(next.id.as_str(), &next)?;
-            let changed = conn
-                .prepare_cached(
-                    "UPDATE tasks SET connection = ?1, state = ?2, due_kind = ?3, due_conn = ?4, due_at = ?5,
-                                      updated_at = ?6, version = ?7, expires_at = ?8, body = ?9
-                     WHERE id = ?10 AND version = ?11",
-                )
-                .and_then(|mut st| {
-                    st.execute(params![
-                        next.connection,
-                        next.state.as_str(),
-                        kind,
-                        due_conn,
-                        due_at,
-                        sortable_time(next.updated_at),
-                        expected + 1,
-                        expires,
-                        body,
-                        next.id.as_str(),
-                        expected,
-                    ])
-                })
-                .map_err(db)?;
-            if changed == 1 {
-                return Ok(next);
-            }
-            match load_task(conn, next.id.as_str())? {
-                Some(cur) => Err(StoreError::Conflict(format!(
-                    "task {} is at version {}, not {}",
-                    next.id, cur.version, expected
-                ))),
-                None => Err(StoreError::NotFound(format!("task {}", next.id))),
-            }
-        })
-        .await
+        let task = task.clone();
+        self.run(move |conn| write_task_update(conn, &task)).await
     }
 
     async fn due_for_creation(
@@ -531,6 +559,64 @@ impl Store for SqliteStore {
             body.map(|b| from_json(&email, &b)).transpose()
         })
         .await
+    }
+
+    async fn update_task_with_deliveries(&self, task: &Task, deliveries: &[Delivery]) -> Result<Task, StoreError> {
+        let (task, deliveries) = (task.clone(), deliveries.to_vec());
+        self.run(move |conn| outbox::update_task_with_deliveries(conn, &task, &deliveries)).await
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
+        let id = id.to_string();
+        self.run(move |conn| outbox::get(conn, &id)).await
+    }
+
+    async fn update_delivery(&self, delivery: &Delivery) -> Result<Delivery, StoreError> {
+        let d = delivery.clone();
+        self.run(move |conn| outbox::update(conn, &d)).await
+    }
+
+    async fn due_deliveries(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.run(move |conn| outbox::due(conn, sortable_time(now), limit)).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        state: DeliveryState,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Delivery>, StoreError> {
+        let cursor = cursor.map(str::to_string);
+        self.run(move |conn| outbox::list(conn, state, limit.max(1), cursor.as_deref())).await
+    }
+
+    async fn get_poll_mark(&self, connection: &str) -> Result<Option<PollMark>, StoreError> {
+        self.get_record(connection, POLL_MARK_KEY).await
+    }
+
+    async fn put_poll_mark(&self, mark: &PollMark) -> Result<(), StoreError> {
+        self.put_record(mark).await
+    }
+
+    async fn put_psa_record(&self, record: &PsaRecord) -> Result<(), StoreError> {
+        self.put_record(record).await
+    }
+
+    async fn get_psa_record(&self, connection: &str, key: &str) -> Result<Option<PsaRecord>, StoreError> {
+        self.get_record(connection, key).await
+    }
+
+    async fn list_psa_records(&self, connection: &str, kind: RecordKind) -> Result<Vec<PsaRecord>, StoreError> {
+        let all: Vec<PsaRecord> = self.list_records(connection).await?;
+        Ok(all.into_iter().filter(|r| r.kind == kind).collect())
+    }
+
+    async fn put_sync_checkpoint(&self, checkpoint: &SyncCheckpoint) -> Result<(), StoreError> {
+        self.put_record(checkpoint).await
+    }
+
+    async fn get_sync_checkpoint(&self, connection: &str) -> Result<Option<SyncCheckpoint>, StoreError> {
+        self.get_record(connection, SyncCheckpoint::NAME).await
     }
 }
 

@@ -220,6 +220,12 @@ body = '{"body": {{ body }}, "internal": true}'
 url = "/api/v2/issues?ext_ref={{ correlation_key }}"
 [options.check]
 url = "/api/v2/myself"
+[options.close]
+url = "/api/v2/issues/{{ ticket.id }}/transitions"
+body = """{"status": "Won't Do", "comment": {{ body }}}"""
+[options.reopen]
+url = "/api/v2/issues/{{ ticket.id }}/transitions"
+body = '{"status": "Open", "comment": {{ body }}}'
 [options.auth]
 type = "oauth2_client_credentials"
 token_url = "/oauth/token"

@@ -58,9 +58,22 @@ pub async fn put_secret(secrets: &dyn Secrets, name: &str, t: &SpawnedTarget) ->
 
 /// An engine with one connection, [`CONN`], to `t`.
 pub fn engine(t: &SpawnedTarget, secret: &str, store: Arc<dyn Store>, secrets: Arc<dyn Secrets>) -> Result<Engine> {
+    engine_with(t, secret, store, secrets, |_| {})
+}
+
+/// [`engine`] with the connection settings changed by `tweak` (e.g. incremental reads off).
+pub fn engine_with(
+    t: &SpawnedTarget,
+    secret: &str,
+    store: Arc<dyn Store>,
+    secrets: Arc<dyn Secrets>,
+    tweak: impl FnOnce(&mut ConnectionConfig),
+) -> Result<Engine> {
     let mut config = Config::default();
     config.settings.allow_private_callbacks = true;
-    config.connections.insert(CONN.into(), connection_for(t, secret)?);
+    let mut conn = connection_for(t, secret)?;
+    tweak(&mut conn);
+    config.connections.insert(CONN.into(), conn);
     config.validate().map_err(|e| anyhow::anyhow!("config: {e}"))?;
     let mut connectors = BTreeMap::new();
     for (name, cfg) in &config.connections {

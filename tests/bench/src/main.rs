@@ -1,7 +1,7 @@
 //! `bench`: the benchmarks behind `cargo xtask bench`. Each module measures one figure family and
 //! returns table rows; `main` writes them to `docs/benchmarks.md`.
 //!
-//! Usage: `bench [--only poll,dynamo,package,lambda,intake] [--out PATH]`. Needs TB_AWS_ENDPOINT
+//! Usage: `bench [--only poll,poll_changes,dynamo,package,lambda,intake] [--out PATH]`. Needs TB_AWS_ENDPOINT
 //! (moto) for `dynamo` and `lambda`; `cargo xtask bench` sets everything up.
 
 mod common;
@@ -10,6 +10,7 @@ mod intake;
 mod lambda;
 mod package;
 mod poll;
+mod poll_changes;
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -47,7 +48,7 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-const ALL: [&str; 5] = ["poll", "dynamo", "lambda", "intake", "package"];
+const ALL: [&str; 6] = ["poll", "poll_changes", "dynamo", "lambda", "intake", "package"];
 
 fn main() -> Result<()> {
     let mut only: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();
@@ -71,6 +72,7 @@ fn main() -> Result<()> {
         eprintln!("bench: == {name} ==");
         let res: Result<(Vec<Row>, String)> = match name {
             "poll" => rt.block_on(poll::run()),
+            "poll_changes" => rt.block_on(poll_changes::run()),
             "dynamo" => rt.block_on(dynamo::run()),
             "lambda" => rt.block_on(lambda::run()),
             "intake" => intake::run(),
@@ -179,6 +181,7 @@ fn render_section(name: &str, rows: &[Row], notes: &str) -> String {
 fn title_of(name: &str) -> &str {
     let titles = [
         ("poll", "Polling: one poll cycle, 50 ms injected latency per target request"),
+        ("poll_changes", "Incremental polling: changed tickets only, N = 10,000, 1 % changed, 50 ms per request"),
         ("dynamo", "DynamoDB cost of one task's life (moto)"),
         ("lambda", "Lambda start-up and memory (local Runtime API emulator)"),
         ("intake", "Intake throughput (`ticket-bridge serve`, SQLite, wrk)"),

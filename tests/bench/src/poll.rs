@@ -22,7 +22,7 @@ const NAIVE_SAMPLE: usize = 100;
 /// Share of tickets a technician closed since the last cycle (so "changed" is not zero).
 const CHANGED_PER_MILLE: usize = 10;
 
-fn target_name(t: Target) -> &'static str {
+pub(crate) fn target_name(t: Target) -> &'static str {
     match t {
         Target::Sandbox => "sandbox",
         Target::Rt => "rt",
@@ -35,7 +35,7 @@ fn target_name(t: Target) -> &'static str {
 }
 
 /// Requests the simulator saw, leaving out authentication / session routes.
-fn api_requests(t: &SpawnedTarget) -> (usize, String) {
+pub(crate) fn api_requests(t: &SpawnedTarget) -> (usize, String) {
     let counts = t.sim.request_counts();
     let mut n = 0;
     let mut routes = Vec::new();
@@ -103,7 +103,8 @@ async fn run_target(target: Target, rows: &mut Vec<Row>, notes: &mut String) -> 
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     common::put_secret(secrets.as_ref(), "tb/desk", &t).await?;
-    let engine = common::engine(&t, "tb/desk", store.clone(), secrets.clone())?;
+    // Today's batched read: incremental reads (section poll_changes) off.
+    let engine = common::engine_with(&t, "tb/desk", store.clone(), secrets.clone(), |c| c.polling.incremental = false)?;
     // The naive poller: a connector of its own over the same connection settings.
     let cfg = common::connection_for(&t, "tb/desk")?;
     let naive = bridge::connectors::build(CONN, &cfg, secrets.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -232,7 +233,7 @@ async fn run_target(target: Target, rows: &mut Vec<Row>, notes: &mut String) -> 
 }
 
 /// Tickets one status response can carry: the connector's batch, capped by the API's page size.
-fn page_size(target: Target, t: &SpawnedTarget, batch: usize) -> usize {
+pub(crate) fn page_size(target: Target, t: &SpawnedTarget, batch: usize) -> usize {
     let cap = match target {
         Target::Sandbox => Some(sandbox::desk::DeskConfig::default().max_per_page),
         Target::Rt => t

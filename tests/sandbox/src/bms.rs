@@ -9,10 +9,12 @@
 //! | POST | /v2/servicedesk/tickets/search | `{PageNumber, PageSize, Filter{Details, ExcludeCompleted, LastActivityUpdateFrom, TicketNumber, StatusNames}}` |
 //! | GET | /v2/servicedesk/tickets | the same filters as `Filter.*` query parameters |
 //! | POST | /v2/servicedesk/tickets/{ticketId}/notes | `{Details, IsInternal, NoteDate, TypeId}` |
-//! | GET | /v2/crm/contacts/search | `Filter.EmailAddress`, `Filter.AccountIds` |
+//! | GET | /v2/crm/contacts/search | `Filter.EmailAddress`, `Filter.AccountIds`, paging; `LocationId` of each contact |
+//! | GET | /v2/crm/accounts/summary | `Filter.ModifiedOnFrom`, paging, `TotalRecords` (see [`crm_sync`]) |
+//! | GET | /v2/servicedesk/hardwareasset/searchselect | `Filter.AccountId`, `Filter.AssetName`, paging |
 //! | GET | /v2/crm/accounts/lookup | `PageNumber`, `PageSize`, `Filter.Name` (contains, case-insensitive), `Filter.Ids` |
 //! | POST | /v2/crm/accounts | `AccountPostInputDto` (AccountName, AccountTypeId, BusinessTypeId, AccountManagerId, Locations required) |
-//! | GET | /v2/crm/accounts/{accountId}/locations/lookup | one main location per account (id = account × 10 + 1) |
+//! | GET | /v2/crm/accounts/{accountId}/locations/lookup | the main location (id = account × 10 + 1) and added ones |
 //! | GET | /v2/crm/accounts/{accountId}/contacts/lookup | `PageNumber`, `PageSize` |
 //! | POST | /v2/crm/contacts/summary | `ContactInputDto` (AccountId, LocationId of the account, a name) |
 //! | GET | /v2/finance/contracts/lookup | `AccountId`, `ExcludeExpiredContracts` |
@@ -50,6 +52,9 @@ use crate::server::SimServer;
 use crate::sim::{NewTicket, RateRule, Sim, SimProfile, SimTicket};
 use crate::tokens::{TokenCheck, TokenKind};
 use crate::util;
+
+mod crm_sync;
+pub use crm_sync::{SimAsset, SimLocation};
 
 /// Ticket statuses `(Id, Name)`.
 pub const STATUSES: [(i64, &str); 6] =
@@ -119,6 +124,7 @@ struct St {
     replays: AtomicU64,
     spent: Mutex<HashSet<String>>,
     finance: Mutex<Finance>,
+    crm: Mutex<crm_sync::Crm>,
 }
 
 /// A contract of an account.
@@ -154,7 +160,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl St {
     fn new(sim: Sim, config: BmsConfig) -> Self {
-        Self { sim, config, replays: AtomicU64::new(0), spent: Mutex::default(), finance: Mutex::default() }
+        Self {
+            sim,
+            config,
+            replays: AtomicU64::new(0),
+            spent: Mutex::default(),
+            finance: Mutex::default(),
+            crm: Mutex::default(),
+        }
     }
 }
 
@@ -230,9 +243,12 @@ fn routes(st: Arc<St>) -> Router {
         .route("/v2/servicedesk/tickets/search", post(search))
         .route("/v2/servicedesk/tickets/{ticketId}", get(get_ticket))
         .route("/v2/servicedesk/tickets/{ticketId}/notes", post(add_note))
+        .route("/v2/servicedesk/tickets/{ticketId}/resolve", post(resolve))
         .route("/v2/crm/contacts/search", get(contacts))
         .route("/v2/crm/accounts/lookup", get(accounts))
         .route("/v2/crm/accounts", post(create_account))
+        .route("/v2/crm/accounts/summary", get(crm_sync::accounts_summary))
+        .route("/v2/servicedesk/hardwareasset/searchselect", get(crm_sync::hardware_assets))
         .route("/v2/crm/accounts/{accountId}/locations/lookup", get(locations))
         .route("/v2/crm/accounts/{accountId}/contacts/lookup", get(account_contacts))
         .route("/v2/crm/contacts/summary", post(create_contact))
@@ -414,8 +430,13 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
     if !account_exists(&st, account) {
         return fail(StatusCode::BAD_REQUEST, 400, format!("Account {account} does not exist"));
     }
-    if int("LocationId") != Some(account * 10 + 1) {
+    if !int("LocationId").is_some_and(|l| lock(&st.crm).location_of(account, l)) {
         return fail(StatusCode::BAD_REQUEST, 400, "LocationId does not belong to the account");
+    }
+    if let Some(a) = int("HardwareAssetId")
+        && !lock(&st.crm).asset_of(account, a)
+    {
+        return fail(StatusCode::BAD_REQUEST, 400, format!("Hardware asset {a} does not belong to account {account}"));
     }
     let Some((_, status)) = STATUSES.iter().find(|(i, _)| Some(*i) == int("StatusId")) else {
         return fail(StatusCode::BAD_REQUEST, 400, "StatusId is invalid");
@@ -472,6 +493,7 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
         // but not how an unknown id is answered, so the simulator does not invent a refusal.
         "AssigneeId",
         "CustomFieldsData",
+        "HardwareAssetId",
     ] {
         if let Some(v) = req.get(k).filter(|v| !v.is_null()) {
             fields.insert(k.to_string(), v.clone());
@@ -616,6 +638,50 @@ async fn add_note(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<
     }
 }
 
+/// `ResolveTicket` (`ResolveTicketDto`: `Comment` required, `StatusId`, `IsInternal`, no other
+/// members): the comment becomes a note and the ticket takes the status (default `Completed`,
+/// assumed), which sets `CompletedDate`.
+async fn resolve(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<String>, bytes: Bytes) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    if let Err(r) = json_only(&headers) {
+        return r;
+    }
+    let Ok(Value::Object(req)) = serde_json::from_slice::<Value>(&bytes) else {
+        return fail(StatusCode::BAD_REQUEST, 400, "Invalid JSON");
+    };
+    if let Some(k) = req.keys().find(|k| {
+        !["Id", "Comment", "StatusId", "IsPublishToKnowledgeBase", "IsInternal", "KnowledgeBaseCategoryId"]
+            .contains(&k.as_str())
+    }) {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            400,
+            format!("Could not find member '{k}' on object of type 'ResolveTicketDto'"),
+        );
+    }
+    let Some(comment) = req.get("Comment").and_then(Value::as_str).filter(|c| !c.is_empty()) else {
+        return fail(StatusCode::BAD_REQUEST, 400, "The Comment field is required.");
+    };
+    let status = match req.get("StatusId").filter(|v| !v.is_null()) {
+        None => "Completed",
+        Some(v) => match v.as_i64().and_then(|i| STATUSES.iter().find(|(sid, _)| *sid == i)) {
+            Some((_, name)) => *name,
+            None => return fail(StatusCode::BAD_REQUEST, 400, format!("Status {v} was not found")),
+        },
+    };
+    let internal = req.get("IsInternal").and_then(Value::as_bool).unwrap_or(false);
+    let Some(tid) = id.parse::<u64>().ok().filter(|i| st.sim.ticket(*i).is_some()) else {
+        return fail(StatusCode::NOT_FOUND, 404, format!("Ticket {id} was not found"));
+    };
+    st.sim.add_note(tid, None, comment.to_string(), internal, "api");
+    match st.sim.set_status(&tid.to_string(), status) {
+        Ok(t) => ok(ticket_json(&t)),
+        Err(_) => fail(StatusCode::NOT_FOUND, 404, format!("Ticket {id} was not found")),
+    }
+}
+
 async fn contacts(State(st): State<Arc<St>>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
     if let Err(r) = authorize(&st, &headers) {
         return r;
@@ -623,6 +689,9 @@ async fn contacts(State(st): State<Arc<St>>, headers: HeaderMap, Query(q): Query
     let email = q.get("Filter.EmailAddress").map(|e| e.trim().to_lowercase());
     let accounts: Vec<String> =
         q.get("Filter.AccountIds").map(|a| a.split(',').map(|x| x.trim().to_string()).collect()).unwrap_or_default();
+    let page = q.get("PageNumber").and_then(|p| p.parse().ok()).unwrap_or(1usize).max(1);
+    let size = q.get("PageSize").and_then(|p| p.parse().ok()).unwrap_or(50usize).clamp(1, st.config.max_page_size);
+    let crm = lock(&st.crm);
     let rows: Vec<Value> = st
         .sim
         .contacts()
@@ -630,15 +699,23 @@ async fn contacts(State(st): State<Arc<St>>, headers: HeaderMap, Query(q): Query
         .filter(|c| email.as_deref().is_none_or(|e| c.email.to_lowercase() == e))
         .filter(|c| accounts.is_empty() || c.customer_id.as_ref().is_some_and(|a| accounts.contains(a)))
         .map(|c| {
-            json!({
-                "Id": c.id.parse::<i64>().unwrap_or_default(),
-                "AccountId": c.customer_id.as_deref().and_then(|a| a.parse::<i64>().ok()),
+            let id = c.id.parse::<i64>().unwrap_or_default();
+            let account = c.customer_id.as_deref().and_then(|a| a.parse::<i64>().ok());
+            let mut row = json!({
+                "Id": id,
+                "AccountId": account,
                 "FirstName": c.name,
                 "EmailAddress": c.email,
                 "IsActive": true,
-            })
+            });
+            if let (Some(l), Some(o)) = (crm.contact_location(id, account), row.as_object_mut()) {
+                o.insert("LocationId".into(), l.into());
+                o.insert("LocationName".into(), crm.location_name(l).into());
+            }
+            row
         })
         .collect();
+    let (rows, _) = util::page(&rows, page, size);
     ok(Value::Array(rows))
 }
 
@@ -667,7 +744,7 @@ async fn locations(State(st): State<Arc<St>>, headers: HeaderMap, Path(account):
         return r;
     }
     match account.parse::<i64>().ok().filter(|a| account_exists(&st, *a)) {
-        Some(a) => ok(json!([{"Id": a * 10 + 1, "Name": "Main Office", "AccountId": a, "IsMain": true}])),
+        Some(a) => ok(lock(&st.crm).locations_json(a)),
         None => fail(StatusCode::NOT_FOUND, 404, format!("Account {account} was not found")),
     }
 }
@@ -726,6 +803,7 @@ async fn create_account(State(st): State<Arc<St>>, headers: HeaderMap, bytes: By
     }
     let c = st.sim.create_customer(name);
     let id = c.id.parse::<i64>().unwrap_or_default();
+    lock(&st.crm).touch(id);
     let location_name = locations[0].get("LocationName").cloned().unwrap_or(Value::Null);
     ok(json!({
         "Id": id,
@@ -785,9 +863,11 @@ async fn create_contact(State(st): State<Arc<St>>, headers: HeaderMap, bytes: By
     let Some(account) = req.get("AccountId").and_then(Value::as_i64).filter(|a| account_exists(&st, *a)) else {
         return fail(StatusCode::BAD_REQUEST, 400, "AccountId is required and must exist");
     };
-    if req.get("LocationId").and_then(Value::as_i64) != Some(account * 10 + 1) {
+    let Some(location) =
+        req.get("LocationId").and_then(Value::as_i64).filter(|l| lock(&st.crm).location_of(account, *l))
+    else {
         return fail(StatusCode::BAD_REQUEST, 400, "LocationId does not belong to the account");
-    }
+    };
     let emails = req.get("Emails").and_then(Value::as_array).cloned().unwrap_or_default();
     let email = emails
         .iter()
@@ -800,12 +880,14 @@ async fn create_contact(State(st): State<Arc<St>>, headers: HeaderMap, bytes: By
         .to_string();
     let name = [first.as_str(), last.as_str()].iter().filter(|s| !s.is_empty()).copied().collect::<Vec<_>>().join(" ");
     let c = st.sim.create_contact(Some(&account.to_string()), &email, &name);
+    let contact_id = c.id.parse::<i64>().unwrap_or_default();
+    lock(&st.crm).contact_locations.insert(contact_id, location);
     ok(json!({
-        "Id": c.id.parse::<i64>().unwrap_or_default(),
+        "Id": contact_id,
         "FirstName": first,
         "LastName": last,
         "AccountId": account,
-        "LocationId": account * 10 + 1,
+        "LocationId": location,
         "EmailAddress": c.email,
     }))
 }

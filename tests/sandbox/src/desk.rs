@@ -10,6 +10,7 @@
 //! | POST | /api/v1/tickets | `{"title","body","correlation_key","customer_id","contact_id","contact_email","priority","queue","type","status"}` → 201 ticket |
 //! | GET | /api/v1/tickets/{id} | ticket or 404 |
 //! | GET | /api/v1/tickets?ids=1,2&correlation_key=&status=&page=&per_page= | `{"items","page","per_page","pages","total","next_page"}` |
+//! | PATCH | /api/v1/tickets/{id} | `{"status"}` → 200 ticket; 422 `invalid_status` |
 //! | POST | /api/v1/tickets/{id}/notes | `{"title","body","internal"}` → 201 note |
 //! | GET | /api/v1/customers?page=&per_page= | paged customers |
 //! | POST | /api/v1/customers | `{"name"}` → 201 customer (numeric id) |
@@ -170,7 +171,7 @@ pub fn router(sim: Sim, config: DeskConfig) -> Router {
         .route("/api/v1/auth/token", post(token))
         .route("/api/v1/me", get(me))
         .route("/api/v1/tickets", post(create).get(list))
-        .route("/api/v1/tickets/{id}", get(get_ticket))
+        .route("/api/v1/tickets/{id}", get(get_ticket).patch(update_ticket))
         .route("/api/v1/tickets/{id}/notes", post(add_note))
         .route("/api/v1/customers", get(customers).post(create_customer))
         .route("/api/v1/contacts", get(contacts).post(create_contact))
@@ -393,6 +394,34 @@ async fn list(
         .map(ticket_json)
         .collect();
     paged(items, page, per_page)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateReq {
+    status: String,
+}
+
+async fn update_ticket(
+    State(st): State<Arc<DeskState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&st, &headers, SCOPE_WRITE) {
+        return r;
+    }
+    let req: UpdateReq = match parse(&bytes) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let Some(t) = id.parse::<u64>().ok().and_then(|i| st.sim.ticket(i)) else {
+        return error(StatusCode::NOT_FOUND, "not_found", format!("no ticket {id}"));
+    };
+    match st.sim.set_status(&t.id.to_string(), &req.status) {
+        Ok(t) => Json(ticket_json(&t)).into_response(),
+        Err(_) => error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_status", format!("unknown status '{}'", req.status)),
+    }
 }
 
 #[derive(Deserialize)]

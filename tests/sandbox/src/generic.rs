@@ -125,6 +125,7 @@ pub fn router(sim: Sim, config: GenericConfig) -> Router {
         .route("/api/v2/issues", post(create).get(search))
         .route("/api/v2/issues/{id}", get(issue))
         .route("/api/v2/issues/{id}/comments", post(comment))
+        .route("/api/v2/issues/{id}/transitions", post(transition))
         .with_state(st)
 }
 
@@ -328,6 +329,38 @@ async fn search(
         .collect();
     let total = issues.len();
     Json(json!({"data": {"issues": issues}, "total": total})).into_response()
+}
+
+/// `{"status", "comment"?}`: moves the issue to `status` (a known status), adding the comment.
+async fn transition(
+    State(st): State<Arc<GState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    let body: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => return errors(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")),
+    };
+    let Some(status) = body.get("status").and_then(Value::as_str) else {
+        return errors(StatusCode::BAD_REQUEST, "'status' must be a string");
+    };
+    let Some(t) = st.sim.find_ticket(&id) else {
+        return errors(StatusCode::NOT_FOUND, format!("issue {id} does not exist"));
+    };
+    if st.sim.canonical_status(status).is_none() {
+        return errors(StatusCode::BAD_REQUEST, format!("unknown status '{status}'"));
+    }
+    if let Some(c) = body.get("comment").and_then(Value::as_str).filter(|c| !c.is_empty()) {
+        st.sim.add_note(t.id, None, c.to_string(), true, "api");
+    }
+    match st.sim.set_status(&t.id.to_string(), status) {
+        Ok(t) => Json(json!({"issue": {"id": t.id, "status": t.status}})).into_response(),
+        Err(e) => errors(StatusCode::BAD_REQUEST, e.to_string()),
+    }
 }
 
 async fn comment(State(st): State<Arc<GState>>, headers: HeaderMap, Path(id): Path<String>, bytes: Bytes) -> Response {

@@ -399,6 +399,17 @@ fn run_search(st: &St, q: &serde_json::Map<String, Value>) -> Response {
             field_filters.push((format!("DynamicField_{name}"), strings(ops.get("Equals"))));
         }
     }
+    // `TicketChangeTimeNewerDate`: tickets with a history entry created at or after the time
+    // (`th.create_time >= '…'`, Kernel/System/Ticket/TicketSearch.pm), whole seconds, system time
+    // zone UTC. A value that is not `YYYY-MM-DD HH:MM:SS` makes the kernel search log an error and
+    // return nothing, which the operation answers as `{}`.
+    let changed_after = match get("TicketChangeTimeNewerDate") {
+        None => None,
+        Some(v) => match chrono::NaiveDateTime::parse_from_str(&v, "%Y-%m-%d %H:%M:%S") {
+            Ok(t) => Some(t.and_utc().timestamp()),
+            Err(_) => return Json(json!({})).into_response(),
+        },
+    };
     let limit = get("Limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(500);
     let ids: Vec<String> = st
         .sim
@@ -410,6 +421,7 @@ fn run_search(st: &St, q: &serde_json::Map<String, Value>) -> Response {
                 in_index(&t.body, t.created_at, b) || t.notes.iter().any(|n| in_index(&n.body, n.created_at, b))
             })
         })
+        .filter(|t| changed_after.is_none_or(|after| t.updated_at.timestamp() >= after))
         .filter(|t| get("Title").is_none_or(|b| contains_ci(&t.title, &b)))
         .filter(|t| states.is_empty() || states.contains(&t.status.to_lowercase()))
         .filter(|t| get("StateType").is_none_or(|ty| state_type(&t.status).eq_ignore_ascii_case(&ty)))
@@ -483,6 +495,13 @@ async fn update(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<St
     let Some(t) = id.parse::<u64>().ok().and_then(|i| st.sim.ticket(i)) else {
         return op_error("TicketUpdate.AccessDenied", "TicketUpdate: User does not have access to the ticket!");
     };
+    // TicketUpdate.pm checks the Ticket attributes (_CheckTicket) before it writes anything.
+    let state = req.get("Ticket").and_then(|x| x.get("State")).and_then(Value::as_str);
+    if let Some(state) = state
+        && st.sim.canonical_status(state).is_none()
+    {
+        return op_error("TicketUpdate.InvalidParameter", "TicketUpdate: Ticket->State is invalid!");
+    }
     let mut article_id = None;
     if let Some(a) = req.get("Article") {
         let (subject, body, internal) = match article_text(a) {
@@ -496,7 +515,7 @@ async fn update(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<St
         };
         article_id = st.sim.add_note(t.id, Some(subject), body, internal, "agent").map(|n| n.id.to_string());
     }
-    if let Some(state) = req.get("Ticket").and_then(|x| x.get("State")).and_then(Value::as_str)
+    if let Some(state) = state
         && let Err(e) = st.sim.set_status(&t.id.to_string(), state)
     {
         return op_error("TicketUpdate.InvalidParameter", e);

@@ -195,7 +195,11 @@ async fn traffic(State((sim, contract)): State<(Sim, Option<Arc<Contract>>)>, re
     }
     let profile = sim.profile();
     match sim.faults().take(&route) {
-        None => run(&sim, checked, req, next).await,
+        None => {
+            let resp = run(&sim, checked, req, next).await;
+            sim.fire_after_response(&route);
+            resp
+        }
         Some(Fault::Status { status }) => {
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             (code, axum::Json(profile.server_error_body.clone())).into_response()

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -182,7 +182,15 @@ struct Inner {
     in_flight: Arc<AtomicU64>,
     persist: Mutex<Option<Journal>>,
     contract: Mutex<ContractState>,
+    /// Milliseconds the simulator's clock (the stamps it writes on tickets) is ahead of the host's.
+    clock_skew_ms: AtomicI64,
+    /// One-shot actions run right after the handler of the next request whose route contains the
+    /// pattern produced its response (before the client reads it).
+    after_response: Mutex<Vec<(String, AfterResponse)>>,
 }
+
+/// An action [`Sim::after_next_response`] runs.
+pub type AfterResponse = Box<dyn FnOnce(&Sim) + Send>;
 
 /// Contract checking: on unless a test turns it off, and the violations seen.
 #[derive(Debug)]
@@ -306,7 +314,38 @@ impl Sim {
             in_flight: Arc::default(),
             persist: Mutex::new(None),
             contract: Mutex::default(),
+            clock_skew_ms: AtomicI64::new(0),
+            after_response: Mutex::default(),
         }))
+    }
+
+    /// The simulator's clock: the host's plus the skew set by [`Sim::set_clock_skew`].
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::milliseconds(self.0.clock_skew_ms.load(Ordering::SeqCst))
+    }
+
+    /// Puts the simulator's clock `skew` ahead of the host's (negative: behind), as a target
+    /// server whose clock drifts; every change stamp it writes from now on uses it.
+    pub fn set_clock_skew(&self, skew: chrono::Duration) {
+        self.0.clock_skew_ms.store(skew.num_milliseconds(), Ordering::SeqCst);
+    }
+
+    /// Runs `action` once, right after the next request whose route (`METHOD /template`) contains
+    /// `route` has been answered by its handler, before the client receives the answer: a change
+    /// that lands while a client's read is in flight.
+    pub fn after_next_response(&self, route: &str, action: impl FnOnce(&Sim) + Send + 'static) {
+        lock(&self.0.after_response).push((route.to_string(), Box::new(action)));
+    }
+
+    /// Runs the action armed for `route`, if any.
+    pub(crate) fn fire_after_response(&self, route: &str) {
+        let action = {
+            let mut armed = lock(&self.0.after_response);
+            armed.iter().position(|(r, _)| route.contains(r.as_str())).map(|i| armed.remove(i).1)
+        };
+        if let Some(action) = action {
+            action(self);
+        }
     }
 
     pub fn profile(&self) -> &SimProfile {
@@ -353,7 +392,7 @@ impl Sim {
 
     /// Stores a new ticket and returns it.
     pub fn create_ticket(&self, t: NewTicket) -> SimTicket {
-        let now = Utc::now();
+        let now = self.now();
         let initial = self.0.profile.initial_status.clone();
         let prefix = self.0.profile.number_prefix.clone();
         self.mutate(
@@ -419,11 +458,12 @@ impl Sim {
 
     /// Applies `f` to ticket `id` (updating `updated_at`); `None` if there is no such ticket.
     pub fn update_ticket(&self, id: u64, f: impl FnOnce(&mut SimTicket)) -> Option<SimTicket> {
+        let now = self.now();
         self.mutate(
             |s| {
                 let t = s.tickets.get_mut(&id)?;
                 f(t);
-                t.updated_at = Utc::now();
+                t.updated_at = now;
                 Some(t.clone())
             },
             |s, t| t.as_ref().and_then(|t| Change::ticket(s, t.id)),
@@ -439,18 +479,13 @@ impl Sim {
         internal: bool,
         author: &str,
     ) -> Option<SimNote> {
+        let now = self.now();
         self.mutate(
             |s| {
                 let note_id = s.next_note_id;
                 let t = s.tickets.get_mut(&id)?;
-                let note = SimNote {
-                    id: note_id,
-                    subject,
-                    body,
-                    internal,
-                    author: author.to_string(),
-                    created_at: Utc::now(),
-                };
+                let note =
+                    SimNote { id: note_id, subject, body, internal, author: author.to_string(), created_at: now };
                 t.notes.push(note.clone());
                 t.updated_at = note.created_at;
                 s.next_note_id += 1;
@@ -478,10 +513,10 @@ impl Sim {
     pub fn set_status(&self, id_or_number: &str, status: &str) -> Result<SimTicket, SimError> {
         let status = self.canonical_status(status).ok_or_else(|| SimError::InvalidStatus(status.to_string()))?;
         let id = self.find_ticket(id_or_number).ok_or_else(|| SimError::NotFound(id_or_number.to_string()))?.id;
-        let closed = self.is_closed_status(&status);
+        let closed = self.is_closed_status(&status).then(|| self.now());
         self.update_ticket(id, |t| {
             t.status = status;
-            t.closed_at = closed.then(Utc::now);
+            t.closed_at = closed;
         })
         .ok_or_else(|| SimError::NotFound(id_or_number.to_string()))
     }

@@ -120,6 +120,12 @@ url = "/api/v2/issues/{{ ticket.id }}/comments"
 body = '{"body": {{ body }}, "internal": true}'
 [find]
 url = "/api/v2/issues?ext_ref={{ correlation_key }}"
+[close]
+url = "/api/v2/issues/{{ ticket.id }}/transitions"
+body = """{"status": "Won't Do", "comment": {{ body }}}"""
+[reopen]
+url = "/api/v2/issues/{{ ticket.id }}/transitions"
+body = '{"status": "Open", "comment": {{ body }}}'
 [check]
 url = "/api/v2/myself"
 [auth]

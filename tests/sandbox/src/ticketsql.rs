@@ -4,6 +4,14 @@
 //! `CF.{Name}` (also quoted `'CF.{Name}'`). Operators: `=`, `!=`, `<`, `>`, `LIKE`, `NOT LIKE`.
 //! Values: numbers or quoted strings (`'…'` / `"…"`, backslash escapes). `Status = '__Active__'`
 //! and `'__Inactive__'` match the default lifecycle's groups. AND binds tighter than OR.
+//!
+//! `LastUpdated` with `<`, `>`, `<=`, `>=`, `=` compares like RT's `_DateLimit`
+//! (`lib/RT/Tickets.pm`): the value is a date read in the user's time zone (UTC here), the column
+//! holds whole seconds, and `=` means the whole day. Only `YYYY-MM-DD HH:MM:SS` and `YYYY-MM-DD`
+//! are accepted; RT would parse more (Time::ParseDate) and match everything on an unparseable
+//! value, the simulator refuses it instead.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 
 use crate::sim::SimTicket;
 
@@ -195,6 +203,12 @@ fn validate(q: &Query, known_cf: &dyn Fn(&str) -> bool) -> Result<(), String> {
                     }
                     Ok(())
                 }
+                "lastupdated" => {
+                    if !matches!(op.as_str(), "=" | "<" | ">" | "<=" | ">=") {
+                        return Err(format!("Invalid Date Op: {op}"));
+                    }
+                    rt_date(value).map(|_| ())
+                }
                 "status" | "subject" | "queue" | "requestor" | "requestor.emailaddress" => Ok(()),
                 _ => Err(format!("unknown field '{field}'")),
             }
@@ -209,6 +223,40 @@ fn text_match(have: &str, op: &str, want: &str) -> bool {
         "!=" => h != w,
         "LIKE" => h.contains(&w),
         "NOT LIKE" => !h.contains(&w),
+        "<" => h < w,
+        ">" => h > w,
+        "<=" => h <= w,
+        ">=" => h >= w,
+        _ => false,
+    }
+}
+
+/// A TicketSQL date value: `YYYY-MM-DD HH:MM:SS` (UTC) or a day `YYYY-MM-DD` (its midnight).
+fn rt_date(value: &str) -> Result<(DateTime<Utc>, bool), String> {
+    if let Ok(t) = NaiveDateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S") {
+        return Ok((t.and_utc(), false));
+    }
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| (t.and_utc(), true))
+        .ok_or_else(|| format!("unparseable date '{value}'"))
+}
+
+/// RT's `LastUpdated` column: whole seconds.
+fn whole_seconds(t: DateTime<Utc>) -> i64 {
+    t.timestamp()
+}
+
+fn date_match(have: DateTime<Utc>, op: &str, value: &str) -> bool {
+    let Ok((want, _)) = rt_date(value) else { return false };
+    let (h, w) = (whole_seconds(have), want.timestamp());
+    match op {
+        // `=` is the whole day (RT SetToMidnight, AddDay).
+        "=" => {
+            let day = want.date_naive().and_hms_opt(0, 0, 0).map(|d| d.and_utc().timestamp()).unwrap_or(w);
+            h >= day && h < day + 86_400
+        }
         "<" => h < w,
         ">" => h > w,
         "<=" => h <= w,
@@ -245,6 +293,7 @@ pub fn matches(q: &Query, t: &SimTicket) -> bool {
                     "__Inactive__" => (op == "=") == ["resolved", "rejected", "deleted"].contains(&t.status.as_str()),
                     _ => text_match(&t.status, op, value),
                 },
+                "lastupdated" => date_match(t.updated_at, op, value),
                 "subject" => text_match(&t.title, op, value),
                 "queue" => text_match(t.queue.as_deref().unwrap_or(""), op, value),
                 _ => text_match(t.requester.as_deref().unwrap_or(""), op, value),
@@ -275,5 +324,20 @@ mod tests {
         assert!(parse("id = 'abc'", &cf).is_err());
         assert!(parse("id = 1 OR", &cf).is_err());
         assert!(parse("(id = 1", &cf).is_err());
+        assert!(parse("LastUpdated > '2026-11-30 14:00:00'", &cf).is_ok());
+        assert!(parse("LastUpdated > 'yesterday'", &cf).unwrap_err().contains("yesterday"));
+        assert!(parse("LastUpdated LIKE '2026-11-30'", &cf).is_err());
+    }
+
+    #[test]
+    fn last_updated_compares_whole_seconds() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        // Stamped at 14:00:05.900: RT stores 14:00:05, which is not after 14:00:05.
+        let have = at("2026-11-30T14:00:05.900Z");
+        assert!(!date_match(have, ">", "2026-11-30 14:00:05"));
+        assert!(date_match(have, ">", "2026-11-30 14:00:04"));
+        assert!(date_match(have, ">=", "2026-11-30 14:00:05"));
+        assert!(date_match(have, "=", "2026-11-30"));
+        assert!(!date_match(have, "=", "2026-11-29"));
     }
 }

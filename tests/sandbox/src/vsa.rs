@@ -24,7 +24,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -180,6 +180,7 @@ pub fn router(sim: Sim, config: VsaConfig) -> Router {
         .route("/api/v1.0/automation/servicedesktickets/{deskId}/ticket", post(create))
         .route("/api/v1.0/automation/servicedesktickets/{ticketId}", get(get_ticket))
         .route("/api/v1.0/automation/servicedesktickets/{ticketId}/notes", post(add_note))
+        .route("/api/v1.0/automation/servicedesktickets/{ticketId}/status/{statusId}", put(set_status))
         .route("/api/v1.0/system/orgs", get(orgs))
         .with_state(st)
 }
@@ -468,6 +469,27 @@ async fn add_note(State(st): State<Arc<St>>, headers: HeaderMap, Path(id): Path<
     match st.sim.add_note(tid, None, text.to_string(), hidden, "api") {
         Some(n) => ok(json!({"NoteId": n.id, "Text": n.body, "Hidden": n.internal}), None),
         None => fail(StatusCode::NOT_FOUND, format!("Ticket {id} was not found.")),
+    }
+}
+
+/// `Update-VSASDTicketStatus`: no body; an unknown ticket or status id is an error envelope.
+async fn set_status(
+    State(st): State<Arc<St>>,
+    headers: HeaderMap,
+    Path((id, status_id)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = authorize(&st, &headers) {
+        return r;
+    }
+    let Some(tid) = id.parse::<u64>().ok().filter(|i| st.sim.ticket(*i).is_some()) else {
+        return fail(StatusCode::NOT_FOUND, format!("Ticket {id} was not found."));
+    };
+    let Some((_, name)) = STATUSES.iter().find(|(i, _)| i.to_string() == status_id) else {
+        return fail(StatusCode::BAD_REQUEST, format!("Status {status_id} is not a status of this service desk."));
+    };
+    match st.sim.set_status(&tid.to_string(), name) {
+        Ok(_) => ok(json!(true), None),
+        Err(_) => fail(StatusCode::NOT_FOUND, format!("Ticket {id} was not found.")),
     }
 }
 

@@ -39,6 +39,21 @@ pub const STORE_METHOD_ACTIONS: &[(&str, &[(&str, &str)])] = &[
     ("delete_user_mapping", &[("dynamodb:DeleteItem", "table")]),
     ("put_contact", &[("dynamodb:PutItem", "table")]),
     ("get_contact", &[("dynamodb:GetItem", "table")]),
+    // TransactWriteItems of the version-checked task Put and one conditional Put per entry; on a
+    // failed condition it reads the task to tell Conflict from NotFound.
+    ("update_task_with_deliveries", &[("dynamodb:PutItem", "table"), ("dynamodb:GetItem", "table")]),
+    ("get_delivery", &[("dynamodb:GetItem", "table")]),
+    // Conditional PutItem on the version; on a failed condition it reads the entry.
+    ("update_delivery", &[("dynamodb:PutItem", "table"), ("dynamodb:GetItem", "table")]),
+    ("due_deliveries", &[("dynamodb:Query", "index/due")]),
+    ("list_deliveries", &[("dynamodb:Query", "index/by_state")]),
+    ("get_poll_mark", &[("dynamodb:GetItem", "table")]),
+    ("put_poll_mark", &[("dynamodb:PutItem", "table")]),
+    ("put_psa_record", &[("dynamodb:PutItem", "table")]),
+    ("get_psa_record", &[("dynamodb:GetItem", "table")]),
+    ("list_psa_records", &[("dynamodb:Query", "table")]),
+    ("put_sync_checkpoint", &[("dynamodb:PutItem", "table")]),
+    ("get_sync_checkpoint", &[("dynamodb:GetItem", "table")]),
 ];
 
 pub fn root() -> PathBuf {

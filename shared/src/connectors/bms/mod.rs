@@ -12,13 +12,14 @@
 //! the connector).
 
 mod crm;
+mod sync_read;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use reqwest::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -30,10 +31,10 @@ use crate::connectors::psa_util::{
     transport_diagnosis, truncate,
 };
 use crate::connectors::{
-    CheckReport, Connector, ConnectorError, Contact, Contract, Customer, LineChange, NoteRequest, RemoteStatus,
-    ServiceLine, TicketRequest, TokenKind, TokenState, create_with_recovery,
+    ChangedTickets, CheckReport, Connector, ConnectorError, Contact, Contract, Customer, LineChange, NoteRequest,
+    RecordPage, RemoteStatus, ServiceLine, TicketRequest, TokenKind, TokenState, create_with_recovery,
 };
-use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
+use crate::domain::{ConnectorKind, RecordKind, TicketDefaults, TicketRef};
 use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource, fields};
 use crate::secrets::{Secret, Secrets};
 use wire::{Lookup, LookupItem, Payload};
@@ -65,6 +66,8 @@ pub struct BmsOptions {
     pub location_name: String,
     /// `EmailTypeId` of the address of created contacts (omitted when unset).
     pub email_type_id: Option<i64>,
+    /// Status (name or id) a cancelled task's ticket is resolved with; unset: BMS's own choice.
+    pub close_status: Option<String>,
 }
 
 impl Default for BmsOptions {
@@ -81,6 +84,7 @@ impl Default for BmsOptions {
             account_manager_id: None,
             location_name: "Main Office".into(),
             email_type_id: None,
+            close_status: None,
         }
     }
 }
@@ -344,7 +348,10 @@ impl BmsConnector {
             title: req.title.chars().take(250).collect(),
             details: body_with_marker(&req.body, &req.correlation_key),
             account_id,
-            location_id: self.location(account_id).await?,
+            location_id: match req.location_id.as_deref().filter(|l| !l.trim().is_empty()) {
+                Some(l) => parse_id("LocationId (location id)", l).map_err(ConnectorError::Config)?,
+                None => self.location(account_id).await?,
+            },
             status_id,
             priority_id,
             type_id,
@@ -371,6 +378,10 @@ impl BmsConnector {
                     Ok(wire::CustomFieldData { custom_field_id, data })
                 })
                 .collect::<Result<_, ConnectorError>>()?,
+            hardware_asset_id: match req.asset_id.as_deref().filter(|a| !a.trim().is_empty()) {
+                Some(a) => Some(parse_id("HardwareAssetId (asset id)", a).map_err(ConnectorError::Config)?),
+                None => None,
+            },
         })
     }
 
@@ -522,6 +533,24 @@ impl Connector for BmsConnector {
         Ok(())
     }
 
+    /// `POST /v2/servicedesk/tickets/{ticketId}/resolve` (`ResolveTicketDto`): the note is the
+    /// internal resolution comment, so note and close are one request.
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        let id = parse_id("BMS ticket id", &ticket.id).map_err(ConnectorError::Rejected)?;
+        let status_id = match &self.opts.close_status {
+            Some(s) => Some(self.resolve(Lookup::Statuses, s).await.map_err(|e| match e {
+                ConnectorError::Config(m) => ConnectorError::Config(format!("options.close_status: {m}")),
+                other => other,
+            })?),
+            None => None,
+        };
+        let text = body_with_marker(&format!("{}\n\n{}", note.title, note.body), &note.correlation_key);
+        let input = wire::ResolveInput { comment: text, status_id, is_internal: true };
+        let body = serde_json::to_value(&input).map_err(|e| ConnectorError::Config(e.to_string()))?;
+        self.call::<serde_json::Value>(Method::POST, &wire::resolve_path(id), &[], Some(&body), true).await?;
+        Ok(())
+    }
+
     async fn statuses(&self, ticket_ids: &[String]) -> Result<Vec<RemoteStatus>, ConnectorError> {
         let mut wanted: HashSet<i64> = HashSet::new();
         for id in ticket_ids {
@@ -631,5 +660,49 @@ impl Connector for BmsConnector {
 
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError> {
         self.tokens.refresh().await
+    }
+
+    fn change_filter(&self) -> Option<&'static str> {
+        Some("tickets/search Filter.LastActivityUpdateFrom")
+    }
+
+    /// `POST /v2/servicedesk/tickets/search` with `Filter.LastActivityUpdateFrom` (TicketFilterDto in
+    /// the vendor's OpenAPI) and the marker in `Details`, completed tickets included, paged;
+    /// `LastActivityUpdate` of the answers gives the mark. Sent without a zone, read as UTC (assumed).
+    async fn changed_since(&self, since: DateTime<Utc>) -> Result<ChangedTickets, ConnectorError> {
+        let filter = wire::TicketFilter {
+            details: Some(psa_util::MARKER_PREFIX.to_string()),
+            last_activity_update_from: Some(since.format("%Y-%m-%dT%H:%M:%S").to_string()),
+            ..Default::default()
+        };
+        let size = self.opts.page_size;
+        let mut out = ChangedTickets::default();
+        let mut page = 1;
+        loop {
+            let p = self.search(filter.clone(), page, size).await?;
+            out.requests += 1;
+            let n = p.result.len();
+            for t in p.result {
+                if let Some(at) = t.last_activity_update.as_deref().and_then(psa_util::parse_datetime) {
+                    out.latest = out.latest.max(Some(at));
+                }
+                out.statuses.push(t.remote_status());
+            }
+            let seen = u64::from(page - 1) * u64::from(size) + n as u64;
+            let more = n as u32 >= size && p.total_records.is_none_or(|total| seen < total);
+            if !more || page >= psa_util::MAX_PAGES {
+                return Ok(out);
+            }
+            page += 1;
+        }
+    }
+
+    async fn read_records(
+        &self,
+        kind: RecordKind,
+        since: Option<chrono::DateTime<Utc>>,
+        page: u32,
+    ) -> Result<RecordPage, ConnectorError> {
+        self.sync_page(kind, since, page).await
     }
 }

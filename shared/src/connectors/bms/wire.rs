@@ -24,6 +24,22 @@ pub fn notes_path(id: i64) -> String {
     format!("{TICKETS_PATH}/{id}/notes")
 }
 
+/// `POST /v2/servicedesk/tickets/{ticketId}/resolve`.
+pub fn resolve_path(id: i64) -> String {
+    format!("{TICKETS_PATH}/{id}/resolve")
+}
+
+/// `ResolveTicketDto` (required `Comment`; no other members allowed).
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolveInput {
+    #[serde(rename = "Comment")]
+    pub comment: String,
+    #[serde(rename = "StatusId", skip_serializing_if = "Option::is_none")]
+    pub status_id: Option<i64>,
+    #[serde(rename = "IsInternal")]
+    pub is_internal: bool,
+}
+
 /// `/v2/crm/accounts/{id}/locations/lookup`.
 pub fn locations_path(account_id: i64) -> String {
     format!("/v2/crm/accounts/{account_id}/locations/lookup")
@@ -182,6 +198,9 @@ pub struct TicketInput {
     /// Ticket custom field values (`CustomFieldDataInputDto`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub custom_fields_data: Vec<CustomFieldData>,
+    /// The asset the alert names (continuous sync's asset records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hardware_asset_id: Option<i64>,
 }
 
 /// One custom field value of a new ticket.
@@ -209,6 +228,9 @@ pub struct Ticket {
     pub status_name: Option<String>,
     #[serde(default)]
     pub completed_date: Option<String>,
+    /// `LastActivityUpdate` (date-time; no zone given, read as UTC — assumed).
+    #[serde(default)]
+    pub last_activity_update: Option<String>,
 }
 
 impl Ticket {

@@ -24,6 +24,13 @@
 //! url = "/api/v2/issues?ext_ref={{ correlation_key }}"
 //! [connections.desk.options.check]         # optional cheap authenticated read
 //! url = "/api/v2/myself"
+//! [connections.desk.options.close]         # optional: close a cancelled task's ticket
+//! method = "PATCH"
+//! url = "/api/v2/issues/{{ ticket.id }}"
+//! body = '{"status": "Cancelled", "resolution": {{ body }}}'
+//! [connections.desk.options.reopen]        # optional: reopen a group's recently closed ticket
+//! url = "/api/v2/issues/{{ ticket.id }}/transitions"
+//! body = '{"status": "Open", "comment": {{ body }}}'
 //! [connections.desk.options.auth]          # none | header | bearer | basic | oauth2_client_credentials
 //! type = "oauth2_client_credentials"
 //! token_url = "/oauth/token"
@@ -34,7 +41,7 @@
 //! `customer_id`, `contact_id`, `contact_email`, `contract_id`, `ticket_type`, `source`,
 //! `status`, `queue`, `priority`, `issue_type`, `sub_issue_type`, `fields` = task fields,
 //! `assignee`, `responsible`, `custom_fields` = a rule's custom fields by name);
-//! find — `correlation_key`; note — `ticket` {id, number, url}, `title`, `body`; status — `ids`
+//! find — `correlation_key`; note, close and reopen — `ticket` {id, number, url}, `title`, `body`; status — `ids`
 //! (batch), `id` / `ticket.id` (single); everywhere — `connection`, `base_url`. Escaping rules:
 //! see [`spec`]. Secrets are never template variables; `auth` reads them from the secret.
 //!
@@ -421,6 +428,37 @@ impl Connector for GenericConnector {
             "ticket": ticket, "title": note.title, "body": note.body, "correlation_key": note.correlation_key,
         }));
         let resp = self.send(req, &ctx, false).await?;
+        self.body(&resp).map(|_| ())
+    }
+
+    /// The `close` request, which carries the note (`title`, `body`) itself; without one,
+    /// unsupported (the engine then adds the note through `note`).
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        let Some(req) = &self.spec.close else {
+            return Err(ConnectorError::Unsupported(format!(
+                "connections.{}.options.close is not configured",
+                self.name
+            )));
+        };
+        let ctx = self.context(json!({
+            "ticket": ticket, "title": note.title, "body": note.body, "correlation_key": note.correlation_key,
+        }));
+        let resp = self.send(req, &ctx, true).await?;
+        self.body(&resp).map(|_| ())
+    }
+
+    /// The `reopen` request (carrying the note); without one, unsupported (a new ticket opens).
+    async fn reopen_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        let Some(req) = &self.spec.reopen else {
+            return Err(ConnectorError::Unsupported(format!(
+                "connections.{}.options.reopen is not configured",
+                self.name
+            )));
+        };
+        let ctx = self.context(json!({
+            "ticket": ticket, "title": note.title, "body": note.body, "correlation_key": note.correlation_key,
+        }));
+        let resp = self.send(req, &ctx, true).await?;
         self.body(&resp).map(|_| ())
     }
 

@@ -120,6 +120,10 @@ pub(super) struct Spec {
     pub note: Option<RequestSpec>,
     pub find: Option<RequestSpec>,
     pub check: Option<RequestSpec>,
+    /// Optional: closes a cancelled task's ticket (`ticket`, `title`, `body` = the note, `reason`).
+    pub close: Option<RequestSpec>,
+    /// Optional: reopens a group's recently closed ticket (`ticket`, `title`, `body` = the note).
+    pub reopen: Option<RequestSpec>,
     pub ticket_id_pointer: String,
     pub ticket_number_pointer: Option<String>,
     pub status_pointer: String,
@@ -204,7 +208,7 @@ pub(super) fn sample_context() -> Value {
     })
 }
 
-const SECTIONS: [&str; 5] = ["create", "status", "note", "find", "check"];
+const SECTIONS: [&str; 7] = ["create", "status", "note", "find", "check", "close", "reopen"];
 
 /// Parses and validates the options of connection `name`.
 pub(super) fn parse(name: &str, options: &toml::Table) -> Result<(Spec, Templates), ConnectorError> {
@@ -287,6 +291,8 @@ pub(super) fn parse(name: &str, options: &toml::Table) -> Result<(Spec, Template
         note: requests.remove("note"),
         find,
         check: requests.remove("check"),
+        close: requests.remove("close"),
+        reopen: requests.remove("reopen"),
         ticket_id_pointer: raw.ticket_id_pointer,
         ticket_number_pointer: raw.ticket_number_pointer,
         status_pointer: raw.status_pointer,
@@ -308,7 +314,7 @@ fn compile_request(
     key: &dyn Fn(&str) -> String,
 ) -> Result<RequestSpec, ConnectorError> {
     let err = |k: &str, m: String| ConnectorError::Config(format!("{}: {m}", key(&format!("{section}.{k}"))));
-    let default = if matches!(section, "create" | "note") { "POST" } else { "GET" };
+    let default = if matches!(section, "create" | "note" | "close" | "reopen") { "POST" } else { "GET" };
     let method_name = raw.method.as_deref().unwrap_or(default).to_ascii_uppercase();
     let method = match method_name.as_str() {
         "GET" => Method::GET,

@@ -55,6 +55,10 @@ pub struct NinjaOptions {
     pub catalogue_minutes: i64,
     /// Technician link, with `{id}` / `{number}` placeholders.
     pub ticket_url: Option<String>,
+    /// Status (id or name) a cancelled task's ticket is set to (default `6000`, system CLOSED).
+    pub close_status: String,
+    /// Status (id or name) a reopened ticket is set to (default `2000`, system OPEN).
+    pub reopen_status: String,
 }
 
 impl Default for NinjaOptions {
@@ -68,6 +72,8 @@ impl Default for NinjaOptions {
             new_status: "1000".into(),
             catalogue_minutes: 10,
             ticket_url: None,
+            close_status: "6000".into(),
+            reopen_status: "2000".into(),
         }
     }
 }
@@ -246,6 +252,38 @@ impl NinjaOneConnector {
         Ok(out)
     }
 
+    /// Checks the ticket has a requester (else unsupported, nothing written), adds the private
+    /// comment, re-reads the ticket and `PUT`s it with status `wanted` (id or name, `options.<setting>`).
+    async fn comment_and_set_status(
+        &self,
+        ticket: &TicketRef,
+        note: &NoteRequest,
+        wanted: &str,
+        setting: &str,
+    ) -> Result<(), ConnectorError> {
+        parse_id("NinjaOne ticket id", &ticket.id).map_err(ConnectorError::Rejected)?;
+        let status = if wanted.trim().bytes().all(|b| b.is_ascii_digit()) {
+            wanted.trim().to_string()
+        } else {
+            self.catalogue().await?.id_by_name(wanted).ok_or_else(|| {
+                ConnectorError::Config(format!("options.{setting}: NinjaOne has no status '{}'", truncate(wanted, 60)))
+            })?
+        };
+        let path = wire::ticket_path(&ticket.id);
+        let before: serde_json::Value = self.call(Method::GET, &path, &[], None, true).await?;
+        if before.get("requesterUid").and_then(serde_json::Value::as_str).is_none() {
+            return Err(ConnectorError::Unsupported(format!(
+                "NinjaOne ticket {} has no requester, and its update API requires requesterUid",
+                ticket.id
+            )));
+        }
+        self.add_note(ticket, note).await?;
+        let now: serde_json::Value = self.call(Method::GET, &path, &[], None, true).await?;
+        let body = wire::close_update(&now, &status)?;
+        let _: serde_json::Value = self.call(Method::PUT, &path, &[], Some(&body), true).await?;
+        Ok(())
+    }
+
     async fn status_for_new_ticket(&self, req: &TicketRequest) -> Result<String, ConnectorError> {
         let wanted = req
             .status
@@ -400,6 +438,19 @@ impl Connector for NinjaOneConnector {
             }
         }
         Ok(None)
+    }
+
+    /// Private comment, then `PUT /v2/ticketing/ticket/{ticketId}` with the fields the spec
+    /// requires (`version, clientId, ticketFormId, subject, requesterUid, status`) read back from
+    /// the ticket after the comment, and the close status. A ticket without a requester cannot
+    /// be updated through the API (the spec requires `requesterUid`): unsupported, note only.
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        self.comment_and_set_status(ticket, note, &self.opts.close_status, "close_status").await
+    }
+
+    /// The same update to `options.reopen_status`.
+    async fn reopen_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        self.comment_and_set_status(ticket, note, &self.opts.reopen_status, "reopen_status").await
     }
 
     async fn add_note(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {

@@ -21,6 +21,27 @@ pub fn ticket_path(id: &str) -> String {
 }
 
 /// `POST /v2/ticketing/ticket/{id}/comment` (multipart, part `comment`).
+/// The `PUT /v2/ticketing/ticket/{ticketId}` body that moves `ticket` (as read by
+/// `GET` on the same path) to status `status`: the spec's required members copied from the ticket.
+pub fn close_update(ticket: &serde_json::Value, status: &str) -> Result<serde_json::Value, ConnectorError> {
+    let mut body = serde_json::Map::new();
+    for k in ["version", "clientId", "ticketFormId", "subject", "requesterUid"] {
+        let v = ticket
+            .get(k)
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| ConnectorError::Malformed(format!("NinjaOne ticket without '{k}'")))?;
+        body.insert(k.into(), v.clone());
+    }
+    // PUT replaces the ticket's fields: carry over the optional ones the ticket has.
+    for k in ["locationId", "nodeId", "type", "assignedAppUserId", "severity", "priority", "parentTicketId", "tags"] {
+        if let Some(v) = ticket.get(k).filter(|v| !v.is_null()) {
+            body.insert(k.into(), v.clone());
+        }
+    }
+    body.insert("status".into(), serde_json::Value::String(status.to_string()));
+    Ok(serde_json::Value::Object(body))
+}
+
 pub fn comment_path(id: &str) -> String {
     format!("/v2/ticketing/ticket/{id}/comment")
 }

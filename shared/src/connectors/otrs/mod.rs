@@ -27,16 +27,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use reqwest::Method;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::{CatchAll, ConnectionConfig};
+use crate::connectors::changes::{parse_target_time, sql_time};
 use crate::connectors::psa_util::{self, Check, body_with_marker, transport_diagnosis, truncate};
 use crate::connectors::{
-    CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
-    create_with_recovery,
+    ChangedTickets, CheckReport, Connector, ConnectorError, NoteRequest, RemoteStatus, TicketRequest, TokenKind,
+    TokenState, create_with_recovery,
 };
 use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
 use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource};
@@ -67,6 +68,10 @@ pub struct OtrsOptions {
     pub batch_size: usize,
     /// Technician link, with `{id}` / `{number}` placeholders.
     pub ticket_url: Option<String>,
+    /// State a cancelled task's ticket is moved to (a state of type `closed`).
+    pub close_state: String,
+    /// State a reopened ticket is moved to (a state of type `open`).
+    pub reopen_state: String,
 }
 
 impl Default for OtrsOptions {
@@ -83,6 +88,8 @@ impl Default for OtrsOptions {
             session_minutes: 110,
             batch_size: 50,
             ticket_url: None,
+            close_state: "closed unsuccessful".into(),
+            reopen_state: "open".into(),
         }
     }
 }
@@ -137,6 +144,15 @@ pub struct OtrsConnector {
 }
 
 impl OtrsConnector {
+    /// One `TicketUpdate` with the new state and an internal article together.
+    async fn update_state(&self, ticket: &TicketRef, note: &NoteRequest, state: &str) -> Result<(), ConnectorError> {
+        let route = self.opts.routes.update(&ticket.id)?;
+        let article = wire::Article::internal(&note.title, &body_with_marker(&note.body, &note.correlation_key));
+        let body = serde_json::json!({ "Ticket": { "State": state }, "Article": article });
+        let _: wire::TicketReply = self.op(Method::PATCH, &route, &[], Some(body), false).await?;
+        Ok(())
+    }
+
     /// Builds the connector for connection `name`.
     pub fn new(name: &str, cfg: &ConnectionConfig, secrets: Arc<dyn Secrets>) -> Result<Self, ConnectorError> {
         let opts: OtrsOptions = psa_util::options(name, cfg)?;
@@ -510,6 +526,17 @@ impl Connector for OtrsConnector {
         Ok(())
     }
 
+    /// One `TicketUpdate`: the state change and the internal article together (Znuny checks the
+    /// ticket attributes before it writes anything, so a refused state adds no article).
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        self.update_state(ticket, note, &self.opts.close_state).await
+    }
+
+    /// The same single `TicketUpdate`, to `options.reopen_state`.
+    async fn reopen_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        self.update_state(ticket, note, &self.opts.reopen_state).await
+    }
+
     async fn statuses(&self, ticket_ids: &[String]) -> Result<Vec<RemoteStatus>, ConnectorError> {
         if ticket_ids.is_empty() {
             return Ok(Vec::new());
@@ -531,4 +558,41 @@ impl Connector for OtrsConnector {
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError> {
         self.tokens.refresh().await
     }
+
+    fn change_filter(&self) -> Option<&'static str> {
+        Some("TicketSearch TicketChangeTimeNewerDate")
+    }
+
+    /// `TicketSearch` with `TicketChangeTimeNewerDate` (history entries created at or after it, whole
+    /// seconds, system time zone = UTC), then `TicketGet` in batches; `Changed` gives the mark.
+    async fn changed_since(&self, since: DateTime<Utc>) -> Result<ChangedTickets, ConnectorError> {
+        let mut body = serde_json::Map::new();
+        body.insert("TicketChangeTimeNewerDate".into(), serde_json::Value::String(sql_time(since)));
+        body.insert("Limit".into(), serde_json::Value::String(CHANGED_LIMIT.to_string()));
+        let ids = self.search_body(serde_json::Value::Object(body)).await?;
+        if ids.len() >= CHANGED_LIMIT {
+            return Err(ConnectorError::Unsupported(format!(
+                "more than {CHANGED_LIMIT} tickets changed since {since}; a full read is needed"
+            )));
+        }
+        let mut out = ChangedTickets { requests: 1, ..ChangedTickets::default() };
+        let mut seen = HashSet::new();
+        for chunk in ids.chunks(self.batch_size().max(1)) {
+            out.requests += 1;
+            for t in self.get_readable(chunk).await? {
+                if !seen.insert(t.ticket_id.clone()) {
+                    continue;
+                }
+                if let Some(changed) = t.changed.as_deref() {
+                    out.latest = out.latest.max(Some(parse_target_time(changed, "OTRS Changed")?));
+                }
+                out.statuses.push(t.remote_status());
+            }
+        }
+        Ok(out)
+    }
 }
+
+/// Largest TicketSearch result read incrementally (Znuny's own default `Limit`); a reply that
+/// reaches it may be cut, so the cycle falls back to the full read.
+const CHANGED_LIMIT: usize = 10_000;

@@ -210,6 +210,9 @@ pub struct Ticket {
     pub state: Option<String>,
     #[serde(default)]
     pub state_type: Option<String>,
+    /// Last change (`YYYY-MM-DD HH:MM:SS`, the system time zone: UTC by default).
+    #[serde(default)]
+    pub changed: Option<String>,
     /// Ticket dynamic fields, when asked for (`DynamicFields=1`).
     #[serde(default, rename = "DynamicField", deserialize_with = "de_fields")]
     pub dynamic_fields: Vec<FieldValue>,

@@ -57,11 +57,23 @@ pub struct VsaOptions {
     pub session_minutes: i64,
     /// Technician link, with `{id}` / `{number}` placeholders.
     pub ticket_url: Option<String>,
+    /// Status (name or id of the desk's status catalogue) a cancelled task's ticket is set to.
+    pub close_status: String,
+    /// Status a reopened ticket is set to.
+    pub reopen_status: String,
 }
 
 impl Default for VsaOptions {
     fn default() -> Self {
-        Self { service_desk_id: None, page_size: 100, batch_size: 50, session_minutes: 30, ticket_url: None }
+        Self {
+            service_desk_id: None,
+            page_size: 100,
+            batch_size: 50,
+            session_minutes: 30,
+            ticket_url: None,
+            close_status: "Closed".into(),
+            reopen_status: "Open".into(),
+        }
     }
 }
 
@@ -207,6 +219,26 @@ impl VsaConnector {
                 truncate(value, 60)
             ))
         })
+    }
+
+    /// A status of the desk by name or id, for `options.<setting>`.
+    async fn status_id(&self, value: &str, setting: &str) -> Result<i64, ConnectorError> {
+        self.resolve(Catalogue::Statuses, value).await.map_err(|e| match e {
+            ConnectorError::Config(_) => ConnectorError::Config(format!(
+                "options.{setting}: service desk {} has no status '{}'",
+                self.desk,
+                truncate(value, 60)
+            )),
+            other => other,
+        })
+    }
+
+    /// `PUT automation/servicedesktickets/{ticketId}/status/{statusId}`.
+    async fn put_status(&self, ticket: &TicketRef, status: i64) -> Result<(), ConnectorError> {
+        wire::check_id(&ticket.id)?;
+        let path = wire::status_path(&ticket.id, status);
+        self.call::<serde_json::Value>(Method::PUT, &path, &[], None, true).await?;
+        Ok(())
     }
 
     /// The first priority of the desk when none is configured (VSA requires one).
@@ -404,6 +436,21 @@ impl Connector for VsaConnector {
         wire::check_id(&ticket.id)?;
         self.call::<serde_json::Value>(Method::POST, &wire::notes_path(&ticket.id), &[], Some(&body), false).await?;
         Ok(())
+    }
+
+    /// Hidden note, then `PUT automation/servicedesktickets/{ticketId}/status/{statusId}` (no body;
+    /// Kaseya's VSAModule `Update-VSASDTicketStatus`), the status resolved from the desk's catalogue.
+    async fn close_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        let status = self.status_id(&self.opts.close_status, "close_status").await?;
+        self.add_note(ticket, note).await?;
+        self.put_status(ticket, status).await
+    }
+
+    /// The same status request to `options.reopen_status`, then the note.
+    async fn reopen_ticket(&self, ticket: &TicketRef, note: &NoteRequest) -> Result<(), ConnectorError> {
+        let status = self.status_id(&self.opts.reopen_status, "reopen_status").await?;
+        self.put_status(ticket, status).await?;
+        self.add_note(ticket, note).await
     }
 
     /// One `$filter` over the batch's ids; should the server refuse that filter (HTTP 400), the

@@ -31,6 +31,11 @@ pub fn notes_path(ticket_id: &str) -> String {
     format!("{API_PREFIX}/automation/servicedesktickets/{ticket_id}/notes")
 }
 
+/// `PUT .../automation/servicedesktickets/{ticketId}/status/{statusId}` (no body).
+pub fn status_path(ticket_id: &str, status_id: i64) -> String {
+    format!("{API_PREFIX}/automation/servicedesktickets/{ticket_id}/status/{status_id}")
+}
+
 /// `GET .../automation/servicedesks/{deskId}/tickets`.
 pub fn desk_tickets_path(desk_id: &str) -> String {
     format!("{API_PREFIX}/automation/servicedesks/{desk_id}/tickets")

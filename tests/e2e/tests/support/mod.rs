@@ -138,6 +138,11 @@ impl Harness {
         Engine::new(cfg, self.store.clone(), self.secrets.clone(), connectors, Arc::new(bridge::engine::LogEvents))
     }
 
+    /// The SQLite database file of a `Backend::Sqlite` harness (for raw fault injection).
+    pub fn sqlite_file(&self) -> std::path::PathBuf {
+        self._dir.path().join("tb.db")
+    }
+
     /// The target's simulator state and technician controls.
     pub fn sim(&self) -> &sandbox::Sim {
         &self.target.sim
