@@ -4,18 +4,14 @@
 //! the code, stores the refresh token in the connection's secret and runs `check`.
 
 use anyhow::{Context, Result, bail};
-use bridge::config::SecretsKind;
-use bridge::domain::ConnectorKind;
-use bridge::secrets::{Secret, Secrets, SecretsError};
+use bridge::secrets::Secret;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// Scopes asked for: the API scopes the connector uses plus `offline_access` (the refresh token).
-pub const DEFAULT_SCOPE: &str = "monitoring management control offline_access";
+use crate::oauth::{self, Authorization};
+
 /// Environment variable the client secret may come from (else the secret or stdin).
 const CLIENT_SECRET_ENV: &str = "TICKET_BRIDGE_CLIENT_SECRET";
 
@@ -34,7 +30,7 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub client_id: Option<String>,
     /// Scopes to request (space-separated; must include offline_access).
-    #[arg(long, default_value = DEFAULT_SCOPE)]
+    #[arg(long, default_value = oauth::DEFAULT_SCOPE)]
     pub scope: String,
     /// How long to wait for the browser to come back.
     #[arg(long, default_value_t = 300)]
@@ -45,29 +41,10 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, args: ConnectArgs) -> R
     let local = crate::local::build(config, data_dir).await?;
     let engine = &local.engine;
     let name = args.connection.as_str();
-    let Some(cfg) = engine.config.connections.get(name) else {
-        bail!("unknown connection '{name}'; configured: {:?}", engine.config.connections.keys().collect::<Vec<_>>());
-    };
-    if cfg.kind != ConnectorKind::Ninjaone {
-        bail!("connection '{name}' is kind {:?}; `connect` authorizes OAuth targets (ninjaone)", cfg.kind);
-    }
-    if !args.scope.split(' ').any(|s| s == "offline_access") {
-        bail!("--scope must include offline_access, or NinjaOne gives no refresh token");
-    }
-    // The configured backend: the local secrets file, or Secrets Manager (settings.secrets = "aws",
-    // endpoint and credentials from the usual AWS environment, TB_AWS_ENDPOINT for a local one).
-    let secrets: Arc<dyn Secrets> = match engine.config.settings.secrets {
-        SecretsKind::File => engine.secrets.clone(),
-        SecretsKind::Aws => {
-            let sdk = bridge::aws::sdk_config_from_env().await;
-            Arc::new(bridge::secrets::aws::AwsSecrets::new(aws_sdk_secretsmanager::Client::new(&sdk), Duration::ZERO))
-        }
-    };
-    let mut secret = match secrets.get(&cfg.secret).await {
-        Ok(s) => s,
-        Err(SecretsError::NotFound(_)) => Secret::new(),
-        Err(e) => return Err(e).with_context(|| format!("reading secret '{}'", cfg.secret)),
-    };
+    let cfg = oauth::oauth_connection(engine, name)?;
+    oauth::require_offline_access(&args.scope).context("--scope")?;
+    let secrets = oauth::secrets_backend(engine).await;
+    let secret = oauth::current_secret(secrets.as_ref(), cfg).await?;
     let client_id = match args.client_id.clone().or_else(|| secret.get("client_id").map(str::to_string)) {
         Some(c) if !c.trim().is_empty() => c.trim().to_string(),
         _ => bail!("no client id: pass --client-id (Administration > Apps > API > Client App IDs in NinjaOne)"),
@@ -86,16 +63,10 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, args: ConnectArgs) -> R
     let listener = TcpListener::bind(("127.0.0.1", args.port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{} (use --port)", args.port))?;
-    let state = hex::encode(rand::random::<[u8; 32]>());
-    let base = cfg.base_url.trim_end_matches('/');
-    let mut authorize = url::Url::parse(&format!("{base}/ws/oauth/authorize")).context("base_url is not a URL")?;
-    authorize
-        .query_pairs_mut()
-        .append_pair("response_type", "code")
-        .append_pair("client_id", &client_id)
-        .append_pair("redirect_uri", &redirect_uri)
-        .append_pair("scope", &args.scope)
-        .append_pair("state", &state);
+    let state = oauth::new_state();
+    let auth =
+        Authorization { cfg, client_id: &client_id, redirect_uri: &redirect_uri, scope: &args.scope, state: &state };
+    let authorize = auth.url()?;
     println!("Open this URL in a browser, sign in to NinjaOne and allow access:\n\n  {authorize}\n");
     println!("Waiting for NinjaOne to redirect to {redirect_uri} …");
 
@@ -104,57 +75,19 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, args: ConnectArgs) -> R
             .await
             .map_err(|_| anyhow::anyhow!("no redirect within {} s; run `connect` again", args.timeout_secs))??;
 
-    let http = bridge::http::client_builder().build().context("cannot build the HTTP client")?;
-    let res = http
-        .post(format!("{base}/ws/oauth/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", client_id.as_str()),
-            ("client_secret", client_secret.as_str()),
-            ("code", code.as_str()),
-            ("redirect_uri", redirect_uri.as_str()),
-            ("scope", args.scope.as_str()),
-        ])
-        .send()
-        .await
-        .context("cannot reach the NinjaOne token endpoint")?;
-    let status = res.status();
-    let body: serde_json::Value = res.json().await.unwrap_or(serde_json::Value::Null);
-    if !status.is_success() {
-        let why = body["error_description"].as_str().or(body["error"].as_str()).unwrap_or("no reason given");
-        bail!("NinjaOne refused the code exchange ({status}): {why}");
-    }
-    let Some(refresh) = body["refresh_token"].as_str().filter(|r| !r.is_empty()) else {
-        bail!("NinjaOne sent no refresh token: is offline_access allowed for the app (grant type Refresh Token)?");
-    };
-    secret.set("client_id", client_id);
-    secret.set("client_secret", client_secret);
-    secret.set("refresh_token", refresh);
-    for stale in ["access_token", "access_token_expires_at", "refresh_token_expires_at"] {
-        secret.remove(stale);
-    }
-    secrets.put(&cfg.secret, &secret).await.with_context(|| format!("storing secret '{}'", cfg.secret))?;
-    let backend = match engine.config.settings.secrets {
-        SecretsKind::File => "the local secrets file",
-        SecretsKind::Aws => "Secrets Manager",
-    };
-    println!("Stored the refresh token in secret '{}' ({backend}).", cfg.secret);
+    let refresh = auth.exchange(&client_secret, &code).await?;
+    oauth::store_grant(secrets.as_ref(), cfg, secret, &client_id, &client_secret, &refresh).await?;
+    println!("Stored the refresh token in secret '{}' ({}).", cfg.secret, oauth::backend_name(engine));
 
-    let connector = bridge::connectors::build(name, cfg, secrets.clone())
-        .map_err(|e| anyhow::anyhow!("connection '{name}': {e}"))?;
-    match connector.check().await {
-        Ok(report) => {
-            for s in &report.steps {
-                println!("  {s}");
-            }
-            if !report.ok {
-                bail!("{name}: check failed");
-            }
-            println!("{name}: OK");
-            Ok(())
-        }
-        Err(e) => bail!("{name}: {e}"),
+    let report = oauth::check(name, cfg, secrets.clone()).await?;
+    for s in &report.steps {
+        println!("  {s}");
     }
+    if !report.ok {
+        bail!("{name}: check failed");
+    }
+    println!("{name}: OK");
+    Ok(())
 }
 
 /// The client secret: already in the connection's secret, else $TICKET_BRIDGE_CLIENT_SECRET,
@@ -195,7 +128,7 @@ async fn wait_for_code(listener: &TcpListener, path: &str, state: &str) -> Resul
         }
         let q: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-        if !get("state").is_some_and(|s| bool::from(s.as_bytes().ct_eq(state.as_bytes()))) {
+        if !oauth::state_matches(get("state"), state) {
             reply(
                 &mut stream,
                 "400 Bad Request",

@@ -5,6 +5,7 @@ mod connect;
 mod console;
 mod local;
 mod mappings;
+mod oauth;
 mod rules;
 mod serve;
 mod serve_sync;

@@ -71,6 +71,7 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
         http: http.clone(),
         sessions: Default::default(),
         status: status.clone(),
+        oauth: Default::default(),
     };
     let app =
         App { engine: engine.clone(), created: spawn_workers(engine.clone(), status.clone()), desk_url, http, console };

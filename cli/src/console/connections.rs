@@ -96,10 +96,11 @@ pub async fn page(ctx: &Ctx<'_>, notice: Option<String>) -> Reply {
         let _ = write!(
             body,
             "<dt>Rate limit</dt><dd>{} requests/hour</dd></dl>\
-<form method=\"post\" action=\"/connections/{id}/check\">{}<button type=\"submit\">Check {} now</button></form></section>",
+<form method=\"post\" action=\"/connections/{id}/check\">{}<button type=\"submit\">Check {} now</button></form>{}</section>",
             cfg.rate_limit_per_hour,
             ctx.csrf(),
-            esc(name)
+            esc(name),
+            super::oauth_connect::form(ctx, name).await
         );
     }
     Reply::ok(ctx.page("Connections", "/connections", notice, &body))

@@ -6,9 +6,11 @@ mod connections;
 mod desk;
 pub mod html;
 mod mappings;
+pub mod oauth_connect;
 pub mod session;
 pub mod status;
 mod tasks;
+mod time_filter;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -35,6 +37,8 @@ pub struct Console {
     pub http: reqwest::Client,
     pub sessions: Sessions,
     pub status: ConnectionStatus,
+    /// OAuth authorizations started from the Connections page.
+    pub oauth: oauth_connect::PendingGrants,
 }
 
 /// One console request, already read.
@@ -72,6 +76,7 @@ pub struct Ctx<'a> {
     pub form: Form,
     pub loopback: bool,
     pub path: &'a str,
+    pub headers: &'a HeaderMap,
 }
 
 impl Ctx<'_> {
@@ -129,7 +134,7 @@ fn api_headers(key: Option<&str>, ct: &str) -> HeaderMap {
 /// A console answer.
 pub enum Reply {
     Html(StatusCode, String),
-    /// 303 to a path of the console.
+    /// 303 to a path of the console (or, for the Connect flow, to the vendor's authorize page).
     Redirect(String),
 }
 
@@ -146,6 +151,9 @@ pub async fn handle(console: &Console, req: ConsoleRequest<'_>) -> Response {
     let open = auth.api_keys.is_empty() && auth.hmac_secret.is_none();
     if open && !req.peer_loopback {
         return bare(StatusCode::FORBIDDEN, "No API keys are configured: the console answers loopback callers only.");
+    }
+    if req.method == "GET" && req.path == oauth_connect::CALLBACK_PATH {
+        return oauth_connect::callback(console, &Form::parse(req.query.unwrap_or("").as_bytes())).await;
     }
     let (session, new_cookie) = match console.sessions.find(req.headers) {
         Some(s) => (s, false),
@@ -171,6 +179,7 @@ pub async fn handle(console: &Console, req: ConsoleRequest<'_>) -> Response {
         form,
         loopback: req.peer_loopback,
         path: req.path,
+        headers: req.headers,
     };
     if !open {
         let signed_in = match &ctx.session.key {
@@ -204,7 +213,11 @@ pub async fn handle(console: &Console, req: ConsoleRequest<'_>) -> Response {
         return with_cookie(redirect("/"), set_cookie);
     }
     let reply = route(&mut ctx, req.method).await;
-    with_cookie(finish(reply), set_cookie)
+    let mut res = finish(reply);
+    if req.path.starts_with("/connections") {
+        oauth_connect::allow_vendor_forms(console, &mut res);
+    }
+    with_cookie(res, set_cookie)
 }
 
 async fn route(ctx: &mut Ctx<'_>, method: &str) -> Reply {
@@ -218,6 +231,7 @@ async fn route(ctx: &mut Ctx<'_>, method: &str) -> Reply {
         ("POST", ["dead-letters", "replay"]) => tasks::replay_many(ctx).await,
         ("GET", ["connections"]) => connections::page(ctx, None).await,
         ("POST", ["connections", conn, "check"]) => connections::recheck(ctx, conn).await,
+        ("POST", ["connections", conn, "connect"]) => oauth_connect::start(ctx, conn).await,
         ("GET", ["mappings"]) => mappings::page(ctx, None).await,
         ("POST", ["mappings", conn, op]) => mappings::act(ctx, conn, op).await,
         ("GET", ["desk"]) => desk::page(ctx, None).await,

@@ -96,4 +96,11 @@ impl ConnectionStatus {
             }
         }
     }
+
+    /// Records a check run elsewhere (the console's Connect flow).
+    pub fn record_check(&self, conn: &str, health: Health) {
+        if let Ok(mut inner) = self.0.lock() {
+            inner.checks.insert(conn.to_string(), health);
+        }
+    }
 }

@@ -5,12 +5,13 @@ use bridge::domain::{Task, TaskResult, TaskState};
 use std::fmt::Write;
 
 use super::html::{self, esc, url_part};
-use super::{Ctx, Reply, api_error};
+use super::{Ctx, Reply, api_error, time_filter};
 
 /// Tasks read per state for the list (the newest first within each state).
 const PER_STATE: usize = 200;
 
-/// The Tasks page: filters on state, result, connection and source, search by external id.
+/// The Tasks page: filters on state, result, connection, source and time received (since /
+/// until), search by external id.
 pub async fn list(ctx: &Ctx<'_>) -> Reply {
     let q = &ctx.query;
     let state = q.get("state").and_then(TaskState::parse);
@@ -18,6 +19,12 @@ pub async fn list(ctx: &Ctx<'_>) -> Reply {
     let connection = q.get("connection");
     let source = q.get("source");
     let search = q.get("q");
+    let mut errors = Vec::new();
+    let mut bound = |field: &str, b: time_filter::Bound| {
+        q.get(field).and_then(|v| time_filter::parse(field, v, b).map_err(|e| errors.push(e)).ok())
+    };
+    let since = bound("since", time_filter::Bound::Since);
+    let until = bound("until", time_filter::Bound::Until);
     let states: Vec<TaskState> = match state {
         Some(s) => vec![s],
         None => TaskState::ALL.to_vec(),
@@ -37,7 +44,12 @@ pub async fn list(ctx: &Ctx<'_>) -> Reply {
             && connection.is_none_or(|c| t.connection == c)
             && source.is_none_or(|s| t.source == s)
             && search.is_none_or(|x| t.external_id.to_lowercase().contains(&x.to_lowercase()))
+            && since.is_none_or(|at| t.created_at >= at)
+            && until.is_none_or(|at| t.created_at <= at)
     });
+    if !errors.is_empty() {
+        notice = Some(html::notice(false, &format!("{} (that bound is not applied)", errors.join("; "))));
+    }
     items.sort_by_key(|t| std::cmp::Reverse(t.created_at));
 
     let opts = |all: &str, values: Vec<String>| -> Vec<(String, String)> {
@@ -49,6 +61,8 @@ pub async fn list(ctx: &Ctx<'_>) -> Reply {
         "<div>{}</div><div>{}</div><div>{}</div>\
 <div><label for=\"f-source\">Source</label><input id=\"f-source\" name=\"source\" value=\"{}\"></div>\
 <div><label for=\"f-q\">External id</label><input id=\"f-q\" name=\"q\" type=\"search\" value=\"{}\"></div>\
+<div><label for=\"f-since\">Received since (UTC)</label><input id=\"f-since\" name=\"since\" type=\"datetime-local\" value=\"{}\"></div>\
+<div><label for=\"f-until\">Received until (UTC)</label><input id=\"f-until\" name=\"until\" type=\"datetime-local\" value=\"{}\"></div>\
 <div><button type=\"submit\">Filter</button> <a href=\"/\">Clear</a></div></form>",
         html::select(
             "state",
@@ -70,6 +84,8 @@ pub async fn list(ctx: &Ctx<'_>) -> Reply {
         ),
         esc(source.unwrap_or("")),
         esc(search.unwrap_or("")),
+        esc(q.get("since").unwrap_or("")),
+        esc(q.get("until").unwrap_or("")),
     );
     body.push_str(&task_table(&items, "Tasks", None));
     Reply::ok(ctx.page("Tasks", "/", notice, &body))

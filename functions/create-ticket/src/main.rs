@@ -8,6 +8,8 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     bridge::aws::init_lambda_logging();
     let engine = Arc::new(bridge::aws::engine_from_env().await?);
+    // Once per cold start: a credentials check that makes no vendor call (see engine::cold_start).
+    engine.cold_start_check(chrono::Utc::now()).await;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| {
         let engine = engine.clone();
         async move { create_ticket::handle(&engine, ev).await }

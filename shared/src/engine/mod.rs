@@ -4,6 +4,7 @@
 
 pub mod api;
 mod cancel;
+pub mod cold_start;
 mod create;
 mod deliver;
 pub mod deliveries_api;
@@ -34,6 +35,7 @@ use crate::domain::{NewTask, Task, TaskEvent, TaskId, TaskState};
 use crate::secrets::Secrets;
 use crate::store::{Created, Page, Store, StoreError};
 
+pub use cold_start::ColdStartCheck;
 pub use create::CreateReport;
 pub use metrics::Metrics;
 pub use notify::{BridgeEvent, EventSink, LogEvents};
