@@ -147,14 +147,7 @@ async fn route(
                     ),
                 )
             })?;
-            let limit = match q.get("limit") {
-                None => 50,
-                Some(l) => l
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=500).contains(n))
-                    .ok_or_else(|| ApiError::invalid(Some("limit"), "must be an integer from 1 to 500"))?,
-            };
+            let limit = page_limit(&q)?;
             let page = engine.list(state, limit, q.get("cursor")).await?;
             let items: Vec<_> = page.items.iter().map(task_json).collect();
             Ok(ok(200, serde_json::json!({"items": items, "cursor": page.cursor})))
@@ -192,14 +185,7 @@ async fn route(
                     ),
                 )
             })?;
-            let limit = match q.get("limit") {
-                None => 50,
-                Some(l) => l
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=500).contains(n))
-                    .ok_or_else(|| ApiError::invalid(Some("limit"), "must be an integer from 1 to 500"))?,
-            };
+            let limit = page_limit(&q)?;
             let page = engine.list_deliveries(state, limit, q.get("cursor")).await?;
             let items: Vec<_> = page.items.iter().map(delivery_json).collect();
             Ok(ok(200, serde_json::json!({"items": items, "cursor": page.cursor})))
@@ -356,5 +342,17 @@ mod tests {
             let e = parse_wait(Some(bad)).unwrap_err();
             assert_eq!((e.status, e.field.as_deref()), (422, Some("wait")), "{bad}");
         }
+    }
+}
+
+/// The `limit` query parameter of a list route: 50 when absent, else an integer from 1 to 500.
+fn page_limit(q: &Query) -> Result<usize, ApiError> {
+    match q.get("limit") {
+        None => Ok(50),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| ApiError::invalid(Some("limit"), "must be an integer from 1 to 500")),
     }
 }
