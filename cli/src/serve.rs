@@ -80,6 +80,7 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
     tokio::spawn(async move { s.check_all_and_log(&e).await });
     let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    write_addr_file(data_dir, addr)?;
     if engine.config.auth.api_keys.is_empty() && engine.config.auth.hmac_secret.is_none() {
         tracing::warn!("no API keys configured: accepting requests from loopback callers only");
     }
@@ -106,6 +107,19 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
         })
         .await?;
     drop(local);
+    Ok(())
+}
+
+/// Name of the file in the data dir that holds the address serve listens on (`127.0.0.1:41234`),
+/// so scripts and tests can start it with `--listen 127.0.0.1:0` and find the port it got.
+pub const ADDR_FILE: &str = "serve.addr";
+
+/// Writes [`ADDR_FILE`] whole (a temporary file renamed into place), so a reader never sees half.
+fn write_addr_file(data_dir: &Path, addr: SocketAddr) -> Result<()> {
+    let path = data_dir.join(ADDR_FILE);
+    let tmp = data_dir.join(format!("{ADDR_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{addr}\n")).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 

@@ -11,10 +11,9 @@ mod support;
 use sandbox::targets::{SpawnedTarget, Target, spawn};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{Serve, free_port, write_config};
+use support::{Serve, write_config};
 
 /// Callbacks received: task id → delivery ids seen.
 type Callbacks = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
@@ -41,39 +40,10 @@ async fn callback_receiver() -> (String, Callbacks) {
     (format!("http://{addr}/hook"), got)
 }
 
-/// Starts serve (armed with `step` if given) on a free port and waits until it answers. The
-/// cases of all targets start at once, so a port may be taken between probe and bind: a process
-/// that exits before answering is started again on another port.
+/// Starts serve (armed with `step` if given) and waits until it answers.
 async fn start(http: &reqwest::Client, data_dir: &Path, config: &Path, step: Option<&str>) -> (Serve, String) {
-    for _ in 0..5 {
-        let port = free_port();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticket-bridge"));
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(data_dir)
-            .arg("--config")
-            .arg(config)
-            .env_remove("TICKET_BRIDGE_CONFIG")
-            .env_remove("TB_FAILPOINT")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(step) = step {
-            cmd.env("TB_FAILPOINT", step);
-        }
-        let mut server = Serve(cmd.spawn().expect("spawn ticket-bridge serve"));
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if server.0.try_wait().unwrap().is_some() {
-                break;
-            }
-            let up = http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success());
-            if up && server.0.try_wait().unwrap().is_none() {
-                return (server, base);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    panic!("serve did not start");
+    let envs: Vec<(&str, &str)> = step.map(|s| ("TB_FAILPOINT", s)).into_iter().collect();
+    Serve::launch(http, data_dir, Some(config), &envs).await.expect("serve exited while starting")
 }
 
 /// Closes every open ticket of the simulator (the technician's part).
@@ -106,7 +76,7 @@ async fn case(target: Target, step: &'static str) -> (usize, usize, usize, bool,
     let (hook, callbacks) = callback_receiver().await;
     let mut settings = toml::Table::new();
     settings.insert("allow_private_callbacks".into(), true.into());
-    settings.insert("claim_secs".into(), 1.into());
+    settings.insert("claim_secs".into(), 5.into());
     settings.insert("delivery_claim_secs".into(), 1.into());
     settings.insert("retry_base_secs".into(), 1.into());
     settings.insert("retry_max_secs".into(), 2.into());

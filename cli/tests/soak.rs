@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{Serve, free_port, wait_healthy, write_config_with};
+use support::{Serve, write_config_with};
 
 /// Callbacks received: task id → delivery ids seen (one entry per POST).
 type Callbacks = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
@@ -183,12 +183,9 @@ async fn soak_serve_sandbox() {
     conn.insert("poll_concurrency".into(), 16.into());
     conn.insert("rate_limit_per_hour".into(), 100_000_000.into());
     let config = write_config_with(dir.path(), &t, settings, conn);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
 
-    let server = Serve::start(port, dir.path(), Some(&config));
-    wait_healthy(&http, &base).await;
+    let (server, base) = Serve::launch(&http, dir.path(), Some(&config), &[]).await.expect("serve started");
     let stop = Arc::new(AtomicBool::new(false));
     let faults_total = n.div_ceil(100);
     let injector = tokio::spawn(inject_faults(t.clone(), faults_total, stop.clone()));
@@ -200,11 +197,11 @@ async fn soak_serve_sandbox() {
             "action":"create_account","user":{"id":format!("u-{i}"),"email":format!("user{i}@acme.io")},
             "application":"Payroll","callback_url": hook})
     };
-    let submit_range = |range: std::ops::Range<usize>| {
+    let submit_range = |base: &str, range: std::ops::Range<usize>| {
         let mut set = tokio::task::JoinSet::new();
         for w in 0..SUBMITTERS {
             let http = http.clone();
-            let base = base.clone();
+            let base = base.to_string();
             let bodies: Vec<(usize, serde_json::Value)> =
                 range.clone().filter(|i| i % SUBMITTERS == w).map(|i| (i, body(i))).collect();
             set.spawn(async move {
@@ -221,7 +218,7 @@ async fn soak_serve_sandbox() {
             all.into_iter().map(|(_, id)| id).collect::<Vec<String>>()
         }
     };
-    let mut ids = submit_range(0..n / 2).await;
+    let mut ids = submit_range(&base, 0..n / 2).await;
     // Kill once callbacks are flowing (1 % of the tasks have theirs), so the kill falls among
     // tickets being created, polled and callbacks being sent.
     let flowing = n.div_ceil(100);
@@ -235,7 +232,7 @@ async fn soak_serve_sandbox() {
     let create = Target::Sandbox.create_route();
     let before = t.sim.requests(create);
     t.sim.faults().inject_on(create, Fault::SlowResponse { ms: 10_000 }, KILL_WINDOW as u32);
-    let batch = submit_range(n / 2..n / 2 + KILL_BATCH).await;
+    let batch = submit_range(&base, n / 2..n / 2 + KILL_BATCH).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     while t.sim.requests(create) < before + KILL_WINDOW {
         assert!(Instant::now() < deadline, "creates never reached the kill window");
@@ -245,10 +242,9 @@ async fn soak_serve_sandbox() {
     let callbacks_at_kill = callbacks.lock().unwrap().len();
     server.kill9();
     let kills = 1u64;
-    let _server = Serve::start(port, dir.path(), Some(&config));
-    wait_healthy(&http, &base).await;
+    let (_server, base) = Serve::launch(&http, dir.path(), Some(&config), &[]).await.expect("serve restarted");
     // Tasks accepted before the kill survived it: resubmitting is a repeat with the same id.
-    let rest = submit_range(n / 2..n).await;
+    let rest = submit_range(&base, n / 2..n).await;
     assert_eq!(&rest[..KILL_BATCH], &batch[..], "tasks accepted before the kill survived it");
     ids.extend(rest);
     let submitted = Instant::now();

@@ -347,6 +347,10 @@ impl Config {
                 "retry_base_secs must be > 0 and retry_max_secs >= retry_base_secs",
             ));
         }
+        if s.claim_secs < 2 {
+            // An attempt runs within four fifths of its claim and needs at least half a second.
+            return Err(ConfigError::new("settings.claim_secs", "must be at least 2"));
+        }
         if s.max_body_bytes < 1024 {
             return Err(ConfigError::new("settings.max_body_bytes", "must be at least 1024"));
         }
@@ -619,6 +623,9 @@ fulfilled = ["Completed"]
         let env = vec![("TICKET_BRIDGE__SETTINGS__MAX_ATTEMPTS".to_string(), "0".to_string())];
         let err = Config::from_toml_with_env(GOOD, env).unwrap_err();
         assert_eq!(err.key, "settings.max_attempts");
+        let env = vec![("TICKET_BRIDGE__SETTINGS__CLAIM_SECS".to_string(), "1".to_string())];
+        let err = Config::from_toml_with_env(GOOD, env).unwrap_err();
+        assert_eq!(err.key, "settings.claim_secs");
         let env = vec![("TICKET_BRIDGE__SETTINGS__MAX_ATTEMPTS".to_string(), "lots".to_string())];
         let err = Config::from_toml_with_env(GOOD, env).unwrap_err();
         assert!(err.to_string().contains("max_attempts"), "{err}");

@@ -24,6 +24,50 @@ impl Serve {
         Self(cmd.spawn().expect("spawn ticket-bridge serve"))
     }
 
+    /// `ticket-bridge serve` on a port the system picks (`--listen 127.0.0.1:0`), with `envs` set;
+    /// returns the process and its base URL once it answers `/healthz`. The address comes from the
+    /// `serve.addr` file serve writes into its data dir, so tests running at once can never talk to
+    /// each other's server (a probed free port can be taken before serve binds it). `None` when the
+    /// process exits first (e.g. it aborted at an armed crash point while starting).
+    pub async fn launch(
+        http: &reqwest::Client,
+        data_dir: &Path,
+        config: Option<&Path>,
+        envs: &[(&str, &str)],
+    ) -> Option<(Self, String)> {
+        let addr_file = data_dir.join("serve.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticket-bridge"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env_remove("TICKET_BRIDGE_CONFIG")
+            .env_remove("TB_FAILPOINT")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(c) = config {
+            cmd.arg("--config").arg(c);
+        }
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut server = Self(cmd.spawn().expect("spawn ticket-bridge serve"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if server.0.try_wait().unwrap().is_some() {
+                return None;
+            }
+            if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+                let base = format!("http://{}", addr.trim());
+                let up = http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success());
+                if up {
+                    return Some((server, base));
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("serve did not start within 60 s");
+    }
+
     /// SIGKILL, as a crashed host or an OOM kill would stop it.
     pub fn kill9(mut self) {
         self.0.kill().ok();

@@ -325,6 +325,18 @@ impl Query {
     }
 }
 
+/// The `limit` query parameter of a list route: 50 when absent, else an integer from 1 to 500.
+fn page_limit(q: &Query) -> Result<usize, ApiError> {
+    match q.get("limit") {
+        None => Ok(50),
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| ApiError::invalid(Some("limit"), "must be an integer from 1 to 500")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,17 +354,5 @@ mod tests {
             let e = parse_wait(Some(bad)).unwrap_err();
             assert_eq!((e.status, e.field.as_deref()), (422, Some("wait")), "{bad}");
         }
-    }
-}
-
-/// The `limit` query parameter of a list route: 50 when absent, else an integer from 1 to 500.
-fn page_limit(q: &Query) -> Result<usize, ApiError> {
-    match q.get("limit") {
-        None => Ok(50),
-        Some(l) => l
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| ApiError::invalid(Some("limit"), "must be an integer from 1 to 500")),
     }
 }

@@ -77,6 +77,9 @@ struct Target {
     contract_id: Option<String>,
 }
 
+/// Shortest time worth starting an attempt with (one request and its answer).
+const MIN_ATTEMPT: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Engine {
     /// Sweep: claims due tasks (first attempts missed by the stream, and retries) and processes them.
     pub async fn create_due(&self, now: DateTime<Utc>, limit: usize) -> CreateReport {
@@ -90,8 +93,9 @@ impl Engine {
                 return report;
             }
         };
+        let claimed_at = std::time::Instant::now();
         for task in claimed {
-            match self.process_claimed(task, now).await {
+            match self.process_claimed(task, now, claimed_at).await {
                 Ok(o) => report.add(o),
                 Err(e) => {
                     tracing::error!(error = %e, "recording ticket creation failed");
@@ -127,21 +131,49 @@ impl Engine {
         }
         let lease = Duration::seconds(i64::try_from(self.config.settings.claim_secs).unwrap_or(300));
         match claim(self.store.as_ref(), task, now, lease).await? {
-            Some(t) => report.add(self.process_claimed(t, now).await?),
+            Some(t) => report.add(self.process_claimed(t, now, std::time::Instant::now()).await?),
             None => report.skipped += 1,
         }
         Ok(report)
     }
 
-    async fn process_claimed(&self, task: Task, now: DateTime<Utc>) -> Result<Outcome, StoreError> {
+    /// Runs one claimed attempt within what is left of its claim (taken at `claimed_at`). A task
+    /// whose claim ran out while it waited its turn in a sweep is left for the next claim.
+    async fn process_claimed(
+        &self,
+        task: Task,
+        now: DateTime<Utc>,
+        claimed_at: std::time::Instant,
+    ) -> Result<Outcome, StoreError> {
+        let budget = self.attempt_budget(claimed_at);
+        if budget < MIN_ATTEMPT {
+            tracing::info!(task = %task.id, "claim ran out before the attempt started; the next sweep takes it");
+            return Ok(Outcome::Skipped);
+        }
         super::failpoint::hit("claimed");
-        let result = self.open_or_note(&task, now).await;
+        let result = match tokio::time::timeout(budget, self.open_or_note(&task, now)).await {
+            Ok(r) => r,
+            Err(_) => Err(ConnectorError::Timeout(format!(
+                "the attempt ran out of its claim (settings.claim_secs = {}); the next attempt first looks \
+                 the ticket up by correlation key",
+                self.config.settings.claim_secs
+            ))),
+        };
         if result.is_ok() {
             super::failpoint::hit("ticket_created");
         }
         let outcome = self.record(task, result, now).await;
         super::failpoint::hit("recorded");
         outcome
+    }
+
+    /// How long an attempt claimed at `claimed_at` may still run: four fifths of the claim, less
+    /// the time already spent, so it ends before another worker can claim the task. An attempt
+    /// that outlived its claim could open a ticket while the next claimant, finding none by
+    /// correlation key yet, opens a second one.
+    fn attempt_budget(&self, claimed_at: std::time::Instant) -> std::time::Duration {
+        let lease = std::time::Duration::from_secs(self.config.settings.claim_secs);
+        lease.mul_f64(0.8).saturating_sub(claimed_at.elapsed())
     }
 
     /// Talks to the ITSM. Never writes the task.

@@ -50,6 +50,25 @@ async fn crash_after_create_before_record(target: Target, backend: Backend) {
     write_counts("after ticket created, before recorded", &format!("{target:?} {backend:?}"), 1, tickets.len() - 1);
 }
 
+/// An attempt that would outlive its claim (here a target that hangs for longer than the claim)
+/// is cut off before the claim lapses and recorded as a retry naming `settings.claim_secs`; it
+/// never runs on while a second worker, having claimed the task anew, opens a second ticket.
+async fn attempt_ends_within_its_claim(backend: Backend) {
+    let h = Harness::for_target(Target::Sandbox, backend, Grouping::None, |c| c.settings.claim_secs = 2).await;
+    let (_, t) = h.submit(access_task("CLAIM-BOUND")).await;
+    let id = t["id"].as_str().unwrap();
+    h.sim().faults().inject_on(Target::Sandbox.create_route(), sandbox::Fault::Hang { ms: 4_000 }, 3);
+    let r = h.engine.create_due(Utc::now(), 10).await;
+    assert_eq!(r.retried, 1, "{r:?}");
+    let t = h.task(id).await;
+    assert!(t.last_error.as_deref().unwrap_or("").contains("settings.claim_secs"), "{:?}", t.last_error);
+    assert!(h.sim().tickets().is_empty());
+    h.sim().faults().clear();
+    let r = h.engine.create_due(Utc::now() + Duration::hours(1), 10).await;
+    assert_eq!(r.created, 1, "{r:?} {:?}", h.task(id).await.last_error);
+    assert_eq!(h.sim().tickets().len(), 1);
+}
+
 /// Grouped alert: a worker adds the note to the group's open ticket, then dies before recording
 /// the task. After the claim lapses the task is recorded as noted on the same ticket: still one
 /// ticket. (Notes are at-least-once: the retry adds the note again.)
@@ -150,4 +169,4 @@ targets!(
     otrs => ::sandbox::targets::Target::Otrs,
 );
 
-both_stores!(crash_after_note_before_record, refresh_dropped_mid_flight);
+both_stores!(crash_after_note_before_record, refresh_dropped_mid_flight, attempt_ends_within_its_claim);
