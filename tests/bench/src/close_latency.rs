@@ -185,7 +185,7 @@ async fn close_to_completed(
     ticket: &str,
     limit: Duration,
 ) -> Result<Duration> {
-    let id = TaskId::parse(task).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = TaskId::parse(task).with_context(|| format!("bad task id {task}"))?;
     let started = Instant::now();
     t.sim.close(ticket, Some(t.done_status)).map_err(|e| anyhow::anyhow!("{e}"))?;
     while started.elapsed() < limit {
