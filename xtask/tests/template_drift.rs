@@ -37,6 +37,31 @@ const FUNCTION_ENGINE_FILES: &[(&str, &[&str])] = &[
     ("refresh-token", &["engine/tokens.rs"]),
     // sync_mappings: the engine's lease and metrics, the run itself in the mapping layer.
     ("sync-mappings", &["engine/sync.rs", "mapping/sync.rs"]),
+    // The web console: api::handle as intake does, plus the admin mapping routes its Mappings page
+    // calls in-process (engine/mappings_api.rs and the mapping layer's preview / match / apply);
+    // its own pages are in FUNCTION_CRATE_DIRS.
+    (
+        "web-console",
+        &[
+            "engine/api.rs", "engine/intake.rs", "engine/mod.rs", "engine/deliveries_api.rs", "engine/cancel.rs",
+            "engine/mappings_api.rs", "mapping/mod.rs", "mapping/apply.rs", "mapping/apply_users.rs",
+            "mapping/plan.rs", "mapping/records.rs", "mapping/source.rs", "mapping/users.rs",
+        ],
+    ),
+];
+
+/// Library crates besides `bridge` whose code a function runs (their store, secrets and connector
+/// calls count towards its grants like the engine files'): directory relative to the root.
+const FUNCTION_CRATE_DIRS: &[(&str, &str)] = &[("web-console", "console/src")];
+
+/// `TICKET_BRIDGE__…` overrides only some functions set: (function, variable, why).
+#[rustfmt::skip]
+const FUNCTION_OVERRIDES: &[(&str, &str, &str)] = &[
+    (
+        "web-console",
+        "TICKET_BRIDGE__AUTH__CONSOLE_SECRET",
+        "the secret whose session_key seals the console's session cookies",
+    ),
 ];
 
 /// Calls that pull in another file's calls (`marker` found in a function's files → scan `file` too).
@@ -258,6 +283,9 @@ fn function_sources(function: &str) -> Vec<(String, String)> {
     let files = FUNCTION_ENGINE_FILES.iter().find(|(f, _)| *f == function).unwrap().1;
     let mut out: Vec<(String, String)> =
         files.iter().map(|f| (f.to_string(), strip_tests(&read(&format!("shared/src/{f}"))))).collect();
+    for (_, dir) in FUNCTION_CRATE_DIRS.iter().filter(|(f, _)| *f == function) {
+        out.extend(sources(dir).into_iter().map(|(p, text)| (p.to_string_lossy().into_owned(), text)));
+    }
     for (marker, file) in INCLUDES {
         if out.iter().any(|(_, t)| t.contains(marker)) && !out.iter().any(|(f, _)| f == file) {
             out.push((file.to_string(), strip_tests(&read(&format!("shared/src/{file}")))));
@@ -486,8 +514,12 @@ fn template_sets_every_environment_variable_the_code_reads() {
             assert!(keys.contains(*var), "{id} ({name}) does not set {var}");
         }
         for var in &keys {
-            let known = read_vars.contains(var) || REQUIRED_OVERRIDES.contains(&var.as_str());
+            let own = FUNCTION_OVERRIDES.iter().any(|(f, v, _)| *f == name && v == var);
+            let known = read_vars.contains(var) || REQUIRED_OVERRIDES.contains(&var.as_str()) || own;
             assert!(known, "{id} sets {var}, which no code reads");
+        }
+        for (_, var, why) in FUNCTION_OVERRIDES.iter().filter(|(f, _, _)| *f == name) {
+            assert!(f["Properties"]["Environment"]["Variables"].get(*var).is_some(), "{id} must set {var}: {why}");
         }
     }
 }
