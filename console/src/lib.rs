@@ -1,4 +1,4 @@
-//! The web console of `ticket-bridge serve` and of the `console` Lambda function: server-rendered
+//! The web console of `ticket-bridge serve` and of the `web-console` Lambda function: server-rendered
 //! pages over the engine and the public API (every change goes through [`bridge::engine::api`]
 //! with the signed-in key, so the console can do exactly what that key may do through the API).
 //! No script, nothing from another origin. Framework-free: requests come in as [`ConsoleRequest`]
@@ -16,17 +16,18 @@ pub mod status;
 mod tasks;
 mod time_filter;
 
-use http::{HeaderMap, HeaderValue, StatusCode, header};
-/// A console answer: an HTML page or a redirect, to be sent by whatever server runs the console.
-pub type Response = http::Response<String>;
 use bridge::config::KeyScope;
 use bridge::engine::Engine;
 use bridge::engine::api::{self, ApiRequest, ApiResponse};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::sync::Arc;
 
 use html::{Frame, esc};
 use session::{Session, Sessions};
 pub use status::ConnectionStatus;
+
+/// A console answer: an HTML page or a redirect, to be sent by whatever server runs the console.
+pub type Response = http::Response<String>;
 
 /// Whether `path` is a console page (everything the API and the sandbox proxy do not own).
 pub fn owns(path: &str) -> bool {
@@ -104,7 +105,7 @@ impl Ctx<'_> {
     pub fn page(&self, title: &str, current: &str, notice: Option<String>, body: &str) -> String {
         let frame = Frame {
             current,
-            desk: self.console.desk_url.is_some(),
+            desk: self.console.local && self.console.desk_url.is_some(),
             sign_out_csrf: self.session.key.as_ref().map(|_| self.session.csrf.as_str()),
             notice,
         };
