@@ -179,7 +179,7 @@ mod tests {
     fn every_function_dir_is_found() {
         let root = crate::repo_root().unwrap();
         let names: Vec<String> = function_crates(&root).unwrap().into_iter().map(|c| c.name).collect();
-        assert_eq!(names, ["create-ticket", "intake", "poll-status", "refresh-token", "sync-mappings"]);
+        assert_eq!(names, ["create-ticket", "intake", "poll-status", "refresh-token", "sync-mappings", "web-console"]);
     }
 
     #[test]
