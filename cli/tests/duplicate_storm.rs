@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
-use support::{Serve, free_port, wait_healthy};
+use support::Serve;
 
 fn scale() -> usize {
     std::env::var("TB_SOAK_SCALE").ok().and_then(|s| s.parse().ok()).filter(|n: &usize| *n > 0).unwrap_or(1)
@@ -21,11 +21,8 @@ fn body(key: usize) -> serde_json::Value {
 async fn serve_duplicate_storm_makes_one_task_and_one_ticket_per_key() {
     let (requests, keys, clients) = (100 * scale(), 10 * scale(), (5 * scale()).clamp(20, 50));
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _server = Serve::start(port, dir.path(), None);
     let http = reqwest::Client::new();
-    wait_healthy(&http, &base).await;
+    let (_server, base) = Serve::launch(&http, dir.path(), None, &[]).await.expect("serve started");
     let mut set = tokio::task::JoinSet::new();
     for c in 0..clients {
         let (http, base) = (http.clone(), base.clone());

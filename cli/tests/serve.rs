@@ -4,7 +4,7 @@
 mod support;
 
 use std::process::Command;
-use support::{Serve, free_port, wait_for, wait_healthy, write_config};
+use support::{Serve, wait_for, write_config};
 
 /// Callbacks a receiver got: headers and raw body.
 type Received = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>;
@@ -12,13 +12,9 @@ type Received = std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<
 #[tokio::test]
 async fn serve_runs_a_task_from_intake_to_completion_and_survives_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     let bin = env!("CARGO_BIN_EXE_ticket-bridge");
-    let start = || Serve::start(port, dir.path(), None);
     let http = reqwest::Client::new();
-    let server = start();
-    wait_healthy(&http, &base).await;
+    let (server, base) = Serve::launch(&http, dir.path(), None, &[]).await.expect("serve started");
 
     // The secrets file it created is private.
     use std::os::unix::fs::PermissionsExt;
@@ -41,8 +37,7 @@ async fn serve_runs_a_task_from_intake_to_completion_and_survives_restart() {
 
     // Restart: the task and the sandbox's tickets persist in the data dir.
     drop(server);
-    let _server = start();
-    wait_healthy(&http, &base).await;
+    let (_server, base) = Serve::launch(&http, dir.path(), None, &[]).await.expect("serve restarted");
 
     let out = Command::new(bin).args(["sandbox", "close", &ticket_id, "--server", &base]).output().unwrap();
     assert!(out.status.success(), "sandbox close failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -90,11 +85,8 @@ async fn serve_with_config(target: sandbox::targets::Target) {
     let mut settings = toml::Table::new();
     settings.insert("allow_private_callbacks".into(), true.into());
     let config_path = write_config(dir.path(), &t, settings);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _server = Serve::start(port, dir.path(), Some(&config_path));
     let http = reqwest::Client::new();
-    wait_healthy(&http, &base).await;
+    let (_server, base) = Serve::launch(&http, dir.path(), Some(&config_path), &[]).await.expect("serve started");
     let mut tasks = Vec::new();
     for (n, application) in [(1, "Payroll"), (2, "Ledger")] {
         let body = serde_json::json!({"source":"saviynt","external_id":format!("SRV-{target:?}-{n}"),"kind":"access",

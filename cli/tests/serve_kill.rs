@@ -8,7 +8,7 @@ mod support;
 use sandbox::faults::Fault;
 use sandbox::targets::{Target, spawn};
 use std::collections::BTreeSet;
-use support::{Serve, free_port, wait_for, wait_healthy, write_config};
+use support::{Serve, wait_for, write_config_with};
 
 /// Tasks per run: more than the creation lanes, so some are still queued in memory at the kill.
 const TASKS: usize = 12;
@@ -34,15 +34,15 @@ async fn kill9_mid_run_loses_nothing_and_duplicates_nothing(target: Target) {
     settings.insert("claim_secs".into(), 2.into());
     settings.insert("retry_base_secs".into(), 1.into());
     settings.insert("retry_max_secs".into(), 2.into());
-    let config = write_config(dir.path(), &t, settings);
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
+    // An attempt runs within four fifths of its claim: no rate-limit waits of seconds here.
+    let mut conn = toml::Table::new();
+    conn.insert("rate_limit_per_hour".into(), 1_000_000.into());
+    let config = write_config_with(dir.path(), &t, settings, conn);
     let http = reqwest::Client::new();
 
     // 1. Kill while creates are in flight: the target makes each ticket, then holds the answer.
     t.sim.faults().inject_on(target.create_route(), Fault::SlowResponse { ms: 10_000 }, 1_000);
-    let server = Serve::start(port, dir.path(), Some(&config));
-    wait_healthy(&http, &base).await;
+    let (server, base) = Serve::launch(&http, dir.path(), Some(&config), &[]).await.expect("serve started");
     let mut ids = Vec::new();
     for i in 0..TASKS {
         let body = serde_json::json!({"source":"saviynt","external_id":format!("KILL-{i}"),"kind":"access",
@@ -64,8 +64,7 @@ async fn kill9_mid_run_loses_nothing_and_duplicates_nothing(target: Target) {
     t.sim.faults().clear();
 
     // 2. Restart: claims lapse, the sweep recovers the made tickets by correlation and creates the rest.
-    let server = Serve::start(port, dir.path(), Some(&config));
-    wait_healthy(&http, &base).await;
+    let (server, base) = Serve::launch(&http, dir.path(), Some(&config), &[]).await.expect("serve restarted");
     wait_for("every task has its ticket", || async {
         let s = states(&http, &base, &ids).await;
         s.iter().all(|s| s == "ticket_open").then_some(serde_json::Value::Null)
@@ -86,8 +85,7 @@ async fn kill9_mid_run_loses_nothing_and_duplicates_nothing(target: Target) {
     })
     .await;
     server.kill9();
-    let _server = Serve::start(port, dir.path(), Some(&config));
-    wait_healthy(&http, &base).await;
+    let (_server, base) = Serve::launch(&http, dir.path(), Some(&config), &[]).await.expect("serve restarted");
     wait_for("every task completed", || async {
         let s = states(&http, &base, &ids).await;
         s.iter().all(|s| s == "completed").then_some(serde_json::Value::Null)

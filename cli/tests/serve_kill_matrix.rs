@@ -40,10 +40,23 @@ async fn callback_receiver() -> (String, Callbacks) {
     (format!("http://{addr}/hook"), got)
 }
 
-/// Starts serve (armed with `step` if given) and waits until it answers.
+/// Starts serve (armed with `step` if given) and waits until it answers and has logged its
+/// start-up connection check. The check may exchange a rotating refresh token (NinjaOne); a crash
+/// between the vendor's rotation and serve storing the new token loses it (the documented limit in
+/// docs/psa-connectors.md), which is not a task step boundary, so the matrix keeps clear of it.
 async fn start(http: &reqwest::Client, data_dir: &Path, config: &Path, step: Option<&str>) -> (Serve, String) {
+    const CHECKED: &str = "connection check at start-up";
+    let checks_before = support::log_tail(data_dir, usize::MAX).matches(CHECKED).count();
     let envs: Vec<(&str, &str)> = step.map(|s| ("TB_FAILPOINT", s)).into_iter().collect();
-    Serve::launch(http, data_dir, Some(config), &envs).await.expect("serve exited while starting")
+    let (mut server, base) =
+        Serve::launch(http, data_dir, Some(config), &envs).await.expect("serve exited while starting");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while support::log_tail(data_dir, usize::MAX).matches(CHECKED).count() == checks_before {
+        assert!(server.0.try_wait().unwrap().is_none(), "serve exited during its start-up check");
+        assert!(Instant::now() < deadline, "serve never logged its start-up connection check");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    (server, base)
 }
 
 /// Closes every open ticket of the simulator (the technician's part).
@@ -117,7 +130,11 @@ async fn case(target: Target, step: &'static str) -> (usize, usize, usize, bool,
         if done && callbacks.lock().unwrap().contains_key(&id) {
             break;
         }
-        assert!(Instant::now() < deadline, "{target:?}/{step}: task {id} not completed with its callback");
+        assert!(
+            Instant::now() < deadline,
+            "{target:?}/{step}: task {id} not completed with its callback; serve's log ends:\n{}",
+            support::log_tail(dir.path(), 40)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let tickets = t.sim.tickets().iter().filter(|k| k.correlation_key.as_deref() == Some(id.as_str())).count();

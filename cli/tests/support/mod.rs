@@ -38,12 +38,14 @@ impl Serve {
         let addr_file = data_dir.join("serve.addr");
         let _ = std::fs::remove_file(&addr_file);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ticket-bridge"));
+        // The log goes to `<data-dir>/serve.log` (appended across restarts) for [`log_tail`].
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data_dir.join("serve.log")).unwrap();
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env_remove("TICKET_BRIDGE_CONFIG")
             .env_remove("TB_FAILPOINT")
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(log);
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
@@ -80,6 +82,13 @@ impl Drop for Serve {
         self.0.kill().ok();
         self.0.wait().ok();
     }
+}
+
+/// The last `n` lines serve logged into `data_dir` (started by [`Serve::launch`]), for failure messages.
+pub fn log_tail(data_dir: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(data_dir.join("serve.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 pub fn free_port() -> u16 {

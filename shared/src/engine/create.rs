@@ -77,30 +77,55 @@ struct Target {
     contract_id: Option<String>,
 }
 
+/// Tasks a sweep claims at once.
+const CLAIM_CHUNK: usize = 4;
+
 /// Shortest time worth starting an attempt with (one request and its answer).
 const MIN_ATTEMPT: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Engine {
-    /// Sweep: claims due tasks (first attempts missed by the stream, and retries) and processes them.
+    /// Sweep: claims due tasks (first attempts missed by the stream, and retries) and processes them,
+    /// a few at a time so each claim starts when its task's turn comes (a claim taken for the whole
+    /// sweep would run out before the last tasks of a long one). Each task is tried at most once per
+    /// sweep, at most `limit` tasks.
     pub async fn create_due(&self, now: DateTime<Utc>, limit: usize) -> CreateReport {
         let lease = Duration::seconds(i64::try_from(self.config.settings.claim_secs).unwrap_or(300));
+        let started = std::time::Instant::now();
         let mut report = CreateReport::default();
-        let claimed = match self.store.claim_for_creation(now, lease, limit).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(error = %e, "claiming due tasks failed");
-                report.errors += 1;
-                return report;
-            }
-        };
-        let claimed_at = std::time::Instant::now();
-        for task in claimed {
-            match self.process_claimed(task, now, claimed_at).await {
-                Ok(o) => report.add(o),
+        let mut seen = std::collections::HashSet::new();
+        while seen.len() < limit {
+            // The caller's clock, moved on by the time this sweep has taken.
+            let at = now + Duration::from_std(started.elapsed()).unwrap_or_default();
+            let claimed = match self.store.claim_for_creation(at, lease, CLAIM_CHUNK.min(limit - seen.len())).await {
+                Ok(c) => c,
                 Err(e) => {
-                    tracing::error!(error = %e, "recording ticket creation failed");
+                    tracing::error!(error = %e, "claiming due tasks failed");
                     report.errors += 1;
+                    return report;
                 }
+            };
+            if claimed.is_empty() {
+                break;
+            }
+            let claimed_at = std::time::Instant::now();
+            let mut again = false;
+            for task in claimed {
+                if !seen.insert(task.id.clone()) {
+                    // Its retry came due during this sweep: left claimed for the next one.
+                    again = true;
+                    report.skipped += 1;
+                    continue;
+                }
+                match self.process_claimed(task, at, claimed_at).await {
+                    Ok(o) => report.add(o),
+                    Err(e) => {
+                        tracing::error!(error = %e, "recording ticket creation failed");
+                        report.errors += 1;
+                    }
+                }
+            }
+            if again {
+                break;
             }
         }
         report

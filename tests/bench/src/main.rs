@@ -1,9 +1,10 @@
 //! `bench`: the benchmarks behind `cargo xtask bench`. Each module measures one figure family and
 //! returns table rows; `main` writes them to `docs/benchmarks.md`.
 //!
-//! Usage: `bench [--only poll,poll_changes,dynamo,package,lambda,intake] [--out PATH]`. Needs TB_AWS_ENDPOINT
+//! Usage: `bench [--only poll,poll_changes,close_latency,dynamo,package,lambda,intake] [--out PATH]`. Needs TB_AWS_ENDPOINT
 //! (moto) for `dynamo` and `lambda`; `cargo xtask bench` sets everything up.
 
+mod close_latency;
 mod common;
 mod constant_rate;
 mod dynamo;
@@ -49,7 +50,7 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-const ALL: [&str; 6] = ["poll", "poll_changes", "dynamo", "lambda", "intake", "package"];
+const ALL: [&str; 7] = ["poll", "poll_changes", "close_latency", "dynamo", "lambda", "intake", "package"];
 
 fn main() -> Result<()> {
     let mut only: Vec<String> = ALL.iter().map(|s| s.to_string()).collect();
@@ -74,6 +75,7 @@ fn main() -> Result<()> {
         let res: Result<(Vec<Row>, String)> = match name {
             "poll" => rt.block_on(poll::run()),
             "poll_changes" => rt.block_on(poll_changes::run()),
+            "close_latency" => rt.block_on(close_latency::run()),
             "dynamo" => rt.block_on(dynamo::run()),
             "lambda" => rt.block_on(lambda::run()),
             "intake" => intake::run(),
@@ -103,11 +105,14 @@ fn main() -> Result<()> {
     for (name, rows, notes) in &sections {
         std::fs::write(section_dir.join(format!("{name}.md")), render_section(name, rows, notes))?;
     }
+    // A section neither run now nor kept in target/bench (a fresh checkout) keeps what the page has.
+    let page = std::fs::read_to_string(&out).unwrap_or_default();
     let mut md = header(started.elapsed().as_secs_f64(), &only);
     for name in ALL {
-        match std::fs::read_to_string(section_dir.join(format!("{name}.md"))) {
-            Ok(text) => md.push_str(&text),
-            Err(_) => md.push_str(&format!(
+        let kept = std::fs::read_to_string(section_dir.join(format!("{name}.md"))).ok();
+        match kept.or_else(|| section_of_page(&page, name)) {
+            Some(text) => md.push_str(&text),
+            None => md.push_str(&format!(
                 "\n## {}\n\nNot measured yet on this checkout: run `cargo xtask bench -- --only {name}`.\n",
                 title_of(name)
             )),
@@ -183,12 +188,23 @@ fn title_of(name: &str) -> &str {
     let titles = [
         ("poll", "Polling: one poll cycle, 50 ms injected latency per target request"),
         ("poll_changes", "Incremental polling: changed tickets only, N = 10,000, 1 % changed, 50 ms per request"),
+        ("close_latency", "Technician close → task completed: webhook vs polling, 50 ms per request"),
         ("dynamo", "DynamoDB cost of one task's life (moto)"),
         ("lambda", "Lambda start-up and memory (local Runtime API emulator)"),
         ("intake", "Intake throughput (`ticket-bridge serve`, SQLite, wrk and constant-rate load)"),
         ("package", "Packaging (cargo-lambda, arm64 zip)"),
     ];
     titles.iter().find(|(n, _)| *n == name).map(|(_, t)| *t).unwrap_or(name)
+}
+
+/// The section of `page` (a benchmarks.md written before) whose heading starts like section
+/// `name`'s title (up to its first " (" or ":", so a reworded tail still matches), blank line first.
+fn section_of_page(page: &str, name: &str) -> Option<String> {
+    let title = title_of(name);
+    let stem = title.split([':', '(']).next().unwrap_or(title).trim_end();
+    let start = page.match_indices("\n## ").map(|(i, _)| i).find(|&i| page[i + 4..].starts_with(stem))?;
+    let end = page[start + 4..].find("\n## ").map(|e| start + 4 + e).unwrap_or(page.len());
+    Some(format!("{}\n", page[start..end].trim_end()))
 }
 
 fn cell(s: &str) -> String {

@@ -26,7 +26,8 @@ fn check(h: &Harness, name: &str, ids: &[String], tasks: &[bridge::domain::Task]
     let lost = ids.len() - opened - noted;
     let v = json!({"suite": "group_race", "class": name, "route": "-", "runs": 1, "tasks": ids.len(),
         "tickets": tickets.len(), "notes": notes, "completed": opened + noted, "lost": lost,
-        "duplicates": tickets.len().saturating_sub(1), "errors": 0});
+        "duplicates": tickets.len().saturating_sub(1),
+        "errors": tasks.iter().filter(|t| t.last_error.is_some()).count()});
     sandbox::report::write(&format!("group-race-{name}"), &v);
     let states: Vec<_> = tasks.iter().map(|t| (t.state, t.last_error.clone())).collect();
     assert_eq!(tickets.len(), 1, "{name}: one group, {} tickets; tasks {states:?}", tickets.len());

@@ -23,6 +23,7 @@ pub mod technician;
 pub mod ticketsql;
 pub mod tokens;
 pub mod util;
+pub mod webhooks;
 
 pub mod bms;
 pub mod ninjaone;

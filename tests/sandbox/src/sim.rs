@@ -187,6 +187,8 @@ struct Inner {
     /// One-shot actions run right after the handler of the next request whose route contains the
     /// pattern produced its response (before the client reads it).
     after_response: Mutex<Vec<(String, AfterResponse)>>,
+    /// Outgoing webhooks on status changes (see [`crate::webhooks`]).
+    webhooks: crate::webhooks::Webhooks,
 }
 
 /// An action [`Sim::after_next_response`] runs.
@@ -316,6 +318,7 @@ impl Sim {
             contract: Mutex::default(),
             clock_skew_ms: AtomicI64::new(0),
             after_response: Mutex::default(),
+            webhooks: Default::default(),
         }))
     }
 
@@ -350,6 +353,10 @@ impl Sim {
 
     pub fn profile(&self) -> &SimProfile {
         &self.0.profile
+    }
+
+    pub(crate) fn webhooks(&self) -> &crate::webhooks::Webhooks {
+        &self.0.webhooks
     }
 
     /// Keeps tickets, customers and contacts in `path` (JSON), loading what is there now.
@@ -512,13 +519,18 @@ impl Sim {
     /// Technician: sets a ticket's status (by id or number).
     pub fn set_status(&self, id_or_number: &str, status: &str) -> Result<SimTicket, SimError> {
         let status = self.canonical_status(status).ok_or_else(|| SimError::InvalidStatus(status.to_string()))?;
-        let id = self.find_ticket(id_or_number).ok_or_else(|| SimError::NotFound(id_or_number.to_string()))?.id;
+        let before = self.find_ticket(id_or_number).ok_or_else(|| SimError::NotFound(id_or_number.to_string()))?;
         let closed = self.is_closed_status(&status).then(|| self.now());
-        self.update_ticket(id, |t| {
-            t.status = status;
-            t.closed_at = closed;
-        })
-        .ok_or_else(|| SimError::NotFound(id_or_number.to_string()))
+        let t = self
+            .update_ticket(before.id, |t| {
+                t.status = status;
+                t.closed_at = closed;
+            })
+            .ok_or_else(|| SimError::NotFound(id_or_number.to_string()))?;
+        if t.status != before.status {
+            self.status_changed(&t);
+        }
+        Ok(t)
     }
 
     /// Technician: closes a ticket with `status` (default: the profile's closed status).

@@ -14,6 +14,9 @@
 //! | POST | /_sim/tokens/expire | | expire access tokens now |
 //! | PUT | /_sim/latency | `{"ms": 50}` | per-request latency |
 //! | PUT / DELETE | /_sim/rate_limit | `{"limit": 10, "window_secs": 60, "per_route": false}` | per-client limit |
+//! | GET | /_sim/webhook | | webhook counts ([`crate::webhooks::WebhookStats`]) |
+//! | PUT / DELETE | /_sim/webhook | `{"url": "…/v1/hooks/<conn>", "key": "…"}` | send webhooks on status changes / stop |
+//! | POST | /_sim/webhook/drop | `{"times": 1}` | lose the next N webhook deliveries |
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -42,6 +45,8 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route("/tokens/expire", post(expire))
         .route("/latency", put(latency))
         .route("/rate_limit", put(rate_limit).delete(clear_rate_limit))
+        .route("/webhook", get(webhook_stats).put(set_webhook).delete(clear_webhook))
+        .route("/webhook/drop", post(drop_webhooks))
         .with_state(sim)
 }
 
@@ -185,5 +190,33 @@ async fn rate_limit(State(sim): State<Sim>, Json(r): Json<RateReq>) -> Response 
 
 async fn clear_rate_limit(State(sim): State<Sim>) -> Response {
     sim.set_rate_limit(None);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn webhook_stats(State(sim): State<Sim>) -> Response {
+    Json(sim.webhook_stats()).into_response()
+}
+
+async fn set_webhook(State(sim): State<Sim>, Json(config): Json<crate::webhooks::WebhookConfig>) -> Response {
+    match sim.set_webhook(Some(config)) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => err(StatusCode::UNPROCESSABLE_ENTITY, e),
+    }
+}
+
+async fn clear_webhook(State(sim): State<Sim>) -> Response {
+    match sim.set_webhook(None) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => err(StatusCode::UNPROCESSABLE_ENTITY, e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DropReq {
+    times: u32,
+}
+
+async fn drop_webhooks(State(sim): State<Sim>, Json(r): Json<DropReq>) -> Response {
+    sim.drop_next_webhooks(r.times);
     StatusCode::NO_CONTENT.into_response()
 }
