@@ -6,45 +6,28 @@
 
 #![cfg(all(feature = "sqlite", feature = "dynamo"))]
 
+mod sync_support;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use bridge::config::{Config, ConnectionConfig};
-use bridge::domain::{OrgMapping, PsaRecord, RecordKind, RecordState, SyncCounts};
+use bridge::domain::{PsaRecord, RecordKind, RecordState};
 use bridge::engine::sync::SyncOutcomeKind;
 use bridge::engine::{Engine, LogEvents};
-use bridge::mapping::sync::{LogProgress, SyncProgress};
+use bridge::mapping::sync::LogProgress;
 use bridge::secrets::{Secret, Secrets};
 use bridge::store::Store;
-use bridge::store::dynamo::{DynamoStore, create_table};
-use bridge::store::sqlite::SqliteStore;
 use chrono::{Duration, Utc};
 use sandbox::ninjaone::{NinjaConfig, NinjaOne};
 use serde_json::json;
+use sync_support::{CrashAt, dynamo, finished, org, sqlite};
 
 const CONN: &str = "ninja";
 const SECRET: &str = "tb/ninjaone";
 const ORGS: &str = "GET /v2/organizations";
 const LOCATIONS: &str = "GET /v2/locations";
 const DEVICES: &str = "GET /v2/devices";
-
-async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("bridge.db")).unwrap();
-    (Arc::new(store), dir)
-}
-
-async fn dynamo(test: &str) -> (Arc<dyn Store>, tempfile::TempDir) {
-    let endpoint = std::env::var(bridge::aws::ENDPOINT_ENV).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
-        panic!("{} is not set: run `cargo xtask moto` and export what it prints", bridge::aws::ENDPOINT_ENV)
-    });
-    let config = bridge::aws::sdk_config(Some(&endpoint)).await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let name = format!("ninjasync-{test}-{}", ulid::Ulid::new().to_string().to_lowercase());
-    create_table(&client, &name).await.unwrap();
-    (Arc::new(DynamoStore::new(client, name)), tempfile::tempdir().unwrap())
-}
 
 fn connection(base_url: &str, page_size: u32, auto_create: &str, max_pages: u32) -> ConnectionConfig {
     let text = format!(
@@ -111,28 +94,6 @@ impl Env {
     }
 }
 
-fn finished(o: &SyncOutcomeKind) -> BTreeMap<RecordKind, SyncCounts> {
-    match o {
-        SyncOutcomeKind::Finished { counts, .. } => counts.clone(),
-        other => panic!("expected a finished run, got {other:?}"),
-    }
-}
-
-fn org(id: &str, name: &str, customer: Option<&str>) -> OrgMapping {
-    OrgMapping {
-        connection: CONN.into(),
-        org_id: id.into(),
-        org_name: Some(name.into()),
-        customer_id: customer.map(str::to_string),
-        customer_name: None,
-        contact_id: None,
-        contract_id: None,
-        contract_service_id: None,
-        excluded: false,
-        updated_at: Utc::now(),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // A scheduled run picks up what was created after the first sync; tickets use it.
 
@@ -154,8 +115,8 @@ async fn picks_up_new_entries(store: Arc<dyn Store>, dir: tempfile::TempDir) {
     // 5 per page: 12 organizations = 3 pages, 7 locations = 2, 10 devices = 2 full + 1 empty.
     let conn = connection(sim.base_url(), 5, r#"["assets"]"#, 0);
     let env = Env::new(sim, store, dir, conn).await;
-    env.store().put_mapping(&org("org-acme", "Acme Corp", Some("7"))).await.unwrap();
-    env.store().put_mapping(&org("org-new", "Newco Ltd", None)).await.unwrap();
+    env.store().put_mapping(&org(CONN, "org-acme", "Acme Corp", Some("7"))).await.unwrap();
+    env.store().put_mapping(&org(CONN, "org-new", "Newco Ltd", None)).await.unwrap();
 
     let first = finished(&env.engine.sync_connection(CONN, Utc::now(), &LogProgress).await);
     assert_eq!(first[&RecordKind::Customers].read, 12);
@@ -238,27 +199,13 @@ async fn sqlite_ninjaone_run_picks_up_new_entries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamo_ninjaone_run_picks_up_new_entries() {
-    let (store, dir) = dynamo("pickup").await;
+    let (store, dir) = dynamo("ninjasync", "pickup").await;
     picks_up_new_entries(store, dir).await;
 }
 
 // ---------------------------------------------------------------------------------------------
 // A page budget (Lambda timeout) and a crash between writing a page's records and storing the
 // cursor: the next runs resume from the stored `after` cursor and nothing is recorded twice.
-
-/// Panics on the `at`-th page it is told about.
-struct CrashAt {
-    at: u32,
-    seen: AtomicU32,
-}
-
-impl SyncProgress for CrashAt {
-    fn page(&self, _connection: &str, _kind: RecordKind, _page: u32, _counts: &SyncCounts) {
-        if self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
-            panic!("simulated crash");
-        }
-    }
-}
 
 async fn resumes_without_duplicates(store: Arc<dyn Store>, dir: tempfile::TempDir) {
     const N: usize = 1_000;
@@ -287,11 +234,7 @@ async fn resumes_without_duplicates(store: Arc<dyn Store>, dir: tempfile::TempDi
     // Invocation 2 crashes on its 5th page (asset page 10), after writing that page's records.
     let engine = Arc::new(env);
     let e2 = engine.clone();
-    let crash =
-        tokio::spawn(
-            async move { e2.engine.sync_connection(CONN, t0, &CrashAt { at: 5, seen: AtomicU32::new(0) }).await },
-        )
-        .await;
+    let crash = tokio::spawn(async move { e2.engine.sync_connection(CONN, t0, &CrashAt::new(5)).await }).await;
     assert!(crash.is_err_and(|e| e.is_panic()), "the run crashed");
     let env = Arc::into_inner(engine).unwrap();
     assert_eq!(env.count(RecordKind::Assets).await, 10 * 50);
@@ -323,6 +266,6 @@ async fn sqlite_ninjaone_crash_and_timeout_resume_from_the_after_cursor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamo_ninjaone_crash_and_timeout_resume_from_the_after_cursor() {
-    let (store, dir) = dynamo("resume").await;
+    let (store, dir) = dynamo("ninjasync", "resume").await;
     resumes_without_duplicates(store, dir).await;
 }

@@ -5,42 +5,25 @@
 
 #![cfg(all(feature = "sqlite", feature = "dynamo"))]
 
+mod sync_support;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bridge::config::{Config, ConnectionConfig};
-use bridge::domain::{OrgMapping, PsaRecord, RecordKind, RecordState, SyncCounts};
-use bridge::engine::sync::SyncOutcomeKind;
+use bridge::domain::{PsaRecord, RecordKind, RecordState};
 use bridge::engine::{Engine, LogEvents};
 use bridge::mapping::sync::LogProgress;
 use bridge::secrets::{Secret, Secrets};
 use bridge::store::Store;
-use bridge::store::dynamo::{DynamoStore, create_table};
-use bridge::store::sqlite::SqliteStore;
 use chrono::Utc;
 use sandbox::vsa::{Vsa, VsaConfig};
+use sync_support::{dynamo, finished, org, sqlite};
 
 const CONN: &str = "vsa";
 const SECRET: &str = "tb/vsa";
 const ORGS: &str = "GET /api/v1.0/system/orgs";
 const AGENTS: &str = "GET /api/v1.0/assetmgmt/agents";
-
-async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("bridge.db")).unwrap();
-    (Arc::new(store), dir)
-}
-
-async fn dynamo(test: &str) -> (Arc<dyn Store>, tempfile::TempDir) {
-    let endpoint = std::env::var(bridge::aws::ENDPOINT_ENV).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
-        panic!("{} is not set: run `cargo xtask moto` and export what it prints", bridge::aws::ENDPOINT_ENV)
-    });
-    let config = bridge::aws::sdk_config(Some(&endpoint)).await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let name = format!("vsasync-{test}-{}", ulid::Ulid::new().to_string().to_lowercase());
-    create_table(&client, &name).await.unwrap();
-    (Arc::new(DynamoStore::new(client, name)), tempfile::tempdir().unwrap())
-}
 
 fn connection(base_url: &str) -> ConnectionConfig {
     let text = format!(
@@ -62,28 +45,6 @@ rate_burst = 10000
 "#
     );
     toml::from_str(&text).unwrap_or_else(|e| panic!("bad config: {e}\n{text}"))
-}
-
-fn org(id: &str, name: &str, customer: Option<&str>) -> OrgMapping {
-    OrgMapping {
-        connection: CONN.into(),
-        org_id: id.into(),
-        org_name: Some(name.into()),
-        customer_id: customer.map(str::to_string),
-        customer_name: None,
-        contact_id: None,
-        contract_id: None,
-        contract_service_id: None,
-        excluded: false,
-        updated_at: Utc::now(),
-    }
-}
-
-fn finished(o: &SyncOutcomeKind) -> BTreeMap<RecordKind, SyncCounts> {
-    match o {
-        SyncOutcomeKind::Finished { counts, .. } => counts.clone(),
-        other => panic!("expected a finished run, got {other:?}"),
-    }
 }
 
 async fn picks_up_new_entries(store: Arc<dyn Store>, dir: tempfile::TempDir) {
@@ -112,8 +73,8 @@ async fn picks_up_new_entries(store: Arc<dyn Store>, dir: tempfile::TempDir) {
         .insert(CONN.to_string(), bridge::connectors::build(CONN, &config.connections[CONN], secrets.clone()).unwrap());
     let engine = Engine::new(Arc::new(config), store, secrets, connectors, Arc::new(LogEvents));
     let store = engine.store.clone();
-    store.put_mapping(&org("org-acme", "Acme Corp", None)).await.unwrap();
-    store.put_mapping(&org("org-new", "Newco Ltd", None)).await.unwrap();
+    store.put_mapping(&org(CONN, "org-acme", "Acme Corp", None)).await.unwrap();
+    store.put_mapping(&org(CONN, "org-new", "Newco Ltd", None)).await.unwrap();
     let record = |kind, id: &str, customer: Option<&str>, name: &str| {
         let (store, key) = (store.clone(), PsaRecord::key(kind, id, customer, name));
         async move { store.get_psa_record(CONN, &key).await.unwrap() }
@@ -158,6 +119,6 @@ async fn sqlite_vsa_run_picks_up_new_entries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamo_vsa_run_picks_up_new_entries() {
-    let (store, dir) = dynamo("pickup").await;
+    let (store, dir) = dynamo("vsasync", "pickup").await;
     picks_up_new_entries(store, dir).await;
 }
