@@ -21,7 +21,7 @@ use bridge::store::Store;
 use chrono::{Duration, Utc};
 use sandbox::bms::{Bms, BmsConfig};
 use serde_json::json;
-use sync_support::{CrashAt, dynamo, finished, org, sqlite};
+use sync_support::{CrashAt, dynamo, finished, org, sqlite, ticket_for};
 
 const CONN: &str = "bms";
 const ASSETS: &str = "GET /v2/servicedesk/hardwareasset/searchselect";
@@ -228,30 +228,16 @@ async fn picks_up_new_entries(store: Arc<dyn Store>, dir: tempfile::TempDir) {
     // --- A ticket for the mapped user carries her location; the alert's device is the asset.
     let body = json!({"source":"saas-alerts","external_id":"a-1","kind":"alert","organization":{"id":"org-00","name":"Company 00"},
         "user_email":"ada@company00.example","alert_type":"Data Leakage","severity":"high","details":{"device":"Laptop-42"}});
-    let ticket = ticket_for(&env, body).await;
+    let ticket = ticket_for(&env.engine, env.sim.sim(), body).await;
     assert_eq!(ticket.contact_id.as_deref(), Some("3002"));
     assert_eq!(ticket.fields.get("LocationId"), Some(&json!(branch)));
     assert_eq!(ticket.fields.get("HardwareAssetId"), Some(&json!(laptop)));
     // A user without a synced contact and an unknown device: the main location, no asset.
     let body = json!({"source":"saas-alerts","external_id":"a-2","kind":"alert","organization":{"id":"org-00","name":"Company 00"},
         "user_email":"nobody@company00.example","alert_type":"Data Leakage","severity":"high","details":{"asset":"NOPE"}});
-    let ticket = ticket_for(&env, body).await;
+    let ticket = ticket_for(&env.engine, env.sim.sim(), body).await;
     assert_eq!(ticket.fields.get("LocationId"), Some(&json!(10001)));
     assert_eq!(ticket.fields.get("HardwareAssetId"), None);
-}
-
-async fn ticket_for(env: &Env, body: serde_json::Value) -> sandbox::SimTicket {
-    let new = bridge::engine::intake::parse_task(body.to_string().as_bytes()).unwrap();
-    let now = Utc::now();
-    let accepted = env.engine.accept(new, now).await.unwrap();
-    let report = env.engine.create_one(&accepted.task.id, now).await.unwrap();
-    assert_eq!(
-        report.created,
-        1,
-        "{report:?} {:?}",
-        env.engine.get(accepted.task.id.as_str()).await.unwrap().last_error
-    );
-    env.sim.tickets().into_iter().find(|t| t.correlation_key.as_deref() == Some(accepted.task.id.as_str())).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

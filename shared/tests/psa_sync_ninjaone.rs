@@ -21,7 +21,7 @@ use bridge::store::Store;
 use chrono::{Duration, Utc};
 use sandbox::ninjaone::{NinjaConfig, NinjaOne};
 use serde_json::json;
-use sync_support::{CrashAt, dynamo, finished, org, sqlite};
+use sync_support::{CrashAt, dynamo, finished, org, sqlite, ticket_for};
 
 const CONN: &str = "ninja";
 const SECRET: &str = "tb/ninjaone";
@@ -164,7 +164,7 @@ async fn picks_up_new_entries(store: Arc<dyn Store>, dir: tempfile::TempDir) {
     // --- An alert naming the mapped device: the ticket carries its nodeId and its location.
     let body = json!({"source":"rmm","external_id":"n-1","kind":"alert","organization":{"id":"org-new","name":"Newco Ltd"},"user_email":"ops@newco.example",
         "alert_type":"Disk failure","severity":"high","details":{"device":"laptop-42"}});
-    let ticket = ticket_for(&env, body).await;
+    let ticket = ticket_for(&env.engine, env.sim.sim(), body).await;
     assert_eq!(ticket.customer_id.as_deref(), Some("300"));
     assert_eq!(ticket.request["nodeId"], json!(laptop));
     assert_eq!(ticket.request["locationId"], json!(branch));
@@ -172,23 +172,9 @@ async fn picks_up_new_entries(store: Arc<dyn Store>, dir: tempfile::TempDir) {
     for (id, device) in [("n-2", "WS-ACME-01"), ("n-3", "NOPE")] {
         let body = json!({"source":"rmm","external_id":id,"kind":"alert","organization":{"id":"org-new","name":"Newco Ltd"},"user_email":"ops@newco.example",
             "alert_type":"Disk failure","severity":"high","details":{"asset":device}});
-        let ticket = ticket_for(&env, body).await;
+        let ticket = ticket_for(&env.engine, env.sim.sim(), body).await;
         assert_eq!((ticket.request.get("nodeId"), ticket.request.get("locationId")), (None, None), "{device}");
     }
-}
-
-async fn ticket_for(env: &Env, body: serde_json::Value) -> sandbox::SimTicket {
-    let new = bridge::engine::intake::parse_task(body.to_string().as_bytes()).unwrap();
-    let now = Utc::now();
-    let accepted = env.engine.accept(new, now).await.unwrap();
-    let report = env.engine.create_one(&accepted.task.id, now).await.unwrap();
-    assert_eq!(
-        report.created,
-        1,
-        "{report:?} {:?}",
-        env.engine.get(accepted.task.id.as_str()).await.unwrap().last_error
-    );
-    env.sim.tickets().into_iter().find(|t| t.correlation_key.as_deref() == Some(accepted.task.id.as_str())).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

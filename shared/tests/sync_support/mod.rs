@@ -78,3 +78,18 @@ impl SyncProgress for CrashAt {
         }
     }
 }
+
+/// Takes an alert or task in through intake, creates its ticket now and returns the ticket as the
+/// simulator `sim` holds it.
+pub async fn ticket_for(
+    engine: &bridge::engine::Engine,
+    sim: &sandbox::Sim,
+    body: serde_json::Value,
+) -> sandbox::SimTicket {
+    let new = bridge::engine::intake::parse_task(body.to_string().as_bytes()).unwrap();
+    let now = Utc::now();
+    let accepted = engine.accept(new, now).await.unwrap();
+    let report = engine.create_one(&accepted.task.id, now).await.unwrap();
+    assert_eq!(report.created, 1, "{report:?} {:?}", engine.get(accepted.task.id.as_str()).await.unwrap().last_error);
+    sim.tickets().into_iter().find(|t| t.correlation_key.as_deref() == Some(accepted.task.id.as_str())).unwrap()
+}
