@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::oauth::{self, Authorization};
+use bridge_console::oauth::{self, Authorization};
 
 /// Environment variable the client secret may come from (else the secret or stdin).
 const CLIENT_SECRET_ENV: &str = "TICKET_BRIDGE_CLIENT_SECRET";
@@ -153,7 +153,7 @@ async fn wait_for_code(listener: &TcpListener, path: &str, state: &str) -> Resul
 async fn reply(stream: &mut tokio::net::TcpStream, status: &str, text: &str) {
     let body = format!(
         "<!doctype html><html lang=\"en\"><title>Ticket Bridge</title><p>{}</p></html>",
-        crate::console::html::esc(text)
+        bridge_console::html::esc(text)
     );
     let msg = format!(
         "HTTP/1.1 {status}\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",

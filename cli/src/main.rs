@@ -2,10 +2,8 @@
 
 mod admin;
 mod connect;
-mod console;
 mod local;
 mod mappings;
-mod oauth;
 mod rules;
 mod serve;
 mod serve_sync;

@@ -52,7 +52,7 @@ struct App {
     created: Lanes,
     desk_url: Option<String>,
     http: reqwest::Client,
-    console: crate::console::Console,
+    console: bridge_console::Console,
 }
 
 pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> Result<()> {
@@ -62,16 +62,17 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
     }
     let local = local::build(config, data_dir).await?;
     let engine = local.engine.clone();
-    let status = crate::console::ConnectionStatus::default();
+    let status = bridge_console::ConnectionStatus::default();
     let desk_url = local.desk.as_ref().map(|d| d.base_url().to_string());
     let http = bridge::http::client_builder().build().context("cannot build the HTTP client")?;
-    let console = crate::console::Console {
+    let console = bridge_console::Console {
         engine: engine.clone(),
         desk_url: desk_url.clone(),
         http: http.clone(),
         sessions: Default::default(),
         status: status.clone(),
         oauth: Default::default(),
+        local: true,
     };
     let app =
         App { engine: engine.clone(), created: spawn_workers(engine.clone(), status.clone()), desk_url, http, console };
@@ -124,7 +125,7 @@ fn write_addr_file(data_dir: &Path, addr: SocketAddr) -> Result<()> {
 }
 
 /// The background loops: creation lanes fed by intake, the retry sweep, pollers, token upkeep.
-fn spawn_workers(engine: Arc<Engine>, status: crate::console::ConnectionStatus) -> Lanes {
+fn spawn_workers(engine: Arc<Engine>, status: bridge_console::ConnectionStatus) -> Lanes {
     let lanes: Vec<_> = (0..CREATE_LANES)
         .map(|_| {
             let (tx, mut rx) = mpsc::unbounded_channel::<TaskId>();
@@ -195,11 +196,11 @@ async fn handle(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAdd
         return sandbox_proxy(&app, parts.method.as_str(), rest, body).await;
     }
     let limit = app.engine.config.settings.max_body_bytes;
-    if crate::console::owns(&path) {
+    if bridge_console::owns(&path) {
         let Ok(bytes) = to_bytes(body, limit).await else {
             return (StatusCode::PAYLOAD_TOO_LARGE, "form is too large").into_response();
         };
-        let req = crate::console::ConsoleRequest {
+        let req = bridge_console::ConsoleRequest {
             method: parts.method.as_str(),
             path: &path,
             query: parts.uri.query(),
@@ -207,7 +208,7 @@ async fn handle(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAdd
             body: &bytes,
             peer_loopback: peer.ip().is_loopback(),
         };
-        return crate::console::handle(&app.console, req).await;
+        return bridge_console::handle(&app.console, req).await.map(axum::body::Body::from);
     }
     let bytes = match to_bytes(body, limit + 1).await {
         Ok(b) => b,

@@ -152,6 +152,10 @@ pub struct AuthConfig {
     pub api_keys: Vec<ApiKey>,
     /// Secret (in the secrets backend) holding field `hmac_key` for signed requests.
     pub hmac_secret: Option<String>,
+    /// Secret (in the secrets backend) holding field `session_key`, which seals the web console's
+    /// session cookies in the console Lambda function (`serve` keeps sessions in memory).
+    #[serde(default)]
+    pub console_secret: Option<String>,
 }
 
 /// Title and body templates (minijinja) for tickets and notes.

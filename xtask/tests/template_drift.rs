@@ -37,6 +37,31 @@ const FUNCTION_ENGINE_FILES: &[(&str, &[&str])] = &[
     ("refresh-token", &["engine/tokens.rs"]),
     // sync_mappings: the engine's lease and metrics, the run itself in the mapping layer.
     ("sync-mappings", &["engine/sync.rs", "mapping/sync.rs"]),
+    // The web console: api::handle as intake does, plus the admin mapping routes its Mappings page
+    // calls in-process (engine/mappings_api.rs and the mapping layer's preview / match / apply);
+    // its own pages are in FUNCTION_CRATE_DIRS.
+    (
+        "web-console",
+        &[
+            "engine/api.rs", "engine/intake.rs", "engine/mod.rs", "engine/deliveries_api.rs", "engine/cancel.rs",
+            "engine/mappings_api.rs", "mapping/mod.rs", "mapping/apply.rs", "mapping/apply_users.rs",
+            "mapping/plan.rs", "mapping/records.rs", "mapping/source.rs", "mapping/users.rs",
+        ],
+    ),
+];
+
+/// Library crates besides `bridge` whose code a function runs (their store, secrets and connector
+/// calls count towards its grants like the engine files'): directory relative to the root.
+const FUNCTION_CRATE_DIRS: &[(&str, &str)] = &[("web-console", "console/src")];
+
+/// `TICKET_BRIDGE__…` overrides only some functions set: (function, variable, why).
+#[rustfmt::skip]
+const FUNCTION_OVERRIDES: &[(&str, &str, &str)] = &[
+    (
+        "web-console",
+        "TICKET_BRIDGE__AUTH__CONSOLE_SECRET",
+        "the secret whose session_key seals the console's session cookies",
+    ),
 ];
 
 /// Calls that pull in another file's calls (`marker` found in a function's files → scan `file` too).
@@ -258,6 +283,9 @@ fn function_sources(function: &str) -> Vec<(String, String)> {
     let files = FUNCTION_ENGINE_FILES.iter().find(|(f, _)| *f == function).unwrap().1;
     let mut out: Vec<(String, String)> =
         files.iter().map(|f| (f.to_string(), strip_tests(&read(&format!("shared/src/{f}"))))).collect();
+    for (_, dir) in FUNCTION_CRATE_DIRS.iter().filter(|(f, _)| *f == function) {
+        out.extend(sources(dir).into_iter().map(|(p, text)| (p.to_string_lossy().into_owned(), text)));
+    }
     for (marker, file) in INCLUDES {
         if out.iter().any(|(_, t)| t.contains(marker)) && !out.iter().any(|(f, _)| f == file) {
             out.push((file.to_string(), strip_tests(&read(&format!("shared/src/{file}")))));
@@ -486,8 +514,12 @@ fn template_sets_every_environment_variable_the_code_reads() {
             assert!(keys.contains(*var), "{id} ({name}) does not set {var}");
         }
         for var in &keys {
-            let known = read_vars.contains(var) || REQUIRED_OVERRIDES.contains(&var.as_str());
+            let own = FUNCTION_OVERRIDES.iter().any(|(f, v, _)| *f == name && v == var);
+            let known = read_vars.contains(var) || REQUIRED_OVERRIDES.contains(&var.as_str()) || own;
             assert!(known, "{id} sets {var}, which no code reads");
+        }
+        for (_, var, why) in FUNCTION_OVERRIDES.iter().filter(|(f, _, _)| *f == name) {
+            assert!(f["Properties"]["Environment"]["Variables"].get(*var).is_some(), "{id} must set {var}: {why}");
         }
     }
 }
@@ -804,4 +836,90 @@ fn timeouts_and_concurrency_fit_the_leases_the_code_takes() {
     for o in ["ApiUrl", "TableName", "DlqUrl"] {
         assert!(outputs.contains_key(o), "output {o}");
     }
+}
+
+/// Routes the console answers outside its page router (sign-in and sign-out, in `handle`).
+const CONSOLE_SESSION_ROUTES: &[(&str, &str)] = &[("GET", "/login"), ("POST", "/login"), ("POST", "/logout")];
+
+#[test]
+fn console_routes_match_the_console_router() {
+    let t = template();
+    let fns = functions(&t);
+    let (id, f) = fn_named(&fns, "web-console");
+    let routed: BTreeSet<(String, String)> = f["Properties"]["Events"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|e| {
+            assert_eq!(e["Type"], "HttpApi", "{id}: only HTTP API routes");
+            assert_eq!(e["Properties"]["ApiId"], json!({"Ref": "HttpApi"}), "{id}: the same API as intake");
+            (
+                e["Properties"]["Method"].as_str().unwrap().to_string(),
+                e["Properties"]["Path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // Arms like `("POST", ["tasks", id, op @ ("replay" | "cancel")]) =>` of the page router; arms
+    // guarded by `if ctx.console.local` are the pages hidden on AWS.
+    let lib = strip_tests(&read("console/src/lib.rs"));
+    let router = &lib[lib.find("async fn route(").expect("console router")..];
+    let router = &router[..router.find("\n}\n").unwrap()];
+    let mut served: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut local_only = 0;
+    for arm in router.lines().map(str::trim).filter(|l| l.starts_with("(\"") && l.contains("\", [")) {
+        if arm.contains("if ctx.console.local") {
+            local_only += 1;
+            continue;
+        }
+        let method = &arm[2..2 + arm[2..].find('"').unwrap()];
+        let segs = &arm[arm.find('[').unwrap() + 1..arm.find(']').unwrap()];
+        let path: String = segs
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| match s.strip_prefix('"') {
+                Some(lit) => format!("/{}", lit.trim_end_matches('"')),
+                None => format!("/{{{}}}", s.split(" @").next().unwrap().trim()),
+            })
+            .collect();
+        served.insert((method.to_string(), if path.is_empty() { "/".to_string() } else { path }));
+    }
+    assert!(served.len() >= 8 && local_only >= 3, "router parse found {served:?} and {local_only} local-only arms");
+    for (method, path) in CONSOLE_SESSION_ROUTES {
+        assert!(lib.contains(&format!("req.path == \"{path}\"")), "console handle() no longer answers {path}");
+        served.insert((method.to_string(), path.to_string()));
+    }
+    assert_eq!(routed, served, "API Gateway routes vs the pages the console serves on AWS");
+    // No console route shadows an API route of intake.
+    let (_, intake) = fn_named(&fns, "intake");
+    for e in intake["Properties"]["Events"].as_object().unwrap().values() {
+        let p = e["Properties"]["Path"].as_str().unwrap();
+        assert!(!routed.iter().any(|(_, r)| r == p), "{p} is routed to both intake and the console");
+    }
+}
+
+#[test]
+fn console_function_reads_the_generated_session_secret() {
+    let t = template();
+    let fns = functions(&t);
+    let (id, f) = fn_named(&fns, "web-console");
+    let secret = &resources(&t)["ConsoleSessionSecret"];
+    assert_eq!(secret["Type"], "AWS::SecretsManager::Secret");
+    let name = &secret["Properties"]["Name"];
+    let var = &f["Properties"]["Environment"]["Variables"]["TICKET_BRIDGE__AUTH__CONSOLE_SECRET"];
+    assert_eq!(var, name, "{id} names the secret the stack generates");
+    assert!(
+        name["Fn::Sub"].as_str().is_some_and(|s| s.starts_with("${SecretNamePrefix}")),
+        "under SecretNamePrefix, so the ReadSecrets grant covers it"
+    );
+    assert_eq!(f["DependsOn"], "ConsoleSessionSecret", "{id} reads it at cold start");
+    let generate = &secret["Properties"]["GenerateSecretString"];
+    let code = function_code("web-console");
+    let field = generate["GenerateStringKey"].as_str().unwrap();
+    assert!(code.contains(&format!("SESSION_KEY_FIELD: &str = \"{field}\"")), "the function reads field {field}");
+    assert!(generate["PasswordLength"].as_i64().is_some_and(|n| n >= 32), "at least the 32 characters it requires");
+    // The override reaches auth.console_secret through the real config loader.
+    let env = [("TICKET_BRIDGE__AUTH__CONSOLE_SECRET".to_string(), "ticket-bridge/console-session".to_string())];
+    let config = bridge::config::Config::from_toml_with_env("", env).expect("a valid config");
+    assert_eq!(config.auth.console_secret.as_deref(), Some("ticket-bridge/console-session"));
 }

@@ -21,6 +21,9 @@ use support::{Backend, CONN, Harness, unique};
 
 const HOOK_KEY: &str = "sim-hook-key-for-tests";
 const SWEEP_EVERY: u32 = 3;
+/// How long a test waits for a hook's effect: a bound on a hung run, not a speed target (the
+/// close → completed latency is measured by `cargo xtask bench`, section close_latency).
+const HOOK_WAIT: Duration = Duration::from_secs(30);
 
 /// Serves the engine's API (only what a hook needs) on loopback; returns the hook URL of [`CONN`].
 async fn hook_endpoint(h: Arc<Harness>) -> String {
@@ -104,14 +107,14 @@ async fn completed_within(h: &Harness, task: &str, limit: Duration) -> Option<Du
 }
 
 /// The technician closes a ticket; the simulator's webhook alone completes its task (no poll
-/// cycle runs) within 2 s; the other task stays open.
+/// cycle runs); the other task stays open. (How fast is a benchmark figure, not asserted here.)
 async fn hook_completes_without_polling(target: Target, backend: Backend) {
     let (h, tasks) = setup(target, backend, 2).await;
     h.sim().close(&tasks[0].1, Some(h.target.done_status)).unwrap();
-    let took = completed_within(&h, &tasks[0].0, Duration::from_secs(2)).await;
+    let took = completed_within(&h, &tasks[0].0, HOOK_WAIT).await;
     assert!(h.sim().webhooks_settled(Duration::from_secs(10)).await);
     let stats = h.sim().webhook_stats();
-    assert!(took.is_some(), "{target:?}: not completed 2 s after the close without a poll; webhooks {stats:?}");
+    assert!(took.is_some(), "{target:?}: not completed after the close without a poll; webhooks {stats:?}");
     assert_eq!((stats.triggered, stats.delivered, stats.failed, stats.dropped), (1, 1, 0, 0), "{stats:?}");
     assert_eq!(h.task(&tasks[1].0).await.state, TaskState::TicketOpen);
 }
@@ -145,7 +148,7 @@ async fn dropped_hook_caught_by_sweep(target: Target, backend: Backend) {
     assert_eq!(h.task(&tasks[0].0).await.state, TaskState::Completed);
     // The fault was one delivery: the next close's hook arrives and completes without a poll.
     h.sim().close(&tasks[1].1, Some(h.target.done_status)).unwrap();
-    assert!(completed_within(&h, &tasks[1].0, Duration::from_secs(2)).await.is_some(), "{:?}", h.sim().webhook_stats());
+    assert!(completed_within(&h, &tasks[1].0, HOOK_WAIT).await.is_some(), "{:?}", h.sim().webhook_stats());
 }
 
 macro_rules! cases {

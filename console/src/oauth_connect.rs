@@ -7,8 +7,8 @@
 //! so a browser coming back from NinjaOne does not send it. The unguessable, single-use `state`
 //! handed out to the signed-in admin who posted the form is what authorizes the callback.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::Response;
+use super::Response;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! The built-in sandbox desk (local mode): its tickets, closed or rejected as a technician would.
 
-use axum::http::StatusCode;
+use http::StatusCode;
 use std::fmt::Write;
 
 use super::html::{self, esc, url_part};

@@ -100,7 +100,7 @@ pub async fn page(ctx: &Ctx<'_>, notice: Option<String>) -> Reply {
             cfg.rate_limit_per_hour,
             ctx.csrf(),
             esc(name),
-            super::oauth_connect::form(ctx, name).await
+            if ctx.console.local { super::oauth_connect::form(ctx, name).await } else { String::new() }
         );
     }
     Reply::ok(ctx.page("Connections", "/connections", notice, &body))

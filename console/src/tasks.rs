@@ -1,7 +1,7 @@
 //! Tasks and dead letters: lists with filters, a task's detail and timeline, replay and cancel.
 
-use axum::http::StatusCode;
 use bridge::domain::{Task, TaskResult, TaskState};
+use http::StatusCode;
 use std::fmt::Write;
 
 use super::html::{self, esc, url_part};

@@ -1,27 +1,33 @@
-//! The web console of `ticket-bridge serve`: server-rendered pages over the engine and the public
-//! API (every change goes through [`bridge::engine::api`] with the signed-in key, so the console
-//! can do exactly what that key may do through the API). No script, nothing from another origin.
+//! The web console of `ticket-bridge serve` and of the `web-console` Lambda function: server-rendered
+//! pages over the engine and the public API (every change goes through [`bridge::engine::api`]
+//! with the signed-in key, so the console can do exactly what that key may do through the API).
+//! No script, nothing from another origin. Framework-free: requests come in as [`ConsoleRequest`]
+//! and leave as [`Response`] (`http` types), so axum (serve) and API Gateway (the function) both
+//! carry it.
 
 mod connections;
 mod desk;
 pub mod html;
 mod mappings;
+pub mod oauth;
 pub mod oauth_connect;
 pub mod session;
 pub mod status;
 mod tasks;
 mod time_filter;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use bridge::config::KeyScope;
 use bridge::engine::Engine;
 use bridge::engine::api::{self, ApiRequest, ApiResponse};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 use std::sync::Arc;
 
 use html::{Frame, esc};
 use session::{Session, Sessions};
 pub use status::ConnectionStatus;
+
+/// A console answer: an HTML page or a redirect, to be sent by whatever server runs the console.
+pub type Response = http::Response<String>;
 
 /// Whether `path` is a console page (everything the API and the sandbox proxy do not own).
 pub fn owns(path: &str) -> bool {
@@ -39,6 +45,10 @@ pub struct Console {
     pub status: ConnectionStatus,
     /// OAuth authorizations started from the Connections page.
     pub oauth: oauth_connect::PendingGrants,
+    /// Running inside `ticket-bridge serve`: offers the pages that need one long-lived process
+    /// (the sandbox desk, the OAuth Connect flow whose pending grants live in memory). `false` in
+    /// the Lambda function, which hides them.
+    pub local: bool,
 }
 
 /// One console request, already read.
@@ -95,7 +105,7 @@ impl Ctx<'_> {
     pub fn page(&self, title: &str, current: &str, notice: Option<String>, body: &str) -> String {
         let frame = Frame {
             current,
-            desk: self.console.desk_url.is_some(),
+            desk: self.console.local && self.console.desk_url.is_some(),
             sign_out_csrf: self.session.key.as_ref().map(|_| self.session.csrf.as_str()),
             notice,
         };
@@ -152,7 +162,7 @@ pub async fn handle(console: &Console, req: ConsoleRequest<'_>) -> Response {
     if open && !req.peer_loopback {
         return bare(StatusCode::FORBIDDEN, "No API keys are configured: the console answers loopback callers only.");
     }
-    if req.method == "GET" && req.path == oauth_connect::CALLBACK_PATH {
+    if console.local && req.method == "GET" && req.path == oauth_connect::CALLBACK_PATH {
         return oauth_connect::callback(console, &Form::parse(req.query.unwrap_or("").as_bytes())).await;
     }
     let (session, new_cookie) = match console.sessions.find(req.headers) {
@@ -214,7 +224,7 @@ pub async fn handle(console: &Console, req: ConsoleRequest<'_>) -> Response {
     }
     let reply = route(&mut ctx, req.method).await;
     let mut res = finish(reply);
-    if req.path.starts_with("/connections") {
+    if console.local && req.path.starts_with("/connections") {
         oauth_connect::allow_vendor_forms(console, &mut res);
     }
     with_cookie(res, set_cookie)
@@ -231,11 +241,11 @@ async fn route(ctx: &mut Ctx<'_>, method: &str) -> Reply {
         ("POST", ["dead-letters", "replay"]) => tasks::replay_many(ctx).await,
         ("GET", ["connections"]) => connections::page(ctx, None).await,
         ("POST", ["connections", conn, "check"]) => connections::recheck(ctx, conn).await,
-        ("POST", ["connections", conn, "connect"]) => oauth_connect::start(ctx, conn).await,
+        ("POST", ["connections", conn, "connect"]) if ctx.console.local => oauth_connect::start(ctx, conn).await,
         ("GET", ["mappings"]) => mappings::page(ctx, None).await,
         ("POST", ["mappings", conn, op]) => mappings::act(ctx, conn, op).await,
-        ("GET", ["desk"]) => desk::page(ctx, None).await,
-        ("POST", ["desk", "tickets", id, "close"]) => desk::close(ctx, id).await,
+        ("GET", ["desk"]) if ctx.console.local => desk::page(ctx, None).await,
+        ("POST", ["desk", "tickets", id, "close"]) if ctx.console.local => desk::close(ctx, id).await,
         _ => Reply::Html(StatusCode::NOT_FOUND, ctx.page("Not found", "", None, "<p>There is no such page.</p>")),
     }
 }
@@ -266,7 +276,8 @@ fn login_page(ctx: &Ctx<'_>, error: Option<&str>) -> String {
 fn finish(reply: Reply) -> Response {
     match reply {
         Reply::Html(status, body) => {
-            let mut r = (status, body).into_response();
+            let mut r = Response::new(body);
+            *r.status_mut() = status;
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
             h.insert(
@@ -285,7 +296,8 @@ fn finish(reply: Reply) -> Response {
 }
 
 fn redirect(to: &str) -> Response {
-    let mut r = StatusCode::SEE_OTHER.into_response();
+    let mut r = Response::new(String::new());
+    *r.status_mut() = StatusCode::SEE_OTHER;
     if let Ok(v) = HeaderValue::from_str(to) {
         r.headers_mut().insert(header::LOCATION, v);
     }
