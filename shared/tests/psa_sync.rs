@@ -6,42 +6,25 @@
 
 #![cfg(all(feature = "sqlite", feature = "dynamo"))]
 
+mod sync_support;
+
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use bridge::config::{Config, ConnectionConfig};
-use bridge::domain::{OrgMapping, PsaRecord, RecordKind, RecordState, SyncCheckpoint, SyncCounts};
+use bridge::domain::{PsaRecord, RecordKind, RecordState, SyncCheckpoint};
 use bridge::engine::sync::SyncOutcomeKind;
 use bridge::engine::{Engine, LogEvents};
-use bridge::mapping::sync::{LogProgress, SyncProgress};
+use bridge::mapping::sync::LogProgress;
 use bridge::secrets::{Secret, Secrets};
 use bridge::store::Store;
-use bridge::store::dynamo::{DynamoStore, create_table};
-use bridge::store::sqlite::SqliteStore;
 use chrono::{Duration, Utc};
 use sandbox::bms::{Bms, BmsConfig};
 use serde_json::json;
+use sync_support::{CrashAt, dynamo, finished, org, sqlite, ticket_for};
 
 const CONN: &str = "bms";
 const ASSETS: &str = "GET /v2/servicedesk/hardwareasset/searchselect";
-
-async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("bridge.db")).unwrap();
-    (Arc::new(store), dir)
-}
-
-async fn dynamo(test: &str) -> (Arc<dyn Store>, tempfile::TempDir) {
-    let endpoint = std::env::var(bridge::aws::ENDPOINT_ENV).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| {
-        panic!("{} is not set: run `cargo xtask moto` and export what it prints", bridge::aws::ENDPOINT_ENV)
-    });
-    let config = bridge::aws::sdk_config(Some(&endpoint)).await;
-    let client = aws_sdk_dynamodb::Client::new(&config);
-    let name = format!("psasync-{test}-{}", ulid::Ulid::new().to_string().to_lowercase());
-    create_table(&client, &name).await.unwrap();
-    (Arc::new(DynamoStore::new(client, name)), tempfile::tempdir().unwrap())
-}
 
 fn connection(base_url: &str, page_size: u32, auto_create: &str, max_pages: u32) -> ConnectionConfig {
     let text = format!(
@@ -112,28 +95,6 @@ impl Env {
     }
 }
 
-fn finished(o: &SyncOutcomeKind) -> BTreeMap<RecordKind, SyncCounts> {
-    match o {
-        SyncOutcomeKind::Finished { counts, .. } => counts.clone(),
-        other => panic!("expected a finished run, got {other:?}"),
-    }
-}
-
-fn org(id: &str, name: &str, customer: Option<&str>) -> OrgMapping {
-    OrgMapping {
-        connection: CONN.into(),
-        org_id: id.into(),
-        org_name: Some(name.into()),
-        customer_id: customer.map(str::to_string),
-        customer_name: None,
-        contact_id: None,
-        contract_id: None,
-        contract_service_id: None,
-        excluded: false,
-        updated_at: Utc::now(),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Store conformance of the new record kinds.
 
@@ -159,7 +120,7 @@ async fn records_roundtrip(store: Arc<dyn Store>) {
     for r in [&a, &l, &c] {
         store.put_psa_record(r).await.unwrap();
     }
-    store.put_mapping(&org("org-1", "Acme", Some("7"))).await.unwrap();
+    store.put_mapping(&org(CONN, "org-1", "Acme", Some("7"))).await.unwrap();
     // Another connection's record never shows.
     store.put_psa_record(&PsaRecord { connection: "other".into(), ..a.clone() }).await.unwrap();
     let got = store.get_psa_record(CONN, &PsaRecord::asset_key("7", " LAPTOP  42")).await.unwrap();
@@ -186,7 +147,7 @@ async fn sqlite_records_roundtrip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamo_records_roundtrip() {
-    records_roundtrip(dynamo("records").await.0).await;
+    records_roundtrip(dynamo("psasync", "records").await.0).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -202,8 +163,8 @@ async fn picks_up_new_entries(store: Arc<dyn Store>, dir: tempfile::TempDir) {
     sim.add_asset(1000, "SRV-01", None);
     let conn = connection(sim.base_url(), 5, r#"["contacts", "assets"]"#, 0);
     let env = Env::new(sim, store, dir, conn).await;
-    env.store().put_mapping(&org("org-00", "Company 00", Some("1000"))).await.unwrap();
-    env.store().put_mapping(&org("org-new", "Newco Ltd", None)).await.unwrap();
+    env.store().put_mapping(&org(CONN, "org-00", "Company 00", Some("1000"))).await.unwrap();
+    env.store().put_mapping(&org(CONN, "org-new", "Newco Ltd", None)).await.unwrap();
 
     // --- First run: everything is new. (`Filter.ModifiedOnFrom` has second precision: start the
     // run in a later second than the seeding.)
@@ -267,30 +228,16 @@ async fn picks_up_new_entries(store: Arc<dyn Store>, dir: tempfile::TempDir) {
     // --- A ticket for the mapped user carries her location; the alert's device is the asset.
     let body = json!({"source":"saas-alerts","external_id":"a-1","kind":"alert","organization":{"id":"org-00","name":"Company 00"},
         "user_email":"ada@company00.example","alert_type":"Data Leakage","severity":"high","details":{"device":"Laptop-42"}});
-    let ticket = ticket_for(&env, body).await;
+    let ticket = ticket_for(&env.engine, env.sim.sim(), body).await;
     assert_eq!(ticket.contact_id.as_deref(), Some("3002"));
     assert_eq!(ticket.fields.get("LocationId"), Some(&json!(branch)));
     assert_eq!(ticket.fields.get("HardwareAssetId"), Some(&json!(laptop)));
     // A user without a synced contact and an unknown device: the main location, no asset.
     let body = json!({"source":"saas-alerts","external_id":"a-2","kind":"alert","organization":{"id":"org-00","name":"Company 00"},
         "user_email":"nobody@company00.example","alert_type":"Data Leakage","severity":"high","details":{"asset":"NOPE"}});
-    let ticket = ticket_for(&env, body).await;
+    let ticket = ticket_for(&env.engine, env.sim.sim(), body).await;
     assert_eq!(ticket.fields.get("LocationId"), Some(&json!(10001)));
     assert_eq!(ticket.fields.get("HardwareAssetId"), None);
-}
-
-async fn ticket_for(env: &Env, body: serde_json::Value) -> sandbox::SimTicket {
-    let new = bridge::engine::intake::parse_task(body.to_string().as_bytes()).unwrap();
-    let now = Utc::now();
-    let accepted = env.engine.accept(new, now).await.unwrap();
-    let report = env.engine.create_one(&accepted.task.id, now).await.unwrap();
-    assert_eq!(
-        report.created,
-        1,
-        "{report:?} {:?}",
-        env.engine.get(accepted.task.id.as_str()).await.unwrap().last_error
-    );
-    env.sim.tickets().into_iter().find(|t| t.correlation_key.as_deref() == Some(accepted.task.id.as_str())).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -301,28 +248,13 @@ async fn sqlite_scheduled_run_picks_up_new_entries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamo_scheduled_run_picks_up_new_entries() {
-    let (store, dir) = dynamo("pickup").await;
+    let (store, dir) = dynamo("psasync", "pickup").await;
     picks_up_new_entries(store, dir).await;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Large tenant: a page budget (Lambda timeout) and a crash between writing a page's records and
 // storing the cursor; the next runs resume and nothing is recorded twice.
-
-/// Panics on the `at`-th page it is told about: a crash after the page's records were written,
-/// before the cursor moved on.
-struct CrashAt {
-    at: u32,
-    seen: AtomicU32,
-}
-
-impl SyncProgress for CrashAt {
-    fn page(&self, _connection: &str, _kind: RecordKind, _page: u32, _counts: &SyncCounts) {
-        if self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
-            panic!("simulated crash");
-        }
-    }
-}
 
 async fn resumes_without_duplicates(store: Arc<dyn Store>, dir: tempfile::TempDir) {
     const N: usize = 5_000;
@@ -346,11 +278,7 @@ async fn resumes_without_duplicates(store: Arc<dyn Store>, dir: tempfile::TempDi
     // Invocation 2 crashes on its 5th page, after writing that page's records.
     let engine = Arc::new(env);
     let e2 = engine.clone();
-    let crash =
-        tokio::spawn(
-            async move { e2.engine.sync_connection(CONN, t0, &CrashAt { at: 5, seen: AtomicU32::new(0) }).await },
-        )
-        .await;
+    let crash = tokio::spawn(async move { e2.engine.sync_connection(CONN, t0, &CrashAt::new(5)).await }).await;
     assert!(crash.is_err_and(|e| e.is_panic()), "the run crashed");
     let env = Arc::into_inner(engine).unwrap();
     assert_eq!(env.count(RecordKind::Assets).await, 22 * 100);
@@ -386,7 +314,7 @@ async fn sqlite_crash_and_timeout_resume_without_duplicates() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamo_crash_and_timeout_resume_without_duplicates() {
-    let (store, dir) = dynamo("resume").await;
+    let (store, dir) = dynamo("psasync", "resume").await;
     resumes_without_duplicates(store, dir).await;
 }
 
@@ -458,6 +386,6 @@ async fn sqlite_upstream_push_is_idempotent_and_links_synced_records() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dynamo_upstream_push_is_idempotent_and_links_synced_records() {
-    let (store, dir) = dynamo("push").await;
+    let (store, dir) = dynamo("psasync", "push").await;
     upstream_push(store, dir).await;
 }

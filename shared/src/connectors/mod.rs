@@ -268,6 +268,18 @@ pub trait Connector: Send + Sync {
     async fn reopen_ticket(&self, _ticket: &TicketRef, _note: &NoteRequest) -> Result<(), ConnectorError> {
         Err(unsupported(self.kind(), "reopening tickets"))
     }
+
+    /// [`Connector::read_records`] for targets that page by cursor: `after` is the previous
+    /// page's [`RecordPage::next`] (`None` on a kind's first page). By default the numbered page.
+    async fn read_records_after(
+        &self,
+        kind: RecordKind,
+        since: Option<DateTime<Utc>>,
+        page: u32,
+        _after: Option<&str>,
+    ) -> Result<RecordPage, ConnectorError> {
+        self.read_records(kind, since, page).await
+    }
 }
 
 /// Builds the connector for connection `name` (no I/O; credentials are read on first use).

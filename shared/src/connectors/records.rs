@@ -24,4 +24,8 @@ pub struct PsaEntry {
 pub struct RecordPage {
     pub entries: Vec<PsaEntry>,
     pub last: bool,
+    /// Where the next page starts, for targets that page by cursor (passed back as `after` to
+    /// [`super::Connector::read_records_after`]); `None` for numbered pages.
+    #[serde(default)]
+    pub next: Option<String>,
 }

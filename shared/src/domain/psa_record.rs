@@ -149,6 +149,10 @@ pub struct SyncCursor {
     pub counts: Vec<(RecordKind, SyncCounts)>,
     /// Pages read so far (progress).
     pub pages: u64,
+    /// The target's own cursor for the next page of `kind` where it pages by cursor rather than
+    /// by number (NinjaOne `after` = the last id read); `None` on a kind's first page.
+    #[serde(default)]
+    pub after: Option<String>,
 }
 
 /// A finished run.

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 
 use super::MappingError;
 use crate::config::{MappingSettings, SyncSettings};
-use crate::connectors::{Connector, PsaEntry};
+use crate::connectors::{Connector, ConnectorError, PsaEntry, RecordPage};
 use crate::domain::{
     OrgMapping, PsaRecord, RecordKind, RecordState, SyncCheckpoint, SyncCounts, SyncCursor, SyncRun, UserMapping,
 };
@@ -110,7 +110,8 @@ impl PsaSync<'_> {
         let mut cursor = match cp.cursor.clone() {
             Some(c) => c,
             None => {
-                let c = SyncCursor { started_at: now, kind: kinds[0], page: 1, counts: Vec::new(), pages: 0 };
+                let c =
+                    SyncCursor { started_at: now, kind: kinds[0], page: 1, counts: Vec::new(), pages: 0, after: None };
                 cp.cursor = Some(c.clone());
                 cp.updated_at = now;
                 self.store.put_sync_checkpoint(&cp).await?;
@@ -126,11 +127,13 @@ impl PsaSync<'_> {
         };
         let since = cp.since;
         let mut pages = 0u64;
+        let mut unsupported: Vec<String> = Vec::new();
         let start = kinds.iter().position(|k| *k == cursor.kind).unwrap_or(0);
         for (i, kind) in kinds.iter().copied().enumerate().skip(start) {
             if i > start || cursor.kind != kind {
                 cursor.kind = kind;
                 cursor.page = 1;
+                cursor.after = None;
             }
             let mut known: HashMap<String, PsaRecord> =
                 self.store.list_psa_records(conn, kind).await?.into_iter().map(|r| (r.key.clone(), r)).collect();
@@ -138,7 +141,16 @@ impl PsaSync<'_> {
                 if self.settings.max_pages_per_run > 0 && pages >= u64::from(self.settings.max_pages_per_run) {
                     return Ok(SyncOutcome { finished: false, resumed, pages, counts: cursor.counts });
                 }
-                let page = self.connector.read_records(kind, since, cursor.page).await?;
+                let page =
+                    match self.connector.read_records_after(kind, since, cursor.page, cursor.after.as_deref()).await {
+                        // A kind the target's API does not have: nothing to read (said once per run).
+                        Err(ConnectorError::Unsupported(why)) if cursor.page == 1 => {
+                            tracing::info!(connection = conn, kind = kind.as_str(), "{why}; kind skipped");
+                            unsupported.push(why);
+                            RecordPage { entries: Vec::new(), last: true, next: None }
+                        }
+                        other => other?,
+                    };
                 let mut counts = counts_of(&cursor.counts, kind);
                 for entry in &page.entries {
                     counts.read += 1;
@@ -160,6 +172,7 @@ impl PsaSync<'_> {
                 pages += 1;
                 cursor.pages += 1;
                 cursor.page += 1;
+                cursor.after = page.next.clone();
                 progress.page(conn, kind, cursor.page - 1, &counts);
                 let done = page.last || page.entries.is_empty();
                 if done && i + 1 == kinds.len() {
@@ -168,6 +181,7 @@ impl PsaSync<'_> {
                 if done {
                     cursor.kind = kinds[i + 1];
                     cursor.page = 1;
+                    cursor.after = None;
                 }
                 cp.cursor = Some(cursor.clone());
                 cp.updated_at = now;
@@ -176,6 +190,12 @@ impl PsaSync<'_> {
                     break;
                 }
             }
+        }
+        // A target with none of the kinds cannot sync at all: an error, not an empty run.
+        if unsupported.len() == kinds.len()
+            && let Some(why) = unsupported.pop()
+        {
+            return Err(ConnectorError::Unsupported(why).into());
         }
         let run =
             SyncRun { started_at: cursor.started_at, finished_at: Utc::now(), counts: cursor.counts.clone(), resumed };

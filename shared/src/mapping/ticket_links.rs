@@ -45,7 +45,13 @@ pub async fn ticket_links(
     }
     if let Some(device) = named_device(payload) {
         match store.get_psa_record(connection, &PsaRecord::asset_key(customer, &device)).await {
-            Ok(Some(r)) if r.state.is_live() => links.asset_id = Some(r.id),
+            Ok(Some(r)) if r.state.is_live() => {
+                // The device's own location (NinjaOne devices have one) when the contact gave none.
+                if links.location_id.is_none() {
+                    links.location_id = r.location_id;
+                }
+                links.asset_id = Some(r.id);
+            }
             Ok(_) => tracing::info!(connection, device = %device, "the alert's device is not a mapped asset"),
             Err(e) => tracing::warn!(connection, error = %e, "could not read the alert's asset"),
         }

@@ -12,6 +12,8 @@
 //! | GET | /v2/ticketing/trigger/boards | boards; 2 = "All tickets" |
 //! | POST | /v2/ticketing/trigger/board/{boardId}/run | `{filters[{field, operator, value}], pageSize, lastCursorId, searchCriteria}` → `{data, metadata{lastCursorId}}` |
 //! | GET | /v2/organizations | `pageSize`, `after` |
+//! | GET | /v2/locations | `pageSize`, `after` (see [`rmm`]) |
+//! | GET | /v2/devices | `pageSize`, `after`; `df` refused (not simulated) |
 //!
 //! JSON endpoints answer 415 to any other `Content-Type`; board filter values must be strings
 //! (comma-separated for list operators). Every request and response is also checked against
@@ -38,6 +40,9 @@ use crate::server::SimServer;
 use crate::sim::{NewTicket, Sim, SimProfile, SimTicket};
 use crate::tokens::{TokenCheck, TokenKind};
 use crate::util;
+
+mod rmm;
+pub use rmm::{SimDevice, SimLocation};
 
 /// Statuses `(statusId, name, displayName, parentId)`; system statuses have no parent.
 pub const STATUSES: [(i64, &str, &str, Option<i64>); 8] = [
@@ -98,6 +103,8 @@ struct St {
     replays: AtomicU64,
     /// Authorization codes issued: code → grant (`used` once exchanged).
     codes: Mutex<HashMap<String, CodeGrant>>,
+    /// Locations and devices.
+    rmm: Mutex<rmm::Rmm>,
 }
 
 /// What an authorization code stands for.
@@ -122,6 +129,7 @@ impl NinjaOne {
             spent: Mutex::default(),
             replays: AtomicU64::new(0),
             codes: Mutex::default(),
+            rmm: Mutex::default(),
         });
         let server = SimServer::spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), sim, routes(st.clone())).await?;
         Ok(Self { server, st })
@@ -151,7 +159,14 @@ impl Deref for NinjaOne {
 
 /// The NinjaOne routes over `sim`.
 pub fn router(sim: Sim, config: NinjaConfig) -> Router {
-    routes(Arc::new(St { sim, config, spent: Mutex::default(), replays: AtomicU64::new(0), codes: Mutex::default() }))
+    routes(Arc::new(St {
+        sim,
+        config,
+        spent: Mutex::default(),
+        replays: AtomicU64::new(0),
+        codes: Mutex::default(),
+        rmm: Mutex::default(),
+    }))
 }
 
 fn routes(st: Arc<St>) -> Router {
@@ -166,6 +181,8 @@ fn routes(st: Arc<St>) -> Router {
         .route("/v2/ticketing/trigger/boards", get(boards))
         .route("/v2/ticketing/trigger/board/{boardId}/run", post(run_board))
         .route("/v2/organizations", get(organizations))
+        .route("/v2/locations", get(rmm::locations))
+        .route("/v2/devices", get(rmm::devices))
         .with_state(st)
 }
 
@@ -335,6 +352,8 @@ fn ticket_json(t: &SimTicket) -> Value {
         "version": t.notes.len() + 1,
         "clientId": t.customer_id.as_deref().and_then(|c| c.parse::<i64>().ok()),
         "ticketFormId": t.fields.get("ticketFormId"),
+        "locationId": t.fields.get("locationId"),
+        "nodeId": t.fields.get("nodeId"),
         "subject": t.title,
         "status": status_json(&t.status),
         "type": t.fields.get("type"),
@@ -389,8 +408,21 @@ async fn create(State(st): State<Arc<St>>, headers: HeaderMap, bytes: Bytes) -> 
             None => return api_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", format!("unknown status {s}")),
         },
     };
+    let location = req.get("locationId").and_then(Value::as_i64);
+    let node = req.get("nodeId").and_then(Value::as_i64);
+    let refused =
+        st.rmm.lock().unwrap_or_else(std::sync::PoisonError::into_inner).ticket_refs_error(client, location, node);
+    if let Some(why) = refused {
+        return api_error(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", why);
+    }
     let mut fields = BTreeMap::new();
     fields.insert("ticketFormId".to_string(), json!(form));
+    if let Some(l) = location {
+        fields.insert("locationId".to_string(), json!(l));
+    }
+    if let Some(n) = node {
+        fields.insert("nodeId".to_string(), json!(n));
+    }
     if let Some(t) = req.get("type").filter(|t| !t.is_null()) {
         fields.insert("type".to_string(), t.clone());
     }

@@ -9,6 +9,7 @@
 //! | GET | /api/v1.0/automation/servicedesks/{deskId}/tickets | `$filter` (OData v3 subset over the list model's fields), `$top` ≤ 100, `$skip`, `$orderby` |
 //! | POST | /api/v1.0/automation/servicedesktickets/{ticketId}/notes | `{Text, Hidden, SystemFlag}` |
 //! | GET | /api/v1.0/system/orgs | `$top`, `$skip` |
+//! | GET | /api/v1.0/assetmgmt/agents | `$top`, `$skip` (see [`agents`]) |
 //!
 //! Responses use the envelope `{TotalRecords?, Result, ResponseCode, Status, Error}`. A PAT past
 //! [`VsaConfig::pat_expires_at`] is refused with 401 "Personal access token has expired"; a
@@ -39,6 +40,9 @@ use crate::server::SimServer;
 use crate::sim::{NewTicket, Sim, SimProfile, SimTicket};
 use crate::tokens::{TokenCheck, TokenKind};
 use crate::{odata, util};
+
+mod agents;
+pub use agents::SimAgent;
 
 /// Desk statuses `(StatusId, StatusName)`.
 pub const STATUSES: [(i64, &str); 5] = [(1, "Open"), (2, "In Progress"), (3, "Hold"), (4, "Closed"), (5, "Cancelled")];
@@ -130,21 +134,22 @@ pub fn profile() -> SimProfile {
 struct St {
     sim: Sim,
     config: VsaConfig,
+    agents: std::sync::Mutex<Vec<agents::SimAgent>>,
 }
 
 /// A running VSA simulator.
 pub struct Vsa {
     server: SimServer,
     config: VsaConfig,
+    st: Arc<St>,
 }
 
 impl Vsa {
     pub async fn spawn(config: VsaConfig) -> std::io::Result<Self> {
         let sim = Sim::new(profile());
-        let server =
-            SimServer::spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), sim.clone(), router(sim, config.clone()))
-                .await?;
-        Ok(Self { server, config })
+        let st = Arc::new(St { sim: sim.clone(), config: config.clone(), agents: Default::default() });
+        let server = SimServer::spawn_on(SocketAddr::from(([127, 0, 0, 1], 0)), sim, routes(st.clone())).await?;
+        Ok(Self { server, config, st })
     }
 
     pub fn config(&self) -> &VsaConfig {
@@ -161,7 +166,10 @@ impl Deref for Vsa {
 
 /// The VSA routes over `sim`.
 pub fn router(sim: Sim, config: VsaConfig) -> Router {
-    let st = Arc::new(St { sim, config });
+    routes(Arc::new(St { sim, config, agents: Default::default() }))
+}
+
+fn routes(st: Arc<St>) -> Router {
     Router::new()
         .route("/api/v1.0/auth", get(auth))
         .route(
@@ -182,6 +190,7 @@ pub fn router(sim: Sim, config: VsaConfig) -> Router {
         .route("/api/v1.0/automation/servicedesktickets/{ticketId}/notes", post(add_note))
         .route("/api/v1.0/automation/servicedesktickets/{ticketId}/status/{statusId}", put(set_status))
         .route("/api/v1.0/system/orgs", get(orgs))
+        .route("/api/v1.0/assetmgmt/agents", get(agents::agents))
         .with_state(st)
 }
 

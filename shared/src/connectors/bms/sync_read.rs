@@ -98,7 +98,7 @@ impl BmsConnector {
                         changed_at: a.modified_on.or(a.created_on).as_deref().and_then(parse_datetime),
                     })
                     .collect();
-                Ok(RecordPage { entries, last })
+                Ok(RecordPage { entries, last, next: None })
             }
             RecordKind::Contacts => {
                 let rows: Vec<ContactRow> =
@@ -116,7 +116,7 @@ impl BmsConnector {
                         changed_at: None,
                     })
                     .collect();
-                Ok(RecordPage { entries, last })
+                Ok(RecordPage { entries, last, next: None })
             }
             RecordKind::Locations => {
                 let accounts = self.changed_accounts(since, page).await?;
@@ -134,7 +134,7 @@ impl BmsConnector {
                         changed_at: None,
                     }));
                 }
-                Ok(RecordPage { entries, last })
+                Ok(RecordPage { entries, last, next: None })
             }
             RecordKind::Assets => {
                 let rows: Vec<AssetRow> =
@@ -152,7 +152,7 @@ impl BmsConnector {
                         changed_at: None,
                     })
                     .collect();
-                Ok(RecordPage { entries, last })
+                Ok(RecordPage { entries, last, next: None })
             }
         }
     }

@@ -12,6 +12,7 @@
 //!
 //! Secret fields: `client_id`, `client_secret`, `refresh_token` (+ tokens written by the connector).
 
+mod sync_read;
 pub mod wire;
 
 use std::collections::{HashMap, HashSet};
@@ -29,10 +30,10 @@ use crate::connectors::psa_util::{
     self, Check, Part, body_with_marker, has_marker, marker_token, parse_id, transport_diagnosis, truncate,
 };
 use crate::connectors::{
-    CheckReport, Connector, ConnectorError, Customer, NoteRequest, RemoteStatus, TicketRequest, TokenKind, TokenState,
-    create_with_recovery,
+    CheckReport, Connector, ConnectorError, Customer, NoteRequest, RecordPage, RemoteStatus, TicketRequest, TokenKind,
+    TokenState, create_with_recovery,
 };
-use crate::domain::{ConnectorKind, TicketDefaults, TicketRef};
+use crate::domain::{ConnectorKind, RecordKind, TicketDefaults, TicketRef};
 use crate::http::{HttpClient, Redactor, TokenCache, TokenGrant, TokenSource, fields};
 use crate::secrets::{Secret, Secrets};
 
@@ -309,6 +310,11 @@ impl NinjaOneConnector {
     }
 }
 
+/// An optional numeric id of a new ticket (blank = none); `what` names it in the error.
+fn optional_id(what: &str, value: Option<&str>) -> Result<Option<i64>, ConnectorError> {
+    value.filter(|v| !v.trim().is_empty()).map(|v| parse_id(what, v).map_err(ConnectorError::Config)).transpose()
+}
+
 /// What a failed token exchange means for the person fixing it.
 fn auth_diagnosis(e: &ConnectorError) -> String {
     let text = e.to_string();
@@ -410,6 +416,8 @@ impl Connector for NinjaOneConnector {
             }),
             assigned_app_user_id,
             attributes,
+            location_id: optional_id("location (NinjaOne location id)", req.location_id.as_deref())?,
+            node_id: optional_id("asset (NinjaOne device id)", req.asset_id.as_deref())?,
         };
         let body = serde_json::to_value(&ticket).map_err(|e| ConnectorError::Config(e.to_string()))?;
         let create = || async {
@@ -536,5 +544,26 @@ impl Connector for NinjaOneConnector {
 
     async fn refresh_token(&self) -> Result<TokenState, ConnectorError> {
         self.tokens.refresh().await
+    }
+
+    /// The first page of `kind` (NinjaOne pages by cursor: see [`Connector::read_records_after`]).
+    async fn read_records(
+        &self,
+        kind: RecordKind,
+        _since: Option<chrono::DateTime<Utc>>,
+        _page: u32,
+    ) -> Result<RecordPage, ConnectorError> {
+        self.sync_page(kind, None).await
+    }
+
+    /// The page after id `after`; no change filter exists, so `since` is not used.
+    async fn read_records_after(
+        &self,
+        kind: RecordKind,
+        _since: Option<chrono::DateTime<Utc>>,
+        _page: u32,
+        after: Option<&str>,
+    ) -> Result<RecordPage, ConnectorError> {
+        self.sync_page(kind, after).await
     }
 }

@@ -306,6 +306,12 @@ pub struct NewTicket {
     /// Ticket attribute values (`attributeId` + string `value`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<AttributeValue>,
+    /// The location of the user's contact or the alert's device (from the sync's records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location_id: Option<i64>,
+    /// The device the alert names (`nodeId`, from the sync's asset records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<i64>,
 }
 
 /// One ticket attribute value of a new ticket.
@@ -543,8 +549,12 @@ mod tests {
             requester_uid: None,
             assigned_app_user_id: Some(9),
             attributes: vec![AttributeValue { attribute_id: 3, value: "x".into() }],
+            location_id: Some(41),
+            node_id: None,
         };
         let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["locationId"], 41);
+        assert!(v.get("nodeId").is_none(), "no device: no nodeId");
         assert_eq!(v["clientId"], 2);
         assert_eq!(v["assignedAppUserId"], 9);
         assert_eq!(v["attributes"], serde_json::json!([{"attributeId": 3, "value": "x"}]));

@@ -11,6 +11,7 @@
 //! The correlation marker goes at the end of `Summary` (`[tb-<key>]`): the desk-ticket list model
 //! has no `Description`, so that is the field a `$filter` can search.
 
+mod sync_read;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -505,6 +506,15 @@ impl Connector for VsaConnector {
             }
         }
         Ok(out)
+    }
+
+    async fn read_records(
+        &self,
+        kind: crate::domain::RecordKind,
+        since: Option<chrono::DateTime<Utc>>,
+        page: u32,
+    ) -> Result<crate::connectors::RecordPage, ConnectorError> {
+        self.sync_page(kind, since, page).await
     }
 
     async fn token_state(&self) -> Result<TokenState, ConnectorError> {
