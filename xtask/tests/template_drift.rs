@@ -138,7 +138,12 @@ const REQUIRED_OVERRIDES: &[&str] =
     &["TICKET_BRIDGE__SETTINGS__STORE", "TICKET_BRIDGE__SETTINGS__TABLE_NAME", "TICKET_BRIDGE__SETTINGS__SECRETS"];
 
 /// Routes the code serves that API Gateway deliberately does not expose.
-const UNEXPOSED_ROUTES: &[(&str, &str, &str)] = &[("GET", "/healthz", "local runner probe")];
+const UNEXPOSED_ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/healthz", "local runner probe"),
+    // Desk webhooks are served by `serve`; on AWS the route needs intake to read tickets and record
+    // statuses (poll-status's grants), which is not wired yet (docs/webhooks.md).
+    ("POST", "/v1/hooks/{conn}", "desk webhooks: serve only so far"),
+];
 
 // ───────────────────────────── template loading ─────────────────────────────
 
@@ -736,11 +741,10 @@ fn api_routes_match_the_intake_router() {
             )
         })
         .collect();
-    // Match arms like `("POST", ["v1", "tasks", id, "replay"]) =>` in the router.
+    // Match arms like `("POST", ["v1", "tasks", id, "replay"]) =>` in the router (block or one-line).
     let api = strip_tests(&read("shared/src/engine/api.rs"));
     let mut served = BTreeSet::new();
-    for arm in api.lines().map(str::trim).filter(|l| l.starts_with("(\"") && l.contains("\", [") && l.ends_with("=> {"))
-    {
+    for arm in api.lines().map(str::trim).filter(|l| l.starts_with("(\"") && l.contains("\", [") && l.contains("=>")) {
         let method = &arm[2..2 + arm[2..].find('"').unwrap()];
         let segs = &arm[arm.find('[').unwrap() + 1..arm.find(']').unwrap()];
         let path: String = segs
@@ -757,7 +761,17 @@ fn api_routes_match_the_intake_router() {
         }
     }
     assert!(served.len() >= 5, "router parse found {served:?}");
-    assert_eq!(routed, served, "API Gateway routes vs the routes engine::api serves");
+    // Path parameters are compared by position, not by name (`{connection}` = `{conn}`).
+    let by_position = |routes: BTreeSet<(String, String)>| -> BTreeSet<(String, String)> {
+        routes
+            .into_iter()
+            .map(|(m, p)| {
+                let p = p.split('/').map(|seg| if seg.starts_with('{') { "{}" } else { seg }).collect::<Vec<_>>();
+                (m, p.join("/"))
+            })
+            .collect()
+    };
+    assert_eq!(by_position(routed), by_position(served), "API Gateway routes vs the routes engine::api serves");
     let apis = of_type(&t, "AWS::Serverless::HttpApi");
     assert_eq!(apis.len(), 1);
     let p = &apis[0].1["Properties"];
