@@ -9,36 +9,9 @@
 mod support;
 
 use sandbox::targets::{SpawnedTarget, Target, spawn};
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{Serve, write_config};
-
-/// Callbacks received: task id → delivery ids seen.
-type Callbacks = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
-
-async fn callback_receiver() -> (String, Callbacks) {
-    let got: Callbacks = Arc::default();
-    let g = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let g = g.clone();
-            async move {
-                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let task = v["id"].as_str().unwrap_or("").to_string();
-                let id = headers.get("x-bridge-delivery").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
-                g.lock().unwrap().entry(task).or_default().push(id);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-    (format!("http://{addr}/hook"), got)
-}
+use support::{Serve, callback_receiver, write_config};
 
 /// Starts serve (armed with `step` if given) and waits until it answers and has logged its
 /// start-up connection check. The check may exchange a rotating refresh token (NinjaOne); a crash

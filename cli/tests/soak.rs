@@ -11,13 +11,10 @@ mod support;
 use sandbox::faults::Fault;
 use sandbox::targets::{SpawnedTarget, Target, spawn};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{Serve, write_config_with};
-
-/// Callbacks received: task id → delivery ids seen (one entry per POST).
-type Callbacks = Arc<Mutex<BTreeMap<String, Vec<String>>>>;
+use support::{Serve, callback_receiver, write_config_with};
 
 /// Submissions in flight at once.
 const SUBMITTERS: usize = 16;
@@ -25,28 +22,6 @@ const SUBMITTERS: usize = 16;
 /// (ticket made, answer held).
 const KILL_BATCH: usize = 16;
 const KILL_WINDOW: usize = 4;
-
-async fn callback_receiver() -> (String, Callbacks) {
-    let got: Callbacks = Arc::default();
-    let g = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
-            let g = g.clone();
-            async move {
-                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                let task = v["id"].as_str().unwrap_or("").to_string();
-                let id = headers.get("x-bridge-delivery").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
-                g.lock().unwrap().entry(task).or_default().push(id);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
-    (format!("http://{addr}/hook"), got)
-}
 
 /// The fault kinds injected, by name; `token_revoked` revokes every access token (not a `Fault`).
 const KINDS: [&str; 8] = [

@@ -91,6 +91,32 @@ pub fn log_tail(data_dir: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// Callbacks received: task id → the delivery ids of every copy.
+pub type Callbacks = std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, Vec<String>>>>;
+
+/// A loopback receiver of task callbacks; returns its URL and what it received.
+pub async fn callback_receiver() -> (String, Callbacks) {
+    let got: Callbacks = std::sync::Arc::default();
+    let g = got.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+            let g = g.clone();
+            async move {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let task = v["id"].as_str().unwrap_or("").to_string();
+                let id = headers.get("x-bridge-delivery").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+                g.lock().unwrap().entry(task).or_default().push(id);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (format!("http://{addr}/hook"), got)
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
