@@ -89,7 +89,7 @@ impl Engine {
     /// sweep would run out before the last tasks of a long one). Each task is tried at most once per
     /// sweep, at most `limit` tasks.
     pub async fn create_due(&self, now: DateTime<Utc>, limit: usize) -> CreateReport {
-        let lease = Duration::seconds(i64::try_from(self.config.settings.claim_secs).unwrap_or(300));
+        let lease = self.claim_lease();
         let started = std::time::Instant::now();
         let mut report = CreateReport::default();
         let mut seen = std::collections::HashSet::new();
@@ -154,7 +154,7 @@ impl Engine {
             }
             return Ok(report);
         }
-        let lease = Duration::seconds(i64::try_from(self.config.settings.claim_secs).unwrap_or(300));
+        let lease = self.claim_lease();
         match claim(self.store.as_ref(), task, now, lease).await? {
             Some(t) => report.add(self.process_claimed(t, now, std::time::Instant::now()).await?),
             None => report.skipped += 1,
@@ -190,6 +190,11 @@ impl Engine {
         let outcome = self.record(task, result, now).await;
         super::failpoint::hit("recorded");
         outcome
+    }
+
+    /// How long a claim on a task (or a group's ticket) lasts: `settings.claim_secs`.
+    fn claim_lease(&self) -> Duration {
+        Duration::seconds(i64::try_from(self.config.settings.claim_secs).unwrap_or(300))
     }
 
     /// How long an attempt claimed at `claimed_at` may still run: four fifths of the claim, less
@@ -253,7 +258,7 @@ impl Engine {
     /// task that died mid-way expires after the claim lease, like the task's own claim; the dead
     /// task's retry finds its ticket by correlation key and records it as the group's.
     async fn claim_group(&self, task: &Task, key: &str, now: DateTime<Utc>) -> Result<GroupClaim, ConnectorError> {
-        let lease_ttl = Duration::seconds(i64::try_from(self.config.settings.claim_secs).unwrap_or(300));
+        let lease_ttl = self.claim_lease();
         let name = format!("group/{}/{key}", task.connection);
         let waited_from = std::time::Instant::now();
         loop {
