@@ -98,6 +98,42 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// Puts `item` only if the stored one is still at version `expected` (optimistic concurrency).
+    /// On a lost race, `stored_version` reads the version now stored for the error: `Conflict`
+    /// naming both versions, or `NotFound` when the item is gone. `kind` and `id` name the item.
+    async fn put_if_version<F, Fut>(
+        &self,
+        item: Item,
+        expected: u64,
+        (kind, id): (&str, &str),
+        stored_version: F,
+    ) -> Result<(), StoreError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<u64>, StoreError>>,
+    {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("#v = :expected")
+            .expression_attribute_names("#v", VERSION)
+            .expression_attribute_values(":expected", n(expected))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if condition_failed(&e, |e| e.is_conditional_check_failed_exception()) => {
+                match stored_version().await? {
+                    Some(cur) => Err(StoreError::Conflict(format!("{kind} {id} is at version {cur}, not {expected}"))),
+                    None => Err(StoreError::NotFound(format!("{kind} {id}"))),
+                }
+            }
+            Err(e) => Err(sdk_err(&format!("update {kind}"), e)),
+        }
+    }
+
     /// Every item of partition `pk` whose sort key starts with `prefix` (all pages, consistent).
     async fn query_prefix<T: serde::de::DeserializeOwned>(
         &self,
@@ -244,29 +280,9 @@ impl Store for DynamoStore {
     async fn update_task(&self, task: &Task) -> Result<Task, StoreError> {
         let mut next = task.clone();
         next.version = task.version + 1;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(task_item(&next)?))
-            .condition_expression("#v = :expected")
-            .expression_attribute_names("#v", VERSION)
-            .expression_attribute_values(":expected", n(task.version))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(next),
-            Err(e) if condition_failed(&e, |e| e.is_conditional_check_failed_exception()) => {
-                match self.get_task(&task.id).await? {
-                    Some(cur) => Err(StoreError::Conflict(format!(
-                        "task {} is at version {}, not {}",
-                        task.id, cur.version, task.version
-                    ))),
-                    None => Err(StoreError::NotFound(format!("task {}", task.id))),
-                }
-            }
-            Err(e) => Err(sdk_err("update task", e)),
-        }
+        let stored = || async { Ok(self.get_task(&task.id).await?.map(|t| t.version)) };
+        self.put_if_version(task_item(&next)?, task.version, ("task", task.id.as_str()), stored).await?;
+        Ok(next)
     }
 
     async fn due_for_creation(

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 
 use super::items::{Item, VERSION, body, esc, get_s, key, n, s, task_item, with_body};
 use super::table::{DUE_AT, DUE_INDEX, DUE_PK, PK, STATE_AT, STATE_INDEX, STATE_PK, TTL_ATTRIBUTE};
-use super::{DynamoStore, MAX_ATTEMPTS, backoff, build_err, condition_failed, sdk_err};
+use super::{DynamoStore, MAX_ATTEMPTS, backoff, build_err, sdk_err};
 use crate::domain::{Delivery, DeliveryState, Task};
 use crate::store::{Page, Store, StoreError, decode_cursor, encode_cursor, sortable_time, ttl_seconds};
 
@@ -129,29 +129,9 @@ impl DynamoStore {
     pub(super) async fn outbox_update(&self, d: &Delivery) -> Result<Delivery, StoreError> {
         let mut next = d.clone();
         next.version = d.version + 1;
-        let result = self
-            .client
-            .put_item()
-            .table_name(self.table())
-            .set_item(Some(item(&next)?))
-            .condition_expression("#v = :expected")
-            .expression_attribute_names("#v", VERSION)
-            .expression_attribute_values(":expected", n(d.version))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(next),
-            Err(e) if condition_failed(&e, |e| e.is_conditional_check_failed_exception()) => {
-                match self.outbox_get(&d.id).await? {
-                    Some(cur) => Err(StoreError::Conflict(format!(
-                        "delivery {} is at version {}, not {}",
-                        d.id, cur.version, d.version
-                    ))),
-                    None => Err(StoreError::NotFound(format!("delivery {}", d.id))),
-                }
-            }
-            Err(e) => Err(sdk_err("update delivery", e)),
-        }
+        let stored = || async { Ok(self.outbox_get(&d.id).await?.map(|cur| cur.version)) };
+        self.put_if_version(item(&next)?, d.version, ("delivery", d.id.as_str()), stored).await?;
+        Ok(next)
     }
 
     pub(super) async fn outbox_due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<Delivery>, StoreError> {
