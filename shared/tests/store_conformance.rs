@@ -160,6 +160,7 @@ conformance!(
     concurrent_create_group_one_winner,
     release_group_needs_ticket_id,
     lease_lifecycle,
+    take_lease_names_the_expired_holder,
     ttl_set_on_final_states,
     mappings_crud,
     user_mappings_crud,
@@ -728,6 +729,24 @@ async fn lease_lifecycle(h: &Harness) {
 
     s.release_lease(&b).await.unwrap();
     assert!(s.acquire_lease(name, "worker-a", at(54), ttl).await.unwrap().is_some(), "free after release");
+}
+
+async fn take_lease_names_the_expired_holder(h: &Harness) {
+    let s = h.store();
+    let t0 = Utc::now();
+    let ttl = Duration::seconds(30);
+    let at = |secs: i64| t0 + Duration::seconds(secs);
+    let name = "group/conn/user:ann";
+    let a = s.take_lease(name, "task-a", t0, ttl).await.unwrap().expect("free: taken");
+    assert_eq!((a.lease.owner.as_str(), a.previous), ("task-a", None), "nothing replaced");
+    assert_eq!(s.take_lease(name, "task-b", at(10), ttl).await.unwrap(), None, "held by a");
+    let again = s.take_lease(name, "task-a", at(5), ttl).await.unwrap().expect("ours: re-taken");
+    assert_eq!(again.previous, None, "our own lease is not a previous holder");
+    let b = s.take_lease(name, "task-b", at(40), ttl).await.unwrap().expect("expired: taken over");
+    let prev = b.previous.expect("the expired holder is named");
+    assert_eq!((prev.owner.as_str(), prev.expires_at), ("task-a", at(35)));
+    s.release_lease(&b.lease).await.unwrap();
+    assert_eq!(s.take_lease(name, "task-c", at(41), ttl).await.unwrap().unwrap().previous, None, "released: free");
 }
 
 async fn ttl_set_on_final_states(h: &Harness) {

@@ -6,7 +6,9 @@ use rand::Rng;
 
 use super::{Engine, task_json};
 use crate::connectors::{ConnectorError, NoteRequest};
-use crate::domain::{ContactEntry, Task, TaskEvent, TaskPayload, TaskState, TicketGroup, TicketRef, UserMapping};
+use crate::domain::{
+    ContactEntry, Task, TaskEvent, TaskId, TaskPayload, TaskState, TicketGroup, TicketRef, UserMapping,
+};
 use crate::render::render;
 use crate::store::{StoreError, claim};
 
@@ -243,7 +245,7 @@ impl Engine {
         // Grouped alert: add a note to the group's open ticket, or claim the group to open it.
         let mut group_claim = None;
         if let Some(key) = &group_key {
-            match self.claim_group(task, key, now).await? {
+            match self.claim_group(task, connector.as_ref(), key, now).await? {
                 GroupClaim::Open(group) => {
                     let note = NoteRequest {
                         correlation_key: task.id.to_string(),
@@ -270,9 +272,15 @@ impl Engine {
     /// Decides who opens a group's ticket. The group's open ticket, if recorded, gets the note;
     /// otherwise the first task to take the group's claim (a conditional write, both stores) opens
     /// it, and the others wait for that ticket to be recorded, then add notes. A claim held by a
-    /// task that died mid-way expires after the claim lease, like the task's own claim; the dead
-    /// task's retry finds its ticket by correlation key and records it as the group's.
-    async fn claim_group(&self, task: &Task, key: &str, now: DateTime<Utc>) -> Result<GroupClaim, ConnectorError> {
+    /// task that died mid-way expires after the claim lease, like the task's own claim; whoever
+    /// takes the lapsed claim first looks the dead holder's ticket up by its correlation key.
+    async fn claim_group(
+        &self,
+        task: &Task,
+        connector: &dyn crate::connectors::Connector,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<GroupClaim, ConnectorError> {
         let lease_ttl = self.claim_lease();
         let name = format!("group/{}/{key}", task.connection);
         let waited_from = std::time::Instant::now();
@@ -283,17 +291,38 @@ impl Engine {
                 Some(_) => return Ok(GroupClaim::Ours(None)),
                 None => {}
             }
-            if let Some(lease) =
-                self.store.acquire_lease(&name, task.id.as_str(), now, lease_ttl).await.map_err(store_err)?
+            if let Some(taken) =
+                self.store.take_lease(&name, task.id.as_str(), now, lease_ttl).await.map_err(store_err)?
             {
+                let lease = taken.lease;
                 // Re-read: the previous holder may have recorded the ticket just before releasing.
-                return match self.store.get_group(&task.connection, key).await.map_err(store_err)? {
-                    Some(group) if group.owner != task.id => {
-                        let _ = self.store.release_lease(&lease).await;
-                        Ok(GroupClaim::Open(group))
-                    }
-                    _ => Ok(GroupClaim::Ours(Some(lease))),
-                };
+                if let Some(group) = self.store.get_group(&task.connection, key).await.map_err(store_err)?
+                    && group.owner != task.id
+                {
+                    let _ = self.store.release_lease(&lease).await;
+                    return Ok(GroupClaim::Open(group));
+                }
+                // The claim lapsed in another task's hands: that task may have opened the group's
+                // ticket and died before recording it. Found by its correlation key, the ticket is
+                // recorded as the group's (its task records it too when it retries) and gets our note.
+                if let Some(prev) = taken.previous.and_then(|p| TaskId::parse(&p.owner))
+                    && prev != task.id
+                    && let Some(found) = connector.find_by_correlation(prev.as_str()).await?
+                {
+                    let group = TicketGroup {
+                        connection: task.connection.clone(),
+                        key: key.to_string(),
+                        ticket: found,
+                        owner: prev,
+                        created_at: now,
+                    };
+                    let recorded = self.store.create_group(&group).await.map_err(store_err)?.unwrap_or(group);
+                    let _ = self.store.release_lease(&lease).await;
+                    tracing::info!(task = %task.id, group_ticket = %recorded.ticket.id, owner = %recorded.owner,
+                        "group ticket opened by a task whose claim lapsed: recorded, adding a note");
+                    return Ok(GroupClaim::Open(recorded));
+                }
+                return Ok(GroupClaim::Ours(Some(lease)));
             }
             if waited_from.elapsed() >= GROUP_WAIT {
                 return Err(ConnectorError::Server(format!(

@@ -31,8 +31,8 @@ use items::{
 use table::{PK, SK, STATE_AT, STATE_INDEX, STATE_PK, TTL_ATTRIBUTE};
 
 use super::{
-    Created, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor,
-    sortable_time, ttl_seconds,
+    Created, LeaseTaken, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor,
+    parse_sortable, sortable_time, ttl_seconds,
 };
 use crate::domain::{
     ContactEntry, Delivery, DeliveryState, Lease, OrgMapping, PsaRecord, RecordKind, SyncCheckpoint, Task, TaskId,
@@ -386,6 +386,46 @@ impl Store for DynamoStore {
             Err(e) if condition_failed(&e, |e| e.is_conditional_check_failed_exception()) => Ok(None),
             Err(e) => Err(sdk_err("acquire lease", e)),
         }
+    }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<Option<LeaseTaken>, StoreError> {
+        let lease = Lease { name: name.to_string(), owner: owner.to_string(), expires_at: now + ttl };
+        let mut item = key(lease_pk(name), LEASE_SK);
+        item.insert(OWNER.into(), s(owner));
+        item.insert(LEASE_UNTIL.into(), s(sortable_time(lease.expires_at)));
+        // The same conditional put as `acquire_lease`, returning the item it replaced.
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk) OR #until <= :now OR #owner = :me")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_values(":now", s(sortable_time(now)))
+            .expression_attribute_values(":me", s(owner))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await;
+        let old = match result {
+            Ok(out) => out.attributes,
+            Err(e) if condition_failed(&e, |e| e.is_conditional_check_failed_exception()) => return Ok(None),
+            Err(e) => return Err(sdk_err("take lease", e)),
+        };
+        let previous = match old.as_ref().and_then(|o| Some((get_s(o, OWNER)?, get_s(o, LEASE_UNTIL)?))) {
+            Some((o, until)) if o != owner => {
+                Some(Lease { name: name.to_string(), owner: o.to_string(), expires_at: parse_sortable(until)? })
+            }
+            _ => None,
+        };
+        Ok(Some(LeaseTaken { lease, previous }))
     }
 
     async fn renew_lease(&self, lease: &Lease, now: DateTime<Utc>, ttl: Duration) -> Result<Option<Lease>, StoreError> {

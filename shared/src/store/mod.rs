@@ -116,6 +116,16 @@ pub trait Store: Send + Sync + 'static {
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError>;
 
+    /// Like [`Store::acquire_lease`], and also says whose expired lease it replaced (in the same
+    /// conditional write), so the new holder can finish what a dead holder may have started.
+    async fn take_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<Option<LeaseTaken>, StoreError>;
+
     /// Extends a lease we still hold; `None` if it was lost.
     async fn renew_lease(&self, lease: &Lease, now: DateTime<Utc>, ttl: Duration) -> Result<Option<Lease>, StoreError>;
 
@@ -238,6 +248,15 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// A lease taken by [`Store::take_lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseTaken {
+    pub lease: Lease,
+    /// The lease of another owner it replaced (it had expired); `None` when the name was free or
+    /// already ours.
+    pub previous: Option<Lease>,
+}
+
 fn no_outbox() -> StoreError {
     StoreError::Backend("this store keeps no outbox".into())
 }
@@ -282,6 +301,14 @@ pub(crate) fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
 #[cfg(any(feature = "sqlite", feature = "dynamo"))]
 pub(crate) fn sortable_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+}
+
+/// Reads back a time written by [`sortable_time`].
+#[cfg(any(feature = "sqlite", feature = "dynamo"))]
+pub(crate) fn parse_sortable(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt { key: s.to_string(), reason: format!("not a stored time: {e}") })
 }
 
 /// Epoch seconds for a TTL attribute, rounded up so an item never expires early.

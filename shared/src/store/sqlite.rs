@@ -11,8 +11,8 @@ use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    Created, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor,
-    sortable_time, ttl_seconds,
+    Created, LeaseTaken, MappingRecord, POLL_MARK_KEY, Page, PollMark, Store, StoreError, decode_cursor, encode_cursor,
+    parse_sortable, sortable_time, ttl_seconds,
 };
 use crate::domain::{
     ContactEntry, Delivery, DeliveryState, Due, Lease, OrgMapping, PsaRecord, RecordKind, SyncCheckpoint, Task, TaskId,
@@ -466,6 +466,46 @@ impl Store for SqliteStore {
                 )
                 .map_err(db)?;
             Ok((n == 1).then_some(lease))
+        })
+        .await
+    }
+
+    async fn take_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<Option<LeaseTaken>, StoreError> {
+        let lease = Lease { name: name.to_string(), owner: owner.to_string(), expires_at: now + ttl };
+        self.run(move |conn| {
+            // One transaction: the lease read is the one the upsert replaces.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db)?;
+            let old: Option<(String, String)> = tx
+                .query_row("SELECT owner, expires_at FROM leases WHERE name = ?1", params![lease.name], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+                .map_err(db)?;
+            let n = tx
+                .execute(
+                    "INSERT INTO leases (name, owner, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+                     WHERE leases.expires_at <= ?4 OR leases.owner = ?2",
+                    params![lease.name, lease.owner, sortable_time(lease.expires_at), sortable_time(now)],
+                )
+                .map_err(db)?;
+            tx.commit().map_err(db)?;
+            if n != 1 {
+                return Ok(None);
+            }
+            let previous = match old {
+                Some((o, until)) if o != lease.owner => {
+                    Some(Lease { name: lease.name.clone(), owner: o, expires_at: parse_sortable(&until)? })
+                }
+                _ => None,
+            };
+            Ok(Some(LeaseTaken { lease, previous }))
         })
         .await
     }

@@ -144,6 +144,46 @@ async fn crash_after_note_before_record(backend: Backend) {
     assert_eq!(h.task(bid).await.state, TaskState::Completed);
 }
 
+/// Grouped alert A takes its group's claim, opens the group's ticket and dies before recording
+/// it. The group claim lapses while A's own claim still holds, so alert B of the same group is the
+/// first to take the group's claim. B must find A's ticket by A's correlation key and add its note
+/// there; A's retry later records the same ticket. One ticket for the group.
+async fn lapsed_group_claim_of_a_dead_holder(backend: Backend) {
+    let h = Harness::new(backend, Grouping::User).await;
+    let user = "user@domain.com";
+    let (_, a) = h.submit(alert("LAPSE-A", user, "Too Many Downloads")).await;
+    let aid = a["id"].as_str().unwrap();
+    let t0 = Utc::now();
+    let claimed =
+        bridge::store::claim(h.store.as_ref(), h.task(aid).await, t0, Duration::seconds(600)).await.unwrap().unwrap();
+    let key = Grouping::User.key(user, "Too Many Downloads").expect("a grouped alert has a group key");
+    let name = format!("group/{CONN}/{key}");
+    h.store.take_lease(&name, aid, t0, Duration::seconds(300)).await.unwrap().expect("group claim taken");
+    let req = TicketRequest {
+        correlation_key: claimed.id.to_string(),
+        title: "Alert".into(),
+        body: "opened by a worker that then died".into(),
+        customer_id: h.target.catch_all.clone(),
+        contact_email: Some(user.into()),
+        ..Default::default()
+    };
+    let opened = h.engine.connectors[CONN].create_ticket(&req).await.unwrap();
+    let (_, b) = h.submit(alert("LAPSE-B", user, "Too Many Uploads")).await;
+    let bid = b["id"].as_str().unwrap();
+    // Past the group claim, within A's own claim: only B is due.
+    let r = h.engine.create_due(t0 + Duration::seconds(301), 10).await;
+    assert_eq!(r.noted, 1, "{r:?} {:?}", h.task(bid).await.last_error);
+    assert_eq!(h.sim().tickets().len(), 1, "B opened a second ticket for the group");
+    assert_eq!(h.task(bid).await.ticket.unwrap().id, opened.id);
+    // A's claim lapses; its retry records the ticket it made.
+    let r = h.engine.create_due(t0 + Duration::seconds(601), 10).await;
+    assert_eq!(r.created, 1, "{r:?}");
+    assert_eq!(h.task(aid).await.ticket.unwrap().id, opened.id);
+    let tickets = h.sim().tickets();
+    write_counts("group claim lapsed in a dead holder's hands", &format!("{backend:?}"), 2, 2, tickets.len() - 1);
+    assert_eq!(tickets.len(), 1);
+}
+
 /// A cold instance's first work (token refresh with a rotating refresh token, then the create)
 /// is dropped mid-flight at several points. Afterwards a fresh instance (cold cache, same secrets)
 /// must still work, without replaying a rotated refresh token and without a second ticket.
@@ -216,5 +256,6 @@ both_stores!(
     crash_after_note_before_record,
     refresh_dropped_mid_flight,
     attempt_ends_within_its_claim,
-    retry_due_within_a_sweep_is_given_back
+    retry_due_within_a_sweep_is_given_back,
+    lapsed_group_claim_of_a_dead_holder
 );

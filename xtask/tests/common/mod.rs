@@ -27,6 +27,7 @@ pub const STORE_METHOD_ACTIONS: &[(&str, &[(&str, &str)])] = &[
     ("create_group", &[("dynamodb:PutItem", "table"), ("dynamodb:GetItem", "table")]),
     ("release_group", &[("dynamodb:DeleteItem", "table")]),
     ("acquire_lease", &[("dynamodb:PutItem", "table")]),
+    ("take_lease", &[("dynamodb:PutItem", "table")]),
     ("renew_lease", &[("dynamodb:UpdateItem", "table")]),
     ("release_lease", &[("dynamodb:DeleteItem", "table")]),
     ("put_mapping", &[("dynamodb:PutItem", "table")]),
