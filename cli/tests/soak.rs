@@ -82,14 +82,24 @@ async fn inject_faults(t: Arc<SpawnedTarget>, total: usize, stop: Arc<AtomicBool
     fired
 }
 
-/// Closes open tickets as a technician would, until `stop`. Returns how many it closed.
+/// Closes open tickets as a technician would, until `stop`. Returns how many it closed. It
+/// remembers the highest ticket id it has looked at (the sandbox numbers tickets in order), so each
+/// round reads only the tickets made since, plus any whose close failed.
 async fn technician(t: Arc<SpawnedTarget>, stop: Arc<AtomicBool>) -> u64 {
     let mut closed = 0;
+    let mut seen = 0u64;
+    let mut retry: Vec<u64> = Vec::new();
     while !stop.load(Ordering::Relaxed) {
-        let open = t.sim.tickets_matching(|k| k.status != t.done_status);
-        for k in open {
-            if t.sim.close(&k.id.to_string(), Some(t.done_status)).is_ok() {
-                closed += 1;
+        let fresh = t.sim.tickets_matching(|k| k.id > seen);
+        seen = fresh.iter().map(|k| k.id).max().unwrap_or(seen).max(seen);
+        let ids: Vec<u64> = std::mem::take(&mut retry)
+            .into_iter()
+            .chain(fresh.into_iter().filter(|k| k.status != t.done_status).map(|k| k.id))
+            .collect();
+        for id in ids {
+            match t.sim.close(&id.to_string(), Some(t.done_status)) {
+                Ok(_) => closed += 1,
+                Err(_) => retry.push(id),
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

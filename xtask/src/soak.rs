@@ -53,7 +53,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<i32> {
 const SOAK_TASKS: u64 = 100_000;
 
 /// Runs cli/tests/soak.rs with `TB_SOAK_TASKS=tasks` (through `cargo test`: nextest would stop it
-/// after its slow-test limit), then writes docs/soak.md from the figures it wrote.
+/// after its slow-test limit), built with the optimised `soak` profile (serve and the simulator as
+/// they would run, not debug builds), then writes docs/soak.md from the figures it wrote.
 fn soak_serve(root: &Path, tasks: &str) -> Result<i32> {
     println!("xtask: soak of serve with TB_SOAK_TASKS={tasks}");
     let json = crate::target_dir(root).join("reliability").join("soak-serve.json");
@@ -62,7 +63,7 @@ fn soak_serve(root: &Path, tasks: &str) -> Result<i32> {
     }
     let status = std::process::Command::new(crate::cargo())
         .current_dir(root)
-        .args(["test", "-p", "ticket-bridge", "--test", "soak", "--", "--nocapture"])
+        .args(["test", "--profile", "soak", "-p", "ticket-bridge", "--test", "soak", "--", "--nocapture"])
         .env("TB_SOAK_TASKS", tasks)
         .status()
         .context("cannot run cargo test")?;
