@@ -145,9 +145,7 @@ const REQUIRED_OVERRIDES: &[&str] =
     &["TICKET_BRIDGE__SETTINGS__STORE", "TICKET_BRIDGE__SETTINGS__TABLE_NAME", "TICKET_BRIDGE__SETTINGS__SECRETS"];
 
 /// Routes the code serves that API Gateway deliberately does not expose.
-const UNEXPOSED_ROUTES: &[(&str, &str, &str)] = &[
-    ("GET", "/healthz", "local runner probe"),
-];
+const UNEXPOSED_ROUTES: &[(&str, &str, &str)] = &[("GET", "/healthz", "local runner probe")];
 
 // ───────────────────────────── template loading ─────────────────────────────
 
