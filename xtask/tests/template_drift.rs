@@ -24,10 +24,15 @@ use std::path::{Path, PathBuf};
 /// Engine files each function's entrypoint runs (functions/*/src/main.rs call these use cases).
 #[rustfmt::skip]
 const FUNCTION_ENGINE_FILES: &[(&str, &[&str])] = &[
-    // api::handle: routing + auth (HMAC key from secrets), intake parsing, accept/get/cancel/replay/list.
+    // api::handle: routing + auth (HMAC key from secrets), intake parsing, accept/get/cancel/replay/list,
+    // and desk webhooks (engine/hooks.rs: the webhook key, the poll index, the connector's status read,
+    // then apply_status as a poll run records it).
     (
         "intake",
-        &["engine/api.rs", "engine/intake.rs", "engine/mod.rs", "engine/deliveries_api.rs", "engine/cancel.rs"],
+        &[
+            "engine/api.rs", "engine/intake.rs", "engine/mod.rs", "engine/deliveries_api.rs", "engine/cancel.rs",
+            "engine/hooks.rs",
+        ],
     ),
     // create_one (stream) and create_due (sweep).
     ("create-ticket", &["engine/create.rs", "mapping/ticket_links.rs"]),
@@ -74,6 +79,8 @@ const INCLUDES: &[(&str, &str)] = &[
     ("self.try_reopen(", "engine/reopen.rs"),
     ("self.remember_closed_group(", "engine/reopen.rs"),
     ("self.forget_closed_group(", "engine/reopen.rs"),
+    // Recording a status read (a poll run's, a webhook's).
+    (".apply_status(", "engine/status_apply.rs"),
 ];
 
 /// Store methods reached through helpers in `store/mod.rs` rather than a direct `store.x(` call.
@@ -138,12 +145,7 @@ const REQUIRED_OVERRIDES: &[&str] =
     &["TICKET_BRIDGE__SETTINGS__STORE", "TICKET_BRIDGE__SETTINGS__TABLE_NAME", "TICKET_BRIDGE__SETTINGS__SECRETS"];
 
 /// Routes the code serves that API Gateway deliberately does not expose.
-const UNEXPOSED_ROUTES: &[(&str, &str, &str)] = &[
-    ("GET", "/healthz", "local runner probe"),
-    // Desk webhooks are served by `serve`; on AWS the route needs intake to read tickets and record
-    // statuses (poll-status's grants), which is not wired yet (docs/webhooks.md).
-    ("POST", "/v1/hooks/{conn}", "desk webhooks: serve only so far"),
-];
+const UNEXPOSED_ROUTES: &[(&str, &str, &str)] = &[("GET", "/healthz", "local runner probe")];
 
 // ───────────────────────────── template loading ─────────────────────────────
 
@@ -291,12 +293,18 @@ fn function_sources(function: &str) -> Vec<(String, String)> {
     for (_, dir) in FUNCTION_CRATE_DIRS.iter().filter(|(f, _)| *f == function) {
         out.extend(sources(dir).into_iter().map(|(p, text)| (p.to_string_lossy().into_owned(), text)));
     }
-    for (marker, file) in INCLUDES {
-        if out.iter().any(|(_, t)| t.contains(marker)) && !out.iter().any(|(f, _)| f == file) {
-            out.push((file.to_string(), strip_tests(&read(&format!("shared/src/{file}")))));
+    // Until nothing new is pulled in: an included file may reach further includes.
+    loop {
+        let before = out.len();
+        for (marker, file) in INCLUDES {
+            if out.iter().any(|(_, t)| t.contains(marker)) && !out.iter().any(|(f, _)| f == file) {
+                out.push((file.to_string(), strip_tests(&read(&format!("shared/src/{file}")))));
+            }
+        }
+        if out.len() == before {
+            return out;
         }
     }
-    out
 }
 
 /// Store method names called as `store.<name>(` in `text`, plus those reached through helpers.

@@ -1,5 +1,6 @@
 //! intake: API Gateway HTTP API (payload 2.0) → `POST /v1/tasks`, `GET /v1/tasks/{id}`,
-//! `DELETE /v1/tasks/{id}` and the admin routes, answered by [`bridge::engine::api`].
+//! `DELETE /v1/tasks/{id}`, the admin routes and desk webhooks (`POST /v1/hooks/{connection}`),
+//! answered by [`bridge::engine::api`].
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;

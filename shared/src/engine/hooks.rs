@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::api::{ApiRequest, ApiResponse};
-use super::poll::Applied;
+use super::status_apply::Applied;
 use super::{ApiError, Engine};
 use crate::domain::Task;
 

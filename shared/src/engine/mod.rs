@@ -20,6 +20,7 @@ mod poll;
 mod poll_changes;
 mod reopen;
 pub mod retry;
+mod status_apply;
 pub mod sync;
 mod ticket_close;
 pub mod ticket_request;

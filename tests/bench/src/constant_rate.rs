@@ -128,6 +128,64 @@ pub async fn run(
 mod tests {
     use super::*;
 
+    /// A loopback HTTP/1.1 server that answers every request after `delay` (one at a time per
+    /// connection); returns its `POST` URL.
+    async fn slow_server(delay: Duration) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // One request: headers, then content-length bytes of body.
+                        let request_len = loop {
+                            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                                let body = head
+                                    .lines()
+                                    .find_map(|l| l.strip_prefix("content-length:"))
+                                    .and_then(|v| v.trim().parse::<usize>().ok())
+                                    .unwrap_or(0);
+                                if buf.len() >= end + 4 + body {
+                                    break end + 4 + body;
+                                }
+                            }
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        buf.drain(..request_len);
+                        tokio::time::sleep(delay).await;
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if sock.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        format!("http://{addr}/v1/tasks")
+    }
+
+    /// 40 req/s for 1 s against a server that needs 50 ms per answer over one connection: it can
+    /// serve 20 req/s, so requests queue. Plain latency sees only the 50 ms service time; the
+    /// corrected one sees the queue (the last request, due at 975 ms, cannot be answered before
+    /// 40 x 50 ms = 2 s).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corrected_latency_counts_the_queue_behind_slow_answers() {
+        let url = slow_server(Duration::from_millis(50)).await;
+        let r = run(&url, 40.0, 1, 1, |i| format!("{{\"i\":{i}}}")).await.unwrap();
+        assert_eq!((r.requests, r.non_2xx, r.errors), (40, 0, 0));
+        assert!(r.plain.p50 >= 50.0 && r.plain.max < 1000.0, "plain {:?}", (r.plain.p50, r.plain.max));
+        assert!(r.corrected.max >= 1025.0, "corrected max {} ms", r.corrected.max);
+        assert!(r.corrected.p50 > r.plain.p50 * 5.0, "corrected p50 {} vs plain {}", r.corrected.p50, r.plain.p50);
+        assert!(r.achieved_rps < 21.0, "achieved {} req/s with one 50 ms connection", r.achieved_rps);
+    }
+
     #[test]
     fn nearest_rank_percentiles() {
         let p = Percentiles::of((1..=1000).rev().map(Duration::from_millis).collect());

@@ -121,6 +121,7 @@ pub fn run() -> Result<(Vec<Row>, String)> {
     if !bin.is_file() {
         bail!("{} is missing (cargo build --release -p ticket-bridge)", bin.display());
     }
+    let load_before = load_average();
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let log = std::fs::File::create(dir.path().join("serve.log"))?;
@@ -175,15 +176,20 @@ pub fn run() -> Result<(Vec<Row>, String)> {
     })();
     let _ = child.kill();
     let _ = child.wait();
+    let load_after = load_average();
     let (results, rates) = result?;
     let mut rows = Vec::new();
     let mut notes = format!(
-        "`target/release/ticket-bridge serve` without a config (SQLite store, built-in sandbox desk, log level info to a \
+        "Machine during this run: {}; load average (1, 5, 15 min) {load_before} before the section, {load_after} \
+         after it. Everything else on the machine competes for the same cores: a load above the core count means \
+         the figures below are for a shared machine, not for the bridge alone.\n\n\
+         `target/release/ticket-bridge serve` without a config (SQLite store, built-in sandbox desk, log level info to a \
          file; its background workers create the tickets meanwhile), then `wrk -t2 -c{CONNECTIONS} -d{SECS}s --latency` on \
          `POST /v1/tasks` from a separate process on the same 2 cores. *Unique*: a Lua script gives every request a new \
          external_id (each is a new task: SQLite insert + ticket creation on the desk). *Duplicate*: one body repeated \
          (after the first, each is an idempotent repeat answered from the store).\n\n\
-         | keys | requests | req/s | p50 | p99 | non-2xx | socket errors |\n|---|---|---|---|---|---|---|\n"
+         | keys | requests | req/s | p50 | p99 | non-2xx | socket errors |\n|---|---|---|---|---|---|---|\n",
+        machine()
     );
     for (label, r) in &results {
         notes.push_str(&format!(
@@ -248,4 +254,28 @@ pub fn run() -> Result<(Vec<Row>, String)> {
 
 fn percentile_cells(p: &Percentiles) -> String {
     [p.p50, p.p90, p.p99, p.p999, p.max].map(|v| format!("{v:.2} ms")).join(" | ")
+}
+
+/// `/proc/loadavg`'s 1, 5 and 15 minute averages, as `"a, b, c"`.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(", "))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Cores and CPU model, as the page header gives them.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(str::trim)
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{cores} cores, {cpu}")
 }
