@@ -325,11 +325,13 @@ async fn console_apply_progress_contacts_and_rate_headroom() {
     b.click_and_load("#show-contacts").await;
     let table = b.text("#contacts-table").await;
     assert!(table.contains("Peter Gibbons") && table.contains("peter@initech.test"), "{table}");
+    assert!(table.contains(&format!("Contacts of customer Initech ({customer})")), "{table}");
     let options = b.all("#contacts option").await;
     assert_eq!(options.len(), 1, "Initech's one contact is in the searchable list");
     let contact = b.attr("#contacts option", "value").await.unwrap();
     assert_eq!(Some(contact.as_str()), initech["contact_id"].as_str());
     assert_eq!(b.attr("#m-cust", "value").await.as_deref(), Some(customer.as_str()), "the customer is kept");
+    b.click("#m-contact").await; // scrolls the contacts and the match form into view
     b.screenshot(&shots().join("mappings-contacts.png")).await;
     b.fill("#m-org", "org-z").await;
     b.fill("#m-name", "Initech Labs").await;

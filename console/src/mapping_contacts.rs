@@ -7,7 +7,11 @@ use super::Ctx;
 use super::html::{self, esc};
 
 /// The "contacts of a customer" picker and, when a customer is chosen, its contacts.
-pub async fn section(ctx: &Ctx<'_>, conn: &str, customer: &str) -> String {
+pub async fn section(ctx: &Ctx<'_>, conn: &str, customer: &str, customer_name: Option<&str>) -> String {
+    let shown = match customer_name {
+        Some(n) => format!("{n} ({customer})"),
+        None => customer.to_string(),
+    };
     let mut h = format!(
         "<form method=\"get\" action=\"/mappings\" class=\"filters\" id=\"contacts-of\">\
 <input type=\"hidden\" name=\"connection\" value=\"{conn}\">\
@@ -26,9 +30,9 @@ pub async fn section(ctx: &Ctx<'_>, conn: &str, customer: &str) -> String {
         None => Err("no connector".into()),
     };
     match contacts {
-        Err(e) => h.push_str(&html::notice(false, &format!("Cannot list the contacts of customer {customer}: {e}"))),
+        Err(e) => h.push_str(&html::notice(false, &format!("Cannot list the contacts of customer {shown}: {e}"))),
         Ok(list) if list.is_empty() => {
-            let _ = write!(h, "<p id=\"no-contacts\">Customer {} has no contacts.</p>", esc(customer));
+            let _ = write!(h, "<p id=\"no-contacts\">Customer {} has no contacts.</p>", esc(&shown));
         }
         Ok(list) => {
             h.push_str("<datalist id=\"contacts\">");
@@ -43,7 +47,7 @@ pub async fn section(ctx: &Ctx<'_>, conn: &str, customer: &str) -> String {
                 h,
                 "</datalist><table id=\"contacts-table\"><caption>Contacts of customer {}</caption><thead><tr>\
 <th scope=\"col\">Name</th><th scope=\"col\">E-mail</th><th scope=\"col\">Contact id</th></tr></thead><tbody>",
-                esc(customer)
+                esc(&shown)
             );
             for c in &list {
                 let _ = write!(

@@ -67,7 +67,8 @@ pub async fn page(ctx: &Ctx<'_>, result: Option<(String, Option<String>)>) -> Re
         Err(e) => body.push_str(&html::notice(false, &format!("Cannot list the target's customers: {e}"))),
     }
     let customer = ctx.query.get("customer").or_else(|| ctx.form.get("customer_id")).unwrap_or("");
-    body.push_str(&super::mapping_contacts::section(ctx, &conn, customer).await);
+    let customer_name = customers.as_ref().ok().and_then(|l| l.iter().find(|k| k.id == customer)).map(|k| k.name.as_str());
+    body.push_str(&super::mapping_contacts::section(ctx, &conn, customer, customer_name).await);
     let _ = write!(
         body,
         "<form method=\"post\" action=\"/mappings/{c}/match\" class=\"filters\">{csrf}\
