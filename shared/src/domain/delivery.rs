@@ -37,16 +37,20 @@ pub enum DeliveryState {
     Delivered,
     /// Given up after the last allowed attempt or a permanent error; `last_error` says why.
     Dead,
+    /// Not sent because it was no longer true when its turn came (a `TaskFailed` notice for a task
+    /// replayed since); `last_error` says why.
+    Superseded,
 }
 
 impl DeliveryState {
-    pub const ALL: [DeliveryState; 3] = [Self::Pending, Self::Delivered, Self::Dead];
+    pub const ALL: [DeliveryState; 4] = [Self::Pending, Self::Delivered, Self::Dead, Self::Superseded];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Delivered => "delivered",
             Self::Dead => "dead",
+            Self::Superseded => "superseded",
         }
     }
 
@@ -134,6 +138,15 @@ impl Delivery {
         self.attempts += 1;
         self.next_attempt_at = None;
         self.last_error = None;
+        self.updated_at = now;
+        self.expires_at = Some(retain_until);
+    }
+
+    /// The entry is no longer true (`reason`): finished without being sent, kept until `retain_until`.
+    pub fn superseded(&mut self, reason: String, now: DateTime<Utc>, retain_until: DateTime<Utc>) {
+        self.state = DeliveryState::Superseded;
+        self.next_attempt_at = None;
+        self.last_error = Some(reason);
         self.updated_at = now;
         self.expires_at = Some(retain_until);
     }

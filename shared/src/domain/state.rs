@@ -128,6 +128,8 @@ pub enum MappedStatus {
 pub enum TaskEvent {
     /// A worker claims the task for ticket creation until `until` (hides it from other workers).
     Claimed { until: DateTime<Utc> },
+    /// A worker gives a claim back unused: the task is due again at `at` (no attempt counted).
+    Released { at: DateTime<Utc> },
     /// The ticket was opened; first poll at `next_poll_at`.
     TicketCreated { ticket: TicketRef, next_poll_at: DateTime<Utc> },
     /// The alert was added as a note to its group's open ticket.
@@ -166,6 +168,7 @@ impl TaskEvent {
     fn name(&self) -> &'static str {
         match self {
             Self::Claimed { .. } => "claimed",
+            Self::Released { .. } => "released",
             Self::TicketCreated { .. } => "ticket_created",
             Self::Noted { .. } => "noted",
             Self::CreateFailed { .. } => "create_failed",
@@ -225,6 +228,10 @@ impl Task {
             (S::Received, E::Claimed { until }) => {
                 self.next_attempt_at = Some(until);
                 self.claims += 1;
+                record = false;
+            }
+            (S::Received, E::Released { at }) => {
+                self.next_attempt_at = Some(at);
                 record = false;
             }
             (S::Received, E::TicketCreated { ticket, next_poll_at }) => {
@@ -500,6 +507,7 @@ mod tests {
         let t = Utc::now();
         prop_oneof![
             Just(TaskEvent::Claimed { until: t }),
+            Just(TaskEvent::Released { at: t }),
             Just(TaskEvent::TicketCreated { ticket: ticket(), next_poll_at: t }),
             Just(TaskEvent::Noted { ticket: ticket(), next_poll_at: t }),
             Just(TaskEvent::CreateFailed { error: "e".into(), retry_at: t }),

@@ -111,9 +111,11 @@ impl Engine {
             let mut again = false;
             for task in claimed {
                 if !seen.insert(task.id.clone()) {
-                    // Its retry came due during this sweep: left claimed for the next one.
+                    // Its retry came due during this sweep: given back, due now, for the next sweep
+                    // (left claimed, it would wait out the whole claim).
                     again = true;
                     report.skipped += 1;
+                    self.release_claim(task, at).await;
                     continue;
                 }
                 match self.process_claimed(task, at, claimed_at).await {
@@ -190,6 +192,19 @@ impl Engine {
         let outcome = self.record(task, result, now).await;
         super::failpoint::hit("recorded");
         outcome
+    }
+
+    /// Gives back a claim this worker will not use: the task is due again at `at`. A conflict
+    /// means another worker or a state change got there first; either way nothing is lost (a
+    /// claim that is not given back simply lapses).
+    async fn release_claim(&self, mut task: Task, at: DateTime<Utc>) {
+        if task.apply(TaskEvent::Released { at }, at).is_err() {
+            return;
+        }
+        match self.store.update_task(&task).await {
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => tracing::warn!(task = %task.id, error = %e, "giving back a claim failed; it lapses instead"),
+        }
     }
 
     /// How long a claim on a task (or a group's ticket) lasts: `settings.claim_secs`.

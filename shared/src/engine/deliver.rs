@@ -10,6 +10,9 @@ use super::{Engine, task_json};
 use crate::domain::{Delivery, DeliveryKind, DeliveryState, Task, TaskState};
 use crate::store::StoreError;
 
+/// `detail-type` of the notice a dead-lettered task owes.
+const FAILED: &str = "TaskFailed";
+
 /// Why one attempt failed, and whether another could succeed.
 struct Failure {
     message: String,
@@ -30,7 +33,7 @@ impl Engine {
             TaskState::Completed if task.outcome == Some(crate::domain::Outcome::Abandoned) => "TaskAbandoned",
             TaskState::Completed => "TaskCompleted",
             TaskState::Cancelled => "TaskCancelled",
-            _ => "TaskFailed",
+            _ => FAILED,
         };
         let body = task_json(task);
         let mut out = vec![Delivery::new(
@@ -83,11 +86,24 @@ impl Engine {
                 return None;
             }
         };
+        let retain = now + Duration::days(i64::from(s.retention_days));
+        if let Some(reason) = self.no_longer_true(&claimed).await {
+            let mut done = claimed;
+            tracing::info!(delivery = %done.id, task = %done.task_id, kind = done.kind.as_str(), reason = %reason, "delivery superseded");
+            done.superseded(reason, now, retain);
+            self.metrics.incr("DeliveriesSuperseded", 1);
+            return match self.store.update_delivery(&done).await {
+                Ok(saved) => Some(saved.state),
+                Err(e) => {
+                    tracing::warn!(delivery = %done.id, error = %e, "recording a superseded delivery failed");
+                    None
+                }
+            };
+        }
         let result = self.send(&claimed, notifier).await;
         if result.is_ok() && claimed.kind == DeliveryKind::Callback {
             super::failpoint::hit("callback_sent");
         }
-        let retain = now + Duration::days(i64::from(s.retention_days));
         let mut done = claimed;
         match result {
             Ok(()) => done.delivered(now, retain),
@@ -116,6 +132,24 @@ impl Engine {
                 tracing::warn!(delivery = %done.id, error = %e, "recording a delivery attempt failed");
                 None
             }
+        }
+    }
+
+    /// Why `d` should not be sent any more, if so: a `TaskFailed` notice whose task was replayed
+    /// since (it is no longer failed, and will send its own notice when it ends). Sent late, it
+    /// could reach the receiver after the replayed task's completion and undo it there.
+    async fn no_longer_true(&self, d: &Delivery) -> Option<String> {
+        if d.detail_type != FAILED {
+            return None;
+        }
+        match self.store.get_task(&d.task_id).await {
+            Ok(Some(t)) if t.state != TaskState::Failed => Some(format!(
+                "not sent: task {} was replayed after it failed and is now {}; it sends its own notice when it ends",
+                t.id,
+                t.state.as_str()
+            )),
+            // Still failed, gone (retention), or unreadable now: send it as recorded.
+            _ => None,
         }
     }
 

@@ -13,6 +13,8 @@ pub struct DeliveryReport {
     pub delivered: u32,
     pub retrying: u32,
     pub dead: u32,
+    /// Entries no longer true when their turn came (not sent; see `DeliveryState::Superseded`).
+    pub superseded: u32,
 }
 
 /// Entries one run takes at most.
@@ -36,6 +38,7 @@ impl Engine {
                 Some(DeliveryState::Delivered) => report.delivered += 1,
                 Some(DeliveryState::Pending) => report.retrying += 1,
                 Some(DeliveryState::Dead) => report.dead += 1,
+                Some(DeliveryState::Superseded) => report.superseded += 1,
                 None => {}
             }
         }

@@ -73,6 +73,34 @@ async fn attempt_ends_within_its_claim(backend: Backend) {
     assert_eq!(h.sim().tickets().len(), 1);
 }
 
+/// A retry that comes due while the same sweep is still working (here: task A fails at once with
+/// a 1 s backoff, task B's create takes 1.5 s) is met again by the sweep's next claim. The sweep
+/// gives that claim back, so the task is due at once for the next sweep; kept, it would wait out
+/// the whole claim (`claim_secs`, 300 s here) before anyone retried it.
+async fn retry_due_within_a_sweep_is_given_back(backend: Backend) {
+    let h = Harness::for_target(Target::Sandbox, backend, Grouping::None, |c| c.settings.retry_max_secs = 1).await;
+    let (_, a) = h.submit(access_task("GIVEBACK-A")).await;
+    let (_, b) = h.submit(access_task("GIVEBACK-B")).await;
+    let (a, b) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
+    let route = Target::Sandbox.create_route();
+    h.sim().faults().inject_on(route, sandbox::Fault::Status { status: 503 }, support::REQUESTS_PER_ATTEMPT);
+    h.sim().faults().inject_on(route, sandbox::Fault::SlowResponse { ms: 1_500 }, 1);
+    let now = Utc::now();
+    let r = h.engine.create_due(now, 10).await;
+    assert_eq!((r.retried, r.created, r.skipped), (1, 1, 1), "{r:?}");
+    assert_eq!(h.task(b).await.state, TaskState::TicketOpen);
+    let t = h.task(a).await;
+    assert_eq!(t.state, TaskState::Received);
+    let due = t.next_attempt_at.unwrap();
+    assert!(
+        due < now + Duration::seconds(30),
+        "A is due at {due}: its claim was kept, not given back (sweep at {now})"
+    );
+    let r = h.engine.create_due(due.max(Utc::now()), 10).await;
+    assert_eq!(r.created, 1, "{r:?} {:?}", h.task(a).await.last_error);
+    assert_eq!(h.sim().tickets().len(), 2);
+}
+
 /// Grouped alert: a worker adds the note to the group's open ticket, then dies before recording
 /// the task. After the claim lapses the task is recorded as noted on the same ticket: still one
 /// ticket. (Notes are at-least-once: the retry adds the note again.)
@@ -184,4 +212,9 @@ targets!(
     otrs => ::sandbox::targets::Target::Otrs,
 );
 
-both_stores!(crash_after_note_before_record, refresh_dropped_mid_flight, attempt_ends_within_its_claim);
+both_stores!(
+    crash_after_note_before_record,
+    refresh_dropped_mid_flight,
+    attempt_ends_within_its_claim,
+    retry_due_within_a_sweep_is_given_back
+);

@@ -210,7 +210,63 @@ async fn events_carry_their_delivery_id(backend: Backend) {
     assert_ne!(r.ids()[0], event_id, "callback and event are separate entries");
 }
 
+/// A task dead-letters while the receiver is down, so its `TaskFailed` callback waits in the
+/// outbox; the operator replays the task, which completes and sends `TaskCompleted`. When the old
+/// entry's turn comes it is no longer true: it ends `superseded` (reason stored, listed) and is never
+/// sent, so the receiver's last word on the task stays "completed". Sending it would undo the
+/// completion on the receiver's side.
+async fn a_failed_notice_for_a_replayed_task_is_superseded_not_sent(backend: Backend) {
+    let h = Harness::with(backend, Grouping::None, |c| c.settings.max_attempts = 1).await;
+    let r = receiver(Plan::Down).await;
+    let mut body = access_task("OB-5");
+    body["callback_url"] = json!(r.url);
+    let (status, task) = h.submit(body).await;
+    assert_eq!(status, 201, "{task}");
+    let id = task["id"].as_str().unwrap().to_string();
+    h.sim().faults().inject_on(
+        sandbox::targets::Target::Sandbox.create_route(),
+        sandbox::Fault::Status { status: 503 },
+        support::REQUESTS_PER_ATTEMPT,
+    );
+    h.create(&id).await;
+    assert_eq!(h.task(&id).await.state, TaskState::Failed);
+    let failed = listed(&h, "pending", &id).await.expect("the TaskFailed callback waits in the outbox");
+    assert_eq!(failed["detail_type"], "TaskFailed");
+
+    let (status, replayed) = h.call("POST", &format!("/v1/tasks/{id}/replay"), None).await;
+    assert_eq!(status, 200, "{replayed}");
+    r.healthy.store(true, Ordering::SeqCst);
+    let before = r.ids().len();
+    let t = closed_task_again(&h, &id).await;
+    assert_eq!(h.poll_at(t).await.completed, 1);
+    assert_eq!(h.task(&id).await.state, TaskState::Completed);
+
+    let report = h.engine.deliver_due(t + Duration::hours(2)).await;
+    assert_eq!((report.superseded, report.delivered), (1, 0), "{report:?}");
+    let superseded = listed(&h, "superseded", &id).await.expect("listed as superseded");
+    assert_eq!(superseded["id"], failed["id"]);
+    let reason = superseded["last_error"].as_str().unwrap_or_default();
+    assert!(reason.contains("replayed"), "{reason}");
+    assert_eq!(h.engine.deliver_due(t + Duration::days(3)).await.attempted, 0, "finished: never sent again");
+    let sent_after: Vec<String> = r.seen.lock().unwrap()[before..]
+        .iter()
+        .map(|(_, b)| {
+            serde_json::from_slice::<serde_json::Value>(b).unwrap()["state"].as_str().unwrap_or("").to_string()
+        })
+        .collect();
+    assert_eq!(sent_after, ["completed"], "after the replay the receiver hears only the completion");
+}
+
+/// Opens the (replayed) task's ticket and has the technician close it; returns the time to poll at.
+async fn closed_task_again(h: &Harness, id: &str) -> chrono::DateTime<Utc> {
+    h.create(id).await;
+    let t = h.task(id).await;
+    h.sim().close(&t.ticket.expect("the replay opened a ticket").id, None).unwrap();
+    Utc::now()
+}
+
 both_stores!(
+    a_failed_notice_for_a_replayed_task_is_superseded_not_sent,
     failing_receiver_gets_the_callback_after_restart_with_one_delivery_id,
     a_sender_dropped_mid_delivery_is_replaced_and_the_receiver_sees_the_same_id,
     an_unacknowledged_callback_dead_letters_with_a_reason_and_replays,
