@@ -302,7 +302,10 @@ async fn console_apply_progress_contacts_and_rate_headroom() {
             assert!(source.contains("<noscript><meta http-equiv=\"refresh\""), "without script it refreshes itself");
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the progress never moved: polls {polls}, value {value}, max {max:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the progress never moved: polls {polls}, value {value}, max {max:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     b.screenshot(&shots().join("mappings-progress.png")).await;

@@ -58,7 +58,10 @@ impl ApplyJobs {
         };
         if let Ok(mut jobs) = self.0.lock() {
             prune(&mut jobs);
-            jobs.insert(id.clone(), Job { session: call.session.clone(), started: Instant::now(), finished: None, view });
+            jobs.insert(
+                id.clone(),
+                Job { session: call.session.clone(), started: Instant::now(), finished: None, view },
+            );
         }
         let progress: Arc<dyn Progress> = Arc::new(JobProgress { jobs: self.clone(), id: id.clone() });
         let (jobs, job) = (self.clone(), id.clone());

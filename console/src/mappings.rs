@@ -67,7 +67,8 @@ pub async fn page(ctx: &Ctx<'_>, result: Option<(String, Option<String>)>) -> Re
         Err(e) => body.push_str(&html::notice(false, &format!("Cannot list the target's customers: {e}"))),
     }
     let customer = ctx.query.get("customer").or_else(|| ctx.form.get("customer_id")).unwrap_or("");
-    let customer_name = customers.as_ref().ok().and_then(|l| l.iter().find(|k| k.id == customer)).map(|k| k.name.as_str());
+    let customer_name =
+        customers.as_ref().ok().and_then(|l| l.iter().find(|k| k.id == customer)).map(|k| k.name.as_str());
     body.push_str(&super::mapping_contacts::section(ctx, &conn, customer, customer_name).await);
     let _ = write!(
         body,
@@ -162,8 +163,14 @@ pub async fn act(ctx: &Ctx<'_>, conn: &str, op: &str) -> Reply {
         }
         "user-match" => {
             let b = json!({"email": f.get("email"), "contact_id": f.get("contact_id"), "customer_id": f.get("customer_id")});
-            ctx.api("POST", &format!("/v1/admin/connections/{}/users/match", url_part(conn)), None, "application/json", b.to_string().as_bytes())
-                .await
+            ctx.api(
+                "POST",
+                &format!("/v1/admin/connections/{}/users/match", url_part(conn)),
+                None,
+                "application/json",
+                b.to_string().as_bytes(),
+            )
+            .await
         }
         "include" => {
             let b = json!({"org_id": f.get("org_id")});
@@ -216,7 +223,10 @@ document.getElementById('job').setAttribute('data-polls',String(++n));setTimeout
 /// The progress page of a background apply, or its result once it has finished.
 pub async fn job(ctx: &mut Ctx<'_>, id: &str) -> Reply {
     let Some(view) = ctx.console.jobs.view(id, &ctx.session.id) else {
-        let n = html::notice(false, "This apply is not known here: it was started by another session, or it finished over an hour ago.");
+        let n = html::notice(
+            false,
+            "This apply is not known here: it was started by another session, or it finished over an hour ago.",
+        );
         let body = "<p><a href=\"/mappings\">Back to the mappings</a></p>";
         return Reply::Html(http::StatusCode::NOT_FOUND, ctx.page("Mappings", "/mappings", Some(n), body));
     };

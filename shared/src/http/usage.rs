@@ -127,7 +127,10 @@ mod tests {
     fn a_fresh_meter_has_the_whole_burst_and_nothing_used() {
         let t0 = Instant::now();
         let u = RateMeter::new(3600, 10, t0).snapshot(t0);
-        assert_eq!(u, RateUsage { limit_per_hour: 3600, burst: 10, used_last_hour: 0, refused_last_hour: 0, available_now: 10 });
+        assert_eq!(
+            u,
+            RateUsage { limit_per_hour: 3600, burst: 10, used_last_hour: 0, refused_last_hour: 0, available_now: 10 }
+        );
         assert_eq!(u.left_this_hour(), 3600);
     }
 
