@@ -73,6 +73,7 @@ pub async fn run(config: Option<&Path>, data_dir: &Path, listen: SocketAddr) -> 
         status: status.clone(),
         oauth: Default::default(),
         local: true,
+        jobs: Default::default(),
     };
     let app =
         App { engine: engine.clone(), created: spawn_workers(engine.clone(), status.clone()), desk_url, http, console };

@@ -123,6 +123,8 @@ async fn console_local_mode_runs_tasks_dead_letters_mappings_and_the_desk() {
     assert!(b.text(".notice").await.contains("nothing was changed"));
     b.screenshot(&shots().join("mappings-preview.png")).await;
     b.click_and_load("#apply").await;
+    // The apply runs in the background; its progress page turns into the result when it ends.
+    b.find(".notice").await;
     let notice = b.text(".notice").await;
     assert!(notice.contains("2 customer(s) created") && notice.contains("0 failure(s)"), "{notice}");
     let mappings = b.text("#mappings").await;
@@ -138,7 +140,6 @@ async fn console_local_mode_runs_tasks_dead_letters_mappings_and_the_desk() {
     b.goto(&format!("{base}/connections")).await;
     let health = b.text("#conn-sandbox .health").await;
     assert!(health.starts_with("OK"), "{health}");
-    b.screenshot(&shots().join("connections.png")).await;
     b.quit().await;
 }
 
@@ -262,4 +263,112 @@ async fn console_cookie_is_httponly_strict_and_forms_need_the_csrf_token() {
         .await
         .unwrap();
     assert_eq!(res.status().as_u16(), 403);
+}
+
+/// Local mode: an apply runs in the background and its page follows it live (the `<progress>`
+/// moves without the page reloading); a customer's contacts are listed and searchable and one is
+/// picked for a manual match and a user match; the Connections page shows the rate-limit
+/// headroom as counted by the connection's limiter (it moves when the page's own check runs).
+#[tokio::test]
+async fn console_apply_progress_contacts_and_rate_headroom() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((_driver, b)) = browser(dir.path()).await else { return };
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _serve = Serve::start(port, dir.path(), None);
+    let http = reqwest::Client::new();
+    wait_healthy(&http, &base).await;
+
+    // Two slow customer creations keep the apply running long enough to watch it.
+    let fault = serde_json::json!({"kind":"slow_response","ms":1500,"times":2,"route":"POST /api/v1/customers"});
+    let r = http.post(format!("{base}/sandbox/faults")).json(&fault).send().await.unwrap();
+    assert!(r.status().is_success(), "arming the fault: {}", r.status());
+    b.goto(&format!("{base}/mappings")).await;
+    b.fill("#organizations", "id,name,contact_name,contact_email\norg-a,Initech,Peter Gibbons,peter@initech.test\norg-b,Hooli,Gavin Belson,gavin@hooli.test\norg-c,Umbrella,,").await;
+    b.click("#auto_create").await;
+    b.click_and_load("#apply").await;
+    assert!(b.current_url().await.contains("/mappings/sandbox/jobs/"), "apply leads to its progress page");
+    let page = b.find("html").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let polls: u32 = b.attr("#job", "data-polls").await.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let value: u32 = b.attr("#job-progress", "value").await.and_then(|v| v.parse().ok()).unwrap_or(0);
+        let max = b.attr("#job-progress", "max").await;
+        if polls >= 1 && value >= 1 && max.as_deref() == Some("3") {
+            assert!(b.still_attached(&page).await, "the progress moved without a page load");
+            let phase = b.text("#job-phase").await;
+            assert!(phase.starts_with("mapping organizations: ") && phase.ends_with(" of 3"), "{phase}");
+            let source = b.source().await;
+            assert!(source.contains("<noscript><meta http-equiv=\"refresh\""), "without script it refreshes itself");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the progress never moved: polls {polls}, value {value}, max {max:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    b.screenshot(&shots().join("mappings-progress.png")).await;
+    // The job belongs to the browser's session: another client (no cookie) cannot see it.
+    let other = http.get(b.current_url().await).send().await.unwrap();
+    assert_eq!(other.status().as_u16(), 404);
+    b.find(".notice").await;
+    let notice = b.text(".notice").await;
+    assert!(notice.contains("3 customer(s) created") && notice.contains("0 failure(s)"), "{notice}");
+    assert!(b.all("#job").await.is_empty() && b.all("script").await.is_empty(), "the result page has no script");
+
+    // Contacts: the customer of org-a and its default contact, searchable in a datalist.
+    let v: serde_json::Value =
+        http.get(format!("{base}/v1/admin/connections/sandbox/mappings")).send().await.unwrap().json().await.unwrap();
+    let items = v["items"].as_array().unwrap();
+    let initech = items.iter().find(|m| m["org_id"] == "org-a").unwrap();
+    let customer = initech["customer_id"].as_str().unwrap().to_string();
+    b.goto(&format!("{base}/mappings")).await;
+    b.fill("#c-cust", &customer).await;
+    b.click_and_load("#show-contacts").await;
+    let table = b.text("#contacts-table").await;
+    assert!(table.contains("Peter Gibbons") && table.contains("peter@initech.test"), "{table}");
+    assert!(table.contains(&format!("Contacts of customer Initech ({customer})")), "{table}");
+    let options = b.all("#contacts option").await;
+    assert_eq!(options.len(), 1, "Initech's one contact is in the searchable list");
+    let contact = b.attr("#contacts option", "value").await.unwrap();
+    assert_eq!(Some(contact.as_str()), initech["contact_id"].as_str());
+    assert_eq!(b.attr("#m-cust", "value").await.as_deref(), Some(customer.as_str()), "the customer is kept");
+    b.click("#m-contact").await; // scrolls the contacts and the match form into view
+    b.screenshot(&shots().join("mappings-contacts.png")).await;
+    b.fill("#m-org", "org-z").await;
+    b.fill("#m-name", "Initech Labs").await;
+    b.fill("#m-contact", &contact).await;
+    b.click_and_load("form[action='/mappings/sandbox/match'] button").await;
+    assert_eq!(b.text(".notice").await, "match: done.");
+    let row = b.text("#mappings tbody tr:last-child").await;
+    assert!(row.contains("org-z") && row.contains(&customer) && row.contains(&contact), "{row}");
+    b.goto(&format!("{base}/mappings?connection=sandbox&customer={customer}")).await;
+    b.fill("#u-email", "peter@initech.test").await;
+    b.fill("#u-contact", &contact).await;
+    b.click_and_load("#user-match button").await;
+    assert_eq!(b.text(".notice").await, "user-match: done.");
+    let users: serde_json::Value =
+        http.get(format!("{base}/v1/admin/connections/sandbox/users")).send().await.unwrap().json().await.unwrap();
+    let user = users["items"].as_array().unwrap().iter().find(|u| u["email"] == "peter@initech.test").cloned();
+    assert_eq!(user.as_ref().and_then(|u| u["contact_id"].as_str()), Some(contact.as_str()), "{users}");
+
+    // Rate limit: what the limiter counted, and a check from the page counts more.
+    b.goto(&format!("{base}/connections")).await;
+    let num = |s: String| s.parse::<u64>().unwrap_or_else(|_| panic!("not a number: '{s}'"));
+    let rate = |k: &'static str| {
+        let b = &b;
+        async move { num(b.text(&format!("#conn-sandbox [data-rate={k}]")).await) }
+    };
+    let (limit, used, left, now, burst) =
+        (rate("limit").await, rate("used").await, rate("left").await, rate("now").await, rate("burst").await);
+    assert!(used >= 6, "the apply's requests were counted: {used}");
+    assert_eq!(used + left, limit, "left is the limit minus the used");
+    assert!(now <= burst, "headroom now {now} within the burst {burst}");
+    b.screenshot(&shots().join("connections.png")).await;
+    b.click_and_load("#conn-sandbox form button").await;
+    let after = rate("used").await;
+    assert!(after > used, "the page's check was counted: {used} -> {after}");
+    assert_eq!(after + rate("left").await, limit);
+    b.quit().await;
 }

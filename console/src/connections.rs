@@ -1,5 +1,5 @@
 //! Connections: the check result in words (from start-up or a re-check), token expiry and
-//! personal-access-token warnings, the last poll run.
+//! personal-access-token warnings, the last poll run, the rate-limit headroom.
 
 use bridge::connectors::TokenKind;
 use chrono::Utc;
@@ -93,11 +93,11 @@ pub async fn page(ctx: &Ctx<'_>, notice: Option<String>) -> Reply {
                 );
             }
         }
+        let rate = super::rate_headroom::describe(ctx, name, cfg.rate_limit_per_hour);
         let _ = write!(
             body,
-            "<dt>Rate limit</dt><dd>{} requests/hour</dd></dl>\
+            "<dt>Rate limit</dt><dd class=\"rate\">{rate}</dd></dl>\
 <form method=\"post\" action=\"/connections/{id}/check\">{}<button type=\"submit\">Check {} now</button></form>{}</section>",
-            cfg.rate_limit_per_hour,
             ctx.csrf(),
             esc(name),
             if ctx.console.local { super::oauth_connect::form(ctx, name).await } else { String::new() }

@@ -1,16 +1,20 @@
 //! The web console of `ticket-bridge serve` and of the `web-console` Lambda function: server-rendered
 //! pages over the engine and the public API (every change goes through [`bridge::engine::api`]
 //! with the signed-in key, so the console can do exactly what that key may do through the API).
-//! No script, nothing from another origin. Framework-free: requests come in as [`ConsoleRequest`]
+//! No script (except the apply progress page's one inline script, allowed by a per-response
+//! nonce), nothing from another origin. Framework-free: requests come in as [`ConsoleRequest`]
 //! and leave as [`Response`] (`http` types), so axum (serve) and API Gateway (the function) both
 //! carry it.
 
+pub mod apply_jobs;
 mod connections;
 mod desk;
 pub mod html;
+mod mapping_contacts;
 mod mappings;
 pub mod oauth;
 pub mod oauth_connect;
+mod rate_headroom;
 pub mod session;
 pub mod status;
 mod tasks;
@@ -49,6 +53,8 @@ pub struct Console {
     /// (the sandbox desk, the OAuth Connect flow whose pending grants live in memory). `false` in
     /// the Lambda function, which hides them.
     pub local: bool,
+    /// Mapping applies running in the background (`serve` only; the function applies in-request).
+    pub jobs: apply_jobs::ApplyJobs,
 }
 
 /// One console request, already read.
@@ -146,6 +152,8 @@ pub enum Reply {
     Html(StatusCode, String),
     /// 303 to a path of the console (or, for the Connect flow, to the vendor's authorize page).
     Redirect(String),
+    /// A page with one inline script, allowed by the Content-Security-Policy through this nonce.
+    Scripted(String, String),
 }
 
 impl Reply {
@@ -244,6 +252,7 @@ async fn route(ctx: &mut Ctx<'_>, method: &str) -> Reply {
         ("POST", ["connections", conn, "connect"]) if ctx.console.local => oauth_connect::start(ctx, conn).await,
         ("GET", ["mappings"]) => mappings::page(ctx, None).await,
         ("POST", ["mappings", conn, op]) => mappings::act(ctx, conn, op).await,
+        ("GET", ["mappings", _conn, "jobs", id]) if ctx.console.local => mappings::job(ctx, id).await,
         ("GET", ["desk"]) if ctx.console.local => desk::page(ctx, None).await,
         ("POST", ["desk", "tickets", id, "close"]) if ctx.console.local => desk::close(ctx, id).await,
         _ => Reply::Html(StatusCode::NOT_FOUND, ctx.page("Not found", "", None, "<p>There is no such page.</p>")),
@@ -273,19 +282,25 @@ fn login_page(ctx: &Ctx<'_>, error: Option<&str>) -> String {
     html::page("Sign in", &frame, &body)
 }
 
+/// The console's Content-Security-Policy: nothing from elsewhere, no script.
+const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 fn finish(reply: Reply) -> Response {
     match reply {
+        Reply::Scripted(body, nonce) => {
+            let mut r = finish(Reply::Html(StatusCode::OK, body));
+            let csp = format!("{CSP}; script-src 'nonce-{nonce}'; connect-src 'self'");
+            if let Ok(v) = HeaderValue::from_str(&csp) {
+                r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+            }
+            r
+        }
         Reply::Html(status, body) => {
             let mut r = Response::new(body);
             *r.status_mut() = status;
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-            h.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-                ),
-            );
+            h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
             h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
             h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

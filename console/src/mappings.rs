@@ -1,11 +1,13 @@
 //! Mappings: the sync wizard (preview created / matched / excluded / collisions, then apply),
-//! manual match against a searchable list of the target's customers, exclude and include.
+//! manual match against searchable lists of the target's customers and contacts, exclude and include.
 
 use serde_json::{Value, json};
 use std::fmt::Write;
 
+use super::apply_jobs::ApplyCall;
 use super::html::{self, esc, url_part};
-use super::{Ctx, Reply, api_error};
+use super::{Ctx, Form, Reply, api_error};
+use bridge::engine::api::ApiResponse;
 
 /// Example organization list shown in an empty wizard.
 const EXAMPLE: &str = "id,name\norg-1,Acme Corp\norg-2,Globex";
@@ -64,13 +66,19 @@ pub async fn page(ctx: &Ctx<'_>, result: Option<(String, Option<String>)>) -> Re
         }
         Err(e) => body.push_str(&html::notice(false, &format!("Cannot list the target's customers: {e}"))),
     }
+    let customer = ctx.query.get("customer").or_else(|| ctx.form.get("customer_id")).unwrap_or("");
+    let customer_name =
+        customers.as_ref().ok().and_then(|l| l.iter().find(|k| k.id == customer)).map(|k| k.name.as_str());
+    body.push_str(&super::mapping_contacts::section(ctx, &conn, customer, customer_name).await);
     let _ = write!(
         body,
         "<form method=\"post\" action=\"/mappings/{c}/match\" class=\"filters\">{csrf}\
 <div><label for=\"m-org\">Organization id</label><input id=\"m-org\" name=\"org_id\" required></div>\
 <div><label for=\"m-name\">Organization name</label><input id=\"m-name\" name=\"org_name\"></div>\
-<div><label for=\"m-cust\">Customer (type to search)</label><input id=\"m-cust\" name=\"customer_id\" list=\"customers\" required></div>\
+<div><label for=\"m-cust\">Customer (type to search)</label><input id=\"m-cust\" name=\"customer_id\" list=\"customers\" value=\"{cust}\" required></div>\
+<div><label for=\"m-contact\">Default contact (optional, type to search)</label><input id=\"m-contact\" name=\"contact_id\" list=\"contacts\"></div>\
 <div><button type=\"submit\">Match</button></div></form>\
+{users}\
 <h2>Exclude or include</h2>\
 <form method=\"post\" action=\"/mappings/{c}/exclude\" class=\"filters\">{csrf}\
 <div><label for=\"x-org\">Organization id</label><input id=\"x-org\" name=\"org_id\" required></div>\
@@ -79,7 +87,9 @@ pub async fn page(ctx: &Ctx<'_>, result: Option<(String, Option<String>)>) -> Re
 <form method=\"post\" action=\"/mappings/{c}/include\" class=\"filters\">{csrf}\
 <div><label for=\"i-org\">Organization id</label><input id=\"i-org\" name=\"org_id\" required></div>\
 <div><button type=\"submit\">Include again</button></div></form>",
-        csrf = ctx.csrf()
+        csrf = ctx.csrf(),
+        cust = esc(customer),
+        users = super::mapping_contacts::user_match_form(ctx, &c, customer),
     );
     let res = ctx.api("GET", &format!("/v1/admin/connections/{c}/mappings"), None, "application/json", b"").await;
     body.push_str("<h2>Current mappings</h2>");
@@ -126,16 +136,41 @@ pub async fn act(ctx: &Ctx<'_>, conn: &str, op: &str) -> Reply {
             let mut q = format!("match={}", url_part(f.get("match").unwrap_or("exact")));
             q.push_str(if f.get("auto_create").is_some() { "&auto_create=true" } else { "&auto_create=false" });
             let csv = f.get("organizations").unwrap_or("");
+            if op == "apply" && ctx.console.local {
+                // In serve the apply runs in the background and the progress page follows it.
+                let call = ApplyCall {
+                    session: ctx.session.id.clone(),
+                    key: ctx.session.key.clone(),
+                    loopback: ctx.loopback,
+                    connection: conn.to_string(),
+                    query: q,
+                    csv: csv.to_string(),
+                    form: f.0.iter().filter(|(k, _)| k != "csrf").cloned().collect(),
+                };
+                let id = ctx.console.jobs.start(ctx.console.engine.clone(), call);
+                return Reply::Redirect(format!("/mappings/{}/jobs/{id}", url_part(conn)));
+            }
             ctx.api("POST", &format!("{base}/{op}"), Some(&q), "text/csv", csv.as_bytes()).await
         }
         "match" => {
-            let b =
-                json!({"org_id": f.get("org_id"), "customer_id": f.get("customer_id"), "org_name": f.get("org_name")});
+            let b = json!({"org_id": f.get("org_id"), "customer_id": f.get("customer_id"), "org_name": f.get("org_name"),
+                "contact_id": f.get("contact_id")});
             ctx.api("POST", &format!("{base}/match"), None, "application/json", b.to_string().as_bytes()).await
         }
         "exclude" => {
             let b = json!({"org_id": f.get("org_id"), "org_name": f.get("org_name")});
             ctx.api("POST", &format!("{base}/exclude"), None, "application/json", b.to_string().as_bytes()).await
+        }
+        "user-match" => {
+            let b = json!({"email": f.get("email"), "contact_id": f.get("contact_id"), "customer_id": f.get("customer_id")});
+            ctx.api(
+                "POST",
+                &format!("/v1/admin/connections/{}/users/match", url_part(conn)),
+                None,
+                "application/json",
+                b.to_string().as_bytes(),
+            )
+            .await
         }
         "include" => {
             let b = json!({"org_id": f.get("org_id")});
@@ -149,27 +184,87 @@ pub async fn act(ctx: &Ctx<'_>, conn: &str, op: &str) -> Reply {
     }
     let (result, text) = match op {
         "preview" => (plan_html(&res.body, "Preview"), "Preview ready: nothing was changed yet.".to_string()),
-        "apply" => {
-            let failures = res.body["failures"].as_array().map(Vec::len).unwrap_or(0);
-            let text = format!(
-                "Applied: {} mapped, {} customer(s) created, {} failure(s).",
-                res.body["mapped"].as_u64().unwrap_or(0),
-                res.body["created"].as_array().map(Vec::len).unwrap_or(0),
-                failures
-            );
-            let mut h = plan_html(&res.body["plan"], "Applied plan");
-            if let Some(list) = res.body["failures"].as_array().filter(|l| !l.is_empty()) {
-                h.push_str("<h3>Failures</h3><ul>");
-                for x in list {
-                    let _ = write!(h, "<li>{}</li>", esc(&x.to_string()));
-                }
-                h.push_str("</ul>");
-            }
-            (h, text)
-        }
+        "apply" => applied(&res.body),
         other => (String::new(), format!("{other}: done.")),
     };
     page(ctx, Some((result, Some(html::notice(true, &text))))).await
+}
+
+/// An apply's report as the plan carried out, its failures, and a one-line summary.
+fn applied(body: &Value) -> (String, String) {
+    let failures = body["failures"].as_array().map(Vec::len).unwrap_or(0);
+    let text = format!(
+        "Applied: {} mapped, {} customer(s) created, {} failure(s).",
+        body["mapped"].as_u64().unwrap_or(0),
+        body["created"].as_array().map(Vec::len).unwrap_or(0),
+        failures
+    );
+    let mut h = plan_html(&body["plan"], "Applied plan");
+    if let Some(list) = body["failures"].as_array().filter(|l| !l.is_empty()) {
+        h.push_str("<h3>Failures</h3><ul>");
+        for x in list {
+            let _ = write!(h, "<li>{}</li>", esc(&x.to_string()));
+        }
+        h.push_str("</ul>");
+    }
+    (h, text)
+}
+
+/// Keeps the progress page current without reloading it: fetches the page again, copies the
+/// phase and the `<progress>` over, and reloads once the job's section is gone (the apply ended).
+const PROGRESS_SCRIPT: &str = "(function(){var n=0;function tick(){fetch(location.href,{cache:'no-store',credentials:'same-origin'})\
+.then(function(r){return r.text();}).then(function(t){var d=new DOMParser().parseFromString(t,'text/html');\
+if(!d.getElementById('job')){location.reload();return;}var p=document.getElementById('job-progress'),q=d.getElementById('job-progress');\
+['max','value'].forEach(function(a){var v=q.getAttribute(a);if(v===null){p.removeAttribute(a);}else{p.setAttribute(a,v);}});\
+p.textContent=q.textContent;document.getElementById('job-phase').textContent=d.getElementById('job-phase').textContent;\
+document.getElementById('job').setAttribute('data-polls',String(++n));setTimeout(tick,250);})\
+.catch(function(){setTimeout(tick,1000);});}setTimeout(tick,250);})();";
+
+/// The progress page of a background apply, or its result once it has finished.
+pub async fn job(ctx: &mut Ctx<'_>, id: &str) -> Reply {
+    let Some(view) = ctx.console.jobs.view(id, &ctx.session.id) else {
+        let n = html::notice(
+            false,
+            "This apply is not known here: it was started by another session, or it finished over an hour ago.",
+        );
+        let body = "<p><a href=\"/mappings\">Back to the mappings</a></p>";
+        return Reply::Html(http::StatusCode::NOT_FOUND, ctx.page("Mappings", "/mappings", Some(n), body));
+    };
+    ctx.form = Form(view.form.clone());
+    if let Some(res) = &view.result {
+        return match finished(res) {
+            Ok((result, text)) => page(ctx, Some((result, Some(html::notice(true, &text))))).await,
+            Err(n) => page(ctx, Some((String::new(), Some(n)))).await,
+        };
+    }
+    let nonce = super::session::random_token();
+    let (value, max) = if view.total > 0 {
+        (format!(" value=\"{}\"", view.done), format!(" max=\"{}\"", view.total))
+    } else {
+        (String::new(), String::new())
+    };
+    let body = format!(
+        "<section id=\"job\" data-state=\"running\" aria-labelledby=\"job-h\"><h2 id=\"job-h\">Applying the organizations of {conn}</h2>\
+<p id=\"job-phase\" aria-live=\"polite\">{phase}: {done} of {total}</p>\
+<p><label for=\"job-progress\">Progress of this step</label><br><progress id=\"job-progress\"{max}{value}>{done} of {total}</progress></p>\
+<p><small>The apply runs on the server: leaving this page does not stop it. This page follows it by itself \
+(<a href=\"{here}\">refresh</a>).</small></p><noscript><meta http-equiv=\"refresh\" content=\"2\"></noscript></section>\
+<script nonce=\"{nonce}\">{PROGRESS_SCRIPT}</script>",
+        conn = esc(&view.connection),
+        phase = esc(&view.phase),
+        done = view.done,
+        total = view.total,
+        here = esc(ctx.path),
+    );
+    Reply::Scripted(ctx.page("Mappings", "/mappings", None, &body), nonce)
+}
+
+/// A finished apply's result, or the notice of its error.
+fn finished(res: &ApiResponse) -> Result<(String, String), String> {
+    if res.status != 200 {
+        return Err(html::notice(false, &format!("apply failed: {}", api_error(res))));
+    }
+    Ok(applied(&res.body))
 }
 
 /// The plan as counts and lists.

@@ -231,6 +231,17 @@ impl Browser {
             .unwrap_or_default()
     }
 
+    /// Attribute `name` of the first element matching `css` (`None` when absent).
+    pub async fn attr(&self, css: &str, name: &str) -> Option<String> {
+        let e = self.all(css).await.into_iter().next()?;
+        self.get(&format!("/element/{}/attribute/{name}", e.0)).await.ok()?.as_str().map(str::to_string)
+    }
+
+    /// Whether an element found earlier is still in the page (no navigation happened since).
+    pub async fn still_attached(&self, e: &Element) -> bool {
+        self.get(&format!("/element/{}/name", e.0)).await.is_ok()
+    }
+
     /// Saves a PNG screenshot of the page to `path`.
     pub async fn screenshot(&self, path: &Path) {
         use base64::Engine as _;

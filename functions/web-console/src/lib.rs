@@ -41,6 +41,7 @@ pub async fn for_lambda(engine: Arc<Engine>) -> anyhow::Result<Console> {
         status: Default::default(),
         oauth: Default::default(),
         local: false,
+        jobs: Default::default(),
     })
 }
 

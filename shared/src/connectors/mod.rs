@@ -280,6 +280,12 @@ pub trait Connector: Send + Sync {
     ) -> Result<RecordPage, ConnectorError> {
         self.read_records(kind, since, page).await
     }
+
+    /// This process's view of the connection's local rate limiter (used in the last hour,
+    /// headroom now); `None` where the connector has no HTTP client.
+    fn rate_usage(&self) -> Option<crate::http::RateUsage> {
+        None
+    }
 }
 
 /// Builds the connector for connection `name` (no I/O; credentials are read on first use).

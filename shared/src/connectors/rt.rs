@@ -282,6 +282,10 @@ impl Connector for RtConnector {
         ConnectorKind::Rt
     }
 
+    fn rate_usage(&self) -> Option<crate::http::RateUsage> {
+        Some(self.http.rate_usage())
+    }
+
     fn batch_size(&self) -> usize {
         100
     }

@@ -208,6 +208,10 @@ impl Connector for SandboxConnector {
         ConnectorKind::Sandbox
     }
 
+    fn rate_usage(&self) -> Option<crate::http::RateUsage> {
+        Some(self.http.rate_usage())
+    }
+
     fn batch_size(&self) -> usize {
         100
     }

@@ -58,7 +58,15 @@ pub(super) async fn route(
     let q: Vec<(String, String)> =
         url::form_urlencoded::parse(req.query.unwrap_or("").as_bytes()).into_owned().collect();
     let mut settings = cfg.mapping.clone();
-    let m = |settings: MappingSettings| Mappings::new(conn, engine.store.as_ref(), connector.as_ref(), settings);
+    // The console's background apply follows the run through a task-scoped progress.
+    let progress = crate::mapping::scoped_progress::current();
+    let m = |settings: MappingSettings| {
+        let m = Mappings::new(conn, engine.store.as_ref(), connector.as_ref(), settings);
+        match &progress {
+            Some(p) => m.with_progress(p.as_ref()),
+            None => m,
+        }
+    };
     let body = match (req.method, rest) {
         ("GET", ["mappings"]) => json!({"items": m(settings).list().await?}),
         ("POST", ["mappings", op @ ("preview" | "apply")]) => {

@@ -12,11 +12,13 @@ mod error;
 mod json;
 mod redact;
 mod token;
+mod usage;
 
 pub use error::{ConnectorError, TokenKind, TokenState};
 pub use json::{describe as describe_json_error, parse_json, pointer_str, require_str, valid_pointer};
 pub use redact::{REDACTED, Redactor};
 pub use token::{SecretCache, TokenCache, TokenGrant, TokenSource, fields};
+pub use usage::{RateMeter, RateUsage};
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -24,6 +26,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use rand::Rng;
@@ -124,7 +127,7 @@ impl HttpConfig {
     }
 }
 
-type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock>;
+type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
 
 struct Inner {
     name: String,
@@ -133,6 +136,7 @@ struct Inner {
     limiter: Limiter,
     clock: DefaultClock,
     redactor: Redactor,
+    meter: RateMeter,
 }
 
 /// A connection's HTTP client. Cheap to clone (shared state).
@@ -230,8 +234,11 @@ impl HttpClient {
         let per_hour = NonZeroU32::new(config.rate_limit_per_hour).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.rate_burst).unwrap_or(NonZeroU32::MIN);
         let clock = DefaultClock::default();
-        let limiter = RateLimiter::direct_with_clock(Quota::per_hour(per_hour).allow_burst(burst), clock.clone());
-        Ok(Self { inner: Arc::new(Inner { name: name.to_string(), client, config, limiter, clock, redactor }) })
+        let limiter = RateLimiter::direct_with_clock(Quota::per_hour(per_hour).allow_burst(burst), clock.clone())
+            .with_middleware::<StateInformationMiddleware>();
+        let meter = RateMeter::new(per_hour.get(), burst.get(), std::time::Instant::now());
+        let inner = Inner { name: name.to_string(), client, config, limiter, clock, redactor, meter };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// Client for connection `name` configured from its [`ConnectionConfig`].
@@ -245,6 +252,11 @@ impl HttpClient {
 
     pub fn redactor(&self) -> &Redactor {
         &self.inner.redactor
+    }
+
+    /// What this connection's rate limiter let through and has left now, in this process.
+    pub fn rate_usage(&self) -> RateUsage {
+        self.inner.meter.snapshot(std::time::Instant::now())
     }
 
     /// `method url` with a bearer token, query pairs and an optional JSON body; see [`HttpClient::send`].
@@ -356,10 +368,14 @@ impl HttpClient {
     pub async fn acquire(&self) -> Result<(), ConnectorError> {
         loop {
             match self.inner.limiter.check() {
-                Ok(()) => return Ok(()),
+                Ok(state) => {
+                    self.inner.meter.allowed(std::time::Instant::now(), state.remaining_burst_capacity());
+                    return Ok(());
+                }
                 Err(not_until) => {
                     let wait = not_until.wait_time_from(self.inner.clock.now());
                     if wait > self.inner.config.max_rate_wait {
+                        self.inner.meter.refused(std::time::Instant::now());
                         tracing::warn!(connection = %self.inner.name, wait_ms = wait.as_millis() as u64, "local rate limit reached");
                         return Err(ConnectorError::RateLimited { retry_after_secs: Some(ceil_secs(wait)) });
                     }

@@ -11,6 +11,7 @@ pub mod apply;
 mod apply_users;
 pub mod plan;
 pub mod records;
+pub mod scoped_progress;
 pub mod source;
 pub mod sync;
 pub mod ticket_links;

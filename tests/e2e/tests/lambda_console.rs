@@ -190,6 +190,21 @@ async fn console_function_signs_in_admins_lists_tasks_and_replays_a_dead_letter(
     let page = web_console::handle(&console, event("GET", "/", std::slice::from_ref(&cookie), None)).await;
     assert!(!text(&page).contains("href=\"/desk\""), "no sandbox desk in the navigation");
 
+    // Connections: the configured rate limit only; live headroom is per instance on AWS.
+    let res = web_console::handle(&console, event("GET", "/connections", std::slice::from_ref(&cookie), None)).await;
+    assert_eq!(res.status_code, 200);
+    assert!(text(&res).contains("requests/hour configured") && text(&res).contains("Live headroom is not shown here"));
+    assert!(!text(&res).contains("data-rate=\"used\""), "no per-instance figures shown as if they were the tenant's");
+    // Mappings: apply runs within the request (no background job, no progress page).
+    let apply = form(&[("csrf", &token), ("organizations", "id,name\norg-9,Lambda Labs"), ("auto_create", "true")]);
+    let path = format!("/mappings/{}/apply", support::CONN);
+    let res = web_console::handle(&console, event("POST", &path, std::slice::from_ref(&cookie), Some(&apply))).await;
+    assert_eq!(res.status_code, 200, "{}", text(&res));
+    assert!(text(&res).contains("1 customer(s) created, 0 failure(s)."), "{}", text(&res));
+    let jobs = format!("/mappings/{}/jobs/x", support::CONN);
+    let res = web_console::handle(&console, event("GET", &jobs, std::slice::from_ref(&cookie), None)).await;
+    assert_eq!(res.status_code, 404);
+
     // Sign-out clears the cookie.
     let out = form(&[("csrf", &token)]);
     let res = web_console::handle(&console, event("POST", "/logout", std::slice::from_ref(&cookie), Some(&out))).await;

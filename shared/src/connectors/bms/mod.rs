@@ -438,6 +438,10 @@ impl Connector for BmsConnector {
         ConnectorKind::Bms
     }
 
+    fn rate_usage(&self) -> Option<crate::http::RateUsage> {
+        Some(self.http.rate_usage())
+    }
+
     fn batch_size(&self) -> usize {
         self.opts.batch_size
     }

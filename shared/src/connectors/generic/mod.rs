@@ -370,6 +370,10 @@ impl Connector for GenericConnector {
         ConnectorKind::Generic
     }
 
+    fn rate_usage(&self) -> Option<crate::http::RateUsage> {
+        Some(self.http.rate_usage())
+    }
+
     fn batch_size(&self) -> usize {
         self.spec.batch_size
     }

@@ -336,6 +336,10 @@ impl Connector for NinjaOneConnector {
         ConnectorKind::Ninjaone
     }
 
+    fn rate_usage(&self) -> Option<crate::http::RateUsage> {
+        Some(self.http.rate_usage())
+    }
+
     fn batch_size(&self) -> usize {
         self.opts.batch_size
     }

@@ -355,6 +355,10 @@ impl Connector for OtrsConnector {
         ConnectorKind::Otrs
     }
 
+    fn rate_usage(&self) -> Option<crate::http::RateUsage> {
+        Some(self.http.rate_usage())
+    }
+
     fn batch_size(&self) -> usize {
         self.opts.batch_size
     }

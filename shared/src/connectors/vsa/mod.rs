@@ -309,6 +309,10 @@ impl Connector for VsaConnector {
         ConnectorKind::Vsa
     }
 
+    fn rate_usage(&self) -> Option<crate::http::RateUsage> {
+        Some(self.http.rate_usage())
+    }
+
     fn batch_size(&self) -> usize {
         self.opts.batch_size
     }
