@@ -137,6 +137,10 @@ async fn every_store_method_issues_exactly_the_actions_iam_grants() {
     seen.take("renew_lease", &counter);
     s.release_lease(&lease).await.unwrap();
     seen.take("release_lease", &counter);
+    let taken = s.take_lease("group/conn/k", "a", now, Duration::minutes(2)).await.unwrap().unwrap();
+    assert!(s.take_lease("group/conn/k", "b", now, Duration::minutes(1)).await.unwrap().is_none());
+    assert_eq!(taken.previous, None);
+    seen.take("take_lease", &counter);
 
     // Mappings and the contact cache.
     let mapping = OrgMapping {
