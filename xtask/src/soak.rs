@@ -164,7 +164,10 @@ const NOTES: &str = "## Notes\n\n\
   on DynamoDB, in every test run. moto 5.2.5 applies a condition and its write in two steps (measured: 12 \
   successes in 10 rounds of 20 concurrent `attribute_not_exists` transactions on one key), so the test \
   harness runs moto with request handling serialized (xtask/moto_serial.py), which gives DynamoDB's \
-  per-item atomicity; before that, the storm saw 12 tasks for 10 keys on moto.\n\
+  per-item atomicity; before that, the storm saw 12 tasks for 10 keys on moto. At scale 10 the Lambda storm \
+  (100 concurrent create-ticket invocations on one-at-a-time moto) has attempts outrun four fifths of their \
+  claim; they are given up as retryable with no ticket, and the test then runs create-ticket on its \
+  schedule payload (the sweep AWS runs) until every task has its ticket: *lost* is counted after that.\n\
 - Group race: alerts of one group meet at once and must open exactly one ticket, the rest becoming notes \
   on it: separate engines on each store (tests/e2e/tests/group_race.rs), concurrent create-ticket Lambda \
   invocations on DynamoDB, and two `serve` processes sharing one SQLite data dir with each group's alerts \
