@@ -77,7 +77,7 @@ async fn serve_duplicate_storm_makes_one_task_and_one_ticket_per_key() {
     }
     // Counted, written whatever the outcome, then asserted.
     let v = serde_json::json!({"suite": "duplicate_storm", "class": format!("serve over HTTP ({clients} clients, {keys} keys)"),
-        "route": "-", "runs": 1, "tasks": total, "completed": opened, "lost": keys - opened, "duplicates": duplicates + orphans,
+        "route": "-", "scale": scale(), "runs": 1, "tasks": total, "completed": opened, "lost": keys - opened, "duplicates": duplicates + orphans,
         "errors": refused});
     sandbox::report::write("storm-serve", &v);
     assert_eq!(refused, 0, "requests answered with neither 201 nor 200");
@@ -170,7 +170,7 @@ async fn serve_group_storm_opens_one_ticket_per_group() {
     let lost = tasks.len() - opened - noted;
     // Counted, written whatever the outcome, then asserted.
     let v = serde_json::json!({"suite": "group_race", "class": format!("two serve processes on one SQLite ({groups} groups of {PER_GROUP} alerts, 60 ms target)"),
-        "route": "-", "runs": 1, "tasks": tasks.len(), "tickets": tickets.len(), "notes": notes, "completed": opened + noted,
+        "route": "-", "scale": scale(), "runs": 1, "tasks": tasks.len(), "tickets": tickets.len(), "notes": notes, "completed": opened + noted,
         "lost": lost, "duplicates": tickets.len().saturating_sub(groups), "errors": refused});
     sandbox::report::write("group-race-serve", &v);
     let states: Vec<_> = tasks.iter().map(|(g, v)| (g, v["state"].clone(), v["last_error"].clone())).collect();

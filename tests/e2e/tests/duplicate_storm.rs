@@ -146,7 +146,7 @@ async fn intake_lambda_duplicate_storm_on_dynamodb() {
         + per_key.keys().filter(|k| !ids.values().any(|s| s.contains(*k))).count();
     let lost = ids.values().filter(|s| !s.iter().any(|id| per_key.contains_key(id))).count();
     let v = json!({"suite": "duplicate_storm", "class": format!("intake Lambda on DynamoDB ({clients} clients, {keys} keys)"),
-        "route": "-", "runs": 1, "tasks": total, "completed": open, "lost": lost, "duplicates": duplicates,
+        "route": "-", "scale": scale(), "runs": 1, "tasks": total, "completed": open, "lost": lost, "duplicates": duplicates,
         "errors": failed_items, "deliveries": delivered.len(), "sweeps": sweeps, "created_by_sweep": swept});
     sandbox::report::write("storm-lambda", &v);
     assert_eq!(tickets.len(), keys, "tickets: {per_key:?}");
