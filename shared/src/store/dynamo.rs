@@ -365,22 +365,7 @@ impl Store for DynamoStore {
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError> {
         let lease = Lease { name: name.to_string(), owner: owner.to_string(), expires_at: now + ttl };
-        let mut item = key(lease_pk(name), LEASE_SK);
-        item.insert(OWNER.into(), s(owner));
-        item.insert(LEASE_UNTIL.into(), s(sortable_time(lease.expires_at)));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk) OR #until <= :now OR #owner = :me")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#until", LEASE_UNTIL)
-            .expression_attribute_names("#owner", OWNER)
-            .expression_attribute_values(":now", s(sortable_time(now)))
-            .expression_attribute_values(":me", s(owner))
-            .send()
-            .await;
+        let result = self.put_lease(&lease, now).send().await;
         match result {
             Ok(_) => Ok(Some(lease)),
             Err(e) if condition_failed(&e, |e| e.is_conditional_check_failed_exception()) => Ok(None),
@@ -396,24 +381,9 @@ impl Store for DynamoStore {
         ttl: Duration,
     ) -> Result<Option<LeaseTaken>, StoreError> {
         let lease = Lease { name: name.to_string(), owner: owner.to_string(), expires_at: now + ttl };
-        let mut item = key(lease_pk(name), LEASE_SK);
-        item.insert(OWNER.into(), s(owner));
-        item.insert(LEASE_UNTIL.into(), s(sortable_time(lease.expires_at)));
         // The same conditional put as `acquire_lease`, returning the item it replaced.
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk) OR #until <= :now OR #owner = :me")
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_names("#until", LEASE_UNTIL)
-            .expression_attribute_names("#owner", OWNER)
-            .expression_attribute_values(":now", s(sortable_time(now)))
-            .expression_attribute_values(":me", s(owner))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await;
+        let result =
+            self.put_lease(&lease, now).return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld).send().await;
         let old = match result {
             Ok(out) => out.attributes,
             Err(e) if condition_failed(&e, |e| e.is_conditional_check_failed_exception()) => return Ok(None),
@@ -584,6 +554,28 @@ impl Store for DynamoStore {
 /// Mapping records, one implementation for every [`MappingRecord`] kind: items `MAP#<connection>` /
 /// `<sort prefix><key>`.
 impl DynamoStore {
+    /// The conditional put behind `acquire_lease` and `take_lease`: writes `lease` if its name is
+    /// free, expired at `now`, or already held by the same owner.
+    fn put_lease(
+        &self,
+        lease: &Lease,
+        now: DateTime<Utc>,
+    ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        let mut item = key(lease_pk(&lease.name), LEASE_SK);
+        item.insert(OWNER.into(), s(&lease.owner));
+        item.insert(LEASE_UNTIL.into(), s(sortable_time(lease.expires_at)));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk) OR #until <= :now OR #owner = :me")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_names("#owner", OWNER)
+            .expression_attribute_values(":now", s(sortable_time(now)))
+            .expression_attribute_values(":me", s(&lease.owner))
+    }
+
     async fn put_record<T: MappingRecord>(&self, record: &T) -> Result<(), StoreError> {
         let k = T::KIND;
         let item = with_body(key(map_pk(record.connection()), map_sk(k, record.record_key())), record)?;

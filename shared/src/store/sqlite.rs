@@ -178,6 +178,18 @@ fn task_page(
     Ok(Page { items, cursor })
 }
 
+/// The conditional upsert behind `acquire_lease` and `take_lease`: writes `lease` if its name is
+/// free, expired at `now`, or already held by the same owner. Returns the rows written (0 or 1).
+fn upsert_lease(conn: &Connection, lease: &Lease, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    conn.execute(
+        "INSERT INTO leases (name, owner, expires_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+         WHERE leases.expires_at <= ?4 OR leases.owner = ?2",
+        params![lease.name, lease.owner, sortable_time(lease.expires_at), sortable_time(now)],
+    )
+    .map_err(db)
+}
+
 fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)
 }
@@ -457,14 +469,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<Lease>, StoreError> {
         let lease = Lease { name: name.to_string(), owner: owner.to_string(), expires_at: now + ttl };
         self.run(move |conn| {
-            let n = conn
-                .execute(
-                    "INSERT INTO leases (name, owner, expires_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
-                     WHERE leases.expires_at <= ?4 OR leases.owner = ?2",
-                    params![lease.name, lease.owner, sortable_time(lease.expires_at), sortable_time(now)],
-                )
-                .map_err(db)?;
+            let n = upsert_lease(conn, &lease, now)?;
             Ok((n == 1).then_some(lease))
         })
         .await
@@ -487,14 +492,7 @@ impl Store for SqliteStore {
                 })
                 .optional()
                 .map_err(db)?;
-            let n = tx
-                .execute(
-                    "INSERT INTO leases (name, owner, expires_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
-                     WHERE leases.expires_at <= ?4 OR leases.owner = ?2",
-                    params![lease.name, lease.owner, sortable_time(lease.expires_at), sortable_time(now)],
-                )
-                .map_err(db)?;
+            let n = upsert_lease(&tx, &lease, now)?;
             tx.commit().map_err(db)?;
             if n != 1 {
                 return Ok(None);
