@@ -7,7 +7,7 @@ mod support;
 mod webdriver;
 
 use std::path::PathBuf;
-use support::{Serve, free_port, wait_for, wait_healthy, write_config};
+use support::{Serve, wait_for, write_config};
 use webdriver::{Browser, Driver, browser_paths, browser_required};
 
 fn shots() -> PathBuf {
@@ -46,11 +46,8 @@ async fn submit(http: &reqwest::Client, base: &str, external_id: &str, name: &st
 async fn console_local_mode_runs_tasks_dead_letters_mappings_and_the_desk() {
     let dir = tempfile::tempdir().unwrap();
     let Some((_driver, b)) = browser(dir.path()).await else { return };
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _serve = Serve::start(port, dir.path(), None);
     let http = reqwest::Client::new();
-    wait_healthy(&http, &base).await;
+    let (_serve, base) = Serve::launch(&http, dir.path(), None, &[]).await.expect("serve started");
 
     // Tasks: the hostile title is shown as text, and no script element exists on the page.
     let id = submit(&http, &base, "TASK-<script>", "<script>alert(1)</script>").await;
@@ -150,10 +147,8 @@ async fn console_signs_in_with_an_admin_key_and_explains_a_failing_connection() 
     let dir = tempfile::tempdir().unwrap();
     let Some((_driver, b)) = browser(dir.path()).await else { return };
     let (config, _target) = keyed_config(dir.path()).await;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _serve = Serve::start(port, dir.path(), Some(&config));
-    wait_healthy(&reqwest::Client::new(), &base).await;
+    let (_serve, base) =
+        Serve::launch(&reqwest::Client::new(), dir.path(), Some(&config), &[]).await.expect("serve started");
 
     b.goto(&format!("{base}/connections")).await;
     assert!(b.current_url().await.ends_with("/login"), "signed-out users are sent to sign in");
@@ -212,11 +207,8 @@ async fn keyed_config(dir: &std::path::Path) -> (PathBuf, sandbox::targets::Spaw
 async fn console_cookie_is_httponly_strict_and_forms_need_the_csrf_token() {
     let dir = tempfile::tempdir().unwrap();
     let (config, _target) = keyed_config(dir.path()).await;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _serve = Serve::start(port, dir.path(), Some(&config));
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    wait_healthy(&http, &base).await;
+    let (_serve, base) = Serve::launch(&http, dir.path(), Some(&config), &[]).await.expect("serve started");
 
     let res = http.get(format!("{base}/login")).send().await.unwrap();
     let cookie = res.headers()["set-cookie"].to_str().unwrap().to_string();
@@ -273,11 +265,8 @@ async fn console_cookie_is_httponly_strict_and_forms_need_the_csrf_token() {
 async fn console_apply_progress_contacts_and_rate_headroom() {
     let dir = tempfile::tempdir().unwrap();
     let Some((_driver, b)) = browser(dir.path()).await else { return };
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _serve = Serve::start(port, dir.path(), None);
     let http = reqwest::Client::new();
-    wait_healthy(&http, &base).await;
+    let (_serve, base) = Serve::launch(&http, dir.path(), None, &[]).await.expect("serve started");
 
     // Two slow customer creations keep the apply running long enough to watch it.
     let fault = serde_json::json!({"kind":"slow_response","ms":1500,"times":2,"route":"POST /api/v1/customers"});
